@@ -1,0 +1,155 @@
+"""The composition root: builds every component from the config and owns start/stop order.
+
+Lifecycle contract (after the OTel Collector's ``component`` package):
+
+* ``start()`` is quick: it binds every listener and returns; readiness turns
+  true only when all receivers listen.
+* ``stop()`` is safe to call twice, or before ``start()``. It stops the
+  receivers first (no new requests; in-flight ones get the grace period), then
+  periodic work, then the metrics endpoint, so a final scrape can still see
+  what was counted during shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+
+from agentprom import __version__
+from agentprom.clock import Clock, SystemClock
+from agentprom.config.schema import Config, parse_address
+from agentprom.metrics.series_store import SeriesStore, StoreLimits
+from agentprom.receiver.ingest import TraceIngest
+from agentprom.receiver.otlp_grpc import OtlpGrpcReceiver
+from agentprom.receiver.otlp_http import OtlpHttpHandlers
+from agentprom.server.metrics_routes import MetricsRoutes
+from agentprom.translator import Translator
+
+log = logging.getLogger(__name__)
+
+#: How often periodic work (series expiry, session timeouts) runs.
+HOUSEKEEPING_SECONDS = 5.0
+
+
+def store_limits(config: Config) -> StoreLimits:
+    s = config.store
+    return StoreLimits(
+        max_series_per_metric=s.max_series_per_metric,
+        max_label_value_length=s.max_label_value_length,
+        series_ttl_seconds=s.series_ttl_seconds,
+        exemplars=s.exemplars,
+        label_allow=dict(s.label_allow),
+    )
+
+
+class App:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        server = config.server
+        self.store = SeriesStore(store_limits(config), self.clock)
+        self.store["agentprom_build_info"].set((__version__,), 1)
+        self.translator = Translator(self.store)
+        self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes)
+
+        self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc)
+        self.http_app = web.Application(client_max_size=server.max_request_bytes)
+        OtlpHttpHandlers(self.ingest).install(self.http_app)
+        self.metrics_app = web.Application()
+        self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level)
+        self.metrics_routes.install(self.metrics_app)
+
+        #: called every HOUSEKEEPING_SECONDS on the event loop (must not block)
+        self.periodic: list[Callable[[], None]] = [self.store.expire]
+        #: name -> "host:port" actually bound (port 0 resolved)
+        self.addresses: dict[str, str] = {}
+        #: extra readiness checks: name -> () -> (ok, detail)
+        self.checks: dict[str, Callable[[], tuple[bool, str]]] = {}
+        self._receivers_ready = False
+        self._started = False
+        self._stopped = False
+        self._runners: dict[str, web.AppRunner] = {}
+        self._housekeeping: asyncio.Task | None = None
+
+    # -- readiness ---------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        checks = {"receivers": "listening" if self._receivers_ready else "not listening"}
+        ok = self._receivers_ready
+        for name, check in self.checks.items():
+            passed, detail = check()
+            checks[name] = detail
+            ok = ok and passed
+        return ok, checks
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def _serve(self, name: str, app: web.Application, address: str) -> str:
+        host, port = parse_address(address)
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            auto_decompress=False,  # we inflate request bodies ourselves, within limits
+            shutdown_timeout=self.config.server.shutdown_grace_seconds,
+        )
+        await runner.setup()
+        self._runners[name] = runner
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        bound = runner.addresses[0]
+        actual = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
+        self.addresses[name] = actual
+        return actual
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        server = self.config.server
+        try:
+            await self._serve("metrics", self.metrics_app, server.metrics)
+            self.addresses["otlp_grpc"] = await self.grpc.start()
+            await self._serve("otlp_http", self.http_app, server.otlp_http)
+        except Exception:
+            await self.stop()
+            raise
+        self._receivers_ready = True
+        self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep(), name="housekeeping")
+        for name in ("otlp_grpc", "otlp_http", "metrics"):
+            log.info("listening: %s on %s", name, self.addresses[name])
+
+    async def _housekeep(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            for task in self.periodic:
+                try:
+                    task()
+                except Exception:
+                    log.exception("periodic task %r failed", task)
+
+    async def stop(self) -> None:
+        if self._stopped or not self._started:
+            self._stopped = self._stopped or not self._started
+            return
+        self._stopped = True
+        self._receivers_ready = False
+        grace = self.config.server.shutdown_grace_seconds
+        log.info("shutting down: finishing in-flight requests (grace %.1fs)", grace)
+        receivers = [self.grpc.stop(grace)]
+        if "otlp_http" in self._runners:
+            receivers.append(self._runners.pop("otlp_http").cleanup())
+        await asyncio.gather(*receivers, return_exceptions=True)
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            try:
+                await self._housekeeping
+            except asyncio.CancelledError:
+                pass
+        for runner in self._runners.values():
+            await runner.cleanup()
+        self._runners.clear()
+        log.info("stopped")

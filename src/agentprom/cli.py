@@ -1,0 +1,147 @@
+"""The ``agentprom`` command line: ``serve``, ``check-config``, ``docs``.
+
+Exit codes: 0 success, 1 runtime failure (e.g. a port in use), 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from agentprom import __version__
+from agentprom.config.loader import CONFIG_ENV, ENV_OVERRIDES, ConfigError, load_config
+
+log = logging.getLogger("agentprom")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _env_help(dotted: str) -> str:
+    for name, (path, _flag) in ENV_OVERRIDES.items():
+        if path == dotted:
+            return f" [env {name}]"
+    return ""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentprom",
+        description="OpenTelemetry-to-Prometheus sidecar for AI agents: receives OTLP spans and "
+        "exposes agent, LLM, token and tool metrics on /metrics.",
+    )
+    parser.add_argument("--version", action="version", version=f"agentprom {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the sidecar",
+        description="Run the sidecar. Precedence: flags > AGENTPROM_* environment > config file > defaults.",
+    )
+    serve.add_argument("--config", metavar="PATH", help=f"YAML config file [env {CONFIG_ENV}]")
+    serve.add_argument("--otlp-grpc", metavar="HOST:PORT",
+                       help="OTLP/gRPC listen address (default 127.0.0.1:4317; port 0 = any free port)"
+                       + _env_help("server.otlp_grpc"))
+    serve.add_argument("--otlp-http", metavar="HOST:PORT",
+                       help="OTLP/HTTP listen address (default 127.0.0.1:4318)" + _env_help("server.otlp_http"))
+    serve.add_argument("--metrics", metavar="HOST:PORT",
+                       help="/metrics listen address (default 0.0.0.0:9464)" + _env_help("server.metrics"))
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                       help="log level (default info)" + _env_help("log.level"))
+
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file and print every problem",
+        description="Validate a config file. Exits 0 when valid; otherwise prints every problem "
+        "with its YAML path, the bad value and the rule, and exits 2.",
+    )
+    check.add_argument("path", help="YAML config file")
+
+    docs = sub.add_parser("docs", help="print generated documentation", description="Print generated docs.")
+    docs.add_argument("what", choices=["metrics"], help="metrics: the metric catalog (docs/metrics.md)")
+    docs.add_argument("--write", metavar="PATH", help="write to PATH instead of standard output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    if args.command == "check-config":
+        return check_config(args.path)
+    if args.command == "docs":
+        return docs(args)
+    parser.print_help()
+    return EXIT_USAGE
+
+
+def check_config(path: str) -> int:
+    try:
+        load_config(path, env={})
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{path}: configuration is valid")
+    return EXIT_OK
+
+
+def docs(args: argparse.Namespace) -> int:
+    from agentprom.metrics.catalog import render_markdown
+
+    text = render_markdown()
+    if args.write:
+        Path(args.write).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def serve(args: argparse.Namespace) -> int:
+    from agentprom.logs import setup_logging
+
+    path = args.config or os.environ.get(CONFIG_ENV) or None
+    flags = {
+        "server.otlp_grpc": args.otlp_grpc,
+        "server.otlp_http": args.otlp_http,
+        "server.metrics": args.metrics,
+        "log.level": args.log_level,
+    }
+    try:
+        config = load_config(path, flags=flags)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(config.log.level, config.log.format)
+    log.info("agentprom %s starting (config: %s)", __version__, path or "built-in defaults")
+    try:
+        asyncio.run(_run(config))
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+async def _run(config) -> None:
+    from agentprom.app import App
+
+    app = App(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, sig, stop)
+    await app.start()
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+
+
+def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
+    log.info("received %s", sig.name)
+    stop.set()

@@ -1,0 +1,124 @@
+"""Load configuration from YAML, ``AGENTPROM_*`` environment variables and CLI flags.
+
+Precedence: flags > environment > file > defaults. Overrides are merged into the
+raw document before validation, so a bad value from any source is reported
+with its YAML path and where it came from. Every error is collected before
+``ConfigError`` is raised; ``agentprom check-config`` prints them all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from agentprom.config.schema import Config
+
+#: environment variable -> (YAML path, CLI flag)
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "AGENTPROM_OTLP_GRPC": ("server.otlp_grpc", "--otlp-grpc"),
+    "AGENTPROM_OTLP_HTTP": ("server.otlp_http", "--otlp-http"),
+    "AGENTPROM_METRICS": ("server.metrics", "--metrics"),
+    "AGENTPROM_LOG_LEVEL": ("log.level", "--log-level"),
+}
+CONFIG_ENV = "AGENTPROM_CONFIG"
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+    value: Any = None
+    source: str = ""
+
+    def __str__(self) -> str:
+        where = f" (from {self.source})" if self.source else ""
+        got = "" if self.value is None else f" [got {self.value!r}]"
+        return f"{self.path or '<root>'}{where}: {self.message}{got}"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[Problem], origin: str = "") -> None:
+        self.problems = problems
+        self.origin = origin
+        lines = [f"invalid configuration{(' in ' + origin) if origin else ''}: {len(problems)} problem(s)"]
+        lines += [f"  - {problem}" for problem in problems]
+        super().__init__("\n".join(lines))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    origin = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem("", f"cannot read file: {exc.strerror or exc}")], origin) from None
+    except UnicodeDecodeError:
+        raise ConfigError([Problem("", "file is not valid UTF-8")], origin) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem("", f"not valid YAML: {where}{problem}")], origin) from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError([Problem("", "the top level must be a mapping", type(document).__name__)], origin)
+    return document
+
+
+def _set_path(document: dict[str, Any], dotted: str, value: Any) -> None:
+    node = document
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    node[leaf] = value
+
+
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the effective ``Config``. ``flags`` maps YAML paths to CLI values (None = not given)."""
+    env = os.environ if env is None else env
+    document: dict[str, Any] = read_yaml(path) if path else {}
+    sources: dict[str, str] = {}
+    for name, (dotted, _flag) in ENV_OVERRIDES.items():
+        if env.get(name):
+            _set_path(document, dotted, env[name])
+            sources[dotted] = name
+    for dotted, value in (flags or {}).items():
+        if value is not None:
+            _set_path(document, dotted, value)
+            sources[dotted] = "command line"
+    return validate(document, str(path or "defaults"), sources)
+
+
+def validate(document: dict[str, Any], origin: str = "", sources: Mapping[str, str] | None = None) -> Config:
+    sources = sources or {}
+    try:
+        return Config.model_validate(document)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            loc = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key (not part of the configuration schema)"
+            value = error.get("input")
+            if isinstance(value, dict):
+                value = None
+            problems.append(Problem(loc, f"{message} (rule: {error['type']})", value, sources.get(loc, "")))
+        raise ConfigError(problems, origin) from None

@@ -1,0 +1,104 @@
+"""The configuration schema: typed, frozen models that reject unknown keys.
+
+Defaults live here and nowhere else; ``config/agentprom.yaml`` spells them out
+for users. Validation happens in two passes (like the OTel Collector's
+``confmap`` validation): pydantic checks types, ranges and unknown keys, then
+``model_validator`` hooks check rules that span fields. Both passes report
+every problem at once, each with its location.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from agentprom.metrics.catalog import CATALOG
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_ADDRESS = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.\-]+)):(?P<port>\d{1,5})$")
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6); port 0 means any free port."""
+    match = _ADDRESS.match(value)
+    if not match:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:4317 or [::1]:4317")
+    port = int(match["port"])
+    if port > 65535:
+        raise ValueError("port must be between 0 and 65535")
+    return match["v6"] or match["host"], port
+
+
+def _check_address(value: str) -> str:
+    parse_address(value)
+    return value
+
+
+Address = Annotated[str, AfterValidator(_check_address)]
+
+
+class ServerConfig(_Model):
+    """Where the sidecar listens and how much it accepts."""
+
+    otlp_grpc: Address = Field("127.0.0.1:4317", description="OTLP/gRPC listen address (loopback by default).")
+    otlp_http: Address = Field("127.0.0.1:4318", description="OTLP/HTTP and event API listen address.")
+    metrics: Address = Field("0.0.0.0:9464", description="Prometheus /metrics and health listen address.")
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, le=2**31 - 1,
+        description="Largest export request accepted, measured after decompression.",
+    )
+    shutdown_grace_seconds: float = Field(
+        10.0, ge=0, le=3600, description="How long in-flight requests may take to finish on SIGTERM."
+    )
+    metrics_gzip_level: int = Field(1, ge=0, le=9, description="gzip level for /metrics (0 = never compress).")
+
+
+_LABELS = frozenset(label for spec in CATALOG for label in spec.labels)
+
+
+class StoreConfig(_Model):
+    """Bounds of the series store."""
+
+    max_series_per_metric: int = Field(2000, ge=0, description="Series per metric before overflow (0 = unlimited).")
+    max_label_value_length: int = Field(128, ge=0, description="Longer label values are truncated (0 = never).")
+    series_ttl_seconds: float = Field(900.0, ge=0, description="Series not updated for this long disappear (0 = never).")
+    exemplars: bool = Field(True, description="Attach trace_id/span_id exemplars in OpenMetrics scrapes.")
+    label_allow: dict[str, str] = Field(
+        default_factory=dict,
+        description="label name -> regular expression; values that do not fully match become 'other'.",
+    )
+
+    @field_validator("label_allow")
+    @classmethod
+    def _check_label_allow(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for label, pattern in value.items():
+            if label not in _LABELS:
+                problems.append(f"{label!r} is not a label of any metric (known: {', '.join(sorted(_LABELS))})")
+                continue
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                problems.append(f"{label}: {pattern!r} is not a valid regular expression ({exc})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+
+class LogConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(_Model):
+    """The whole sidecar configuration."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    log: LogConfig = Field(default_factory=LogConfig)

@@ -1,0 +1,159 @@
+"""Classify a span as an agent invocation, LLM call, tool call or other.
+
+Reads the convention table in ``profile.py``; holds no attribute names of its
+own. The rules (shared/CONVENTIONS.md):
+
+* ``traceloop.span.kind`` decides first: ``workflow``/``task`` are never agent
+  invocations, whatever ``gen_ai.operation.name`` says.
+* then ``openinference.span.kind``, then ``gen_ai.operation.name``, then MCP's
+  ``mcp.method.name=tools/call``, then OpenLLMetry's ``llm.request.type``.
+* an unknown ``gen_ai.operation.name`` on a span that names a model or carries
+  token usage is an LLM call with operation ``other``; otherwise it is ``other``.
+* tokens and cost are read from LLM-call spans only: agent spans often carry
+  aggregated usage, and counting both would double-count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentprom.conventions import profile as P
+from agentprom.model import STATUS_ERROR, Kind, Span
+
+UNKNOWN = "unknown"
+
+
+@dataclass(slots=True)
+class Classified:
+    """A span's meaning, with every label value resolved."""
+
+    kind: Kind
+    agent: str
+    ok: bool
+    error_type: str
+    operation: str = ""
+    tool: str = ""
+    model: str = ""
+    provider: str = ""
+    tokens: dict[str, int] = field(default_factory=dict)
+    cost: float | None = None
+
+
+def _first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "":
+            return value if isinstance(value, str) else str(value)
+    return None
+
+
+def _count(value: Any) -> int | None:
+    """A token count: a finite, non-negative number (or numeric string)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float):
+        if math.isfinite(value) and value >= 0:
+            return int(value)
+        return None
+    if isinstance(value, str):
+        try:
+            return _count(float(value)) if not value.isdigit() else int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _amount(value: Any) -> float | None:
+    """A cost: a finite, non-negative number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def span_kind(attrs: dict[str, Any]) -> tuple[Kind, str]:
+    """Return the span's kind and, for LLM calls, its ``operation`` label."""
+    tl = attrs.get(P.TRACELOOP_SPAN_KIND)
+    if tl is not None:
+        kind = P.TRACELOOP_KINDS.get(tl)
+        if kind is not None:
+            return kind, ""
+    oi = attrs.get(P.OPENINFERENCE_SPAN_KIND)
+    if oi is not None:
+        kind = P.OPENINFERENCE_KINDS.get(oi)
+        if kind is not None:
+            return kind, P.OPENINFERENCE_OPERATIONS.get(oi, "")
+    op = attrs.get(P.GENAI_OPERATION)
+    if isinstance(op, str) and op:
+        op = P.GENAI_OPERATION_ALIASES.get(op, op)
+        kind = P.GENAI_OPERATIONS.get(op)
+        if kind is not None:
+            return kind, op if kind is Kind.LLM else ""
+        if _looks_like_llm(attrs):
+            return Kind.LLM, "other"
+    if attrs.get(P.MCP_METHOD) == P.MCP_TOOL_CALL:
+        return Kind.TOOL, ""
+    rt = attrs.get(P.LLM_REQUEST_TYPE)
+    if rt is not None:
+        return Kind.LLM, P.LLM_REQUEST_TYPES.get(rt, "other")
+    return Kind.OTHER, ""
+
+
+def _looks_like_llm(attrs: dict[str, Any]) -> bool:
+    if _first_str(attrs, P.MODEL_KEYS) is not None:
+        return True
+    return any(key in attrs for keys in P.TOKEN_KEYS.values() for key in keys)
+
+
+def error_type(span: Span) -> str:
+    """``error.type``, else the first exception event's type, else ``_OTHER``."""
+    value = span.attributes.get(P.ERROR_TYPE)
+    if value is not None and value != "":
+        return str(value)
+    if span.exception_type:
+        return span.exception_type
+    return P.ERROR_TYPE_FALLBACK
+
+
+def classify(span: Span) -> Classified:
+    attrs = span.attributes
+    kind, operation = span_kind(attrs)
+    ok = span.status_code != STATUS_ERROR
+
+    agent = _first_str(attrs, P.AGENT_NAME_KEYS)
+    if agent is None and kind is Kind.AGENT:
+        agent = _first_str(attrs, (P.ENTITY_NAME,))
+    if agent is None:
+        agent = _first_str(span.resource, (P.SERVICE_NAME,)) or UNKNOWN
+
+    out = Classified(kind=kind, agent=agent, ok=ok, error_type="" if ok else error_type(span))
+    if kind is Kind.TOOL:
+        tool = _first_str(attrs, P.TOOL_NAME_KEYS) or _first_str(attrs, (P.ENTITY_NAME,))
+        if tool is None:
+            name = span.name
+            tool = name[len(P.TOOL_SPAN_NAME_PREFIX):] if name.startswith(P.TOOL_SPAN_NAME_PREFIX) else name
+        out.tool = tool or UNKNOWN
+    elif kind is Kind.LLM:
+        out.operation = operation if operation in P.LLM_OPERATIONS else "other"
+        out.model = _first_str(attrs, P.MODEL_KEYS) or UNKNOWN
+        out.provider = _first_str(attrs, P.PROVIDER_KEYS) or UNKNOWN
+        tokens = out.tokens
+        for token_type, keys in P.TOKEN_KEYS.items():
+            for key in keys:
+                if key in attrs:
+                    n = _count(attrs[key])
+                    if n is not None:
+                        tokens[token_type] = n
+                    break
+        for key in P.COST_KEYS:
+            if key in attrs:
+                out.cost = _amount(attrs[key])
+                break
+    return out

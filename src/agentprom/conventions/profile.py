@@ -1,0 +1,164 @@
+"""The convention table: which attributes mean what, in every dialect we understand.
+
+This is the one readable place where OTel GenAI, OpenInference, OpenLLMetry
+(Traceloop) and agentprom's own attribute spellings are mapped onto our
+concepts. ``classify.py`` only interprets this data; to teach agentprom a new
+spelling, add it here. Sources: shared/CONVENTIONS.md (semantic-conventions
+0.66b2, openinference-semantic-conventions 0.1.42, opentelemetry-semantic-
+conventions-ai 0.5.1, and observed instrumentations).
+
+Lists of keys are in priority order: the first key present wins.
+"""
+
+from __future__ import annotations
+
+from agentprom.model import Kind
+
+# --- Kind detection, checked in this order (first decisive rule wins) -------
+
+#: ``traceloop.span.kind`` values. ``workflow`` and ``task`` are decisive
+#: "not an agent invocation" even when the span also says
+#: ``gen_ai.operation.name=invoke_agent`` (OpenLLMetry's CrewAI pattern).
+TRACELOOP_SPAN_KIND = "traceloop.span.kind"
+TRACELOOP_KINDS: dict[str, Kind] = {
+    "agent": Kind.AGENT,
+    "tool": Kind.TOOL,
+    "workflow": Kind.OTHER,
+    "task": Kind.OTHER,
+}
+
+#: OpenInference ``openinference.span.kind`` values.
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+OPENINFERENCE_KINDS: dict[str, Kind] = {
+    "AGENT": Kind.AGENT,
+    "TOOL": Kind.TOOL,
+    "LLM": Kind.LLM,
+    "EMBEDDING": Kind.LLM,
+}
+#: The ``operation`` label for OpenInference LLM-like kinds.
+OPENINFERENCE_OPERATIONS: dict[str, str] = {"LLM": "chat", "EMBEDDING": "embeddings"}
+
+#: OTel GenAI ``gen_ai.operation.name`` values and what they are.
+GENAI_OPERATION = "gen_ai.operation.name"
+GENAI_OPERATIONS: dict[str, Kind] = {
+    "invoke_agent": Kind.AGENT,
+    "invoke_workflow": Kind.AGENT,
+    "create_agent": Kind.AGENT,
+    "execute_tool": Kind.TOOL,
+    "chat": Kind.LLM,
+    "text_completion": Kind.LLM,
+    "generate_content": Kind.LLM,
+    "embeddings": Kind.LLM,
+}
+#: Spellings seen in the wild that mean a standard operation.
+GENAI_OPERATION_ALIASES: dict[str, str] = {
+    "text_completions": "text_completion",  # Semantic Kernel, older flavour
+    "completion": "text_completion",
+    "embedding": "embeddings",
+}
+#: The bounded set of ``operation`` label values; anything else is ``other``.
+LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+
+#: MCP tool calls: ``mcp.method.name=tools/call``.
+MCP_METHOD = "mcp.method.name"
+MCP_TOOL_CALL = "tools/call"
+
+#: OpenLLMetry LLM spans: ``llm.request.type``.
+LLM_REQUEST_TYPE = "llm.request.type"
+LLM_REQUEST_TYPES: dict[str, str] = {
+    "chat": "chat",
+    "completion": "text_completion",
+    "embedding": "embeddings",
+}
+
+# --- Label sources (first key present wins) ---------------------------------
+
+AGENT_NAME_KEYS = ("gen_ai.agent.name", "agent.name")
+#: ``traceloop.entity.name`` names the agent only on agent spans and the tool
+#: only on tool spans.
+ENTITY_NAME = "traceloop.entity.name"
+TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name")
+TOOL_SPAN_NAME_PREFIX = "execute_tool "
+MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
+PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+SERVICE_NAME = "service.name"
+
+# --- Token usage (counted on LLM-call spans only) ----------------------------
+
+#: token type -> attribute keys. Cache types are parts of ``input``, as the
+#: GenAI conventions define them.
+TOKEN_KEYS: dict[str, tuple[str, ...]] = {
+    "input": (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "llm.token_count.prompt",
+    ),
+    "output": (
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.completion_tokens",
+        "llm.token_count.completion",
+    ),
+    "cache_read": (
+        "gen_ai.usage.cache_read.input_tokens",
+        "llm.token_count.prompt_details.cache_read",
+        "gen_ai.usage.cache_read_input_tokens",
+    ),
+    "cache_write": (
+        "gen_ai.usage.cache_write.input_tokens",
+        "gen_ai.usage.cache_creation.input_tokens",
+        "llm.token_count.prompt_details.cache_write",
+        "gen_ai.usage.cache_creation_input_tokens",
+    ),
+}
+#: Cost in US dollars of one LLM call.
+COST_KEYS = ("llm.cost.total", "gen_ai.usage.cost")
+
+# --- Errors ------------------------------------------------------------------
+
+ERROR_TYPE = "error.type"
+EXCEPTION_EVENT = "exception"
+EXCEPTION_TYPE = "exception.type"
+ERROR_TYPE_FALLBACK = "_OTHER"
+
+# --- Sessions and agentprom's own convention (read by sessions/) ------------
+
+SESSION_KEYS = (
+    "agent.session.id",
+    "gen_ai.conversation.id",
+    "session.id",
+    "traceloop.association.properties.session_id",
+)
+
+#: agentprom's own span attributes (documented in docs/conventions.md).
+OWN_PREFIX = "agent."
+
+# --- What the decoder keeps --------------------------------------------------
+
+
+def _wanted_keys() -> frozenset[str]:
+    keys: set[str] = {
+        TRACELOOP_SPAN_KIND,
+        OPENINFERENCE_SPAN_KIND,
+        GENAI_OPERATION,
+        MCP_METHOD,
+        LLM_REQUEST_TYPE,
+        ENTITY_NAME,
+        ERROR_TYPE,
+        *AGENT_NAME_KEYS,
+        *TOOL_NAME_KEYS,
+        *MODEL_KEYS,
+        *PROVIDER_KEYS,
+        *COST_KEYS,
+        *SESSION_KEYS,
+    }
+    for spellings in TOKEN_KEYS.values():
+        keys.update(spellings)
+    return frozenset(keys)
+
+
+#: Span attribute keys the decoder extracts; every other attribute is skipped
+#: without decoding its value (the attribute walk is the hot path). Keys under
+#: ``OWN_PREFIX`` are always kept.
+WANTED_KEYS: frozenset[str] = _wanted_keys()
+#: Resource attribute keys the decoder extracts.
+WANTED_RESOURCE_KEYS: frozenset[str] = frozenset({SERVICE_NAME, "service.namespace", "service.instance.id"})

@@ -1,0 +1,1 @@
+"""The metric catalog, the bounded series store and its Prometheus/OpenMetrics renderer."""

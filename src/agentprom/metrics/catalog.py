@@ -1,0 +1,267 @@
+"""The metric catalog: agentprom's public interface, as data.
+
+Every metric agentprom exposes is declared here once, with its type, labels,
+buckets and help. The series store, the renderer, ``docs/metrics.md`` (made by
+``agentprom docs metrics``), and the tests that check rules, dashboards and the
+Helm chart all read this module. Change a name or label only deliberately.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COUNTER = "counter"
+GAUGE = "gauge"
+HISTOGRAM = "histogram"
+
+
+def doubling(start: float, count: int) -> tuple[float, ...]:
+    """``count`` bucket bounds starting at ``start``, each twice the last (rounded to 6 digits)."""
+    return tuple(round(start * 2**i, 6) for i in range(count))
+
+
+#: 0.1 s .. 409.6 s (the OTel GenAI ``gen_ai.invoke_agent.duration`` buckets)
+AGENT_DURATION_BUCKETS = doubling(0.1, 13)
+#: 0.01 s .. 81.92 s (the OTel GenAI ``gen_ai.client.operation.duration`` buckets)
+CALL_DURATION_BUCKETS = doubling(0.01, 14)
+SESSION_DURATION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
+PHASE_DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    type: str
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+    #: a catalog section for the docs
+    group: str = "agents"
+    #: series not updated for the store's TTL are dropped (self-metrics never expire)
+    expires: bool = True
+
+    def __post_init__(self) -> None:
+        if self.type == COUNTER and not self.name.endswith("_total"):
+            raise ValueError(f"counter {self.name} must end in _total")
+        if (self.type == HISTOGRAM) != bool(self.buckets):
+            raise ValueError(f"{self.name}: buckets go with histograms, and histograms need them")
+        if list(self.buckets) != sorted(set(self.buckets)):
+            raise ValueError(f"{self.name}: buckets must be strictly increasing")
+
+
+def _self(name: str, type_: str, help_: str, labels: tuple[str, ...] = ()) -> MetricSpec:
+    return MetricSpec(name, type_, help_, labels, group="self", expires=False)
+
+
+CATALOG: tuple[MetricSpec, ...] = (
+    # --- agent invocations ---------------------------------------------------
+    MetricSpec(
+        "agent_invocations_total", COUNTER,
+        "Agent invocations (invoke_agent / AGENT / traceloop agent spans) by outcome.",
+        ("agent", "status"),
+    ),
+    MetricSpec(
+        "agent_invocation_duration_seconds", HISTOGRAM,
+        "Duration of agent invocations.",
+        ("agent",), AGENT_DURATION_BUCKETS,
+    ),
+    # --- LLM calls -----------------------------------------------------------
+    MetricSpec(
+        "agent_llm_calls_total", COUNTER,
+        "LLM calls (chat, text_completion, generate_content, embeddings, other) by outcome.",
+        ("agent", "provider", "model", "operation", "status"), group="llm",
+    ),
+    MetricSpec(
+        "agent_llm_duration_seconds", HISTOGRAM,
+        "Duration of LLM calls.",
+        ("agent", "provider", "model", "operation"), CALL_DURATION_BUCKETS, group="llm",
+    ),
+    MetricSpec(
+        "agent_tokens_total", COUNTER,
+        "Tokens used by LLM calls. type is input, output, cache_read or cache_write; "
+        "cache_read and cache_write are parts of input, as in the OTel GenAI conventions.",
+        ("agent", "provider", "model", "type"), group="llm",
+    ),
+    MetricSpec(
+        "agent_llm_cost_usd_total", COUNTER,
+        "Cost of LLM calls in US dollars, where the span reports it (llm.cost.total, gen_ai.usage.cost).",
+        ("agent", "provider", "model"), group="llm",
+    ),
+    # --- tools ---------------------------------------------------------------
+    MetricSpec(
+        "agent_tool_calls_total", COUNTER,
+        "Tool calls by outcome.",
+        ("agent", "tool", "status"), group="tools",
+    ),
+    MetricSpec(
+        "agent_tool_duration_seconds", HISTOGRAM,
+        "Duration of tool calls.",
+        ("agent", "tool"), CALL_DURATION_BUCKETS, group="tools",
+    ),
+    MetricSpec(
+        "agent_tool_errors_total", COUNTER,
+        "Failed tool calls by error type (error.type, else exception.type, else _OTHER).",
+        ("agent", "tool", "error_type"), group="tools",
+    ),
+    # --- errors across components -------------------------------------------
+    MetricSpec(
+        "agent_errors_total", COUNTER,
+        "Failed agent, LLM and tool spans by component and error type.",
+        ("agent", "component", "error_type"),
+    ),
+    # --- runtime sessions and phases (sessions/) ------------------------------
+    MetricSpec(
+        "agent_sessions_total", COUNTER,
+        "Ended runtime sessions by final status (completed, failed, abandoned).",
+        ("agent", "status"), group="sessions",
+    ),
+    MetricSpec(
+        "agent_sessions_active", GAUGE,
+        "Runtime sessions open now.",
+        ("agent",), group="sessions",
+    ),
+    MetricSpec(
+        "agent_session_duration_seconds", HISTOGRAM,
+        "Duration of ended runtime sessions.",
+        ("agent", "status"), SESSION_DURATION_BUCKETS, group="sessions",
+    ),
+    MetricSpec(
+        "agent_session_tool_calls", HISTOGRAM,
+        "Tool calls per ended runtime session.",
+        ("agent",), doubling(1, 8), group="sessions",
+    ),
+    MetricSpec(
+        "agent_session_continuity_score", HISTOGRAM,
+        "Continuity score (0-100) of ended runtime sessions; see docs/sessions.md for the formula.",
+        ("agent",), tuple(float(x) for x in range(10, 101, 10)), group="sessions",
+    ),
+    MetricSpec(
+        "agent_phases_total", COUNTER,
+        "Ended phases by outcome.",
+        ("agent", "phase", "status"), group="sessions",
+    ),
+    MetricSpec(
+        "agent_phase_duration_seconds", HISTOGRAM,
+        "Duration of ended phases.",
+        ("agent", "phase"), PHASE_DURATION_BUCKETS, group="sessions",
+    ),
+    MetricSpec(
+        "agent_recoveries_total", COUNTER,
+        "Failed tool or LLM calls followed, in the same session, by a successful call of the same tool or model.",
+        ("agent", "component"), group="sessions",
+    ),
+    MetricSpec(
+        "agent_tool_retries_total", COUNTER,
+        "Tool calls that were retries of an earlier attempt.",
+        ("agent", "tool"), group="sessions",
+    ),
+    MetricSpec(
+        "agent_checkpoints_total", COUNTER,
+        "Checkpoints created by agents.",
+        ("agent",), group="sessions",
+    ),
+    MetricSpec(
+        "agent_context_resets_total", COUNTER,
+        "Context resets (the agent lost or cleared its working context).",
+        ("agent",), group="sessions",
+    ),
+    MetricSpec(
+        "agent_memory_operations_total", COUNTER,
+        "Agent memory reads and writes.",
+        ("agent", "operation"), group="sessions",
+    ),
+    MetricSpec(
+        "agent_context_utilization_ratio", HISTOGRAM,
+        "Context tokens used divided by context tokens available, per observation.",
+        ("agent",), (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5), group="sessions",
+    ),
+    MetricSpec(
+        "agent_tool_calls_in_flight", GAUGE,
+        "Tool calls started (event API tool_started) and not yet completed or failed.",
+        ("agent",), group="sessions",
+    ),
+    # --- the sidecar itself ---------------------------------------------------
+    _self("agentprom_spans_received_total", COUNTER,
+          "Spans received in decodable export requests, by transport.", ("transport",)),
+    _self("agentprom_spans_rejected_total", COUNTER,
+          "Spans rejected individually (reported through partial_success), by reason.", ("reason",)),
+    _self("agentprom_requests_refused_total", COUNTER,
+          "Export requests refused whole (undecodable, too large, wrong content type), by transport and reason.",
+          ("transport", "reason")),
+    _self("agentprom_series_overflow_total", COUNTER,
+          "Observations folded into a metric's otel_metric_overflow series because it reached its series limit.",
+          ("metric",)),
+    _self("agentprom_series_expired_total", COUNTER,
+          "Series removed because they were not updated within the expiry time.", ("metric",)),
+    _self("agentprom_active_series", GAUGE,
+          "Series currently exposed, by metric.", ("metric",)),
+    _self("agentprom_build_info", GAUGE,
+          "Always 1; the version label says which agentprom is running.", ("version",)),
+)
+
+BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in CATALOG}
+
+GROUP_TITLES = {
+    "agents": "Agent invocations and errors",
+    "llm": "LLM calls, tokens and cost",
+    "tools": "Tool calls",
+    "sessions": "Sessions and phases",
+    "compat": "Compatibility outputs (optional)",
+    "self": "The sidecar itself",
+}
+
+
+def exposed_names(spec: MetricSpec) -> tuple[str, ...]:
+    """Every sample name a metric produces (what PromQL can select)."""
+    if spec.type == HISTOGRAM:
+        return (spec.name + "_bucket", spec.name + "_count", spec.name + "_sum")
+    return (spec.name,)
+
+
+def all_exposed_names(catalog: tuple[MetricSpec, ...] = CATALOG) -> frozenset[str]:
+    return frozenset(name for spec in catalog for name in exposed_names(spec))
+
+
+def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG) -> str:
+    """The text of ``docs/metrics.md``."""
+    lines = [
+        "# Metric catalog",
+        "",
+        "<!-- Generated by `agentprom docs metrics` from src/agentprom/metrics/catalog.py; do not edit. -->",
+        "",
+        "Every metric agentprom exposes on `/metrics`. Names and labels are the public interface.",
+        "",
+        "Label values: `agent` is the span's `gen_ai.agent.name` / `agent.name` / agent-span "
+        "`traceloop.entity.name`, else the resource's `service.name`, else `unknown`. `tool` is "
+        "`gen_ai.tool.name` / `tool.name` / tool-span `traceloop.entity.name`, else the span name "
+        "without its `execute_tool ` prefix. `model` is the response model, else the request model, "
+        "else `llm.model_name`, else `unknown`; `provider` is `gen_ai.provider.name`, `gen_ai.system`, "
+        "`llm.provider` or `llm.system`, else `unknown`. `status` is `ok` or `error`.",
+        "",
+        "Token types: `input` is every input token, and `cache_read` and `cache_write` are the parts "
+        "of `input` that were read from or written to the provider's prompt cache, as the OTel GenAI "
+        "conventions define them: do not add them to `input`. Tokens and cost are counted on LLM-call "
+        "spans only, because agent spans often repeat their children's usage.",
+        "",
+        "A metric that reaches its series limit folds new label sets into one series labelled "
+        '`otel_metric_overflow="true"` (other labels empty); series not updated within the expiry '
+        "time disappear. Both are counted in the self-metrics below.",
+        "",
+    ]
+    for group, title in GROUP_TITLES.items():
+        specs = [spec for spec in catalog if spec.group == group]
+        if not specs:
+            continue
+        lines += [f"## {title}", "", "| name | type | labels | buckets | description |", "|---|---|---|---|---|"]
+        for spec in specs:
+            labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
+            buckets = " ".join(f"{b:g}" for b in spec.buckets) or "-"
+            lines.append(f"| `{spec.name}` | {spec.type} | {labels} | {buckets} | {spec.help} |")
+        lines.append("")
+    lines += [
+        "## Process metrics",
+        "",
+        "The standard `process_*` and `python_*` metrics of prometheus_client are exposed as well.",
+        "",
+    ]
+    return "\n".join(lines)

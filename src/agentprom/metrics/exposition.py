@@ -1,0 +1,147 @@
+"""Render the series store as Prometheus text (0.0.4) or OpenMetrics 1.0.
+
+Rendering and ingestion share one event loop, so a slow scrape stalls
+ingestion (shared/PERF.md: prometheus_client's ``generate_latest`` needs about
+0.9 s for 10k catalog series). This renderer works from the store's own state:
+each series caches its formatted lines until it is next updated, family
+headers and label text are built once, and a scrape joins cached strings.
+
+Formats: https://prometheus.io/docs/instrumenting/exposition_formats/ and the
+OpenMetrics 1.0 specification (counter families are named without ``_total``
+in ``# TYPE``; exemplars only in OpenMetrics; the body ends with ``# EOF``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from agentprom.metrics.catalog import COUNTER, HISTOGRAM
+from agentprom.metrics.series_store import OVERFLOW_LABEL, Exemplar, Family, Series, SeriesStore
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def format_value(value: float) -> str:
+    """A sample value as Prometheus expects it (integers without a fraction)."""
+    if isinstance(value, int):
+        return str(value)
+    if value == math.inf:
+        return "+Inf"
+    if value == -math.inf:
+        return "-Inf"
+    if value != value:
+        return "NaN"
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def format_bound(bound: float) -> str:
+    """A bucket bound in the canonical form both formats accept (``0.1``, ``1.0``, ``+Inf``)."""
+    if bound == math.inf:
+        return "+Inf"
+    return repr(float(bound))
+
+
+def escape_label_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def escape_help(text: str, openmetrics: bool) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if openmetrics else text
+
+
+def _exemplar_text(exemplar: Exemplar | None) -> str:
+    if exemplar is None:
+        return ""
+    return (
+        f' # {{trace_id="{exemplar.trace_id}",span_id="{exemplar.span_id}"}} '
+        f"{format_value(exemplar.value)} {exemplar.timestamp:.3f}"
+    )
+
+
+class FamilyRenderer:
+    """Cached pieces of one family's exposition."""
+
+    def __init__(self, family: Family) -> None:
+        spec = family.spec
+        self.family = family
+        self.name = spec.name
+        self.type = spec.type
+        self.label_names = spec.labels
+        om_name = spec.name[: -len("_total")] if spec.type == COUNTER else spec.name
+        self.text_header = (
+            f"# HELP {spec.name} {escape_help(spec.help, False)}\n# TYPE {spec.name} {spec.type}\n"
+        )
+        self.om_header = f"# HELP {om_name} {escape_help(spec.help, True)}\n# TYPE {om_name} {spec.type}\n"
+        self.bounds = [format_bound(b) for b in spec.buckets] + ["+Inf"]
+
+    def label_text(self, series: Series) -> str:
+        """The text inside the braces for a series, without ``le``."""
+        if series is self.family.overflow:
+            pairs = [f'{name}=""' for name in self.label_names] + [f'{OVERFLOW_LABEL}="true"']
+        else:
+            pairs = [f'{name}="{escape_label_value(value)}"' for name, value in zip(self.label_names, series.labels)]
+        return ",".join(pairs)
+
+    def render_series(self, series: Series, openmetrics: bool) -> str:
+        labels = self.label_text(series)
+        exemplars = series.exemplars if openmetrics else None
+        if self.type != HISTOGRAM:
+            braces = f"{{{labels}}}" if labels else ""
+            tail = _exemplar_text(exemplars[0]) if exemplars else ""
+            return f"{self.name}{braces} {format_value(series.value)}{tail}\n"
+        name = self.name
+        prefix = f"{name}_bucket{{{labels}," if labels else f"{name}_bucket{{"
+        lines = []
+        cumulative = 0
+        for i, (bound, count) in enumerate(zip(self.bounds, series.counts)):
+            cumulative += count
+            tail = _exemplar_text(exemplars[i]) if exemplars else ""
+            lines.append(f'{prefix}le="{bound}"}} {cumulative}{tail}\n')
+        braces = f"{{{labels}}}" if labels else ""
+        lines.append(f"{name}_count{braces} {cumulative}\n")
+        lines.append(f"{name}_sum{braces} {format_value(series.sum)}\n")
+        return "".join(lines)
+
+    def render(self, parts: list[str], openmetrics: bool) -> None:
+        family = self.family
+        if not len(family):
+            return
+        parts.append(self.om_header if openmetrics else self.text_header)
+        render = self.render_series
+        if openmetrics:
+            for series in family.all_series():
+                text = series.om
+                if text is None:
+                    text = series.om = render(series, True)
+                parts.append(text)
+        else:
+            for series in family.all_series():
+                text = series.text
+                if text is None:
+                    text = series.text = render(series, False)
+                parts.append(text)
+
+
+class Renderer:
+    """Renders a ``SeriesStore``; keeps per-family cached headers."""
+
+    def __init__(self, store: SeriesStore) -> None:
+        self.store = store
+        self._families: dict[str, FamilyRenderer] = {}
+
+    def _renderer(self, family: Family) -> FamilyRenderer:
+        renderer = self._families.get(family.name)
+        if renderer is None or renderer.family is not family:
+            renderer = self._families[family.name] = FamilyRenderer(family)
+        return renderer
+
+    def render(self, openmetrics: bool = False) -> str:
+        """The store's exposition (without the OpenMetrics ``# EOF`` terminator)."""
+        parts: list[str] = []
+        for family in self.store.families.values():
+            self._renderer(family).render(parts, openmetrics)
+        return "".join(parts)

@@ -1,0 +1,275 @@
+"""The bounded series store: every span-derived and self-metric series lives here.
+
+Design (shared/STYLE.md, OTel Collector spanmetrics, statsd_exporter):
+
+* One ``Family`` per catalog metric holds its series in a dict keyed by the
+  tuple of label values. Updates are a dict lookup and an add.
+* A per-family series limit: once reached, new label sets fold into a single
+  ``otel_metric_overflow="true"`` series (other labels empty), so totals stay
+  right and the loss is visible in ``agentprom_series_overflow_total``.
+* Label hygiene on first sight of a label set: values longer than the limit are
+  truncated, strings that cannot be encoded as UTF-8 are repaired, and a
+  per-label allow pattern maps values outside it to ``other``.
+* Per-series expiry on the injected clock: ``expire()`` drops series not
+  updated for ``ttl`` seconds.
+* Each series caches its rendered text; an update clears the cache, so a
+  scrape re-formats only what changed (see ``exposition.py``).
+
+Concurrency: the store is owned by the single asyncio event loop. No method
+awaits, so no mutation ever spans an ``await``; callers in other threads must
+not touch it.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from agentprom.clock import Clock, SystemClock
+from agentprom.metrics.catalog import CATALOG, COUNTER, HISTOGRAM, MetricSpec
+
+OVERFLOW_LABEL = "otel_metric_overflow"
+OTHER_VALUE = "other"
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    """How the store bounds itself. 0 disables a limit."""
+
+    max_series_per_metric: int = 2000
+    max_label_value_length: int = 128
+    series_ttl_seconds: float = 900.0
+    exemplars: bool = True
+    #: label name -> pattern; values not fully matching become ``other``
+    label_allow: Mapping[str, str] = field(default_factory=dict)
+
+
+class Exemplar:
+    __slots__ = ("trace_id", "span_id", "value", "timestamp")
+
+    def __init__(self, trace_id: str, span_id: str, value: float, timestamp: float) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.value = value
+        self.timestamp = timestamp
+
+
+class Series:
+    """One label set of one metric. ``value`` is the counter/gauge value; for
+    histograms ``counts`` holds per-bucket (non-cumulative) counts, the last
+    being +Inf."""
+
+    __slots__ = ("labels", "value", "counts", "sum", "updated", "text", "om", "exemplars")
+
+    def __init__(self, labels: tuple[str, ...], n_buckets: int, now: float) -> None:
+        self.labels = labels
+        self.value: float = 0
+        self.counts: list[int] | None = [0] * (n_buckets + 1) if n_buckets else None
+        self.sum: float = 0.0
+        self.updated = now
+        self.text: str | None = None  # cached Prometheus text lines
+        self.om: str | None = None  # cached OpenMetrics lines
+        self.exemplars: list[Exemplar | None] | None = None
+
+
+class Family:
+    """All series of one catalog metric."""
+
+    def __init__(self, spec: MetricSpec, store: SeriesStore) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.store = store
+        self.buckets = spec.buckets
+        self.n_buckets = len(spec.buckets)
+        self.series: dict[tuple[str, ...], Series] = {}
+        #: raw label tuples that normalized to another key -> their series
+        self._aliases: dict[tuple[str, ...], Series] = {}
+        self.overflow: Series | None = None
+        limits = store.limits
+        self._limit = limits.max_series_per_metric
+        self._max_len = limits.max_label_value_length
+        self._allow = [
+            re.compile(limits.label_allow[label]) if label in limits.label_allow else None
+            for label in spec.labels
+        ]
+        self._hygiene = bool(self._max_len) or any(self._allow)
+
+    # -- lookup ---------------------------------------------------------------
+
+    def get(self, labels: tuple[str, ...]) -> Series:
+        series = self.series.get(labels)
+        if series is None:
+            series = self._resolve(labels)
+        return series
+
+    def _resolve(self, labels: tuple[str, ...]) -> Series:
+        if len(labels) != len(self.spec.labels):
+            raise ValueError(f"{self.name}: expected labels {self.spec.labels}, got {labels!r}")
+        series = self._aliases.get(labels)
+        if series is not None and series.labels in self.series:
+            return series
+        key = self._normalize(labels) if self._hygiene else labels
+        series = self.series.get(key)
+        if series is None:
+            if self._limit and len(self.series) >= self._limit:
+                self.store.count_overflow(self.name)
+                return self._overflow_series()
+            series = Series(key, self.n_buckets, self.store.now)
+            self.series[key] = series
+        if key != labels:
+            if len(self._aliases) >= max(self._limit, 1000):
+                self._aliases.clear()  # bounded: aliases are only a lookup shortcut
+            self._aliases[labels] = series
+        return series
+
+    def _overflow_series(self) -> Series:
+        if self.overflow is None:
+            self.overflow = Series(("",) * len(self.spec.labels), self.n_buckets, self.store.now)
+        # Counted once per observation by the caller's update; the lookup itself is
+        # what we count, since every lookup is followed by exactly one update.
+        return self.overflow
+
+    def _normalize(self, labels: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        max_len = self._max_len
+        for value, allow in zip(labels, self._allow):
+            if not isinstance(value, str):
+                value = str(value)
+            if not value.isascii():
+                value = value.encode("utf-8", "replace").decode("utf-8")
+            if allow is not None and allow.fullmatch(value) is None:
+                value = OTHER_VALUE
+            if max_len and len(value) > max_len:
+                value = value[:max_len]
+            out.append(value)
+        return tuple(out)
+
+    # -- updates (no awaits: see module docstring) ---------------------------
+
+    def inc(self, labels: tuple[str, ...], amount: float = 1, exemplar: tuple[str, str] | None = None) -> None:
+        series = self.series.get(labels) or self._resolve(labels)
+        series.value += amount
+        series.updated = self.store.now
+        series.text = series.om = None
+        if exemplar is not None and self.store.limits.exemplars:
+            series.exemplars = [Exemplar(exemplar[0], exemplar[1], amount, self.store.wall())]
+
+    def set(self, labels: tuple[str, ...], value: float) -> None:
+        series = self.series.get(labels) or self._resolve(labels)
+        series.value = value
+        series.updated = self.store.now
+        series.text = series.om = None
+
+    def observe(self, labels: tuple[str, ...], value: float, exemplar: tuple[str, str] | None = None,
+                weight: int = 1) -> None:
+        series = self.series.get(labels) or self._resolve(labels)
+        index = bisect_left(self.buckets, value)
+        series.counts[index] += weight
+        series.sum += value * weight
+        series.updated = self.store.now
+        series.text = series.om = None
+        if exemplar is not None and self.store.limits.exemplars:
+            if series.exemplars is None:
+                series.exemplars = [None] * (self.n_buckets + 1)
+            series.exemplars[index] = Exemplar(exemplar[0], exemplar[1], value, self.store.wall())
+
+    def remove(self, labels: tuple[str, ...]) -> None:
+        self.series.pop(labels, None)
+
+    # -- reading ----------------------------------------------------------------
+
+    def all_series(self) -> Iterator[Series]:
+        yield from self.series.values()
+        if self.overflow is not None:
+            yield self.overflow
+
+    def __len__(self) -> int:
+        return len(self.series) + (self.overflow is not None)
+
+    def expire(self, cutoff: float) -> int:
+        stale = [key for key, series in self.series.items() if series.updated < cutoff]
+        for key in stale:
+            del self.series[key]
+        if stale:
+            self._aliases.clear()
+        if self.overflow is not None and self.overflow.updated < cutoff:
+            self.overflow = None
+            stale.append(())
+        return len(stale)
+
+
+class SeriesStore:
+    """Owns a ``Family`` per catalog metric and the self-metrics about itself."""
+
+    def __init__(self, limits: StoreLimits | None = None, clock: Clock | None = None,
+                 catalog: tuple[MetricSpec, ...] = CATALOG) -> None:
+        self.limits = limits or StoreLimits()
+        self.clock = clock or SystemClock()
+        self.now = self.clock.monotonic()
+        self.families: dict[str, Family] = {}
+        for spec in catalog:
+            self.add_family(spec)
+        self._overflow = self.families.get("agentprom_series_overflow_total")
+        self._expired = self.families.get("agentprom_series_expired_total")
+        self._active = self.families.get("agentprom_active_series")
+
+    def add_family(self, spec: MetricSpec) -> Family:
+        if spec.name in self.families:
+            raise ValueError(f"metric {spec.name} is already registered")
+        family = Family(spec, self)
+        self.families[spec.name] = family
+        return family
+
+    def __getitem__(self, name: str) -> Family:
+        return self.families[name]
+
+    def tick(self) -> float:
+        """Refresh the store's notion of now (called once per batch, not per update)."""
+        self.now = self.clock.monotonic()
+        return self.now
+
+    def wall(self) -> float:
+        return self.clock.now()
+
+    def count_overflow(self, metric: str) -> None:
+        if self._overflow is not None:
+            self._overflow.inc((metric,))
+
+    def expire(self) -> int:
+        """Drop series not updated within the TTL; return how many went."""
+        ttl = self.limits.series_ttl_seconds
+        if not ttl:
+            return 0
+        cutoff = self.tick() - ttl
+        total = 0
+        for family in self.families.values():
+            if not family.spec.expires:
+                continue
+            gone = family.expire(cutoff)
+            if gone and self._expired is not None:
+                self._expired.inc((family.name,), gone)
+            total += gone
+        return total
+
+    def refresh_self_metrics(self) -> None:
+        """Update the active-series gauge (at scrape time)."""
+        if self._active is None:
+            return
+        for family in self.families.values():
+            if family.spec.expires:
+                self._active.set((family.name,), len(family))
+
+    def value(self, name: str, labels: tuple[str, ...]) -> float:
+        """A counter or gauge value (0 when the series does not exist); for tests and the API."""
+        series = self.families[name].series.get(labels)
+        return 0 if series is None else series.value
+
+
+def is_counter(spec: MetricSpec) -> bool:
+    return spec.type == COUNTER
+
+
+def is_histogram(spec: MetricSpec) -> bool:
+    return spec.type == HISTOGRAM

@@ -1,0 +1,1 @@
+"""OTLP receivers: decoding (protobuf and OTLP JSON) and the gRPC and HTTP servers."""

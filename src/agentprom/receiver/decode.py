@@ -1,0 +1,136 @@
+"""Decode OTLP/protobuf trace requests into our own ``Span`` records.
+
+This is the last place protobuf types are seen (opentelemetry/proto/trace/v1).
+Only the attributes listed in ``conventions.profile.WANTED_KEYS`` (and our own
+``agent.*`` keys) are decoded; the rest are skipped without touching their
+values, because the attribute walk is the ingest hot path (shared/PERF.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf.message import DecodeError as _PbDecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from agentprom.conventions.profile import (
+    EXCEPTION_EVENT,
+    EXCEPTION_TYPE,
+    OWN_PREFIX,
+    WANTED_KEYS,
+    WANTED_RESOURCE_KEYS,
+)
+from agentprom.model import Span, validate_span
+
+
+class DecodeError(ValueError):
+    """The request body is not a valid OTLP message; the whole request is refused."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """The outcome of decoding one export request."""
+
+    spans: list[Span] = field(default_factory=list)
+    #: rejection reason -> number of spans rejected for it
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rejected_count(self) -> int:
+        return sum(self.rejected.values())
+
+    @property
+    def received_count(self) -> int:
+        return len(self.spans) + self.rejected_count
+
+    def add(self, span: Span) -> None:
+        reason = validate_span(span)
+        if reason is None:
+            self.spans.append(span)
+        else:
+            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def error_message(self) -> str:
+        return "; ".join(f"{n} span(s) rejected: {reason}" for reason, n in sorted(self.rejected.items()))
+
+
+def any_value(value: Any) -> Any:
+    """Convert a scalar ``AnyValue``. Arrays, kvlists and empty values become None:
+    no convention we read uses them, and not recursing keeps hostile nesting cheap."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return value.string_value
+    if which == "int_value":
+        return value.int_value
+    if which == "double_value":
+        return value.double_value
+    if which == "bool_value":
+        return value.bool_value
+    if which == "bytes_value":
+        return value.bytes_value.hex()
+    return None
+
+
+def decode_traces(data: bytes) -> Batch:
+    """Parse an ``ExportTraceServiceRequest`` body; raise ``DecodeError`` if it is not one."""
+    try:
+        request = ExportTraceServiceRequest.FromString(data)
+    except (_PbDecodeError, RuntimeError, ValueError) as exc:
+        raise DecodeError(f"cannot parse ExportTraceServiceRequest: {exc}") from None
+    return traces_from_request(request)
+
+
+def traces_from_request(request: ExportTraceServiceRequest) -> Batch:
+    batch = Batch()
+    wanted = WANTED_KEYS
+    own = OWN_PREFIX
+    for resource_spans in request.resource_spans:
+        resource = {
+            kv.key: any_value(kv.value)
+            for kv in resource_spans.resource.attributes
+            if kv.key in WANTED_RESOURCE_KEYS
+        }
+        for scope_spans in resource_spans.scope_spans:
+            scope_name = scope_spans.scope.name
+            for s in scope_spans.spans:
+                attrs: dict[str, Any] = {}
+                for kv in s.attributes:
+                    key = kv.key
+                    if key in wanted or key.startswith(own):
+                        attrs[key] = any_value(kv.value)
+                exception_type = None
+                own_events = None
+                for event in s.events:
+                    name = event.name
+                    if name == EXCEPTION_EVENT and exception_type is None:
+                        for kv in event.attributes:
+                            if kv.key == EXCEPTION_TYPE:
+                                exception_type = str(any_value(kv.value) or "") or None
+                                break
+                    elif name.startswith(own):
+                        # agentprom's own span events (checkpoints, context resets, ...)
+                        if own_events is None:
+                            own_events = []
+                        own_events.append(
+                            (name, event.time_unix_nano, {kv.key: any_value(kv.value) for kv in event.attributes})
+                        )
+                batch.add(
+                    Span(
+                        trace_id=s.trace_id,
+                        span_id=s.span_id,
+                        parent_span_id=s.parent_span_id,
+                        name=s.name,
+                        kind=s.kind,
+                        start_ns=s.start_time_unix_nano,
+                        end_ns=s.end_time_unix_nano,
+                        status_code=s.status.code,
+                        attributes=attrs,
+                        resource=resource,
+                        exception_type=exception_type,
+                        trace_state=s.trace_state,
+                        scope_name=scope_name,
+                        events=own_events or (),
+                    )
+                )
+    return batch

@@ -1,0 +1,210 @@
+"""Decode OTLP/JSON trace requests into our own ``Span`` records.
+
+OTLP JSON is not plain protobuf JSON (OTLP specification, "JSON Protobuf
+Encoding"): trace and span ids are lowercase hex, enums are integers, keys are
+lowerCamelCase, 64-bit integers may arrive as decimal strings, and unknown
+fields must be ignored. We walk the parsed document ourselves rather than use
+``json_format`` (which expects base64 ids) and keep only what we need.
+
+Structural errors (a span that is not an object, a time that is not a number)
+refuse the whole request with a message naming the JSON path; bad ids are a
+per-span rejection, as in the protobuf decoder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from agentprom.conventions.profile import (
+    EXCEPTION_EVENT,
+    EXCEPTION_TYPE,
+    OWN_PREFIX,
+    WANTED_KEYS,
+    WANTED_RESOURCE_KEYS,
+)
+from agentprom.model import Span
+from agentprom.receiver.decode import Batch, DecodeError
+
+_MAX_U64 = 2**64 - 1
+_MAX_I64 = 2**63 - 1
+_MIN_I64 = -(2**63)
+
+
+def _obj(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DecodeError(f"{path}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DecodeError(f"{path}: expected an array, got {type(value).__name__}")
+    return value
+
+
+def _str(value: Any, path: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DecodeError(f"{path}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _int(value: Any, path: str, lo: int = 0, hi: int = _MAX_U64) -> int:
+    """A protobuf JSON integer: a number or a decimal string."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise DecodeError(f"{path}: expected an integer, got a boolean")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise DecodeError(f"{path}: expected an integer, got {value[:40]!r}") from None
+    else:
+        raise DecodeError(f"{path}: expected an integer, got {type(value).__name__}")
+    if not lo <= number <= hi:
+        raise DecodeError(f"{path}: integer {number} out of range")
+    return number
+
+
+def _hex_id(value: Any, path: str) -> bytes:
+    """A hex id; malformed hex yields an empty id, which validation rejects per span."""
+    text = _str(value, path)
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return b""
+
+
+def _double(value: Any, path: str) -> float:
+    if isinstance(value, bool):
+        raise DecodeError(f"{path}: expected a number, got a boolean")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
+        return float(value.replace("Infinity", "inf"))
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return number
+    raise DecodeError(f"{path}: expected a number, got {type(value).__name__}")
+
+
+def any_value(value: Any, path: str) -> Any:
+    """Convert a scalar AnyValue; arrays, kvlists and empty values become None
+    without being walked (hostile nesting costs nothing)."""
+    value = _obj(value, path)
+    if "stringValue" in value:
+        return _str(value["stringValue"], path + ".stringValue")
+    if "intValue" in value:
+        return _int(value["intValue"], path + ".intValue", _MIN_I64, _MAX_I64)
+    if "doubleValue" in value:
+        return _double(value["doubleValue"], path + ".doubleValue")
+    if "boolValue" in value:
+        flag = value["boolValue"]
+        if not isinstance(flag, bool):
+            raise DecodeError(f"{path}.boolValue: expected a boolean")
+        return flag
+    if "bytesValue" in value:
+        return _str(value["bytesValue"], path + ".bytesValue")
+    return None
+
+
+def _attributes(items: Any, path: str, keep) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i, kv in enumerate(_list(items, path)):
+        kv_path = f"{path}[{i}]"
+        kv = _obj(kv, kv_path)
+        key = _str(kv.get("key"), kv_path + ".key")
+        if keep(key):
+            out[key] = any_value(kv.get("value"), kv_path + ".value")
+    return out
+
+
+def _keep_span_key(key: str) -> bool:
+    return key in WANTED_KEYS or key.startswith(OWN_PREFIX)
+
+
+def _keep_resource_key(key: str) -> bool:
+    return key in WANTED_RESOURCE_KEYS
+
+
+def _keep_all(key: str) -> bool:
+    return True
+
+
+def decode_traces_json(data: bytes) -> Batch:
+    """Parse an OTLP/JSON ``ExportTraceServiceRequest``; raise ``DecodeError`` if malformed."""
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("invalid JSON: nested too deeply") from None
+    root = _obj(document, "$")
+    batch = Batch()
+    for r, resource_spans in enumerate(_list(root.get("resourceSpans"), "resourceSpans")):
+        rpath = f"resourceSpans[{r}]"
+        resource_spans = _obj(resource_spans, rpath)
+        resource_obj = _obj(resource_spans.get("resource"), rpath + ".resource")
+        resource = _attributes(resource_obj.get("attributes"), rpath + ".resource.attributes", _keep_resource_key)
+        for s_i, scope_spans in enumerate(_list(resource_spans.get("scopeSpans"), rpath + ".scopeSpans")):
+            spath = f"{rpath}.scopeSpans[{s_i}]"
+            scope_spans = _obj(scope_spans, spath)
+            scope = _obj(scope_spans.get("scope"), spath + ".scope")
+            scope_name = _str(scope.get("name"), spath + ".scope.name")
+            for i, span in enumerate(_list(scope_spans.get("spans"), spath + ".spans")):
+                batch.add(_span(_obj(span, f"{spath}.spans[{i}]"), f"{spath}.spans[{i}]", resource, scope_name))
+    return batch
+
+
+def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: str) -> Span:
+    exception_type = None
+    own_events: list[tuple[str, int, dict[str, Any]]] = []
+    for e, event in enumerate(_list(s.get("events"), path + ".events")):
+        epath = f"{path}.events[{e}]"
+        event = _obj(event, epath)
+        name = _str(event.get("name"), epath + ".name")
+        if name == EXCEPTION_EVENT and exception_type is None:
+            attrs = _attributes(event.get("attributes"), epath + ".attributes", lambda k: k == EXCEPTION_TYPE)
+            exception_type = str(attrs.get(EXCEPTION_TYPE) or "") or None
+        elif name.startswith(OWN_PREFIX):
+            own_events.append(
+                (
+                    name,
+                    _int(event.get("timeUnixNano"), epath + ".timeUnixNano"),
+                    _attributes(event.get("attributes"), epath + ".attributes", _keep_all),
+                )
+            )
+    status = _obj(s.get("status"), path + ".status")
+    return Span(
+        trace_id=_hex_id(s.get("traceId"), path + ".traceId"),
+        span_id=_hex_id(s.get("spanId"), path + ".spanId"),
+        parent_span_id=_hex_id(s.get("parentSpanId"), path + ".parentSpanId"),
+        name=_str(s.get("name"), path + ".name"),
+        kind=_int(s.get("kind"), path + ".kind", 0, 2**31 - 1),
+        start_ns=_int(s.get("startTimeUnixNano"), path + ".startTimeUnixNano"),
+        end_ns=_int(s.get("endTimeUnixNano"), path + ".endTimeUnixNano"),
+        status_code=_int(status.get("code"), path + ".status.code", 0, 2**31 - 1),
+        attributes=_attributes(s.get("attributes"), path + ".attributes", _keep_span_key),
+        resource=resource,
+        exception_type=exception_type,
+        trace_state=_str(s.get("traceState"), path + ".traceState"),
+        scope_name=scope_name,
+        events=own_events or (),
+    )

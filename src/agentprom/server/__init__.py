@@ -1,0 +1,1 @@
+"""HTTP routes for Prometheus scrapes and health checks."""
