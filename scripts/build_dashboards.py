@@ -146,8 +146,7 @@ def heatmap(title: str, description: str, expr: str, unit: str, *, w: int = 12, 
 def table(title: str, description: str, expr: str, unit: str = "short", *, w: int = 12, h: int = 8) -> Panel:
     """An instant query shown as a table, one row per series, sorted by value."""
     options = {"showHeader": True, "cellHeight": "sm", "sortBy": [{"displayName": "Value", "desc": True}]}
-    panel = Panel("table", title, description, [q(expr, instant=True, fmt="table")], unit, w, h, options, {})
-    return panel
+    return Panel("table", title, description, [q(expr, instant=True, fmt="table")], unit, w, h, options, {})
 
 
 @dataclass
@@ -271,8 +270,10 @@ INSTANCE = 'instance=~"$instance"'
 SIDECARS = "and on (job, instance) agentprom_build_info"
 
 
-def p95(metric: str, selector: str, by: str) -> str:
-    return f"histogram_quantile(0.95, sum by ({by}, le) (rate({metric}_bucket{{{selector}}}[{RATE}])))"
+def quantile(q: float, metric: str, selector: str, by: str = "") -> str:
+    """The q-quantile of a histogram, per ``by`` labels (comma-separated, may be empty)."""
+    labels = f"{by}, le" if by else "le"
+    return f"histogram_quantile({q}, sum by ({labels}) (rate({metric}_bucket{{{selector}}}[{RATE}])))"
 
 
 def ratio(numerator: str, denominator: str) -> str:
@@ -310,12 +311,10 @@ def overview() -> Dashboard:
         timeseries("Latency: mean and p95", "Mean and 95th percentile duration of tool and LLM calls.", [
             q(ratio(f"sum(rate(agent_tool_duration_seconds_sum{{{TOOL}}}[{RATE}]))",
                     f"sum(rate(agent_tool_duration_seconds_count{{{TOOL}}}[{RATE}]))"), "tool mean"),
-            q(f"histogram_quantile(0.95, sum by (le) (rate(agent_tool_duration_seconds_bucket{{{TOOL}}}[{RATE}])))",
-              "tool p95"),
+            q(quantile(0.95, "agent_tool_duration_seconds", TOOL), "tool p95"),
             q(ratio(f"sum(rate(agent_llm_duration_seconds_sum{{{MODEL}}}[{RATE}]))",
                     f"sum(rate(agent_llm_duration_seconds_count{{{MODEL}}}[{RATE}]))"), "LLM mean"),
-            q(f"histogram_quantile(0.95, sum by (le) (rate(agent_llm_duration_seconds_bucket{{{MODEL}}}[{RATE}])))",
-              "LLM p95"),
+            q(quantile(0.95, "agent_llm_duration_seconds", MODEL), "LLM p95"),
         ], "s"),
         timeseries("Error rate", "Share of failed tool and LLM calls.", [
             q(ratio(f'sum(rate(agent_tool_calls_total{{{TOOL}, status="error"}}[{RATE}]))', f"sum({tool_calls})"),
@@ -356,9 +355,8 @@ def tools() -> Dashboard:
         timeseries("Latency p50 / p95 by tool (exemplars link to traces)",
                    "Percentiles of tool-call duration. Dots are exemplars: spans whose trace_id the datasource "
                    "links to the tracing backend (exemplarTraceIdDestinations, see docs/dashboards.md).",
-                   [q(p95("agent_tool_duration_seconds", TOOL, "tool"), "p95 {{tool}}", exemplar=True),
-                    q(f"histogram_quantile(0.5, sum by (tool, le) (rate(agent_tool_duration_seconds_bucket{{{TOOL}}}[{RATE}])))",
-                      "p50 {{tool}}", exemplar=True)], "s"),
+                   [q(quantile(0.95, "agent_tool_duration_seconds", TOOL, "tool"), "p95 {{tool}}", exemplar=True),
+                    q(quantile(0.5, "agent_tool_duration_seconds", TOOL, "tool"), "p50 {{tool}}", exemplar=True)], "s"),
         heatmap("Latency distribution", "Tool-call durations per histogram bucket.",
                 f"sum by (le) (rate(agent_tool_duration_seconds_bucket{{{TOOL}}}[{RATE}]))", "s"),
         Row("Retries and recoveries"),
@@ -388,7 +386,8 @@ def llm_cost() -> Dashboard:
         timeseries("Calls per minute by model", "LLM calls per minute by model and outcome.",
                    [q(f"sum by (model, status) ({calls}) * 60", "{{model}} {{status}}")], stack=True, w=8),
         timeseries("Latency p95 by model", "95th percentile LLM-call duration; dots are exemplars.",
-                   [q(p95("agent_llm_duration_seconds", MODEL, "model"), "{{model}}", exemplar=True)], "s", w=8),
+                   [q(quantile(0.95, "agent_llm_duration_seconds", MODEL, "model"), "{{model}}", exemplar=True)],
+                   "s", w=8),
         timeseries("Error rate by model", "Share of each model's calls that failed.",
                    [q(ratio(f'sum by (model) (rate(agent_llm_calls_total{{{MODEL}, status="error"}}[{RATE}]))',
                             f"sum by (model) ({calls})"), "{{model}}")], "percentunit", maximum=1, w=8),
@@ -449,13 +448,11 @@ def sessions() -> Dashboard:
                    [q(f'agent_status:agent_sessions:ratio_rate1h{{{AGENT}, status="completed"}}', "{{agent}}")],
                    "percentunit", maximum=1, w=8),
         timeseries("Session duration p50 / p95", "Duration of ended sessions.",
-                   [q(p95("agent_session_duration_seconds", AGENT, "agent"), "p95 {{agent}}"),
-                    q(f"histogram_quantile(0.5, sum by (agent, le) (rate(agent_session_duration_seconds_bucket{{{AGENT}}}[{RATE}])))",
-                      "p50 {{agent}}")], "s"),
+                   [q(quantile(0.95, "agent_session_duration_seconds", AGENT, "agent"), "p95 {{agent}}"),
+                    q(quantile(0.5, "agent_session_duration_seconds", AGENT, "agent"), "p50 {{agent}}")], "s"),
         timeseries("Tool calls per session p50 / p95", "Tool calls made in each ended session.",
-                   [q(p95("agent_session_tool_calls", AGENT, "agent"), "p95 {{agent}}"),
-                    q(f"histogram_quantile(0.5, sum by (agent, le) (rate(agent_session_tool_calls_bucket{{{AGENT}}}[{RATE}])))",
-                      "p50 {{agent}}")]),
+                   [q(quantile(0.95, "agent_session_tool_calls", AGENT, "agent"), "p95 {{agent}}"),
+                    q(quantile(0.5, "agent_session_tool_calls", AGENT, "agent"), "p50 {{agent}}")]),
         Row("Continuity"),
         heatmap("Continuity score distribution", "Continuity score (0-100) of ended sessions; see docs/sessions.md.",
                 f"sum by (le) (increase(agent_session_continuity_score_bucket{{{AGENT}}}[{RATE}]))", "short"),
@@ -467,17 +464,19 @@ def sessions() -> Dashboard:
                    [q(f"agent_component:agent_recoveries:ratio_rate1h{{{AGENT}}}", "{{agent}} {{component}}")],
                    "percentunit", maximum=1, w=8),
         timeseries("Checkpoints and context resets per hour", "Checkpoints created and context resets.",
-                   [q(f"sum by (agent) (rate(agent_checkpoints_total{{{AGENT}}}[{RATE}])) * 3600", "checkpoints {{agent}}"),
+                   [q(f"sum by (agent) (rate(agent_checkpoints_total{{{AGENT}}}[{RATE}])) * 3600",
+                      "checkpoints {{agent}}"),
                     q(f"sum by (agent) (rate(agent_context_resets_total{{{AGENT}}}[{RATE}])) * 3600",
                       "context resets {{agent}}")], w=8),
         timeseries("Context utilization p95", "Context tokens used divided by context tokens available.",
-                   [q(p95("agent_context_utilization_ratio", AGENT, "agent"), "{{agent}}")], "percentunit", w=8),
+                   [q(quantile(0.95, "agent_context_utilization_ratio", AGENT, "agent"), "{{agent}}")],
+                   "percentunit", w=8),
         Row("Phases and memory"),
         timeseries("Phases ended per hour", "Ended phases by phase and outcome.",
                    [q(f"sum by (phase, status) (rate(agent_phases_total{{{AGENT}}}[{RATE}])) * 3600",
                       "{{phase}} {{status}}")], stack=True, w=8),
         timeseries("Phase duration p95", "95th percentile duration of ended phases.",
-                   [q(p95("agent_phase_duration_seconds", AGENT, "phase"), "{{phase}}")], "s", w=8),
+                   [q(quantile(0.95, "agent_phase_duration_seconds", AGENT, "phase"), "{{phase}}")], "s", w=8),
         timeseries("Memory operations per minute", "Agent memory reads and writes.",
                    [q(f"sum by (operation) (rate(agent_memory_operations_total{{{AGENT}}}[{RATE}])) * 60",
                       "{{operation}}")], stack=True, w=8),

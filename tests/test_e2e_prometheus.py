@@ -16,6 +16,7 @@ import re
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,10 +29,13 @@ from opentelemetry.trace import Status, StatusCode
 
 from tests.conftest import tool
 from tests.otel import tracer
-from tests.promql_check import RULE_FILES, iter_rules
+from tests.promql_check import RULE_FILES, iter_rules, substitute_macros
 
 pytestmark = pytest.mark.slow
 
+DASHBOARDS = sorted((Path(__file__).resolve().parent.parent / "dashboards").glob("*.json"))
+#: where Debian's Alertmanager looks for its templates (scripts/tools.d/11-alertmanager-templates.sh)
+ALERTMANAGER_TEMPLATES = Path("/usr/share/prometheus/alertmanager/default.tmpl")
 AGENT = "e2e-agent"
 TOOL = "flaky_search"
 #: the whole test must finish well inside two minutes
@@ -43,7 +47,8 @@ class Deadline:
     def __init__(self, seconds: float) -> None:
         self.end = time.monotonic() + seconds
 
-    def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 30, on_fail: Callable[[], str] = str) -> Any:
+    def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = 30,
+                 on_fail: Callable[[], str] = str) -> Any:
         """Poll ``probe`` until it returns something truthy; fail after ``timeout`` or the overall deadline."""
         end = min(self.end, time.monotonic() + timeout)
         last_error = None
@@ -195,7 +200,20 @@ def _emit_burst(endpoint: str, failures: int) -> None:
                     span.set_status(Status(StatusCode.ERROR, "429 Too Many Requests"))
 
 
+def _dashboard_queries() -> list[tuple[str, str]]:
+    """(where, expr) of every dashboard query, with Grafana's macros and variables filled in."""
+    out = []
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                expr = re.sub(r"\$\{?[a-z]+\}?", ".*", substitute_macros(target["expr"]))
+                out.append((f"{path.name}: {panel['title']}", expr))
+    return out
+
+
 def test_rules_and_alerts_with_real_prometheus_and_alertmanager(make_sidecar, servers, tmp_path):
+    if not ALERTMANAGER_TEMPLATES.exists():
+        pytest.fail(f"{ALERTMANAGER_TEMPLATES} missing: run scripts/fetch-tools.sh (the README test command does)")
     deadline = Deadline(BUDGET_SECONDS)
     sidecar = make_sidecar()
     webhook = Webhook()
@@ -292,3 +310,12 @@ def test_rules_and_alerts_with_real_prometheus_and_alertmanager(make_sidecar, se
     }))["data"]
     trace_ids = {e["labels"].get("trace_id") for series in exemplars for e in series["exemplars"]}
     assert trace_ids and all(re.fullmatch(r"[0-9a-f]{32}", t or "") for t in trace_ids), exemplars
+
+    # --- every dashboard query runs on the real Prometheus (parsing alone misses matching errors) --
+    failed = {}
+    for where, expr in _dashboard_queries():
+        try:
+            _query(prometheus, expr)
+        except urllib.error.HTTPError as exc:
+            failed[where] = json.loads(exc.read()).get("error")
+    assert not failed, failed

@@ -7,7 +7,6 @@ import functools
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
