@@ -270,6 +270,15 @@ INSTANCE = 'instance=~"$instance"'
 SIDECARS = "and on (job, instance) agentprom_build_info"
 
 
+def agent_var(metric: str) -> Var:
+    """The agent filter, listing the agents that have ``metric``."""
+    return Var("agent", "Agent", f"label_values({metric}, agent)")
+
+
+MODEL_VAR = Var("model", "Model", 'label_values(agent_llm_calls_total{agent=~"$agent"}, model)')
+TOOL_VAR = Var("tool", "Tool", 'label_values(agent_tool_calls_total{agent=~"$agent"}, tool)')
+
+
 def quantile(q: float, metric: str, selector: str, by: str = "") -> str:
     """The q-quantile of a histogram, per ``by`` labels (comma-separated, may be empty)."""
     labels = f"{by}, le" if by else "le"
@@ -331,9 +340,7 @@ def overview() -> Dashboard:
     return Dashboard(
         "agentprom-overview", "agentprom / Overview",
         "Live view of every agent: sessions, tool and LLM traffic, latency, errors, tokens and cost.",
-        [Var("agent", "Agent", "label_values(agent_llm_calls_total, agent)"),
-         Var("model", "Model", 'label_values(agent_llm_calls_total{agent=~"$agent"}, model)'),
-         Var("tool", "Tool", 'label_values(agent_tool_calls_total{agent=~"$agent"}, tool)')],
+        [agent_var("agent_llm_calls_total"), MODEL_VAR, TOOL_VAR],
         items, time_from="now-1h", refresh="30s")
 
 
@@ -374,8 +381,7 @@ def tools() -> Dashboard:
     return Dashboard(
         "agentprom-tools", "agentprom / Tools",
         "Per-tool call rate, errors by type, latency percentiles and distribution, retries and recoveries.",
-        [Var("agent", "Agent", "label_values(agent_tool_calls_total, agent)"),
-         Var("tool", "Tool", 'label_values(agent_tool_calls_total{agent=~"$agent"}, tool)')],
+        [agent_var("agent_tool_calls_total"), TOOL_VAR],
         items)
 
 
@@ -431,8 +437,7 @@ def llm_cost() -> Dashboard:
     return Dashboard(
         "agentprom-llm-cost", "agentprom / LLM and cost",
         "LLM calls, latency and errors by model; tokens by type; cost by agent and model against the budgets.",
-        [Var("agent", "Agent", "label_values(agent_llm_calls_total, agent)"),
-         Var("model", "Model", 'label_values(agent_llm_calls_total{agent=~"$agent"}, model)')],
+        [agent_var("agent_llm_calls_total"), MODEL_VAR],
         items, time_from="now-6h", refresh="1m")
 
 
@@ -484,7 +489,7 @@ def sessions() -> Dashboard:
     return Dashboard(
         "agentprom-sessions", "agentprom / Sessions and continuity",
         "Historical view of runtime sessions: outcomes, duration, continuity score, recoveries, phases and memory.",
-        [Var("agent", "Agent", "label_values(agent_sessions_total, agent)")],
+        [agent_var("agent_sessions_total")],
         items, time_from="now-7d", refresh="5m")
 
 
