@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,9 @@ class Helm:
     def run(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([self.binary, *args], env=self.env, capture_output=True, text=True, timeout=120)
 
-    def template_raw(self, values: dict[str, Any], chart: Path = CHART, api_versions: tuple[str, ...] = ()):
-        args = ["template", "rel", str(chart), "--namespace", "agents", "-f", "-"]
+    def template_raw(self, values: dict[str, Any], chart: Path = CHART, api_versions: tuple[str, ...] = (),
+                     release: str = "rel") -> subprocess.CompletedProcess:
+        args = ["template", release, str(chart), "--namespace", "agents", "-f", "-"]
         for api in api_versions:
             args += ["--api-versions", api]
         return subprocess.run([self.binary, *args], env=self.env, capture_output=True, text=True,
@@ -445,23 +447,34 @@ def test_packaged_chart_carries_the_repository_files(helm, tmp_path):
 
 # --- sidecar mode from the user's side: NOTES.txt and a parent chart ---------------------
 
+def render_notes(helm: Helm, values: dict[str, Any], tmp_path: Path, release: str = "rel") -> str:
+    """NOTES.txt as helm would print it (helm template skips it, so it is rendered through a wrapper)."""
+    chart = tmp_path / "notes-chart" / "agentprom"
+    if not chart.exists():
+        shutil.copytree(CHART, chart, symlinks=True)
+        for name in ("rules", "dashboards"):
+            (chart / name).unlink()
+            (chart / name).symlink_to(ROOT / name)
+        notes = (chart / "templates" / "NOTES.txt").read_text()
+        (chart / "templates" / "_notes.tpl").write_text('{{- define "test.notes" -}}\n' + notes + "{{- end -}}\n")
+        (chart / "templates" / "notes.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
+            '  notes: {{ include "test.notes" . | toJson }}\n')
+    done = helm.template_raw(values, chart, release=release)
+    assert done.returncode == 0, done.stderr
+    docs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    return [d for d in docs if d["metadata"]["name"] == "notes"][0]["data"]["notes"]
+
+
+def notes_pod_template(text: str) -> dict:
+    snippet = text.split("in the same namespace:\n", 1)[1].split("\n\n", 1)[0]
+    return yaml.safe_load(snippet)["template"]
+
+
 def test_notes_show_a_valid_sidecar_snippet(helm, tmp_path):
-    # helm template does not render NOTES.txt: render its text through a wrapper template instead.
-    chart = tmp_path / "agentprom"
-    shutil.copytree(CHART, chart, symlinks=True)
-    for name in ("rules", "dashboards"):
-        (chart / name).unlink()
-        (chart / name).symlink_to(ROOT / name)
-    notes = (chart / "templates" / "NOTES.txt").read_text()
-    (chart / "templates" / "_notes.tpl").write_text('{{- define "test.notes" -}}\n' + notes + "{{- end -}}\n")
-    (chart / "templates" / "notes.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
-        '  notes: {{ include "test.notes" . | toJson }}\n')
     for native in (False, True):
-        docs = render(helm, {"sidecar": {"native": native}}, chart)
-        text = [d for d in docs if d["metadata"]["name"] == "notes"][0]["data"]["notes"]
-        snippet = text.split("in the same namespace:\n", 1)[1].split("\n\n", 1)[0]
-        template = yaml.safe_load(snippet)["template"]
+        text = render_notes(helm, {"sidecar": {"native": native}}, tmp_path)
+        template = notes_pod_template(text)
         template["metadata"]["labels"] = {"app": "my-agent"}
         template["spec"]["containers"] = (
             [{"name": "agent", "image": "example/agent:1"}] + template["spec"].get("containers", []))
@@ -470,12 +483,29 @@ def test_notes_show_a_valid_sidecar_snippet(helm, tmp_path):
         validate(deployment)
         container = agentprom_container(template["spec"])
         assert ("restartPolicy" in container) is native
+        assert container in template["spec"]["initContainers" if native else "containers"]
         assert container["image"] == "agentprom:0.1.0"
         assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317" in text
 
-    gateway = render(helm, {"mode": "gateway", "gateway": {"replicas": 2}}, chart)
-    text = [d for d in gateway if d["metadata"]["name"] == "notes"][0]["data"]["notes"]
+    text = render_notes(helm, {"mode": "gateway", "gateway": {"replicas": 2}}, tmp_path)
     assert "http://rel-agentprom.agents.svc:4317" in text and "Several replicas" in text
+
+
+def test_the_deployment_in_docs_is_valid_and_matches_the_chart(helm, tmp_path):
+    docs_text = (ROOT / "docs" / "deploy.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in docs_text.split("```yaml\n")[1:]]
+    (block,) = [b for b in blocks if "kind: Deployment" in b]
+    deployment = yaml.safe_load(textwrap.dedent(block))
+    validate(deployment)
+    # what `helm install agentprom helm/agentprom --set image.repository=...` prints
+    chart = notes_pod_template(render_notes(
+        helm, {"image": {"repository": "registry.example.com/agentprom"}}, tmp_path, release="agentprom"))
+    spec = deployment["spec"]["template"]["spec"]
+    assert agentprom_container(spec) == agentprom_container(chart["spec"])
+    assert spec["volumes"] == chart["spec"]["volumes"]
+    assert deployment["spec"]["template"]["metadata"]["annotations"].keys() == chart["metadata"]["annotations"].keys()
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4317"
 
 
 def test_parent_chart_example_adds_the_sidecar(helm, tmp_path):
