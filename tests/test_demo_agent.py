@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -14,8 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "demo_agent.py"
 
-sys.path.insert(0, str(DEMO.parent))
-import demo_agent  # noqa: E402
+_spec = importlib.util.spec_from_file_location("demo_agent", DEMO)
+demo_agent = importlib.util.module_from_spec(_spec)
+sys.modules["demo_agent"] = demo_agent  # dataclasses look their module up while the class is built
+_spec.loader.exec_module(demo_agent)
 
 
 def run_demo(endpoint: str, *args: str, protocol: str = "grpc") -> dict:

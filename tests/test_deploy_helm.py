@@ -64,7 +64,7 @@ class Helm:
     def run(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([self.binary, *args], env=self.env, capture_output=True, text=True, timeout=120)
 
-    def template_raw(self, values: dict[str, Any], chart: Path = CHART, api_versions: tuple[str, ...] = (),
+    def template(self, values: dict[str, Any], chart: Path = CHART, api_versions: tuple[str, ...] = (),
                      release: str = "rel") -> subprocess.CompletedProcess:
         args = ["template", release, str(chart), "--namespace", "agents", "-f", "-"]
         for api in api_versions:
@@ -74,7 +74,7 @@ class Helm:
 
 
 def render(helm: Helm, values: dict[str, Any], chart: Path = CHART, api_versions: tuple[str, ...] = ()) -> list[dict]:
-    done = helm.template_raw(values, chart, api_versions)
+    done = helm.template(values, chart, api_versions)
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
@@ -350,7 +350,7 @@ def test_values_schema_rejects_mistakes(helm):
         ({"ports": {"metrics": 70000}}, "metrics"),
         ({"monitoring": {"podMonitor": {"enabled": "yes"}}}, "enabled"),
     ):
-        done = helm.template_raw(values)
+        done = helm.template(values)
         assert done.returncode != 0 and message in done.stderr, (values, done.stderr)
 
 
@@ -429,7 +429,7 @@ def test_rules_and_dashboards_render_exactly(helm, chart_with_fixture_files):
 def test_a_file_in_rules_that_is_not_a_rule_file_fails_the_render(helm, chart_with_fixture_files):
     (chart_with_fixture_files / "rules" / "agent_alerts_test.yml").write_text(
         "rule_files: [agent_alerts.yml]\ntests: []\n")
-    done = helm.template_raw({"prometheusRule": {"enabled": True}}, chart_with_fixture_files)
+    done = helm.template({"prometheusRule": {"enabled": True}}, chart_with_fixture_files)
     assert done.returncode != 0
     assert "rules/agent_alerts_test.yml is not a Prometheus rule file" in done.stderr
 
@@ -460,7 +460,7 @@ def render_notes(helm: Helm, values: dict[str, Any], tmp_path: Path, release: st
         (chart / "templates" / "notes.yaml").write_text(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
             '  notes: {{ include "test.notes" . | toJson }}\n')
-    done = helm.template_raw(values, chart, release=release)
+    done = helm.template(values, chart, release=release)
     assert done.returncode == 0, done.stderr
     docs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
     return [d for d in docs if d["metadata"]["name"] == "notes"][0]["data"]["notes"]
