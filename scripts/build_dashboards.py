@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "dashboards"
 
-#: What a new dashboard gets in Grafana 13 (npm @grafana/schema 13.2.3, see scripts/tools.d/20-grafana-schema.sh).
+#: What a new dashboard gets in Grafana 13 (npm @grafana/schema 13.2.3, see scripts/tools.d/50-grafana-schema.sh).
 SCHEMA_VERSION = 42
 DS = {"type": "prometheus", "uid": "${datasource}"}
 RATE = "$__rate_interval"
