@@ -94,7 +94,6 @@ class Family:
             re.compile(limits.label_allow[label]) if label in limits.label_allow else None
             for label in spec.labels
         ]
-        self._hygiene = bool(self._max_len) or any(self._allow)
 
     # -- lookup ---------------------------------------------------------------
 
@@ -108,9 +107,12 @@ class Family:
         if len(labels) != len(self.spec.labels):
             raise ValueError(f"{self.name}: expected labels {self.spec.labels}, got {labels!r}")
         series = self._aliases.get(labels)
-        if series is not None and series.labels in self.series:
+        # the alias may point at a series that was removed (and perhaps recreated) since
+        if series is not None and self.series.get(series.labels) is series:
             return series
-        key = self._normalize(labels) if self._hygiene else labels
+        # Always normalized (even with no length limit or patterns): a value that cannot be
+        # encoded would otherwise break every later scrape. Only first sightings pay for it.
+        key = self._normalize(labels)
         series = self.series.get(key)
         if series is None:
             if self._limit and len(self.series) >= self._limit:
