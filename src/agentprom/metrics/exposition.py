@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+from prometheus_client.utils import floatToGoString
+
 from agentprom.metrics.catalog import COUNTER, HISTOGRAM
 from agentprom.metrics.series_store import OVERFLOW_LABEL, Exemplar, Family, Series, SeriesStore
 
@@ -38,10 +40,19 @@ def format_value(value: float) -> str:
 
 
 def format_bound(bound: float) -> str:
-    """A bucket bound in the canonical form both formats accept (``0.1``, ``1.0``, ``+Inf``)."""
-    if bound == math.inf:
-        return "+Inf"
-    return repr(float(bound))
+    """A bucket bound as prometheus_client writes it (``0.1``, ``1.0``, ``1.048576e+06``,
+    ``+Inf``), so ``le`` values match what other Python exporters emit."""
+    return floatToGoString(bound)
+
+
+def format_count(count: float) -> str:
+    """A histogram bucket or count value. Weighted (sampling-scaled) observations make
+    counts fractional, but OpenMetrics requires integers: render the nearest one. The
+    rounding error stays below 0.5 per series because it is applied to the exact
+    cumulative total, never accumulated."""
+    if isinstance(count, int):
+        return str(count)
+    return str(round(count))
 
 
 def escape_label_value(value: str) -> str:
@@ -100,9 +111,9 @@ class FamilyRenderer:
         for i, (bound, count) in enumerate(zip(self.bounds, series.counts)):
             cumulative += count
             tail = _exemplar_text(exemplars[i]) if exemplars else ""
-            lines.append(f'{prefix}le="{bound}"}} {cumulative}{tail}\n')
+            lines.append(f'{prefix}le="{bound}"}} {format_count(cumulative)}{tail}\n')
         braces = f"{{{labels}}}" if labels else ""
-        lines.append(f"{name}_count{braces} {cumulative}\n")
+        lines.append(f"{name}_count{braces} {format_count(cumulative)}\n")
         lines.append(f"{name}_sum{braces} {format_value(series.sum)}\n")
         return "".join(lines)
 
