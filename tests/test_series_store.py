@@ -297,3 +297,18 @@ def test_removed_series_is_not_reached_through_an_alias():
     calls.inc(("a", "long", "ok"))  # a new series under the same key
     calls.inc(("a", "longname", "ok"))  # must update the new series, not the removed one
     assert store.value(TOOL_CALLS, ("a", "long", "ok")) == 2
+
+
+def test_self_metrics_are_never_folded(promtool):
+    """With a limit below the number of metrics, the overflow counter must still name each one."""
+    store, _ = make_store(max_series_per_metric=1)
+    names = [spec.name for spec in store.families.values() if spec.spec.type == "counter" and spec.spec.labels]
+    for name in names:
+        family = store[name]
+        for i in range(3):
+            family.inc(tuple(f"v{i}" for _ in family.spec.labels))
+    overflow = store["agentprom_series_overflow_total"]
+    folded = {key[0] for key in overflow.series}
+    assert {n for n in names if store[n].spec.group != "self"} <= folded
+    assert overflow.overflow is None
+    check_both_formats(promtool, store)

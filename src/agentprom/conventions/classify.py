@@ -39,6 +39,8 @@ class Classified:
     provider: str = ""
     tokens: dict[str, int] = field(default_factory=dict)
     cost: float | None = None
+    #: how many spans this one stands for (its sampling adjusted count); set by the translator
+    weight: float = 1
 
 
 def _first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str | None:
@@ -47,6 +49,10 @@ def _first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str | None:
         if value is not None and value != "":
             return value if isinstance(value, str) else str(value)
     return None
+
+
+#: for other readers of span attributes (compat outputs)
+first_str = _first_str
 
 
 def _count(value: Any) -> int | None:

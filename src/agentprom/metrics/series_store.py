@@ -66,7 +66,7 @@ class Series:
     def __init__(self, labels: tuple[str, ...], n_buckets: int, now: float) -> None:
         self.labels = labels
         self.value: float = 0
-        self.counts: list[int] | None = [0] * (n_buckets + 1) if n_buckets else None
+        self.counts: list[float] | None = [0] * (n_buckets + 1) if n_buckets else None
         self.sum: float = 0.0
         self.updated = now
         self.text: str | None = None  # cached Prometheus text lines
@@ -88,7 +88,9 @@ class Family:
         self._aliases: dict[tuple[str, ...], Series] = {}
         self.overflow: Series | None = None
         limits = store.limits
-        self._limit = limits.max_series_per_metric
+        # The sidecar's own metrics are bounded by the catalog (one series per metric, transport,
+        # reason); limiting them would let the overflow counter overflow into itself.
+        self._limit = 0 if spec.group == "self" else limits.max_series_per_metric
         self._max_len = limits.max_label_value_length
         self._allow = [
             re.compile(limits.label_allow[label]) if label in limits.label_allow else None
@@ -165,7 +167,7 @@ class Family:
         series.text = series.om = None
 
     def observe(self, labels: tuple[str, ...], value: float, exemplar: tuple[str, str] | None = None,
-                weight: int = 1) -> None:
+                weight: float = 1) -> None:
         series = self.series.get(labels) or self._resolve(labels)
         index = bisect_left(self.buckets, value)
         series.counts[index] += weight

@@ -72,18 +72,18 @@ def any_value(value: Any) -> Any:
     return None
 
 
-def decode_traces(data: bytes) -> Batch:
-    """Parse an ``ExportTraceServiceRequest`` body; raise ``DecodeError`` if it is not one."""
+def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS) -> Batch:
+    """Parse an ``ExportTraceServiceRequest`` body; raise ``DecodeError`` if it is not one.
+    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``)."""
     try:
         request = ExportTraceServiceRequest.FromString(data)
     except (_PbDecodeError, RuntimeError, ValueError) as exc:
         raise DecodeError(f"cannot parse ExportTraceServiceRequest: {exc}") from None
-    return traces_from_request(request)
+    return traces_from_request(request, wanted)
 
 
-def traces_from_request(request: ExportTraceServiceRequest) -> Batch:
+def traces_from_request(request: ExportTraceServiceRequest, wanted: frozenset[str] = WANTED_KEYS) -> Batch:
     batch = Batch()
-    wanted = WANTED_KEYS
     own = OWN_PREFIX
     for resource_spans in request.resource_spans:
         resource = {
