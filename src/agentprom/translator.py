@@ -26,6 +26,7 @@ class Translator:
         self.listeners: list[Listener] = compat_outputs(store)
         #: sampling-aware counting: each span counts as its adjusted count (sampling.py)
         self.weights = weights or SamplingWeights()
+        self._weigh_attribute = bool(self.weights.probability_attribute)
         self._exemplars = store.limits.exemplars
         f = store.families
         self._received = f["agentprom_spans_received_total"]
@@ -57,7 +58,7 @@ class Translator:
         kind = c.kind
         # A sampled span stands for 1/p spans: calls, errors, tokens and cost are all scaled
         # (the unbiased estimate of the unsampled totals); spans_received stays a raw count.
-        w = c.weight = self.weights.weight(span)
+        w = c.weight = self.weights.weight(span) if (span.trace_state or self._weigh_attribute) else 1
         if kind is not Kind.OTHER:
             exemplar = (span.trace_id.hex(), span.span_id.hex()) if self._exemplars else None
             status = "ok" if c.ok else "error"

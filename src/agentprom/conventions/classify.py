@@ -130,8 +130,11 @@ def error_type(span: Span) -> str:
 
 def classify(span: Span) -> Classified:
     attrs = span.attributes
-    kind, operation = span_kind(attrs)
     ok = span.status_code != STATUS_ERROR
+    if not attrs:  # fast path: no convention attribute at all (HTTP, DB, ... spans)
+        agent = _first_str(span.resource, (P.SERVICE_NAME,)) or UNKNOWN
+        return Classified(Kind.OTHER, agent, ok, "" if ok else error_type(span))
+    kind, operation = span_kind(attrs)
 
     agent = _first_str(attrs, P.AGENT_NAME_KEYS)
     if agent is None and kind is Kind.AGENT:

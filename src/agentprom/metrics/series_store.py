@@ -92,6 +92,7 @@ class Family:
         # reason); limiting them would let the overflow counter overflow into itself.
         self._limit = 0 if spec.group == "self" else limits.max_series_per_metric
         self._max_len = limits.max_label_value_length
+        self._exemplars = limits.exemplars
         self._allow = [
             re.compile(limits.label_allow[label]) if label in limits.label_allow else None
             for label in spec.labels
@@ -157,8 +158,8 @@ class Family:
         series.value += amount
         series.updated = self.store.now
         series.text = series.om = None
-        if exemplar is not None and self.store.limits.exemplars:
-            series.exemplars = [Exemplar(exemplar[0], exemplar[1], amount, self.store.wall())]
+        if exemplar is not None and self._exemplars:
+            series.exemplars = [Exemplar(exemplar[0], exemplar[1], amount, self.store.wall_now)]
 
     def set(self, labels: tuple[str, ...], value: float) -> None:
         series = self.series.get(labels) or self._resolve(labels)
@@ -174,10 +175,10 @@ class Family:
         series.sum += value * weight
         series.updated = self.store.now
         series.text = series.om = None
-        if exemplar is not None and self.store.limits.exemplars:
+        if exemplar is not None and self._exemplars:
             if series.exemplars is None:
                 series.exemplars = [None] * (self.n_buckets + 1)
-            series.exemplars[index] = Exemplar(exemplar[0], exemplar[1], value, self.store.wall())
+            series.exemplars[index] = Exemplar(exemplar[0], exemplar[1], value, self.store.wall_now)
 
     def remove(self, labels: tuple[str, ...]) -> None:
         self.series.pop(labels, None)
@@ -212,6 +213,8 @@ class SeriesStore:
         self.limits = limits or StoreLimits()
         self.clock = clock or SystemClock()
         self.now = self.clock.monotonic()
+        #: wall time of the last tick: exemplar timestamps (read per batch, not per update)
+        self.wall_now = self.clock.now()
         self.families: dict[str, Family] = {}
         for spec in catalog:
             self.add_family(spec)
@@ -232,10 +235,8 @@ class SeriesStore:
     def tick(self) -> float:
         """Refresh the store's notion of now (called once per batch, not per update)."""
         self.now = self.clock.monotonic()
+        self.wall_now = self.clock.now()
         return self.now
-
-    def wall(self) -> float:
-        return self.clock.now()
 
     def count_overflow(self, metric: str) -> None:
         if self._overflow is not None:
