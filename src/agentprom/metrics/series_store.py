@@ -61,7 +61,7 @@ class Series:
     histograms ``counts`` holds per-bucket (non-cumulative) counts, the last
     being +Inf."""
 
-    __slots__ = ("labels", "value", "counts", "sum", "updated", "text", "om", "exemplars")
+    __slots__ = ("labels", "value", "counts", "sum", "updated", "text", "om", "exemplars", "label_text")
 
     def __init__(self, labels: tuple[str, ...], n_buckets: int, now: float) -> None:
         self.labels = labels
@@ -72,6 +72,7 @@ class Series:
         self.text: str | None = None  # cached Prometheus text lines
         self.om: str | None = None  # cached OpenMetrics lines
         self.exemplars: list[Exemplar | None] | None = None
+        self.label_text: str | None = None  # cached rendered label pairs (labels never change)
 
 
 class Family:
