@@ -316,7 +316,7 @@ def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG) -> str:
         lines += [f"## {title}", "", "| name | type | labels | buckets | description |", "|---|---|---|---|---|"]
         for spec in specs:
             labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
-            buckets = " ".join(f"{b:g}" for b in spec.buckets) or "-"
+            buckets = " ".join(f"{b:.10g}" for b in spec.buckets) or "-"
             lines.append(f"| `{spec.name}` | {spec.type} | {labels} | {buckets} | {spec.help} |")
         lines.append("")
     lines += [
