@@ -23,7 +23,8 @@ AWKWARD_VALUES = ["plain", "", 'q"uote', "back\\slash", "new\nline", "ünïcöd�
 def filled_store(seed: int = 7) -> SeriesStore:
     rng = random.Random(seed)
     clock = ManualClock()
-    store = SeriesStore(StoreLimits(max_series_per_metric=25, max_label_value_length=64), clock)
+    # the whole catalog, compat outputs included (their token buckets exercise le formatting)
+    store = SeriesStore(StoreLimits(max_series_per_metric=25, max_label_value_length=64), clock, CATALOG)
     for spec in CATALOG:
         family = store[spec.name]
         for i in range(rng.randint(0, 40)):  # some families overflow, some stay empty

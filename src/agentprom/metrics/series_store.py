@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from agentprom.clock import Clock, SystemClock
-from agentprom.metrics.catalog import CATALOG, COUNTER, HISTOGRAM, MetricSpec
+from agentprom.metrics.catalog import COUNTER, HISTOGRAM, MetricSpec, active_catalog
 
 OVERFLOW_LABEL = "otel_metric_overflow"
 OTHER_VALUE = "other"
@@ -210,14 +210,15 @@ class SeriesStore:
     """Owns a ``Family`` per catalog metric and the self-metrics about itself."""
 
     def __init__(self, limits: StoreLimits | None = None, clock: Clock | None = None,
-                 catalog: tuple[MetricSpec, ...] = CATALOG) -> None:
+                 catalog: tuple[MetricSpec, ...] | None = None) -> None:
         self.limits = limits or StoreLimits()
         self.clock = clock or SystemClock()
         self.now = self.clock.monotonic()
         #: wall time of the last tick: exemplar timestamps (read per batch, not per update)
         self.wall_now = self.clock.now()
         self.families: dict[str, Family] = {}
-        for spec in catalog:
+        # default: the catalog without the optional compat outputs (app.py picks them from config)
+        for spec in active_catalog() if catalog is None else catalog:
             self.add_family(spec)
         self._overflow = self.families.get("agentprom_series_overflow_total")
         self._expired = self.families.get("agentprom_series_expired_total")
