@@ -21,11 +21,14 @@ from aiohttp import web
 from agentprom import __version__
 from agentprom.clock import Clock, SystemClock
 from agentprom.config.schema import Config, parse_address
+from agentprom.conventions.profile import WANTED_KEYS
+from agentprom.metrics.catalog import active_catalog
 from agentprom.metrics.series_store import SeriesStore, StoreLimits
 from agentprom.receiver.ingest import TraceIngest
 from agentprom.receiver.otlp_grpc import OtlpGrpcReceiver
 from agentprom.receiver.otlp_http import OtlpHttpHandlers
 from agentprom.server.metrics_routes import MetricsRoutes
+from agentprom.sampling import SamplingWeights
 from agentprom.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -50,10 +53,13 @@ class App:
         self.config = config
         self.clock = clock or SystemClock()
         server = config.server
-        self.store = SeriesStore(store_limits(config), self.clock)
+        self.store = SeriesStore(store_limits(config), self.clock, active_catalog(config.compat.enabled()))
         self.store["agentprom_build_info"].set((__version__,), 1)
-        self.translator = Translator(self.store)
-        self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes)
+        sampling = config.sampling
+        weights = SamplingWeights(sampling.tracestate, sampling.probability_attribute)
+        self.translator = Translator(self.store, weights)
+        wanted = WANTED_KEYS | {sampling.probability_attribute} if sampling.probability_attribute else WANTED_KEYS
+        self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes, wanted)
 
         self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc)
         self.http_app = web.Application(client_max_size=server.max_request_bytes)

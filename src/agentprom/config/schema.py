@@ -91,6 +91,35 @@ class StoreConfig(_Model):
         return value
 
 
+class SamplingConfig(_Model):
+    """Sampling-aware counting: a sampled span counts as its adjusted count (1/probability)."""
+
+    tracestate: bool = Field(
+        True, description="Read the sampling threshold from W3C tracestate 'ot=th:<hex>' (OTel probability sampling)."
+    )
+    probability_attribute: str = Field(
+        "", description="Span attribute holding the sampling probability (0 < p <= 1) when the tracestate has none; "
+        "empty = none.",
+    )
+
+
+class CompatConfig(_Model):
+    """Optional compatibility outputs (off by default: they add series)."""
+
+    genai_metrics: bool = Field(
+        False, description="OTel GenAI standard histograms (gen_ai_client_operation_duration_seconds, "
+        "gen_ai_client_token_usage, gen_ai_invoke_agent_duration_seconds, gen_ai_execute_tool_duration_seconds).",
+    )
+    span_metrics: bool = Field(
+        False, description="traces_span_metrics_calls_total and traces_span_metrics_duration_seconds for every span "
+        "(Jaeger Monitor tab, spanmetrics dashboards).",
+    )
+
+    def enabled(self) -> tuple[str, ...]:
+        """Names of the outputs switched on (keys of ``catalog.COMPAT_OUTPUTS``)."""
+        return tuple(name for name, on in self.model_dump().items() if on)
+
+
 class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -101,4 +130,6 @@ class Config(_Model):
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    compat: CompatConfig = Field(default_factory=CompatConfig)
     log: LogConfig = Field(default_factory=LogConfig)

@@ -39,6 +39,8 @@ class Classified:
     provider: str = ""
     tokens: dict[str, int] = field(default_factory=dict)
     cost: float | None = None
+    #: how many spans this one stands for (its sampling adjusted count); set by the translator
+    weight: float = 1
 
 
 def _first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str | None:
@@ -47,6 +49,10 @@ def _first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str | None:
         if value is not None and value != "":
             return value if isinstance(value, str) else str(value)
     return None
+
+
+#: for other readers of span attributes (compat outputs)
+first_str = _first_str
 
 
 def _count(value: Any) -> int | None:
@@ -133,8 +139,11 @@ def error_type(span: Span) -> str:
 
 def classify(span: Span) -> Classified:
     attrs = span.attributes
-    kind, operation = span_kind(attrs)
     ok = span.status_code != STATUS_ERROR
+    if not attrs:  # fast path: no convention attribute at all (HTTP, DB, ... spans)
+        agent = _first_str(span.resource, (P.SERVICE_NAME,)) or UNKNOWN
+        return Classified(Kind.OTHER, agent, ok, "" if ok else error_type(span))
+    kind, operation = span_kind(attrs)
 
     agent = _first_str(attrs, P.AGENT_NAME_KEYS)
     if agent is None and kind is Kind.AGENT:

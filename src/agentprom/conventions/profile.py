@@ -82,6 +82,9 @@ TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name")
 #: (OTel GenAI ``execute_tool {tool}``, MCP ``tools/call {tool}``)
 TOOL_SPAN_NAME_PREFIXES = ("execute_tool", "tools/call")
 MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
+#: The OTel GenAI compatibility metrics keep request and response model apart.
+REQUEST_MODEL_KEYS = ("gen_ai.request.model",)
+RESPONSE_MODEL_KEYS = ("gen_ai.response.model", "llm.model_name")
 PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
 SERVICE_NAME = "service.name"
 

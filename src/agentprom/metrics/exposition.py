@@ -14,6 +14,9 @@ in ``# TYPE``; exemplars only in OpenMetrics; the body ends with ``# EOF``).
 from __future__ import annotations
 
 import math
+from itertools import accumulate
+
+from prometheus_client.utils import floatToGoString
 
 from agentprom.metrics.catalog import COUNTER, HISTOGRAM
 from agentprom.metrics.series_store import OVERFLOW_LABEL, Exemplar, Family, Series, SeriesStore
@@ -38,10 +41,9 @@ def format_value(value: float) -> str:
 
 
 def format_bound(bound: float) -> str:
-    """A bucket bound in the canonical form both formats accept (``0.1``, ``1.0``, ``+Inf``)."""
-    if bound == math.inf:
-        return "+Inf"
-    return repr(float(bound))
+    """A bucket bound as prometheus_client writes it (``0.1``, ``1.0``, ``1.048576e+06``,
+    ``+Inf``), so ``le`` values match what other Python exporters emit."""
+    return floatToGoString(bound)
 
 
 def escape_label_value(value: str) -> str:
@@ -77,6 +79,7 @@ class FamilyRenderer:
         )
         self.om_header = f"# HELP {om_name} {escape_help(spec.help, True)}\n# TYPE {om_name} {spec.type}\n"
         self.bounds = [format_bound(b) for b in spec.buckets] + ["+Inf"]
+        self.le_parts = [f'le="{bound}"}} ' for bound in self.bounds]
 
     def label_text(self, series: Series) -> str:
         """The text inside the braces for a series, without ``le``."""
@@ -87,7 +90,9 @@ class FamilyRenderer:
         return ",".join(pairs)
 
     def render_series(self, series: Series, openmetrics: bool) -> str:
-        labels = self.label_text(series)
+        labels = series.label_text
+        if labels is None:
+            labels = series.label_text = self.label_text(series)
         exemplars = series.exemplars if openmetrics else None
         if self.type != HISTOGRAM:
             braces = f"{{{labels}}}" if labels else ""
@@ -95,14 +100,21 @@ class FamilyRenderer:
             return f"{self.name}{braces} {format_value(series.value)}{tail}\n"
         name = self.name
         prefix = f"{name}_bucket{{{labels}," if labels else f"{name}_bucket{{"
-        lines = []
-        cumulative = 0
-        for i, (bound, count) in enumerate(zip(self.bounds, series.counts)):
-            cumulative += count
-            tail = _exemplar_text(exemplars[i]) if exemplars else ""
-            lines.append(f'{prefix}le="{bound}"}} {cumulative}{tail}\n')
+        cumulative = list(accumulate(series.counts))
+        if type(cumulative[-1]) is not int:
+            # Weighted (sampling-scaled) observations make counts fractional, but OpenMetrics
+            # requires integers: render the nearest. Rounding the exact cumulative totals keeps
+            # the error below 0.5 per series instead of accumulating it.
+            cumulative = [round(c) for c in cumulative]
+        if exemplars:
+            lines = [
+                f"{prefix}{le}{count}{_exemplar_text(exemplar)}\n"
+                for le, count, exemplar in zip(self.le_parts, cumulative, exemplars)
+            ]
+        else:
+            lines = [f"{prefix}{le}{count}\n" for le, count in zip(self.le_parts, cumulative)]
         braces = f"{{{labels}}}" if labels else ""
-        lines.append(f"{name}_count{braces} {cumulative}\n")
+        lines.append(f"{name}_count{braces} {cumulative[-1]}\n")
         lines.append(f"{name}_sum{braces} {format_value(series.sum)}\n")
         return "".join(lines)
 

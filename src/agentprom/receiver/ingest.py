@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from agentprom.conventions.profile import WANTED_KEYS
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.receiver.decode import Batch, DecodeError, decode_traces
 from agentprom.receiver.otlp_json import decode_traces_json
@@ -66,9 +67,12 @@ def gunzip(body: bytes, limit: int) -> bytes:
 class TraceIngest:
     """Decode and count one export request; the receivers only adapt transports."""
 
-    def __init__(self, store: SeriesStore, translator: Translator, max_request_bytes: int) -> None:
+    def __init__(self, store: SeriesStore, translator: Translator, max_request_bytes: int,
+                 wanted_keys: frozenset[str] = WANTED_KEYS) -> None:
         self.translator = translator
         self.max_request_bytes = max_request_bytes
+        #: span attribute keys the decoders keep (the conventions' keys plus configured ones)
+        self.wanted_keys = wanted_keys
         self._refused = store.families["agentprom_requests_refused_total"]
 
     def refuse(self, transport: str, reason: str, message: str) -> Refusal:
@@ -80,7 +84,10 @@ class TraceIngest:
         if len(body) > self.max_request_bytes:
             raise self.refuse(transport, "too_large", f"request exceeds {self.max_request_bytes} bytes")
         try:
-            batch = decode_traces(body) if encoding == PROTOBUF else decode_traces_json(body)
+            if encoding == PROTOBUF:
+                batch = decode_traces(body, self.wanted_keys)
+            else:
+                batch = decode_traces_json(body, self.wanted_keys)
         except DecodeError as exc:
             raise self.refuse(transport, "decode_error", str(exc)) from None
         self.translator.consume(batch, transport)
