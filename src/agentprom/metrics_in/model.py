@@ -116,6 +116,21 @@ class Metric:
     resource: dict[str, Any]
 
 
+_VALID_BOUNDS: set[tuple[float, ...]] = set()
+
+
+def _valid_bounds(bounds: tuple[float, ...]) -> bool:
+    """Finite and strictly increasing; remembered, since a metric's points repeat one set of bounds."""
+    if bounds in _VALID_BOUNDS:
+        return True
+    if any(not math.isfinite(b) for b in bounds) or any(a >= b for a, b in zip(bounds, bounds[1:])):
+        return False
+    if len(_VALID_BOUNDS) >= 1000:
+        _VALID_BOUNDS.clear()
+    _VALID_BOUNDS.add(bounds)
+    return True
+
+
 def validate_point(metric: Metric, point: Point) -> str | None:
     """Why a point cannot be translated (a rejection reason), or None when it is fine."""
     if not metric.name:
@@ -133,10 +148,7 @@ def validate_point(metric: Metric, point: Point) -> str | None:
             return "invalid_buckets"
         if not point.counts and point.bounds:
             return "invalid_buckets"
-        bounds = point.bounds
-        if any(not math.isfinite(b) for b in bounds) or any(a >= b for a, b in zip(bounds, bounds[1:])):
-            return "invalid_buckets"
-        return None
+        return None if _valid_bounds(point.bounds) else "invalid_buckets"
     if isinstance(point, ExponentialHistogramPoint):
         if not MIN_SCALE <= point.scale <= MAX_SCALE:
             return "invalid_scale"

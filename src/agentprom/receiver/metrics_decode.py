@@ -36,7 +36,10 @@ from agentprom.receiver.decode import DecodeError, any_value
 def attribute_value(value: Any) -> Any:
     """A scalar, or a list of scalars for ``array_value``; kvlists and deeper
     nesting become None (and are dropped) so hostile nesting costs nothing."""
-    if value.WhichOneof("value") == "array_value":
+    which = value.WhichOneof("value")
+    if which == "string_value":  # by far the most common: skip the second WhichOneof
+        return value.string_value
+    if which == "array_value":
         return [any_value(item) for item in value.array_value.values]
     return any_value(value)
 
