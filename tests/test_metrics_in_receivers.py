@@ -55,7 +55,8 @@ def _record_openlit_stream(provider) -> None:
                                     description="Measures number of input and output tokens used")
     duration = meter.create_histogram("gen_ai.client.operation.duration", unit="s",
                                       description="GenAI operation duration")
-    cost = meter.create_histogram("gen_ai.usage.cost", unit="USD", description="The distribution of GenAI request costs.")
+    cost = meter.create_histogram("gen_ai.usage.cost", unit="USD",
+                                  description="The distribution of GenAI request costs.")
     requests = meter.create_counter("gen_ai.requests", unit="1", description="Number of requests to GenAI")
     base = {"gen_ai.system": "openai", "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
             "gen_ai.response.model": "gpt-4o-mini-2024-07-18", "server.address": "api.openai.com", "server.port": 443,
@@ -218,7 +219,8 @@ def test_bad_grpc_input_gets_its_status(make_sidecar):
 def test_partial_success_reports_rejected_data_points(sidecar):
     request = gauge_request("queue.depth", 3, queue="ok")
     metrics = request["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
-    metrics.append({"name": "jobs", "sum": {"aggregationTemporality": 0, "dataPoints": [{"asInt": "1"}, {"asInt": "2"}]}})
+    metrics.append({"name": "jobs", "sum": {"aggregationTemporality": 0,
+                                            "dataPoints": [{"asInt": "1"}, {"asInt": "2"}]}})
     status, _, body = post_json(sidecar, request)
     assert status == 200
     assert json.loads(body) == {"partialSuccess": {

@@ -103,7 +103,8 @@ class MetricsInConfig(_Model):
         300.0, ge=0, description="Series of incoming metrics not updated for this long disappear (0 = never).",
     )
     max_metric_families: int = Field(
-        500, ge=1, le=100_000, description="Distinct incoming metric names exposed at once; points of more are dropped.",
+        500, ge=1, le=100_000,
+        description="Distinct incoming metric names exposed at once; points of more are dropped.",
     )
     promote_resource_attributes: tuple[str, ...] = Field(
         (), description="Resource attributes copied as labels onto every series of their metrics "

@@ -137,7 +137,7 @@ class DynamicFamilyRenderer(FamilyRenderer):
     info``, and ``# UNIT`` is written when the name ends with the unit.
     """
 
-    def __init__(self, family: DynamicFamily) -> None:  # noqa: super().__init__ expects catalog specs
+    def __init__(self, family: DynamicFamily) -> None:  # not super().__init__: that reads catalog specs
         spec = family.spec
         self.family = family  # type: ignore[assignment]
         self.name = spec.name

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.metrics_in.model import MetricBatch
@@ -71,9 +73,16 @@ def gunzip(body: bytes, limit: int) -> bytes:
 
 
 class Ingest:
-    """What every signal's ingest shares: the size limit and counted refusals."""
+    """Decode and count one export request of a signal; the receivers only adapt transports.
 
-    def __init__(self, store: SeriesStore, max_request_bytes: int) -> None:
+    Subclasses name their decoders (by encoding) and the translator that counts a
+    decoded batch: ``translator.consume(batch, transport)``, which never awaits.
+    """
+
+    decoders: dict[str, Callable[[bytes], Any]] = {}
+
+    def __init__(self, store: SeriesStore, translator: Any, max_request_bytes: int) -> None:
+        self.translator = translator
         self.max_request_bytes = max_request_bytes
         self._refused = store.families["agentprom_requests_refused_total"]
 
@@ -82,36 +91,39 @@ class Ingest:
         self._refused.inc((transport, reason))
         return Refusal(reason, message)
 
-    def _decode(self, body: bytes, transport: str, decode: Callable[[bytes], Any]) -> Any:
+    def export(self, body: bytes, encoding: str, transport: str) -> Any:
         if len(body) > self.max_request_bytes:
             raise self.refuse(transport, "too_large", f"request exceeds {self.max_request_bytes} bytes")
         try:
-            return decode(body)
+            batch = self.decoders[encoding](body)
         except DecodeError as exc:
             raise self.refuse(transport, "decode_error", str(exc)) from None
+        self.translator.consume(batch, transport)
+        return batch
 
 
 class TraceIngest(Ingest):
-    """Decode and count one trace export request; the receivers only adapt transports."""
+    """Spans: ``Batch`` in, ``Translator`` counts."""
 
-    def __init__(self, store: SeriesStore, translator: Translator, max_request_bytes: int) -> None:
-        super().__init__(store, max_request_bytes)
-        self.translator = translator
-
-    def export(self, body: bytes, encoding: str, transport: str) -> Batch:
-        batch = self._decode(body, transport, decode_traces if encoding == PROTOBUF else decode_traces_json)
-        self.translator.consume(batch, transport)
-        return batch
+    translator: Translator
+    decoders = {PROTOBUF: decode_traces, JSON: decode_traces_json}
 
 
 class MetricsIngest(Ingest):
-    """Decode and count one metrics export request."""
+    """Metric data points: ``MetricBatch`` in, ``MetricsTranslator`` counts."""
 
-    def __init__(self, store: SeriesStore, translator: MetricsTranslator, max_request_bytes: int) -> None:
-        super().__init__(store, max_request_bytes)
-        self.translator = translator
+    translator: MetricsTranslator
+    decoders = {PROTOBUF: decode_metrics, JSON: decode_metrics_json}
 
-    def export(self, body: bytes, encoding: str, transport: str) -> MetricBatch:
-        batch = self._decode(body, transport, decode_metrics if encoding == PROTOBUF else decode_metrics_json)
-        self.translator.consume(batch, transport)
-        return batch
+
+def export_response(batch: Batch | MetricBatch) -> ExportTraceServiceResponse | ExportMetricsServiceResponse:
+    """The protobuf Export response, with ``partial_success`` when something was rejected."""
+    metrics = isinstance(batch, MetricBatch)
+    response = ExportMetricsServiceResponse() if metrics else ExportTraceServiceResponse()
+    if batch.rejected:
+        if metrics:
+            response.partial_success.rejected_data_points = batch.rejected_count
+        else:
+            response.partial_success.rejected_spans = batch.rejected_count
+        response.partial_success.error_message = batch.error_message()
+    return response

@@ -9,7 +9,6 @@ a message naming the JSON path. Invalid points are rejected one by one by
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from agentprom.metrics_in.model import (
@@ -30,7 +29,18 @@ from agentprom.metrics_in.model import (
     SummaryPoint,
 )
 from agentprom.receiver.decode import DecodeError
-from agentprom.receiver.otlp_json import _MAX_I64, _MIN_I64, _double, _hex_id, _int, _list, _obj, _str, any_value
+from agentprom.receiver.otlp_json import (
+    _MAX_I64,
+    _MIN_I64,
+    _double,
+    _hex_id,
+    _int,
+    _list,
+    _obj,
+    _str,
+    any_value,
+    load_document,
+)
 
 #: JSON key of each data kind -> our kind
 _KINDS = {
@@ -159,13 +169,7 @@ def _metric(m: dict[str, Any], path: str, scope: Scope, resource: dict[str, Any]
 
 def decode_metrics_json(data: bytes) -> MetricBatch:
     """Parse an OTLP/JSON ``ExportMetricsServiceRequest``; raise ``DecodeError`` if malformed."""
-    try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DecodeError(f"invalid JSON: {exc}") from None
-    except RecursionError:
-        raise DecodeError("invalid JSON: nested too deeply") from None
-    root = _obj(document, "$")
+    root = load_document(data)
     batch = MetricBatch()
     for r, resource_metrics in enumerate(_list(root.get("resourceMetrics"), "resourceMetrics")):
         rpath = f"resourceMetrics[{r}]"

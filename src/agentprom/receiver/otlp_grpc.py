@@ -10,41 +10,15 @@ gzip`` and enforces ``max_receive_message_length`` on the decompressed size
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
 import grpc
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from agentprom.metrics_in.model import MetricBatch
-from agentprom.receiver.decode import Batch
-from agentprom.receiver.ingest import PROTOBUF, Ingest, MetricsIngest, Refusal, TraceIngest
+from agentprom.receiver.ingest import PROTOBUF, Ingest, MetricsIngest, Refusal, TraceIngest, export_response
 
 log = logging.getLogger(__name__)
 
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
-_EMPTY_RESPONSE = ExportTraceServiceResponse().SerializeToString()
-_EMPTY_METRICS_RESPONSE = ExportMetricsServiceResponse().SerializeToString()
-
-
-def _trace_response(batch: Batch) -> bytes:
-    if not batch.rejected:
-        return _EMPTY_RESPONSE
-    response = ExportTraceServiceResponse()
-    response.partial_success.rejected_spans = batch.rejected_count
-    response.partial_success.error_message = batch.error_message()
-    return response.SerializeToString()
-
-
-def _metrics_response(batch: MetricBatch) -> bytes:
-    if not batch.rejected:
-        return _EMPTY_METRICS_RESPONSE
-    response = ExportMetricsServiceResponse()
-    response.partial_success.rejected_data_points = batch.rejected_count
-    response.partial_success.error_message = batch.error_message()
-    return response.SerializeToString()
 
 
 class OtlpGrpcReceiver:
@@ -86,13 +60,12 @@ class OtlpGrpcReceiver:
             await self.server.stop(grace)
 
     async def _export(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return await self._handle(request, context, self.ingest, _trace_response)
+        return await self._handle(request, context, self.ingest)
 
     async def _export_metrics(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return await self._handle(request, context, self.metrics, _metrics_response)
+        return await self._handle(request, context, self.metrics)
 
-    async def _handle(self, request: bytes, context: grpc.aio.ServicerContext, ingest: Ingest,
-                      respond: Callable[[Any], bytes]) -> bytes:
+    async def _handle(self, request: bytes, context: grpc.aio.ServicerContext, ingest: Ingest) -> bytes:
         try:
             batch = ingest.export(request, PROTOBUF, "grpc")
         except Refusal as refusal:
@@ -100,4 +73,4 @@ class OtlpGrpcReceiver:
         except Exception:  # never let a bug take the agent's exporter down with a crash
             log.exception("internal error while handling an OTLP/gRPC export")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        return respond(batch)
+        return export_response(batch).SerializeToString()

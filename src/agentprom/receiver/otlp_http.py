@@ -14,12 +14,19 @@ import logging
 
 from aiohttp import web
 from google.rpc.status_pb2 import Status
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from agentprom.metrics_in.model import MetricBatch
 from agentprom.receiver.decode import Batch
-from agentprom.receiver.ingest import JSON, PROTOBUF, Ingest, MetricsIngest, Refusal, TraceIngest, gunzip
+from agentprom.receiver.ingest import (
+    JSON,
+    PROTOBUF,
+    Ingest,
+    MetricsIngest,
+    Refusal,
+    TraceIngest,
+    export_response,
+    gunzip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +42,13 @@ def status_body(encoding: str, code: int, message: str) -> tuple[bytes, str]:
 
 def success_body(encoding: str, batch: Batch | MetricBatch) -> tuple[bytes, str]:
     """The Export response, with ``partial_success`` when something was rejected."""
-    metrics = isinstance(batch, MetricBatch)
     if encoding == PROTOBUF:
-        response = ExportMetricsServiceResponse() if metrics else ExportTraceServiceResponse()
-        if batch.rejected:
-            if metrics:
-                response.partial_success.rejected_data_points = batch.rejected_count
-            else:
-                response.partial_success.rejected_spans = batch.rejected_count
-            response.partial_success.error_message = batch.error_message()
-        return response.SerializeToString(), "application/x-protobuf"
+        return export_response(batch).SerializeToString(), "application/x-protobuf"
     document: dict = {}
     if batch.rejected:
         # proto3 JSON mapping: int64 as a decimal string
         document["partialSuccess"] = {
-            "rejectedDataPoints" if metrics else "rejectedSpans": str(batch.rejected_count),
+            "rejectedDataPoints" if isinstance(batch, MetricBatch) else "rejectedSpans": str(batch.rejected_count),
             "errorMessage": batch.error_message(),
         }
     return json.dumps(document).encode(), "application/json"

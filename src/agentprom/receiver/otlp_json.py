@@ -148,15 +148,20 @@ def _keep_all(key: str) -> bool:
     return True
 
 
-def decode_traces_json(data: bytes) -> Batch:
-    """Parse an OTLP/JSON ``ExportTraceServiceRequest``; raise ``DecodeError`` if malformed."""
+def load_document(data: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; ``DecodeError`` if it is not one."""
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError(f"invalid JSON: {exc}") from None
     except RecursionError:
         raise DecodeError("invalid JSON: nested too deeply") from None
-    root = _obj(document, "$")
+    return _obj(document, "$")
+
+
+def decode_traces_json(data: bytes) -> Batch:
+    """Parse an OTLP/JSON ``ExportTraceServiceRequest``; raise ``DecodeError`` if malformed."""
+    root = load_document(data)
     batch = Batch()
     for r, resource_spans in enumerate(_list(root.get("resourceSpans"), "resourceSpans")):
         rpath = f"resourceSpans[{r}]"
