@@ -142,6 +142,21 @@ def test_widening_keeps_series_identity_and_renders_without_empty_labels():
     assert family.spec.labels == ("queue", "worker")
 
 
+def test_openmetrics_counter_without_total_is_unknown_and_has_no_exemplar():
+    from agentprom.metrics.series_store import Exemplar
+
+    store, families, _ = _families()
+    untranslated = families.get(DynamicSpec("jobs", "counter", "Jobs."))
+    translated = families.get(DynamicSpec("tasks_total", "counter", "Tasks.", unit=""))
+    for family in (untranslated, translated):
+        series = family.lookup({})
+        series.value = 2
+        series.exemplars = [Exemplar("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", 1, 1700000000.0)]
+    text = Renderer(store).render(openmetrics=True)
+    assert "# TYPE jobs unknown\njobs 2\n" in text
+    assert "# TYPE tasks counter\ntasks_total 2 # {trace_id=" in text
+
+
 def test_family_limit_clashes_and_pruning_after_expiry():
     store, families, clock = _families(series_ttl_seconds=0)  # the store's TTL off: ours still applies
     assert families.get(DynamicSpec("agent_tokens_total", "counter", "x")) == "catalog_clash"

@@ -152,6 +152,8 @@ class DynamicFamilyRenderer(FamilyRenderer):
         self.text_header = f"# HELP {spec.name} {escape_help(spec.help, False)}\n# TYPE {spec.name} {text_type}\n"
         unit = f"# UNIT {om_name} {spec.unit}\n" if spec.unit and om_name.endswith("_" + spec.unit) else ""
         self.om_header = f"# HELP {om_name} {escape_help(spec.help, True)}\n# TYPE {om_name} {om_type}\n{unit}"
+        #: OpenMetrics allows exemplars on counters and histogram buckets only
+        self.exemplars = om_type in (COUNTER, HISTOGRAM)
 
     def label_text(self, series: Series) -> str:
         return ",".join(
@@ -164,7 +166,7 @@ class DynamicFamilyRenderer(FamilyRenderer):
         labels = self.label_text(series)
         braces = f"{{{labels}}}" if labels else ""
         name = self.name
-        exemplars = series.exemplars if openmetrics else None
+        exemplars = series.exemplars if openmetrics and self.exemplars else None
         if self.type == HISTOGRAM:
             prefix = f"{name}_bucket{{{labels}," if labels else f"{name}_bucket{{"
             lines = []
