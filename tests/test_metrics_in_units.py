@@ -174,6 +174,14 @@ def test_family_limit_clashes_and_pruning_after_expiry():
     assert not isinstance(families.get(DynamicSpec("jobs_total", "counter", "x")), str)  # the name is free again
 
 
+def test_refused_names_are_logged_once(caplog):
+    _, families, _ = _families()
+    for _ in range(3):
+        assert families.get(DynamicSpec("agent_tokens_total", "counter", "x")) == "catalog_clash"
+    warnings = [r.getMessage() for r in caplog.records if "agent_tokens_total" in r.getMessage()]
+    assert len(warnings) == 1 and "catalog_clash" in warnings[0]
+
+
 def test_series_limit_drops_instead_of_folding():
     store, families, _ = _families(max_series_per_metric=2)
     family = families.get(DynamicSpec("g", "gauge", "x"))

@@ -82,6 +82,7 @@ class App:
         self.metrics_routes.install(self.metrics_app)
 
         self.metrics_ingest: MetricsIngest | None = None
+        self.metrics_translator: MetricsTranslator | None = None
         if config.metrics_in.enabled:
             reserved = reserved_names(registry_names(self.metrics_routes.registry))
             self.metrics_translator = MetricsTranslator(self.store, metrics_in_settings(config), reserved)
