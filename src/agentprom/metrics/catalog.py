@@ -239,6 +239,14 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Series removed because they were not updated within the expiry time.", ("metric",)),
     _self("agentprom_active_series", GAUGE,
           "Series currently exposed, by metric.", ("metric",)),
+    _self("agentprom_metric_points_received_total", COUNTER,
+          "OTLP metric data points received in decodable export requests, by transport.", ("transport",)),
+    _self("agentprom_metric_points_dropped_total", COUNTER,
+          "OTLP metric data points not exposed, by reason: invalid (e.g. invalid_buckets, "
+          "unspecified_temporality), catalog_clash (the name is one of agentprom's own), type_conflict, "
+          "family_limit, series_limit, label_limit, out_of_order, exponential_histogram (dropped by config). "
+          "Also reported to the sender through partial_success.",
+          ("reason",)),
     _self("agentprom_build_info", GAUGE,
           "Always 1; the version label says which agentprom is running.", ("version",)),
 )

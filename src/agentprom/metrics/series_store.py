@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from agentprom.clock import Clock, SystemClock
@@ -78,6 +78,11 @@ class Series:
 class Family:
     """All series of one catalog metric."""
 
+    #: seconds without an update before a series expires; None = the store's TTL
+    ttl: float | None = None
+    #: the class of new series (subclasses may keep more state per series)
+    series_factory: type[Series] = Series
+
     def __init__(self, spec: MetricSpec, store: SeriesStore) -> None:
         self.spec = spec
         self.name = spec.name
@@ -94,10 +99,12 @@ class Family:
         self._limit = 0 if spec.group == "self" else limits.max_series_per_metric
         self._max_len = limits.max_label_value_length
         self._exemplars = limits.exemplars
-        self._allow = [
-            re.compile(limits.label_allow[label]) if label in limits.label_allow else None
-            for label in spec.labels
-        ]
+        self._label_rules()
+
+    def _label_rules(self) -> None:
+        """Compile the per-label allow patterns for ``spec.labels``."""
+        allow = self.store.limits.label_allow
+        self._allow = [re.compile(allow[label]) if label in allow else None for label in self.spec.labels]
 
     # -- lookup ---------------------------------------------------------------
 
@@ -122,7 +129,7 @@ class Family:
             if self._limit and len(self.series) >= self._limit:
                 self.store.count_overflow(self.name)
                 return self._overflow_series()
-            series = Series(key, self.n_buckets, self.store.now)
+            series = self.series_factory(key, self.n_buckets, self.store.now)
             self.series[key] = series
         if key != labels:
             if len(self._aliases) >= max(self._limit, 1000):
@@ -223,6 +230,8 @@ class SeriesStore:
         self._overflow = self.families.get("agentprom_series_overflow_total")
         self._expired = self.families.get("agentprom_series_expired_total")
         self._active = self.families.get("agentprom_active_series")
+        #: called at the end of every ``expire()`` (e.g. to drop emptied run-time families)
+        self.expiry_hooks: list[Callable[[], None]] = []
 
     def add_family(self, spec: MetricSpec) -> Family:
         if spec.name in self.families:
@@ -230,6 +239,19 @@ class SeriesStore:
         family = Family(spec, self)
         self.families[spec.name] = family
         return family
+
+    def register_family(self, family: Family) -> Family:
+        """Add a family built elsewhere (a subclass, registered at run time)."""
+        if family.name in self.families:
+            raise ValueError(f"metric {family.name} is already registered")
+        self.families[family.name] = family
+        return family
+
+    def remove_family(self, name: str) -> None:
+        """Unregister a family registered at run time, with its active-series gauge."""
+        self.families.pop(name, None)
+        if self._active is not None:
+            self._active.remove((name,))
 
     def __getitem__(self, name: str) -> Family:
         return self.families[name]
@@ -245,19 +267,20 @@ class SeriesStore:
             self._overflow.inc((metric,))
 
     def expire(self) -> int:
-        """Drop series not updated within the TTL; return how many went."""
-        ttl = self.limits.series_ttl_seconds
-        if not ttl:
-            return 0
-        cutoff = self.tick() - ttl
+        """Drop series not updated within their family's TTL; return how many went."""
+        default_ttl = self.limits.series_ttl_seconds
+        now = self.tick()
         total = 0
         for family in self.families.values():
-            if not family.spec.expires:
+            ttl = default_ttl if family.ttl is None else family.ttl
+            if not family.spec.expires or not ttl:
                 continue
-            gone = family.expire(cutoff)
+            gone = family.expire(now - ttl)
             if gone and self._expired is not None:
                 self._expired.inc((family.name,), gone)
             total += gone
+        for hook in self.expiry_hooks:
+            hook()
         return total
 
     def refresh_self_metrics(self) -> None:

@@ -151,16 +151,21 @@ def _keep_all(key: str) -> bool:
     return True
 
 
-def decode_traces_json(data: bytes, wanted: frozenset[str] = WANTED_KEYS) -> Batch:
-    """Parse an OTLP/JSON ``ExportTraceServiceRequest``; raise ``DecodeError`` if malformed.
-    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``)."""
+def load_document(data: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; ``DecodeError`` if it is not one."""
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError(f"invalid JSON: {exc}") from None
     except RecursionError:
         raise DecodeError("invalid JSON: nested too deeply") from None
-    root = _obj(document, "$")
+    return _obj(document, "$")
+
+
+def decode_traces_json(data: bytes, wanted: frozenset[str] = WANTED_KEYS) -> Batch:
+    """Parse an OTLP/JSON ``ExportTraceServiceRequest``; raise ``DecodeError`` if malformed.
+    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``)."""
+    root = load_document(data)
     batch = Batch()
     keep_span_key = _span_key_filter(wanted)
     for r, resource_spans in enumerate(_list(root.get("resourceSpans"), "resourceSpans")):
