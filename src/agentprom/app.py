@@ -6,6 +6,7 @@ Lifecycle contract (after the OTel Collector's ``component`` package):
   true only when all receivers listen.
 * ``stop()`` is safe to call twice, or before ``start()``. It stops the
   receivers first (no new requests; in-flight ones get the grace period), then
+  translates everything still queued (nothing accepted is lost), then
   periodic work, then the metrics endpoint, so a final scrape can still see
   what was counted during shutdown.
 """
@@ -25,6 +26,7 @@ from agentprom.metrics.series_store import SeriesStore, StoreLimits
 from agentprom.receiver.ingest import TraceIngest
 from agentprom.receiver.otlp_grpc import OtlpGrpcReceiver
 from agentprom.receiver.otlp_http import OtlpHttpHandlers
+from agentprom.receiver.pipeline import AttributeDeny, Pipeline, QueueLimits
 from agentprom.server.metrics_routes import MetricsRoutes
 from agentprom.translator import Translator
 
@@ -53,7 +55,14 @@ class App:
         self.store = SeriesStore(store_limits(config), self.clock)
         self.store["agentprom_build_info"].set((__version__,), 1)
         self.translator = Translator(self.store)
-        self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes)
+        queue = config.queue
+        self.pipeline = Pipeline(
+            self.translator, self.store,
+            QueueLimits(queue.max_spans, queue.memory_limit_mib * 1024 * 1024),
+            AttributeDeny(config.security.attribute_deny),
+        )
+        self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes,
+                                  self.pipeline, queue.retry_after_seconds)
 
         self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc)
         self.http_app = web.Application(client_max_size=server.max_request_bytes)
@@ -110,6 +119,7 @@ class App:
             return
         self._started = True
         server = self.config.server
+        self.pipeline.start()
         try:
             await self._serve("metrics", self.metrics_app, server.metrics)
             self.addresses["otlp_grpc"] = await self.grpc.start()
@@ -143,6 +153,8 @@ class App:
         if "otlp_http" in self._runners:
             receivers.append(self._runners.pop("otlp_http").cleanup())
         await asyncio.gather(*receivers, return_exceptions=True)
+        drained = await self.pipeline.stop()
+        log.info("translation queue drained (%d spans were waiting)", drained)
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             try:
@@ -152,4 +164,5 @@ class App:
         for runner in self._runners.values():
             await runner.cleanup()
         self._runners.clear()
-        log.info("stopped")
+        received = sum(s.value for s in self.store["agentprom_spans_received_total"].all_series())
+        log.info("stopped: %d spans received and counted in total", received)

@@ -61,7 +61,7 @@ class OtlpGrpcReceiver:
         try:
             batch = self.ingest.export(request, PROTOBUF, "grpc")
         except Refusal as refusal:
-            await context.abort(refusal.mapping.grpc_code, refusal.message)
+            await context.abort(refusal.mapping.grpc_code, refusal.message, refusal.grpc_trailers())
         except Exception:  # never let a bug take the agent's exporter down with a crash
             log.exception("internal error while handling an OTLP/gRPC export")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
