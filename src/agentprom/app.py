@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from agentprom.receiver.ingest import TraceIngest
 from agentprom.receiver.otlp_grpc import OtlpGrpcReceiver
 from agentprom.receiver.otlp_http import OtlpHttpHandlers
 from agentprom.receiver.pipeline import AttributeDeny, Pipeline, QueueLimits
+from agentprom.server import security, slow_clients
 from agentprom.server.metrics_routes import MetricsRoutes
 from agentprom.translator import Translator
 
@@ -66,10 +68,12 @@ class App:
 
         self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc)
         self.http_app = web.Application(client_max_size=server.max_request_bytes)
-        OtlpHttpHandlers(self.ingest).install(self.http_app)
+        self.http_handlers = OtlpHttpHandlers(self.ingest)
+        self.http_handlers.install(self.http_app)
         self.metrics_app = web.Application()
         self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level)
         self.metrics_routes.install(self.metrics_app)
+        self._secure_listeners()
 
         #: called every HOUSEKEEPING_SECONDS on the event loop (must not block)
         self.periodic: list[Callable[[], None]] = [self.store.expire]
@@ -82,6 +86,35 @@ class App:
         self._stopped = False
         self._runners: dict[str, web.AppRunner] = {}
         self._housekeeping: asyncio.Task | None = None
+
+    def _secure_listeners(self) -> None:
+        """TLS, authentication and slow-client limits on every listener (server/security.py)."""
+        sec = self.config.security
+        failures = self.store["agentprom_auth_failures_total"]
+        #: listener name -> SSL context for its aiohttp site
+        self.ssl_contexts: dict[str, ssl.SSLContext | None] = {
+            "otlp_http": security.server_ssl_context(sec.receivers.tls),
+            "metrics": security.server_ssl_context(sec.metrics.tls),
+        }
+        self.grpc.credentials = security.grpc_server_credentials(sec.receivers.tls)
+        receivers = security.Credentials.from_config(sec.receivers.bearer_token_file)
+        if receivers is not None:
+            self.http_app.middlewares.append(security.http_auth_middleware(receivers, failures, "otlp_http"))
+            self.grpc.interceptors.append(
+                security.BearerTokenInterceptor(receivers, lambda: failures.inc(("otlp_grpc",)))
+            )
+        self.http_app.middlewares.append(
+            slow_clients.request_deadline(self.config.server.http_request_timeout_seconds,
+                                          self.http_handlers.too_slow)
+        )
+        scrapers = security.Credentials.from_config(sec.metrics.bearer_token_file, sec.metrics.basic_auth)
+        if scrapers is not None:
+            # probes rarely carry credentials and health says nothing about spans
+            open_paths = [r.resource.canonical for r in self.metrics_app.router.routes() if r.method == "GET"
+                          and r.resource is not None and r.resource.canonical != "/metrics"]
+            self.metrics_app.middlewares.append(
+                security.http_auth_middleware(scrapers, failures, "metrics", exempt=open_paths)
+            )
 
     # -- readiness ---------------------------------------------------------
 
@@ -104,10 +137,11 @@ class App:
             access_log=None,
             auto_decompress=False,  # we inflate request bodies ourselves, within limits
             shutdown_timeout=self.config.server.shutdown_grace_seconds,
+            **slow_clients.runner_options(self.config.server.http_header_timeout_seconds),
         )
         await runner.setup()
         self._runners[name] = runner
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=self.ssl_contexts.get(name))
         await site.start()
         bound = runner.addresses[0]
         actual = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"

@@ -86,6 +86,11 @@ class OtlpHttpHandlers:
     def install(self, app: web.Application) -> None:
         app.router.add_post("/v1/traces", self.traces)
 
+    def too_slow(self, request: web.Request) -> web.Response:
+        """The answer to a request whose body did not arrive in time (server/slow_clients.py)."""
+        refusal = self.ingest.refuse("http", "timeout", "request body not received within the time limit")
+        return refusal_response(refusal, CONTENT_TYPES.get(request.content_type, JSON))
+
     async def traces(self, request: web.Request) -> web.Response:
         encoding = CONTENT_TYPES.get(request.content_type)
         if encoding is None:
