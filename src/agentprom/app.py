@@ -30,6 +30,7 @@ from agentprom.receiver.otlp_http import OtlpHttpHandlers
 from agentprom.receiver.pipeline import AttributeDeny, Pipeline, QueueLimits
 from agentprom.server import security, slow_clients
 from agentprom.server.metrics_routes import MetricsRoutes
+from agentprom.sinks.forward import Forwarder
 from agentprom.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,11 @@ class App:
         self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level)
         self.metrics_routes.install(self.metrics_app)
         self._secure_listeners()
+        #: optional trace forwarding to an upstream collector (sinks/forward.py)
+        self.forwarder: Forwarder | None = None
+        if config.forward.endpoint:
+            self.forwarder = Forwarder(config.forward, self.store)
+            self.ingest.accepted.append(self.forwarder.offer)
 
         #: called every HOUSEKEEPING_SECONDS on the event loop (must not block)
         self.periodic: list[Callable[[], None]] = [self.store.expire]
@@ -155,6 +161,8 @@ class App:
         server = self.config.server
         self.pipeline.start()
         try:
+            if self.forwarder is not None:
+                await self.forwarder.start()
             await self._serve("metrics", self.metrics_app, server.metrics)
             self.addresses["otlp_grpc"] = await self.grpc.start()
             await self._serve("otlp_http", self.http_app, server.otlp_http)
@@ -189,6 +197,8 @@ class App:
         await asyncio.gather(*receivers, return_exceptions=True)
         drained = await self.pipeline.stop()
         log.info("translation queue drained (%d spans were waiting)", drained)
+        if self.forwarder is not None:
+            await self.forwarder.stop(grace)
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             try:
