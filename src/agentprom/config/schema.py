@@ -44,6 +44,16 @@ def _check_address(value: str) -> str:
 Address = Annotated[str, AfterValidator(_check_address)]
 
 
+def _check_readable(value: str) -> str:
+    if value and not os.access(value, os.R_OK):
+        raise ValueError(f"{value!r} is not a readable file")
+    return value
+
+
+#: a path checked at load (so check-config reports it); empty means unset
+ReadableFile = Annotated[str, AfterValidator(_check_readable)]
+
+
 class ServerConfig(_Model):
     """Where the sidecar listens and how much it accepts."""
 
@@ -159,31 +169,15 @@ class ReceiverSecurityConfig(_Model):
     """TLS and bearer-token auth for both OTLP receivers and everything else on the OTLP/HTTP port."""
 
     tls: TlsConfig = Field(default_factory=TlsConfig)
-    bearer_token_file: str = Field("", description="Clients must send 'Authorization: Bearer <file content>'.")
-
-    @field_validator("bearer_token_file")
-    @classmethod
-    def _check_token(cls, value: str) -> str:
-        problems = _unreadable(bearer_token_file=value)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
+    bearer_token_file: ReadableFile = Field("", description="Clients must send 'Authorization: Bearer <file content>'.")
 
 
 class MetricsSecurityConfig(_Model):
     """TLS and optional auth for /metrics (health endpoints stay open for probes)."""
 
     tls: TlsConfig = Field(default_factory=TlsConfig)
-    bearer_token_file: str = ""
+    bearer_token_file: ReadableFile = ""
     basic_auth: BasicAuthConfig = Field(default_factory=BasicAuthConfig)
-
-    @field_validator("bearer_token_file")
-    @classmethod
-    def _check_token(cls, value: str) -> str:
-        problems = _unreadable(bearer_token_file=value)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
 
 
 class SecurityConfig(_Model):
