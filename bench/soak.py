@@ -86,6 +86,8 @@ class Sidecar:
         deadline = time.monotonic() + 30
         while len(self.addresses) < 3:
             if time.monotonic() > deadline or self.process.poll() is not None:
+                self.process.kill()
+                self.process.wait()
                 raise RuntimeError("sidecar did not start:\n" + Path(log_path).read_text())
             self.addresses = dict(re.findall(r"listening: (\w+) on (\S+)", Path(log_path).read_text()))
             time.sleep(0.05)
