@@ -81,7 +81,12 @@ class Sidecar:
     def metrics_url(self) -> str:
         return "http://" + self.app.addresses["metrics"]
 
+    def settle(self) -> None:
+        """Wait until every accepted span has been translated (the queue is drained)."""
+        self.call(self.app.pipeline.drained())
+
     def scrape(self, openmetrics: bool = False) -> str:
+        self.settle()
         headers = {"Accept": "application/openmetrics-text; version=1.0.0"} if openmetrics else {}
         request = urllib.request.Request(self.metrics_url + "/metrics", headers=headers)
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -89,6 +94,7 @@ class Sidecar:
 
     def value(self, name: str, **labels: str) -> float:
         """Current value of a counter/gauge series (0 if absent), read on the loop."""
+        self.settle()
         family = self.app.store[name]
         key = tuple(labels[label] for label in family.spec.labels)
         return self.call(lambda: self.app.store.value(name, key))

@@ -20,7 +20,8 @@ def tracer(endpoint: str, protocol: str = "grpc", service: str = "test-agent", *
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True, **exporter_kw)
+        exporter_kw.setdefault("insecure", "credentials" not in exporter_kw)
+        exporter = OTLPSpanExporter(endpoint=endpoint, **exporter_kw)
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

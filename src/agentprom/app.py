@@ -6,6 +6,7 @@ Lifecycle contract (after the OTel Collector's ``component`` package):
   true only when all receivers listen.
 * ``stop()`` is safe to call twice, or before ``start()``. It stops the
   receivers first (no new requests; in-flight ones get the grace period), then
+  translates everything still queued (nothing accepted is lost), then
   periodic work, then the metrics endpoint, so a final scrape can still see
   what was counted during shutdown.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 
 from aiohttp import web
@@ -28,8 +30,11 @@ from agentprom.metrics_in.translator import MetricsInSettings, MetricsTranslator
 from agentprom.receiver.ingest import MetricsIngest, TraceIngest
 from agentprom.receiver.otlp_grpc import OtlpGrpcReceiver
 from agentprom.receiver.otlp_http import OtlpHttpHandlers
+from agentprom.receiver.pipeline import AttributeDeny, Pipeline, QueueLimits
 from agentprom.sampling import SamplingWeights
+from agentprom.server import security, slow_clients
 from agentprom.server.metrics_routes import MetricsRoutes, registry_names
+from agentprom.sinks.forward import Forwarder
 from agentprom.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -82,7 +87,14 @@ class App:
         weights = SamplingWeights(sampling.tracestate, sampling.probability_attribute)
         self.translator = Translator(self.store, weights)
         wanted = WANTED_KEYS | {sampling.probability_attribute} if sampling.probability_attribute else WANTED_KEYS
-        self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes, wanted)
+        queue = config.queue
+        self.pipeline = Pipeline(
+            self.translator, self.store,
+            QueueLimits(queue.max_spans, queue.memory_limit_mib * 1024 * 1024),
+            AttributeDeny(config.security.attribute_deny),
+        )
+        self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes,
+                                  self.pipeline, queue.retry_after_seconds, wanted)
         self.metrics_app = web.Application()
         self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level)
         self.metrics_routes.install(self.metrics_app)
@@ -92,11 +104,19 @@ class App:
         if config.metrics_in.enabled:
             reserved = reserved_names(catalog, registry_names(self.metrics_routes.registry))
             self.metrics_translator = MetricsTranslator(self.store, metrics_in_settings(config), reserved)
-            self.metrics_ingest = MetricsIngest(self.store, self.metrics_translator, server.max_request_bytes)
+            self.metrics_ingest = MetricsIngest(self.store, self.metrics_translator, server.max_request_bytes,
+                                                self.pipeline, queue.retry_after_seconds)
 
         self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc, self.metrics_ingest)
         self.http_app = web.Application(client_max_size=server.max_request_bytes)
-        OtlpHttpHandlers(self.ingest, self.metrics_ingest).install(self.http_app)
+        self.http_handlers = OtlpHttpHandlers(self.ingest, self.metrics_ingest)
+        self.http_handlers.install(self.http_app)
+        self._secure_listeners()
+        #: optional trace forwarding to an upstream collector (sinks/forward.py)
+        self.forwarder: Forwarder | None = None
+        if config.forward.endpoint:
+            self.forwarder = Forwarder(config.forward, self.store)
+            self.ingest.accepted.append(self.forwarder.offer)
 
         #: called every HOUSEKEEPING_SECONDS on the event loop (must not block)
         self.periodic: list[Callable[[], None]] = [self.store.expire]
@@ -109,6 +129,35 @@ class App:
         self._stopped = False
         self._runners: dict[str, web.AppRunner] = {}
         self._housekeeping: asyncio.Task | None = None
+
+    def _secure_listeners(self) -> None:
+        """TLS, authentication and slow-client limits on every listener (server/security.py)."""
+        sec = self.config.security
+        failures = self.store["agentprom_auth_failures_total"]
+        #: listener name -> SSL context for its aiohttp site
+        self.ssl_contexts: dict[str, ssl.SSLContext | None] = {
+            "otlp_http": security.server_ssl_context(sec.receivers.tls),
+            "metrics": security.server_ssl_context(sec.metrics.tls),
+        }
+        self.grpc.credentials = security.grpc_server_credentials(sec.receivers.tls)
+        receivers = security.Credentials.from_config(sec.receivers.bearer_token_file)
+        if receivers is not None:
+            self.http_app.middlewares.append(security.http_auth_middleware(receivers, failures, "otlp_http"))
+            self.grpc.interceptors.append(
+                security.BearerTokenInterceptor(receivers, lambda: failures.inc(("otlp_grpc",)))
+            )
+        self.http_app.middlewares.append(
+            slow_clients.request_deadline(self.config.server.http_request_timeout_seconds,
+                                          self.http_handlers.too_slow)
+        )
+        scrapers = security.Credentials.from_config(sec.metrics.bearer_token_file, sec.metrics.basic_auth)
+        if scrapers is not None:
+            # probes rarely carry credentials and health says nothing about spans
+            open_paths = [r.resource.canonical for r in self.metrics_app.router.routes() if r.method == "GET"
+                          and r.resource is not None and r.resource.canonical != "/metrics"]
+            self.metrics_app.middlewares.append(
+                security.http_auth_middleware(scrapers, failures, "metrics", exempt=open_paths)
+            )
 
     # -- readiness ---------------------------------------------------------
 
@@ -131,10 +180,11 @@ class App:
             access_log=None,
             auto_decompress=False,  # we inflate request bodies ourselves, within limits
             shutdown_timeout=self.config.server.shutdown_grace_seconds,
+            **slow_clients.runner_options(self.config.server.http_header_timeout_seconds),
         )
         await runner.setup()
         self._runners[name] = runner
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=self.ssl_contexts.get(name))
         await site.start()
         bound = runner.addresses[0]
         actual = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
@@ -146,7 +196,10 @@ class App:
             return
         self._started = True
         server = self.config.server
+        self.pipeline.start()
         try:
+            if self.forwarder is not None:
+                await self.forwarder.start()
             await self._serve("metrics", self.metrics_app, server.metrics)
             self.addresses["otlp_grpc"] = await self.grpc.start()
             await self._serve("otlp_http", self.http_app, server.otlp_http)
@@ -179,6 +232,10 @@ class App:
         if "otlp_http" in self._runners:
             receivers.append(self._runners.pop("otlp_http").cleanup())
         await asyncio.gather(*receivers, return_exceptions=True)
+        drained = await self.pipeline.stop()
+        log.info("translation queue drained (%d spans were waiting)", drained)
+        if self.forwarder is not None:
+            await self.forwarder.stop(grace)
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             try:
@@ -188,4 +245,5 @@ class App:
         for runner in self._runners.values():
             await runner.cleanup()
         self._runners.clear()
-        log.info("stopped")
+        received = sum(s.value for s in self.store["agentprom_spans_received_total"].all_series())
+        log.info("stopped: %d spans received and counted in total", received)

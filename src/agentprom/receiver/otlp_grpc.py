@@ -27,12 +27,17 @@ class OtlpGrpcReceiver:
         self.metrics = metrics
         self.address = address
         self.server: grpc.aio.Server | None = None
+        #: TLS (server/security.py); None listens in plaintext
+        self.credentials: grpc.ServerCredentials | None = None
+        #: e.g. authentication; they wrap every service on this server
+        self.interceptors: list[grpc.aio.ServerInterceptor] = []
 
     async def start(self) -> str:
         """Bind and start serving; return the bound ``host:port``. (grpc.aio servers
         belong to the loop they are created on, so the server is made here.)"""
         limit = self.ingest.max_request_bytes
         self.server = grpc.aio.server(
+            interceptors=self.interceptors or None,
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", 4 * 1024 * 1024),
@@ -46,7 +51,10 @@ class OtlpGrpcReceiver:
             handlers.append(grpc.method_handlers_generic_handler(METRICS_SERVICE, {"Export": metrics_handler}))
         self.server.add_generic_rpc_handlers(tuple(handlers))
         try:
-            port = self.server.add_insecure_port(self.address)
+            if self.credentials is not None:
+                port = self.server.add_secure_port(self.address, self.credentials)
+            else:
+                port = self.server.add_insecure_port(self.address)
         except RuntimeError as exc:
             raise OSError(f"cannot listen for OTLP/gRPC on {self.address}: {exc}") from None
         if port == 0:
@@ -69,7 +77,7 @@ class OtlpGrpcReceiver:
         try:
             batch = ingest.export(request, PROTOBUF, "grpc")
         except Refusal as refusal:
-            await context.abort(refusal.mapping.grpc_code, refusal.message)
+            await context.abort(refusal.mapping.grpc_code, refusal.message, refusal.grpc_trailers())
         except Exception:  # never let a bug take the agent's exporter down with a crash
             log.exception("internal error while handling an OTLP/gRPC export")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")

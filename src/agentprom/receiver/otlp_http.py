@@ -33,10 +33,10 @@ log = logging.getLogger(__name__)
 CONTENT_TYPES = {"application/x-protobuf": PROTOBUF, "application/json": JSON}
 
 
-def status_body(encoding: str, code: int, message: str) -> tuple[bytes, str]:
-    """A ``google.rpc.Status`` in the request's encoding."""
+def status_body(encoding: str, code: int, message: str, status: Status | None = None) -> tuple[bytes, str]:
+    """A ``google.rpc.Status`` in the request's encoding (``status`` adds its details to protobuf bodies)."""
     if encoding == PROTOBUF:
-        return Status(code=code, message=message).SerializeToString(), "application/x-protobuf"
+        return (status or Status(code=code, message=message)).SerializeToString(), "application/x-protobuf"
     return json.dumps({"code": code, "message": message}).encode(), "application/json"
 
 
@@ -55,7 +55,9 @@ def success_body(encoding: str, batch: Batch | MetricBatch) -> tuple[bytes, str]
 
 
 def refusal_response(refusal: Refusal, encoding: str, headers: dict[str, str] | None = None) -> web.Response:
-    body, content_type = status_body(encoding, refusal.mapping.grpc_code.value[0], refusal.message)
+    body, content_type = status_body(encoding, refusal.mapping.grpc_code.value[0], refusal.message,
+                                     refusal.status())
+    headers = {**refusal.http_headers(), **(headers or {})}
     return web.Response(status=refusal.mapping.http_status, body=body, content_type=content_type,
                         headers=headers)
 
@@ -93,6 +95,11 @@ class OtlpHttpHandlers:
         if self.metrics is not None:
             app.router.add_post("/v1/metrics", self.metrics_export)
 
+    def too_slow(self, request: web.Request) -> web.Response:
+        """The answer to a request whose body did not arrive in time (server/slow_clients.py)."""
+        refusal = self.ingest.refuse("http", "timeout", "request body not received within the time limit")
+        return refusal_response(refusal, CONTENT_TYPES.get(request.content_type, JSON))
+
     async def traces(self, request: web.Request) -> web.Response:
         return await self._export(request, self.ingest)
 
@@ -113,5 +120,9 @@ class OtlpHttpHandlers:
             batch = ingest.export(body, encoding, "http")
         except Refusal as refusal:
             return refusal_response(refusal, encoding)
+        except Exception:  # never answer a bug with a dropped connection; say so in OTLP's terms
+            log.exception("internal error while handling an OTLP/HTTP export")
+            payload, content_type = status_body(encoding, 13, "internal error")  # 13 = INTERNAL
+            return web.Response(status=500, body=payload, content_type=content_type)
         payload, content_type = success_body(encoding, batch)
         return web.Response(status=200, body=payload, content_type=content_type)

@@ -91,7 +91,10 @@ def _double(value: Any, path: str) -> float:
     if isinstance(value, bool):
         raise DecodeError(f"{path}: expected a number, got a boolean")
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer literal beyond any double
+            raise DecodeError(f"{path}: number out of range") from None
     if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
         return float(value.replace("Infinity", "inf"))
     if isinstance(value, str):
@@ -155,7 +158,7 @@ def load_document(data: bytes) -> dict[str, Any]:
     """The request body as a JSON object; ``DecodeError`` if it is not one."""
     try:
         document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers past Python's digit limit
         raise DecodeError(f"invalid JSON: {exc}") from None
     except RecursionError:
         raise DecodeError("invalid JSON: nested too deeply") from None

@@ -1,0 +1,200 @@
+"""The bounded queue between the receivers and translation, with its single consumer task.
+
+Receivers decode a request (to validate it and to answer partial success),
+``submit`` the batch here and answer at once; one task on the event loop
+translates the queued batches in arrival order. Admission control lives here
+too: while the queue holds ``max_spans`` spans, or the process's resident
+memory is above the ceiling, new exports are refused with a retryable refusal
+(HTTP 503 + Retry-After, gRPC UNAVAILABLE + RetryInfo: ``ingest.FAILURES``), so
+the client's own retry takes over and nothing is dropped silently.
+
+Shutdown: ``stop()`` translates everything accepted before it returns; the App
+calls it after the receivers have stopped, so no accepted span is lost.
+
+The store's single-owner rule holds: the consumer translates a batch without
+awaiting and yields to the loop only between batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agentprom.metrics.series_store import SeriesStore
+from agentprom.model import Span
+from agentprom.receiver.decode import Batch
+from agentprom.translator import Translator
+
+log = logging.getLogger(__name__)
+
+#: Spans translated per turn of the event loop before the consumer lets receivers run.
+TURN_SPANS = 4096
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes() -> int:
+    """This process's resident set size now (Linux ``/proc/self/statm``; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    max_spans: int = 100_000
+    #: refuse while resident memory is above this many bytes (0 = no limit)
+    memory_limit_bytes: int = 0
+
+
+class AttributeDeny:
+    """Removes denied attribute keys from decoded spans before anything reads them.
+
+    Entries are exact keys, or prefixes written with a trailing ``*``. Applied to
+    span, resource and agentprom event attributes, so a denied value never
+    reaches a label, the session tracker or a sink.
+    """
+
+    def __init__(self, entries: tuple[str, ...] | list[str]) -> None:
+        self.exact = frozenset(e for e in entries if not e.endswith("*"))
+        self.prefixes = tuple(e[:-1] for e in entries if e.endswith("*"))
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.prefixes)
+
+    def denied(self, key: str) -> bool:
+        return key in self.exact or (bool(self.prefixes) and key.startswith(self.prefixes))
+
+    def _scrub(self, attrs: dict) -> None:
+        doomed = [key for key in attrs if self.denied(key)]
+        for key in doomed:
+            del attrs[key]
+
+    def apply(self, spans: list[Span]) -> None:
+        seen_resources: set[int] = set()
+        for span in spans:
+            self._scrub(span.attributes)
+            if id(span.resource) not in seen_resources:  # decoders share one dict per resource
+                seen_resources.add(id(span.resource))
+                self._scrub(span.resource)
+            for _name, _time, attrs in span.events:
+                self._scrub(attrs)
+
+
+class Pipeline:
+    """Owns the queue, its consumer task, and the admission decision."""
+
+    def __init__(
+        self,
+        translator: Translator,
+        store: SeriesStore,
+        limits: QueueLimits | None = None,
+        deny: AttributeDeny | None = None,
+        rss: Callable[[], int] = resident_bytes,
+    ) -> None:
+        self.translator = translator
+        self.limits = limits or QueueLimits()
+        self.deny = deny if deny else None
+        self._rss = rss
+        self._queue: deque[tuple[Batch, str]] = deque()
+        self.queued_spans = 0
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task | None = None
+        self._depth = store.families["agentprom_queue_spans"]
+        self._depth.set((), 0)
+        store.families["agentprom_queue_limit_spans"].set((), self.limits.max_spans)
+        store.families["agentprom_memory_limit_bytes"].set((), self.limits.memory_limit_bytes)
+
+    # -- admission (called by TraceIngest on the request path) -----------------
+
+    def admit(self) -> str | None:
+        """Why a new export must be refused now (a ``FAILURES`` reason), or None to accept it."""
+        if self.queued_spans >= self.limits.max_spans:
+            return "overloaded"
+        limit = self.limits.memory_limit_bytes
+        if limit and self._rss() > limit:
+            return "memory_limit"
+        return None
+
+    def fits(self, spans: int) -> bool:
+        """Whether a decoded batch fits. An empty queue takes any batch, or a request
+        larger than the queue could never get in."""
+        return not self._queue or self.queued_spans + spans <= self.limits.max_spans
+
+    def submit(self, batch: Batch, transport: str) -> None:
+        if self._task is None:  # not running (before start or after stop): translate now, lose nothing
+            self._translate(batch, transport)
+            return
+        self._queue.append((batch, transport))
+        self.queued_spans += len(batch.spans)
+        self._depth.set((), self.queued_spans)
+        self._idle.clear()
+        self._wakeup.set()
+
+    # -- the consumer ------------------------------------------------------------
+
+    def _translate(self, batch: Batch, transport: str) -> None:
+        try:
+            if self.deny is not None:
+                self.deny.apply(batch.spans)
+            self.translator.consume(batch, transport)
+        except Exception:  # a bug must not stop the consumer: everything after it would be lost
+            log.exception("translation failed for a batch of %d spans", len(batch.spans))
+
+    def _translate_some(self) -> None:
+        budget = TURN_SPANS
+        queue = self._queue
+        while queue and budget > 0:
+            batch, transport = queue.popleft()
+            n = len(batch.spans)
+            self.queued_spans -= n
+            self._translate(batch, transport)
+            budget -= max(n, 1)
+        self._depth.set((), self.queued_spans)
+
+    async def _consume(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                self._translate_some()
+                if self._queue:
+                    await asyncio.sleep(0)  # let receivers answer between chunks
+            self._idle.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._consume(), name="translate-queue")
+
+    async def drained(self) -> None:
+        """Return once everything submitted so far has been translated."""
+        if self._task is None or self._task.done():
+            while self._queue:
+                self._translate_some()
+            self._idle.set()
+            return
+        await self._idle.wait()
+
+    async def stop(self) -> int:
+        """Translate everything still queued, then end the consumer; return how many spans were drained."""
+        pending = self.queued_spans
+        await self.drained()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        while self._queue:  # submitted after the last wake-up, should the task have been cancelled first
+            self._translate_some()
+        self._idle.set()
+        return pending

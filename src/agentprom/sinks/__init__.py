@@ -1,0 +1,1 @@
+"""Sinks: where accepted spans go besides the metrics (trace forwarding, logs)."""
