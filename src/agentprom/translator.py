@@ -49,34 +49,37 @@ class Translator:
 
     def span(self, span: Span) -> Classified:
         c = classify(span)
-        kind = c.kind
-        if kind is not Kind.OTHER:
+        if c.kind is not Kind.OTHER:
             exemplar = (span.trace_id.hex(), span.span_id.hex()) if self._exemplars else None
-            status = "ok" if c.ok else "error"
-            duration = span.duration_s
-            agent = c.agent
-            if kind is Kind.TOOL:
-                self._tool_calls.inc((agent, c.tool, status), 1, exemplar)
-                self._tool_duration.observe((agent, c.tool), duration, exemplar)
-                if not c.ok:
-                    self._tool_errors.inc((agent, c.tool, c.error_type))
-                    self._errors.inc((agent, "tool", c.error_type))
-            elif kind is Kind.LLM:
-                labels = (agent, c.provider, c.model)
-                self._llm_calls.inc((*labels, c.operation, status), 1, exemplar)
-                self._llm_duration.observe((*labels, c.operation), duration, exemplar)
-                for token_type, count in c.tokens.items():
-                    if count:
-                        self._tokens.inc((*labels, token_type), count)
-                if c.cost:
-                    self._cost.inc(labels, c.cost)
-                if not c.ok:
-                    self._errors.inc((agent, "llm", c.error_type))
-            else:  # Kind.AGENT
-                self._invocations.inc((agent, status), 1, exemplar)
-                self._invocation_duration.observe((agent,), duration, exemplar)
-                if not c.ok:
-                    self._errors.inc((agent, "agent", c.error_type))
+            self.record(c, span.duration_s, exemplar)
         for listener in self.listeners:
             listener(span, c)
         return c
+
+    def record(self, c: Classified, duration: float, exemplar: tuple[str, str] | None = None) -> None:
+        """Count one agent, LLM or tool call; spans and the runtime event API both come here."""
+        kind = c.kind
+        status = "ok" if c.ok else "error"
+        agent = c.agent
+        if kind is Kind.TOOL:
+            self._tool_calls.inc((agent, c.tool, status), 1, exemplar)
+            self._tool_duration.observe((agent, c.tool), duration, exemplar)
+            if not c.ok:
+                self._tool_errors.inc((agent, c.tool, c.error_type))
+                self._errors.inc((agent, "tool", c.error_type))
+        elif kind is Kind.LLM:
+            labels = (agent, c.provider, c.model)
+            self._llm_calls.inc((*labels, c.operation, status), 1, exemplar)
+            self._llm_duration.observe((*labels, c.operation), duration, exemplar)
+            for token_type, count in c.tokens.items():
+                if count:
+                    self._tokens.inc((*labels, token_type), count)
+            if c.cost:
+                self._cost.inc(labels, c.cost)
+            if not c.ok:
+                self._errors.inc((agent, "llm", c.error_type))
+        elif kind is Kind.AGENT:
+            self._invocations.inc((agent, status), 1, exemplar)
+            self._invocation_duration.observe((agent,), duration, exemplar)
+            if not c.ok:
+                self._errors.inc((agent, "agent", c.error_type))
