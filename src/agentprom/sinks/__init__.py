@@ -1,0 +1,1 @@
+"""Where records go besides /metrics: the JSONL invocation log."""
