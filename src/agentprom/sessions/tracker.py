@@ -135,20 +135,24 @@ class SessionTracker:
         yield from self.open.values()
         yield from self.ended.values()
 
-    def _session(self, session_id: str) -> Session:
-        """The open session (marked active now), else the remembered ended one, else a new one."""
+    def _session(self, session_id: str, agent: str | None, rank: int) -> Session:
+        """The open session (marked active now), else the remembered ended one, else a new one;
+        ``agent`` names its agent with confidence ``rank`` (see ``_set_agent``)."""
         now = self.store.now
         s = self.open.get(session_id)
         if s is not None:
             s.last_activity = now
             self.open.move_to_end(session_id)
-            return s
-        s = self.ended.get(session_id)
-        if s is not None:
-            return s  # a late span or event: attached to the ended session, not re-counted
-        return self._open_session(session_id, now)
+        else:
+            s = self.ended.get(session_id)  # a late span or event: attached to the ended session, not re-counted
+            if s is None:
+                s = self._open_session(session_id, now, agent=agent if agent and agent != UNKNOWN else None,
+                                       rank=rank)
+        self._set_agent(s, agent, rank)
+        return s
 
-    def _open_session(self, session_id: str, now: float, restored: bool = False) -> Session:
+    def _open_session(self, session_id: str, now: float, restored: bool = False,
+                      agent: str | None = None, rank: int = 0) -> Session:
         if len(self.open) >= self.config.max_open_sessions:
             oldest = next(iter(self.open.values()))
             if restored:
@@ -158,6 +162,8 @@ class SessionTracker:
                 log.debug("evicting session %s (max_open_sessions reached)", oldest.session_id)
                 self._end(oldest, ABANDONED)
         s = Session(session_id=session_id, last_activity=now, restored=restored)
+        if agent:
+            s.agent, s.agent_rank = agent, rank
         self.open[session_id] = s
         self._active_add(s.agent, 1)
         return s
@@ -206,13 +212,11 @@ class SessionTracker:
             session_id = span.trace_id.hex()
             if session_id not in self.open and session_id not in self.ended and not self._meaningful(span, c):
                 return
-        s = self._session(session_id)
-        start, end = span.start_ns / 1e9, span.end_ns / 1e9
         kind = c.kind
-        is_open = not s.ended
-
         named = kind is Kind.AGENT or any(attrs.get(key) for key in P.AGENT_NAME_KEYS)
-        self._set_agent(s, c.agent, 2 if named else 1)
+        s = self._session(session_id, c.agent, 2 if named else 1)
+        start, end = span.start_ns / 1e9, span.end_ns / 1e9
+        is_open = not s.ended
         s.cover(start, end)
         if is_open and span.parent_span_id and len(s.parents) < self._max_parents:
             s.parents[span.span_id] = span.parent_span_id
@@ -403,8 +407,7 @@ class SessionTracker:
         kind = event.event_type
         if kind == E.SESSION_STARTED:
             return self.start_session(event.session_id, t, event.agent, event.model, event.provider)
-        s = self._session(event.session_id)
-        self._set_agent(s, event.agent, 2)
+        s = self._session(event.session_id, event.agent, 2)
         agent = event.agent or s.agent
         if event.context_tokens_used is not None and event.context_tokens_available:
             self._observe_context(s, agent, event.context_tokens_used, event.context_tokens_available)
@@ -445,13 +448,12 @@ class SessionTracker:
         ended = self.ended.pop(session_id, None)
         if ended is not None:
             log.debug("session %s started again after it ended: a new session", session_id)
-        s = self._session(session_id)
+        s = self._session(session_id, agent, 2)
         if s.started_explicitly:
             s.execution_resets += 1
         s.started_explicitly = True
         s.start = t if s.start is None else min(s.start, t)
         s.last_seen = t if s.last_seen is None else max(s.last_seen, t)
-        self._set_agent(s, agent, 2)
         s.model = model or s.model
         s.provider = provider or s.provider
         return s
@@ -737,9 +739,7 @@ class SessionTracker:
         s = self.open.get(session_id) or self.ended.get(session_id)
         kind = record["kind"]
         if s is None:
-            s = self._open_session(session_id, self.store.now, restored=True)
-        if record.get("agent") and s.agent_rank < 2:
-            self._set_agent(s, R.text(record, "agent"), 2)
+            s = self._open_session(session_id, self.store.now, restored=True, agent=R.text(record, "agent"), rank=2)
         if kind in (TOOL_CALL, LLM_CALL):
             call = R.call_from_record(record)
             phase = None
