@@ -38,8 +38,9 @@ class SessionJournal:
 
     async def open(self, tracker: SessionTracker) -> ReadStats:
         started = time.monotonic()
-        files = self.writer.prepare()
+        files, cut = self.writer.prepare()
         stats = ReadStats()
+        stats.malformed += cut  # the torn line counts as a malformed line skipped
         for n, record in enumerate(read_records(files, stats), 1):
             tracker.restore(record)
             if n % RESTORE_SLICE == 0:

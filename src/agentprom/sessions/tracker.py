@@ -248,7 +248,7 @@ class SessionTracker:
                 phase_id, name, needs_agent_parent = phase
                 if not needs_agent_parent or span.parent_span_id in s.agent_spans:
                     self._phase_span(s, phase_id, name, span.span_id, start, end, span.status_code == STATUS_ERROR)
-                elif is_open and len(s.candidates) < self._max_pending:
+                elif is_open and span.parent_span_id and len(s.candidates) < self._max_pending:
                     s.candidates.setdefault(span.parent_span_id, []).append(
                         (phase_id, name, span.span_id, start, end, span.status_code == STATUS_ERROR)
                     )
@@ -788,6 +788,7 @@ class SessionTracker:
         s.peak_context_utilization = R.number(record, "peak_context_utilization")
         s.start = R.time_of(record) or s.start
         s.end = R.time_of(record, "end_timestamp") or s.last_seen or s.start
+        s.last_seen = s.end if s.last_seen is None or s.end is None else max(s.last_seen, s.end)
         s.continuity_score = R.number(record, "continuity_score")
         components = record.get("continuity")
         s.continuity_components = components if isinstance(components, dict) else None

@@ -94,18 +94,23 @@ def read_records(paths: Iterable[Path], stats: ReadStats | None = None) -> Itera
         log.warning("%d malformed lines skipped in all", stats.malformed)
 
 
-def repair_tail(path: Path) -> bool:
-    """Make ``path`` end with a complete line; return True when it had to change."""
+CUT = "cut"
+TERMINATED = "terminated"
+
+
+def repair_tail(path: Path) -> str | None:
+    """Make ``path`` end with a complete line: ``CUT`` when a torn last line was removed,
+    ``TERMINATED`` when a whole last record only lacked its newline, None when all was well."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        return False
+        return None
     if size == 0:
-        return False
+        return None
     with open(path, "r+b") as handle:
         handle.seek(size - 1)
         if handle.read(1) == b"\n":
-            return False
+            return None
         # find the start of the unterminated last line
         block = 64 * 1024
         start = size
@@ -125,10 +130,10 @@ def repair_tail(path: Path) -> bool:
         except (ValueError, RecordError):
             log.warning("%s: cutting off a torn last line (%d bytes) left by an interrupted write", path, len(tail))
             handle.truncate(start)
-        else:
-            handle.seek(size)
-            handle.write(b"\n")
-    return True
+            return CUT
+        handle.seek(size)
+        handle.write(b"\n")
+    return TERMINATED
 
 
 class JsonlWriter:
@@ -143,6 +148,8 @@ class JsonlWriter:
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
         self._size = 0
+        #: rotate before the file passes this size (moved on after a failed rotation)
+        self._rotate_at = rotate_bytes
         self.written = 0
         self.write_errors = 0
         self.rotations = 0
@@ -151,11 +158,12 @@ class JsonlWriter:
 
     # -- loop side ----------------------------------------------------------------
 
-    def prepare(self) -> list[Path]:
-        """Create the directory, repair the current file's tail; return the files to load (oldest first)."""
+    def prepare(self) -> tuple[list[Path], bool]:
+        """Create the directory and repair the current file's tail; return the files to load
+        (oldest first) and whether a torn last line was cut off."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        repair_tail(self.path)
-        return log_files(self.directory, self.keep_files)
+        cut = repair_tail(self.path) == CUT
+        return log_files(self.directory, self.keep_files), cut
 
     def start(self) -> None:
         if self._thread is not None:
@@ -231,7 +239,7 @@ class JsonlWriter:
         batch: list[bytes] = []
         size = 0
         for line in lines:
-            if self._size + size + len(line) > self.rotate_bytes and self._size + size > 0:
+            if self._size + size + len(line) > self._rotate_at and self._size + size > 0:
                 self._flush(batch)
                 batch, size = [], 0
                 self._rotate()
@@ -274,10 +282,13 @@ class JsonlWriter:
                         older.rename(self.directory / f"{LOG_NAME}.{n + 1}")
                 self.path.rename(self.directory / f"{LOG_NAME}.1")
             self.rotations += 1
+            self._rotate_at = self.rotate_bytes
         except OSError as exc:
             self.write_errors += 1
             self.last_error = f"rotation failed: {exc}"
-            log.error("JSONL log rotation failed: %s", exc)
+            # keep appending to the current file; try again after another rotate_bytes
+            self._rotate_at = self._size + self.rotate_bytes
+            log.error("JSONL log rotation failed (next try after %d more bytes): %s", self.rotate_bytes, exc)
         try:
             self._open()
         except OSError as exc:
