@@ -120,8 +120,9 @@ def test_cli_json_and_table(log_path):
     out = result.stdout
     assert "9 records, 2 malformed lines skipped" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
-    assert rows["all"][1:] == ["6", "0.8333", "2", "1", "450", "0.75", "1.317e+04", "1"]
-    assert rows["a"][1:4] == ["4", "0.75", "1"] and rows["build"][1] == "1"
+    assert rows["all"][1:] == ["6", "83.3%", "2", "1", "450", "0.7500", "13166.7", "1"]
+    assert rows["a"][1:4] == ["4", "75.0%", "1"] and rows["build"][1] == "1"
+    assert "sessions: 2 (completed=1 failed=1)" in out
     assert "parallelism: peak 3 at 2026-02-20T00:00:05.000Z" in out
 
 

@@ -221,28 +221,33 @@ def report_path(path: str | Path, bucket_seconds: float = 60.0) -> dict[str, Any
 
 # -- table output -----------------------------------------------------------------------
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _fixed(digits: int):
+    return lambda value: "-" if value is None else f"{value:.{digits}f}"
+
+
+#: (key, heading, formatter)
 _COLUMNS = (
-    ("invocations", "invocations"), ("success_rate", "success"), ("retries", "retries"),
-    ("infrastructure_retries", "infra retries"), ("tokens", "tokens"), ("cost", "cost"),
-    ("mean_duration_ms", "mean ms"), ("escalations", "escalations"),
+    ("invocations", "invocations", str), ("success_rate", "success", _percent), ("retries", "retries", str),
+    ("infrastructure_retries", "infra retries", str), ("tokens", "tokens", str), ("cost", "cost", _fixed(4)),
+    ("mean_duration_ms", "mean ms", _fixed(1)), ("escalations", "escalations", str),
 )
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.0f}"
-    return str(value)
-
-
 def _table(title: str, rows: dict[str, dict[str, Any]]) -> list[str]:
-    header = [title] + [label for _key, label in _COLUMNS]
-    body = [[name] + [_cell(row[key]) for key, _label in _COLUMNS] for name, row in rows.items()]
+    header = [title] + [heading for _key, heading, _fmt in _COLUMNS]
+    body = [[name] + [fmt(row[key]) for key, _heading, fmt in _COLUMNS] for name, row in rows.items()]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
              for r in [header, *body]]
     return [lines[0], "-" * len(lines[0]), *lines[1:], ""]
+
+
+def _counts(by_status: dict[str, int]) -> str:
+    return " ".join(f"{status}={n}" for status, n in by_status.items())
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -253,15 +258,14 @@ def render_table(report: dict[str, Any]) -> str:
         f"log: {', '.join(src.get('files', []))} ({src['records']} records, "
         f"{src['malformed_lines']} malformed lines skipped)",
         f"period: {report['period']['first'] or '-'} .. {report['period']['last'] or '-'}",
-        f"sessions: {t['sessions']} {t['sessions_by_status'] or ''}   phases: {t['phases']} "
-        f"{t['phases_by_status'] or ''}",
+        f"sessions: {t['sessions']} ({_counts(t['sessions_by_status'])})   "
+        f"phases: {t['phases']} ({_counts(t['phases_by_status'])})",
         "",
     ]
     out += _table("totals", {"all": t})
     out += _table("agent", report["by_agent"])
     out += _table("phase", report["by_phase"])
-    out.append(f"parallelism: peak {par['peak']} at {par['peak_at'] or '-'}; "
-               f"buckets of {_cell(par['bucket_seconds'])}s")
+    out.append(f"parallelism: peak {par['peak']} at {par['peak_at'] or '-'}; buckets of {par['bucket_seconds']:g}s")
     out.append(f"{'bucket start':<24}  {'invocations':>11}  {'mean':>8}  {'peak':>4}")
     for b in par["buckets"]:
         out.append(f"{b['start']:<24}  {b['invocations']:>11}  {b['mean_parallelism']:>8.3f}  {b['peak']:>4}")

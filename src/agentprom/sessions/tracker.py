@@ -598,11 +598,19 @@ class SessionTracker:
     def _new_phase(self, s: Session, phase_id: str, name: str) -> Phase:
         phase = Phase(phase_id=phase_id, name=name, invocation_id=new_id())
         s.phase_count += 1
-        if len(s.phase_list) < self.config.max_phases_per_session:
+        cap = self.config.max_phases_per_session
+        if len(s.phase_list) < cap:
             s.phase_list.append(phase)
-            s.phases[phase_id] = phase
         else:
-            s.phases_dropped += 1  # counted and measured, but not stored
+            s.phases_dropped += 1  # counted and measured, not shown by the API
+        # the lookup by id may hold twice the cap, so phases past it still pair start and end;
+        # when full, the oldest ended phase makes room
+        if phase_id not in s.phases and len(s.phases) >= 2 * cap:
+            ended = next((key for key, p in s.phases.items() if p.ended), None)
+            if ended is not None:
+                del s.phases[ended]
+        if phase_id in s.phases or len(s.phases) < 2 * cap:
+            s.phases[phase_id] = phase
         return phase
 
     def _end_phase(self, s: Session, phase: Phase, status: str) -> None:
