@@ -305,3 +305,10 @@ def test_phase_rerun_and_session_restart_are_execution_resets(sidecar):
     expected = 100 * (0.30 / 3 + 0.25 + 0.15 + 0.10 + 0.20 / 3)
     assert s["continuity_score"] == round(expected, 1)
     assert sidecar.value("agent_phases_total", agent="a", phase="q", status="abandoned") == 1
+
+
+def test_sessions_can_be_switched_off(make_sidecar):
+    sidecar = make_sidecar({"sessions": {"enabled": False}})
+    status, _headers, _body = sidecar.post("/runtime/event", b"{}", {"Content-Type": "application/json"})
+    assert status == 404
+    assert sidecar.app.tracker.on_span not in sidecar.app.translator.listeners

@@ -76,9 +76,10 @@ class App:
         self.journal = SessionJournal(config.jsonl, self.store) if config.jsonl.enabled else None
         self.tracker = SessionTracker(self.store, self.translator.record, config.sessions, self.clock,
                                       sink=self.journal.writer.append if self.journal else None)
-        self.translator.listeners.append(self.tracker.on_span)
-        RuntimeApi(self.tracker, self.store, config.sessions.max_events_per_request).install(self.http_app)
-        self.periodic.append(self.tracker.expire)
+        if config.sessions.enabled:
+            self.translator.listeners.append(self.tracker.on_span)
+            RuntimeApi(self.tracker, self.store, config.sessions.max_events_per_request).install(self.http_app)
+            self.periodic.append(self.tracker.expire)
         if self.journal is not None:
             self.periodic.append(self.journal.publish)
             self.checks["jsonl"] = self.journal.check

@@ -142,6 +142,9 @@ DEFAULT_PHASE_SPANS = (
 class SessionsConfig(_Model):
     """Runtime sessions and phases (docs/sessions.md)."""
 
+    enabled: bool = Field(
+        True, description="Track sessions from spans and serve /runtime (off: span metrics only, faster ingest)."
+    )
     inactivity_timeout_seconds: float = Field(
         300.0, gt=0, le=7 * 86400, description="An open session without activity this long ends as abandoned."
     )

@@ -48,6 +48,10 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def rounded(components: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 4) for name, value in components.items()}
+
+
 def session_summary(s: Session) -> dict[str, Any]:
     return {
         "session_id": s.session_id,
@@ -96,7 +100,7 @@ def session_detail(s: Session, tracker: SessionTracker) -> dict[str, Any]:
         "cost": round(s.cost, 10),
         "continuity_score": score,
         "continuity_final": s.ended,
-        "continuity": components,
+        "continuity": rounded(components),
         "tool_calls_stored": len(s.calls),
         "tool_calls_dropped": s.calls_dropped,
         "phases_stored": len(s.phase_list),
@@ -127,7 +131,7 @@ def session_metrics(s: Session, tracker: SessionTracker) -> dict[str, Any]:
         "recovery_rate": _round(min(1.0, s.recoveries / s.errors), 4) if s.errors else None,
         "continuity_score": score,
         "continuity_final": s.ended,
-        "continuity": components,
+        "continuity": rounded(components),
     }
 
 
@@ -148,7 +152,7 @@ def phase_json(p: Phase) -> dict[str, Any]:
 
 def call_json(c: Call) -> dict[str, Any]:
     return {
-        "invocation_id": c.invocation_id,
+        "invocation_id": c.invocation_id or c.span_id.hex(),
         "tool_name": c.name,
         "agent": c.agent,
         "phase_id": c.phase.phase_id if c.phase else None,

@@ -7,9 +7,9 @@ calls are milliseconds, as in the JSONL log.
 
 from __future__ import annotations
 
-import uuid
+import random
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ACTIVE = "active"
 COMPLETED = "completed"
@@ -25,8 +25,9 @@ SESSION = "session"
 
 
 def new_id() -> str:
-    """A random 16-hex-digit id for phases and event-API calls (span-derived ones use the span id)."""
-    return uuid.uuid4().hex[:16]
+    """A random 16-hex-digit id for phases and event-API calls (span-derived ones use the span id).
+    Not a secret, so the fast non-cryptographic generator will do."""
+    return f"{random.getrandbits(64):016x}"
 
 
 @dataclass(slots=True, eq=False)
@@ -62,36 +63,49 @@ class Phase:
         self.end = end if self.end is None else max(self.end, end)
 
 
-@dataclass(slots=True, eq=False)
 class Call:
-    """One completed tool call or LLM call."""
+    """One completed tool call or LLM call.
 
-    invocation_id: str
-    kind: str  # TOOL_CALL or LLM_CALL
-    #: tool name, or the model for LLM calls
-    name: str
-    agent: str
-    start: float
-    duration_ms: float
-    success: bool
-    error_class: str | None = None
-    attempt: int = 1
-    #: "agent" (agent.retry.attempt, event attempt) or "transport" (http.request.resend_count)
-    retry_source: str | None = None
-    escalated: bool = False
-    #: this successful call ended a run of failures of the same tool or model
-    recovered: bool = False
-    phase: Phase | None = None
-    model: str | None = None
-    provider: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cached_tokens: int | None = None
-    cost: float | None = None
-    trace_id: bytes = b""
-    span_id: bytes = b""
-    #: parent span id, to find the phase span above the call
-    parent: bytes = b""
+    Written by hand with ``__slots__`` and positional arguments: one is made per
+    tool or LLM span, and a keyword-heavy dataclass constructor costs several
+    times as much on that path (bench/sessions_overhead.py)."""
+
+    __slots__ = (
+        "invocation_id", "kind", "name", "agent", "start", "duration_ms", "success", "error_class", "attempt",
+        "retry_source", "escalated", "recovered", "phase", "model", "provider", "input_tokens", "output_tokens",
+        "cached_tokens", "cost", "trace_id", "span_id", "parent",
+    )
+
+    def __init__(self, kind: str, name: str, agent: str, start: float, duration_ms: float, success: bool,
+                 error_class: str | None = None, trace_id: bytes = b"", span_id: bytes = b"",
+                 parent: bytes = b"", invocation_id: str = "") -> None:
+        #: empty for span-fed calls: their id is the span id (hex)
+        self.invocation_id = invocation_id
+        self.kind = kind  # TOOL_CALL or LLM_CALL
+        #: tool name, or the model for LLM calls
+        self.name = name
+        self.agent = agent
+        self.start = start
+        self.duration_ms = duration_ms
+        self.success = success
+        self.error_class = error_class
+        self.attempt = 1
+        #: "agent" (agent.retry.attempt, event attempt) or "transport" (http.request.resend_count)
+        self.retry_source: str | None = None
+        self.escalated = False
+        #: this successful call ended a run of failures of the same tool or model
+        self.recovered = False
+        self.phase: Phase | None = None
+        self.model: str | None = None
+        self.provider: str | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cached_tokens: int | None = None
+        self.cost: float | None = None
+        self.trace_id = trace_id
+        self.span_id = span_id
+        #: parent span id, to find the phase span above the call
+        self.parent = parent
 
     @property
     def end(self) -> float:
@@ -104,11 +118,16 @@ class Call:
         return (self.input_tokens or 0) + (self.output_tokens or 0)
 
 
-@dataclass(slots=True, eq=False)
 class Session:
-    session_id: str
-    #: store clock (monotonic) of the last span or event; drives the inactivity timeout
-    last_activity: float
+    """One runtime session.
+
+    A plain class whose scalar fields default at class level: a trace-id
+    session is made per trace, so its constructor sets only what differs
+    (the instance dict then holds just the fields that changed). The count of
+    sessions in memory is bounded (``sessions.max_open_sessions`` and
+    ``max_ended_sessions``), so the per-instance dict costs little.
+    """
+
     agent: str = "unknown"
     #: how sure we are of ``agent``: 0 none, 1 a fallback (service.name), 2 named
     agent_rank: int = 0
@@ -152,32 +171,40 @@ class Session:
 
     continuity_score: float | None = None
     continuity_components: dict[str, float] | None = None
-
-    #: phase id -> its latest run (bounded by max_phases_per_session)
-    phases: dict[str, Phase] = field(default_factory=dict)
-    #: every stored phase run, in order of creation
-    phase_list: list[Phase] = field(default_factory=list)
     phases_dropped: int = 0
-    #: stored tool calls, oldest first (bounded by max_tool_calls_per_session)
-    calls: deque[Call] = field(default_factory=deque)
     calls_dropped: int = 0
     #: the phase that event-API calls without a phase belong to
     current_phase: Phase | None = None
 
-    # -- open sessions only (cleared at the end) ------------------------------
-    #: calls whose phase may still arrive (a phase span ends after its children)
-    pending: list[Call] = field(default_factory=list)
-    #: span id -> parent span id, to walk from a call up to its phase span
-    parents: dict[bytes, bytes] = field(default_factory=dict)
-    phase_by_span: dict[bytes, Phase] = field(default_factory=dict)
-    #: span ids of agent-invocation spans (for phase rules with parent_kind=agent)
-    agent_spans: set[bytes] = field(default_factory=set)
-    #: parent span id -> phase-span candidates waiting to learn their parent is an agent
-    candidates: dict[bytes, list[tuple[str, str, bytes, float, float, bool]]] = field(default_factory=dict)
-    #: (component, tool or model) of calls that failed and have not succeeded since
-    failing: set[tuple[str, str]] = field(default_factory=set)
-    #: event-API tool calls started and not finished: key -> (agent, start time)
-    in_flight: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+    def __init__(self, session_id: str, last_activity: float, restored: bool = False) -> None:
+        self.session_id = session_id
+        #: store clock (monotonic) of the last span or event; drives the inactivity timeout
+        self.last_activity = last_activity
+        if restored:
+            self.restored = True
+        #: phase id -> its latest run (bounded by max_phases_per_session)
+        self.phases: dict[str, Phase] = {}
+        #: every stored phase run, in order of creation
+        self.phase_list: list[Phase] = []
+        #: stored tool calls, oldest first (bounded by max_tool_calls_per_session)
+        self.calls: deque[Call] = deque()
+        # -- open sessions only (emptied at the end) --------------------------------
+        #: calls whose phase may still arrive (a phase span ends after its children)
+        self.pending: list[Call] = []
+        #: span id -> parent span id of the session's non-call spans, to walk from a call up to its phase span
+        self.parents: dict[bytes, bytes] = {}
+        self.phase_by_span: dict[bytes, Phase] = {}
+        #: span ids of agent-invocation spans (for phase rules with parent_kind=agent)
+        self.agent_spans: set[bytes] = set()
+        #: parent span id -> phase-span candidates waiting to learn their parent is an agent
+        self.candidates: dict[bytes, list[tuple[str, str, bytes, float, float, bool]]] = {}
+        #: (component, tool or model) of calls that failed and have not succeeded since
+        self.failing: set[tuple[str, str]] = set()
+        #: event-API tool calls started and not finished: key -> (agent, start time)
+        self.in_flight: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def __repr__(self) -> str:
+        return f"Session({self.session_id!r}, agent={self.agent!r}, status={self.status!r})"
 
     @property
     def ended(self) -> bool:
@@ -195,15 +222,14 @@ class Session:
         return max(0.0, end - self.start)
 
     def cover(self, start: float, end: float) -> None:
-        self.start = start if self.start is None else min(self.start, start)
-        self.last_seen = end if self.last_seen is None else max(self.last_seen, end)
+        if self.start is None or start < self.start:
+            self.start = start
+        if self.last_seen is None or end > self.last_seen:
+            self.last_seen = end
 
     def clear_open_state(self) -> None:
-        self.pending.clear()
-        self.parents.clear()
-        self.phase_by_span.clear()
-        self.agent_spans.clear()
-        self.candidates.clear()
-        self.failing.clear()
-        self.in_flight.clear()
+        for state in (self.pending, self.parents, self.phase_by_span, self.agent_spans, self.candidates,
+                      self.failing, self.in_flight):
+            if state:
+                state.clear()
         self.current_phase = None

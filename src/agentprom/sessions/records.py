@@ -49,7 +49,7 @@ def _ms(value: float) -> float:
 def call_record(call: Call, session_id: str) -> dict[str, Any]:
     phase = call.phase
     record: dict[str, Any] = {
-        "invocation_id": call.invocation_id,
+        "invocation_id": call.invocation_id or call.span_id.hex(),
         "kind": call.kind,
         "agent": call.agent,
         "phase": phase.name if phase else None,
@@ -128,7 +128,10 @@ def session_record(s: Session) -> dict[str, Any]:
         "context_tokens_available": s.context_tokens_available,
         "peak_context_utilization": s.peak_context_utilization,
         "continuity_score": s.continuity_score,
-        "continuity": s.continuity_components,
+        "continuity": (
+            {name: round(value, 4) for name, value in s.continuity_components.items()}
+            if s.continuity_components is not None else None
+        ),
     }
     for name in SESSION_COUNTS:
         record[name] = getattr(s, name)
@@ -181,28 +184,29 @@ def time_of(record: dict[str, Any], key: str = "timestamp") -> float | None:
 def call_from_record(record: dict[str, Any]) -> Call:
     kind = record["kind"]
     model = text(record, "model")
-    return Call(
+    call = Call(
+        kind,
+        (text(record, "tool") or "unknown") if kind == TOOL_CALL else (model or "unknown"),
+        text(record, "agent") or "unknown",
+        time_of(record) or 0.0,
+        max(0.0, number(record, "duration_ms") or 0.0),
+        record.get("success") is not False,
+        text(record, "error_class"),
+        _hex(record.get("trace_id")),
+        _hex(record.get("span_id")),
         invocation_id=record["invocation_id"],
-        kind=kind,
-        name=(text(record, "tool") or "unknown") if kind == TOOL_CALL else (model or "unknown"),
-        agent=text(record, "agent") or "unknown",
-        start=time_of(record) or 0.0,
-        duration_ms=max(0.0, number(record, "duration_ms") or 0.0),
-        success=record.get("success") is not False,
-        error_class=text(record, "error_class"),
-        attempt=max(1, count(record, "attempt") or 1),
-        retry_source=text(record, "retry_source"),
-        escalated=record.get("escalated") is True,
-        recovered=record.get("recovered") is True,
-        model=model,
-        provider=text(record, "provider"),
-        input_tokens=count(record, "input_tokens"),
-        output_tokens=count(record, "output_tokens"),
-        cached_tokens=count(record, "cached_tokens"),
-        cost=number(record, "cost"),
-        trace_id=_hex(record.get("trace_id")),
-        span_id=_hex(record.get("span_id")),
     )
+    call.attempt = max(1, count(record, "attempt") or 1)
+    call.retry_source = text(record, "retry_source")
+    call.escalated = record.get("escalated") is True
+    call.recovered = record.get("recovered") is True
+    call.model = model
+    call.provider = text(record, "provider")
+    call.input_tokens = count(record, "input_tokens")
+    call.output_tokens = count(record, "output_tokens")
+    call.cached_tokens = count(record, "cached_tokens")
+    call.cost = number(record, "cost")
+    return call
 
 
 def end_status(record: dict[str, Any]) -> str:

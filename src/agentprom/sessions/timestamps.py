@@ -9,15 +9,25 @@ without an offset is taken as UTC.
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime, timezone
 
 
+#: (second, its text): consecutive records mostly share their second. Replaced as one tuple,
+#: so threads calling ``iso`` at once can only miss the cache, never read a mismatched pair.
+_cached_second: tuple[int, str] = (-1, "")
+
+
 def iso(seconds: float | None) -> str | None:
-    """Epoch seconds as ISO 8601 UTC, or None."""
+    """Epoch seconds as ISO 8601 UTC with milliseconds, or None."""
+    global _cached_second
     if seconds is None:
         return None
-    moment = datetime.fromtimestamp(seconds, timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    whole, ms = divmod(round(seconds * 1000), 1000)
+    cached = _cached_second
+    if cached[0] != whole:
+        cached = _cached_second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{cached[1]}.{ms:03d}Z"
 
 
 def parse_iso(text: str) -> float:

@@ -47,7 +47,7 @@ from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import STATUS_ERROR, Kind, Span
 from agentprom.sessions import events as E
 from agentprom.sessions import records as R
-from agentprom.sessions.continuity import ContinuityInput, continuity
+from agentprom.sessions.continuity import Scorer
 from agentprom.sessions.model import (
     ABANDONED,
     ACTIVE,
@@ -65,6 +65,11 @@ from agentprom.sessions.model import (
 )
 
 log = logging.getLogger(__name__)
+
+# Enum members as plain globals: ``Kind.TOOL`` costs a descriptor lookup per use in 3.11,
+# several times per span on the ingest path.
+AGENT, LLM, TOOL, OTHER = Kind.AGENT, Kind.LLM, Kind.TOOL, Kind.OTHER
+_NOTHING: frozenset[str] = frozenset()
 
 Sink = Callable[[dict[str, Any]], None]
 
@@ -98,11 +103,19 @@ class SessionTracker:
         self.config = config
         self.clock = clock
         self.sink = sink
-        self.weights = config.continuity_weights.model_dump()
+        self.scorer = Scorer(config.continuity_weights.model_dump())
         self.phase_rules = config.phase_spans
+        self._agent_key_0, self._agent_key_1 = P.AGENT_NAME_KEYS
+        #: every span attribute this module reads
+        self._watched = frozenset({
+            *P.SESSION_KEYS, P.OWN_SPAN_KIND, P.OWN_SESSION_STATUS, P.OWN_PHASE_NAME, P.OWN_PHASE_ID,
+            P.OWN_MEMORY_OPERATION, P.OWN_CONTEXT_USED, P.OWN_CONTEXT_AVAILABLE, P.OWN_RETRY_ATTEMPT,
+            P.OWN_ESCALATED, P.HTTP_RESEND_COUNT, *(rule.attribute for rule in config.phase_spans),
+        })
         self.open: OrderedDict[str, Session] = OrderedDict()  # least recently active first
         self.ended: OrderedDict[str, Session] = OrderedDict()  # oldest end first
         self._max_calls = config.max_tool_calls_per_session
+        self._max_ended = config.max_ended_sessions
         self._max_pending = max(MIN_OPEN_STATE, PENDING_PER_CALL * self._max_calls)
         self._max_parents = max(MIN_OPEN_STATE, PARENTS_PER_CALL * self._max_calls)
         self._active: Counter[str] = Counter()
@@ -199,72 +212,98 @@ class SessionTracker:
     # ==================================================================================
 
     def on_span(self, span: Span, c: Classified) -> None:
-        """Translator listener: fold one valid, classified span into its session."""
+        """Translator listener: fold one valid, classified span into its session.
+
+        The hot path: most spans carry none of the keys this module reads, so one
+        intersection with ``_watched`` decides whether any of them needs a look."""
         attrs = span.attributes
+        found = _NOTHING if self._watched.isdisjoint(attrs) else attrs.keys() & self._watched
         session_id = None
-        for key in P.SESSION_KEYS:
-            value = attrs.get(key)
-            if value is not None and value != "":
-                session_id = str(value)
-                break
+        if found:
+            for key in P.SESSION_KEYS:
+                if key in found:
+                    value = attrs[key]
+                    if value is not None and value != "":
+                        session_id = str(value)
+                        break
         keyed = session_id is not None
         if not keyed:
             session_id = span.trace_id.hex()
             if session_id not in self.open and session_id not in self.ended and not self._meaningful(span, c):
                 return
         kind = c.kind
-        named = kind is Kind.AGENT or any(attrs.get(key) for key in P.AGENT_NAME_KEYS)
-        s = self._session(session_id, c.agent, 2 if named else 1)
-        start, end = span.start_ns / 1e9, span.end_ns / 1e9
-        is_open = not s.ended
-        s.cover(start, end)
-        if is_open and span.parent_span_id and len(s.parents) < self._max_parents:
-            s.parents[span.span_id] = span.parent_span_id
-        status = attrs.get(P.OWN_SESSION_STATUS)
-        if status in END_STATUSES:
-            s.reported_status = status
-
-        used, available = _int(attrs.get(P.OWN_CONTEXT_USED)), _int(attrs.get(P.OWN_CONTEXT_AVAILABLE))
-        if used is not None and available:
-            self._observe_context(s, c.agent, used, available)
-        memory = attrs.get(P.OWN_MEMORY_OPERATION)
-        if memory in ("read", "write"):
-            self._memory(s, c.agent, memory)
-        for name, _time_ns, _event_attrs in span.events:
-            if name == P.OWN_EVENT_CHECKPOINT:
-                self._checkpoint(s, c.agent)
-            elif name == P.OWN_EVENT_CONTEXT_RESET:
-                self._context_reset(s, c.agent)
-            elif name in P.OWN_EVENT_MEMORY:
-                self._memory(s, c.agent, P.OWN_EVENT_MEMORY[name])
-
-        if kind is Kind.TOOL or kind is Kind.LLM:
-            self._span_call(s, span, c, start, end)
+        rank = 2 if kind is AGENT or self._agent_key_0 in attrs or self._agent_key_1 in attrs else 1
+        s = self.open.get(session_id)
+        if s is not None:  # the common case, inlined: an open session goes on
+            s.last_activity = self.store.now
+            self.open.move_to_end(session_id)
+            if rank > s.agent_rank:
+                self._set_agent(s, c.agent, rank)
         else:
-            if kind is Kind.AGENT and is_open:
+            s = self._session(session_id, c.agent, rank)
+        start, end = span.start_ns / 1e9, span.end_ns / 1e9
+        is_open = s.status == ACTIVE
+        if s.start is None or start < s.start:
+            s.start = start
+        if s.last_seen is None or end > s.last_seen:
+            s.last_seen = end
+        parent = span.parent_span_id
+        is_call = kind is TOOL or kind is LLM
+        # calls are leaves of the span tree: only the spans between a call and its phase need remembering
+        if parent and not is_call and is_open and len(s.parents) < self._max_parents:
+            s.parents[span.span_id] = parent
+        if found:
+            self._own_attributes(s, attrs, found, c.agent)
+        if span.events:
+            self._own_events(s, span, c.agent)
+
+        if is_call:
+            self._span_call(s, span, c, found, start, end)
+        else:
+            if kind is AGENT and is_open:
                 self._agent_span(s, span)
-            phase = self._phase_of_span(span)
+            phase = self._phase_of_span(span, found) if found else None
             if phase is not None:
                 phase_id, name, needs_agent_parent = phase
-                if not needs_agent_parent or span.parent_span_id in s.agent_spans:
-                    self._phase_span(s, phase_id, name, span.span_id, start, end, span.status_code == STATUS_ERROR)
-                elif is_open and span.parent_span_id and len(s.candidates) < self._max_pending:
-                    s.candidates.setdefault(span.parent_span_id, []).append(
-                        (phase_id, name, span.span_id, start, end, span.status_code == STATUS_ERROR)
-                    )
+                failed = span.status_code == STATUS_ERROR
+                if not needs_agent_parent or parent in s.agent_spans:
+                    self._phase_span(s, phase_id, name, span.span_id, start, end, failed)
+                elif is_open and parent and len(s.candidates) < self._max_pending:
+                    s.candidates.setdefault(parent, []).append((phase_id, name, span.span_id, start, end, failed))
 
-        if s.ended:
+        if s.status != ACTIVE:
             return
-        if attrs.get(P.OWN_SPAN_KIND) == P.OWN_SPAN_KIND_SESSION:
+        if P.OWN_SPAN_KIND in found and attrs[P.OWN_SPAN_KIND] == P.OWN_SPAN_KIND_SESSION:
             s.start = start  # the session span is the session's own time span
             self._end(s, self._end_status(s, span), end)
-        elif not span.parent_span_id:
-            self._resolve_trace(s, span.trace_id)
+        elif not parent:
+            if s.pending:
+                self._resolve_trace(s, span.trace_id)
             if not keyed:
                 self._end(s, self._end_status(s, span), end)
 
+    def _own_attributes(self, s: Session, attrs: dict[str, Any], found: frozenset[str] | set[str], agent: str) -> None:
+        """Session status, context utilization and memory operations named on a span."""
+        if P.OWN_SESSION_STATUS in found and attrs[P.OWN_SESSION_STATUS] in END_STATUSES:
+            s.reported_status = attrs[P.OWN_SESSION_STATUS]
+        if P.OWN_CONTEXT_USED in found and P.OWN_CONTEXT_AVAILABLE in found:
+            used, available = _int(attrs[P.OWN_CONTEXT_USED]), _int(attrs[P.OWN_CONTEXT_AVAILABLE])
+            if used is not None and used >= 0 and available and available > 0:
+                self._observe_context(s, agent, used, available)
+        if P.OWN_MEMORY_OPERATION in found and attrs[P.OWN_MEMORY_OPERATION] in ("read", "write"):
+            self._memory(s, agent, attrs[P.OWN_MEMORY_OPERATION])
+
+    def _own_events(self, s: Session, span: Span, agent: str) -> None:
+        for name, _time_ns, _event_attrs in span.events:
+            if name == P.OWN_EVENT_CHECKPOINT:
+                self._checkpoint(s, agent)
+            elif name == P.OWN_EVENT_CONTEXT_RESET:
+                self._context_reset(s, agent)
+            elif name in P.OWN_EVENT_MEMORY:
+                self._memory(s, agent, P.OWN_EVENT_MEMORY[name])
+
     def _meaningful(self, span: Span, c: Classified) -> bool:
-        if c.kind is not Kind.OTHER or span.events:
+        if c.kind is not OTHER or span.events:
             return True
         return any(key.startswith(P.OWN_PREFIX) for key in span.attributes)
 
@@ -274,15 +313,15 @@ class SessionTracker:
             return FAILED
         return s.reported_status or COMPLETED
 
-    def _phase_of_span(self, span: Span) -> tuple[str, str, bool] | None:
+    def _phase_of_span(self, span: Span, found: frozenset[str] | set[str]) -> tuple[str, str, bool] | None:
         """(phase id, phase name, needs an agent parent) when the span is a phase span."""
         attrs = span.attributes
-        name = attrs.get(P.OWN_PHASE_NAME)
+        name = attrs.get(P.OWN_PHASE_NAME) if P.OWN_PHASE_NAME in found else None
         if name is not None and name != "":
             phase_id = attrs.get(P.OWN_PHASE_ID)
             return str(phase_id or name), str(name), False
         for rule in self.phase_rules:
-            if attrs.get(rule.attribute) == rule.value:
+            if rule.attribute in found and attrs[rule.attribute] == rule.value:
                 label = next((str(attrs[k]) for k in rule.name_keys if attrs.get(k)), span.name) or "unknown"
                 return span.span_id.hex(), label, rule.parent_kind == "agent"
         return None
@@ -313,42 +352,34 @@ class SessionTracker:
             s.phase_by_span[span_id] = phase
             self._resolve_pending(s, span_id, phase)
 
-    def _span_call(self, s: Session, span: Span, c: Classified, start: float, end: float) -> None:
+    def _span_call(self, s: Session, span: Span, c: Classified, found: frozenset[str] | set[str], start: float, end: float) -> None:
         attrs = span.attributes
-        attempt, retry_source = 1, None
-        own_attempt = _int(attrs.get(P.OWN_RETRY_ATTEMPT))
-        resends = _int(attrs.get(P.HTTP_RESEND_COUNT))
-        if own_attempt is not None and own_attempt >= 1:
-            attempt, retry_source = own_attempt, ("agent" if own_attempt > 1 else None)
-        elif resends is not None and resends > 0:
-            attempt, retry_source = resends + 1, "transport"
-        call = Call(
-            invocation_id=span.span_id.hex(),
-            kind=TOOL_CALL if c.kind is Kind.TOOL else LLM_CALL,
-            name=c.tool if c.kind is Kind.TOOL else c.model,
-            agent=c.agent,
-            start=start,
-            duration_ms=(end - start) * 1000.0,
-            success=c.ok,
-            error_class=c.error_type or None,
-            attempt=attempt,
-            retry_source=retry_source,
-            escalated=attrs.get(P.OWN_ESCALATED) is True,
-            trace_id=span.trace_id,
-            span_id=span.span_id,
-            parent=span.parent_span_id,
-        )
-        if c.kind is Kind.LLM:
+        is_tool = c.kind is TOOL
+        call = Call(TOOL_CALL if is_tool else LLM_CALL, c.tool if is_tool else c.model, c.agent, start,
+                    (end - start) * 1000.0, c.ok, c.error_type or None, span.trace_id, span.span_id,
+                    span.parent_span_id)
+        if found:
+            if P.OWN_RETRY_ATTEMPT in found or P.HTTP_RESEND_COUNT in found:
+                own_attempt = _int(attrs.get(P.OWN_RETRY_ATTEMPT))
+                resends = _int(attrs.get(P.HTTP_RESEND_COUNT))
+                if own_attempt is not None and own_attempt >= 1:
+                    call.attempt, call.retry_source = own_attempt, ("agent" if own_attempt > 1 else None)
+                elif resends is not None and resends > 0:
+                    call.attempt, call.retry_source = resends + 1, "transport"
+            call.escalated = attrs.get(P.OWN_ESCALATED) is True
+        if not is_tool:
+            tokens = c.tokens
             call.model, call.provider = c.model, c.provider
-            call.input_tokens = c.tokens.get("input")
-            call.output_tokens = c.tokens.get("output")
-            call.cached_tokens = c.tokens.get("cache_read")
+            call.input_tokens = tokens.get("input")
+            call.output_tokens = tokens.get("output")
+            call.cached_tokens = tokens.get("cache_read")
             call.cost = c.cost
-        phase_key = attrs.get(P.OWN_PHASE_ID) or attrs.get(P.OWN_PHASE_NAME)
+        phase_key = (attrs.get(P.OWN_PHASE_ID) or attrs.get(P.OWN_PHASE_NAME)) if found else None
         if phase_key:
             phase, final = self._phase_ref(s, str(phase_key), str(attrs.get(P.OWN_PHASE_NAME) or phase_key)), True
-        elif span.parent_span_id and not s.ended:
-            phase = self._phase_above(s, span.parent_span_id)
+        elif span.parent_span_id and s.status == ACTIVE:
+            # usually no phase span has arrived yet (it ends after its children): wait for it
+            phase = self._phase_above(s, span.parent_span_id) if s.phase_by_span else None
             final = phase is not None
         else:
             phase, final = None, True
@@ -486,20 +517,12 @@ class SessionTracker:
         model = event.model or s.model or UNKNOWN
         provider = event.provider or s.provider or UNKNOWN
         attempt = event.attempt or 1
-        call = Call(
-            invocation_id=new_id(),
-            kind=TOOL_CALL if is_tool else LLM_CALL,
-            name=event.tool_name if is_tool else model,
-            agent=agent,
-            start=t - duration_ms / 1000.0,
-            duration_ms=duration_ms,
-            success=success,
-            error_class=error_type or None,
-            attempt=attempt,
-            retry_source="agent" if attempt > 1 else None,
-            escalated=bool(event.escalated),
-        )
-        classified = Classified(kind=Kind.TOOL if is_tool else Kind.LLM, agent=agent, ok=success,
+        call = Call(TOOL_CALL if is_tool else LLM_CALL, event.tool_name if is_tool else model, agent,
+                    t - duration_ms / 1000.0, duration_ms, success, error_type or None, invocation_id=new_id())
+        call.attempt = attempt
+        call.retry_source = "agent" if attempt > 1 else None
+        call.escalated = bool(event.escalated)
+        classified = Classified(kind=TOOL if is_tool else LLM, agent=agent, ok=success,
                                 error_type=error_type)
         if is_tool:
             classified.tool = call.name
@@ -565,7 +588,7 @@ class SessionTracker:
         component = "tool" if call.kind == TOOL_CALL else "llm"
         if call.attempt > 1:
             self._m_retries.inc((call.agent, call.name if call.kind == TOOL_CALL else "llm:" + call.name))
-        if not s.ended:
+        if s.status == ACTIVE:
             key = (component, call.name)
             if not call.success:
                 if len(s.failing) < self._max_pending:
@@ -575,7 +598,7 @@ class SessionTracker:
                 call.recovered = True
                 s.recoveries += 1
                 self._m_recoveries.inc((call.agent, component))
-        if final or s.ended:
+        if final or s.status != ACTIVE:
             self._attribute(s, call, phase)
             return
         if len(s.pending) >= self._max_pending:
@@ -585,7 +608,7 @@ class SessionTracker:
     def _attribute(self, s: Session, call: Call, phase: Phase | None) -> None:
         """The call's phase is now known (or known to be none): count it there and log it."""
         count_in_phase(phase, call)
-        self._write(R.call_record(call, s.session_id))
+        self._write(R.call_record, call, s.session_id)
 
     def _phase_ref(self, s: Session, phase_id: str, name: str) -> Phase | None:
         """The phase a call names (its latest run), created implicitly when unknown
@@ -621,7 +644,7 @@ class SessionTracker:
             s.current_phase = None
         self._m_phases.inc((s.agent, phase.name, status))
         self._m_phase_duration.observe((s.agent, phase.name), phase.duration_s)
-        self._write(R.phase_record(phase, s))
+        self._write(R.phase_record, phase, s)
 
     def _observe_context(self, s: Session, agent: str, used: int, available: int) -> None:
         ratio = used / available
@@ -650,60 +673,54 @@ class SessionTracker:
     # ending sessions
     # ==================================================================================
 
-    def continuity_input(self, s: Session) -> ContinuityInput:
-        return ContinuityInput(
-            phases=s.phase_count,
-            phases_completed=s.phases_completed,
-            errors=s.errors,
-            recoveries=s.recoveries,
-            context_resets=s.context_resets,
-            utilization_observations=s.utilization_observations,
-            utilization_within=s.utilization_within,
-            execution_resets=s.execution_resets,
-        )
-
     def score(self, s: Session) -> tuple[float, dict[str, float]]:
         """The session's continuity score now (final once it has ended)."""
         if s.continuity_score is not None and s.continuity_components is not None:
             return s.continuity_score, s.continuity_components
-        result = continuity(self.continuity_input(s), self.weights)
+        result = self.scorer(s)
         return result.score, result.components
 
     def _end(self, s: Session, status: str, end: float | None = None) -> None:
-        if s.ended:
+        if s.status != ACTIVE:
             return
         s.end = end if end is not None else (s.last_seen if s.last_seen is not None else s.start)
         if s.start is None:
             s.start = s.end
-        for phase in list(s.phases.values()):
-            if not phase.ended:
-                # a phase that was started and never completed is abandoned; a phase that only
-                # exists because calls named it has no end of its own and shares the session's
-                self._end_phase(s, phase, ABANDONED if phase.explicit else status)
-        for call in s.pending:
-            self._attribute(s, call, None)
-        for agent, _start in s.in_flight.values():
-            self._in_flight_add(agent, -1)
+        if s.phases:
+            for phase in list(s.phases.values()):
+                if phase.status == ACTIVE:
+                    # a phase that was started and never completed is abandoned; a phase that only
+                    # exists because calls named it has no end of its own and shares the session's
+                    self._end_phase(s, phase, ABANDONED if phase.explicit else status)
+        if s.pending:
+            for call in s.pending:
+                self._attribute(s, call, None)
+        if s.in_flight:
+            for agent, _start in s.in_flight.values():
+                self._in_flight_add(agent, -1)
         s.clear_open_state()
         s.status = status
-        s.continuity_score, s.continuity_components = self.score(s)
+        score, s.continuity_components = self.scorer(s)
+        s.continuity_score = score
 
         agent = s.agent
         self._m_sessions.inc((agent, status))
         self._m_duration.observe((agent, status), s.duration_s)
         self._m_session_calls.observe((agent,), s.tool_calls)
-        self._m_continuity.observe((agent,), s.continuity_score)
-        self._write(R.session_record(s))
-        self._forget_open(s)
+        self._m_continuity.observe((agent,), score)
+        if self.sink is not None:
+            self.sink(R.session_record(s))
+        del self.open[s.session_id]
+        self._active_add(agent, -1)
         self._remember_ended(s)
 
     def _remember_ended(self, s: Session) -> None:
-        if not self.config.max_ended_sessions:
-            return
-        self.ended[s.session_id] = s
-        self.ended.move_to_end(s.session_id)
-        while len(self.ended) > self.config.max_ended_sessions:
-            self.ended.popitem(last=False)
+        """Keep an ended session for the API (an open session's id is never in ``ended``)."""
+        if self._max_ended:
+            ended = self.ended
+            ended[s.session_id] = s
+            if len(ended) > self._max_ended:
+                ended.popitem(last=False)
 
     def expire(self) -> int:
         """End sessions inactive for longer than the timeout (periodic); return how many ended.
@@ -729,9 +746,10 @@ class SessionTracker:
                 self._attribute(s, call, None)
             s.pending.clear()
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, build: Callable[..., dict[str, Any]], *args: Any) -> None:
+        """Log a record; it is only built when there is a log to write it to."""
         if self.sink is not None:
-            self.sink(record)
+            self.sink(build(*args))
 
     # ==================================================================================
     # restoring from the JSONL log (at start, before any span or event)
@@ -810,6 +828,7 @@ class SessionTracker:
             self._forget_open(s)
         s.clear_open_state()
         s.status = R.end_status(record)
+        self.ended.pop(s.session_id, None)  # a second record for the same id: the newest wins
         self._remember_ended(s)
 
 

@@ -34,8 +34,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -136,15 +136,29 @@ def repair_tail(path: Path) -> str | None:
     return TERMINATED
 
 
+#: one encoder for every record: ``json.dumps`` with options builds a new one per call
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 class JsonlWriter:
-    """Appends records to the log from a thread of its own (see the module docstring)."""
+    """Appends records to the log from a thread of its own (see the module docstring).
+
+    The hand-off is a ``deque`` (append and popleft are atomic) plus an ``Event``
+    set only when it is not set already, so the loop pays for a lock only when
+    the writer sleeps; ``queue.Queue`` takes two locks per record."""
+
+    #: the writer looks at the queue at least this often, whatever the wake-ups say
+    POLL_SECONDS = 0.2
 
     def __init__(self, directory: str | Path, rotate_bytes: int, keep_files: int, queue_records: int) -> None:
         self.directory = Path(directory)
         self.path = self.directory / LOG_NAME
         self.rotate_bytes = rotate_bytes
         self.keep_files = keep_files
-        self._queue: queue.Queue[bytes | None] = queue.Queue(queue_records)
+        self.queue_records = queue_records
+        self._lines: deque[bytes] = deque()
+        self._wakeup = threading.Event()
+        self._stopping = False
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
         self._size = 0
@@ -169,22 +183,24 @@ class JsonlWriter:
         if self._thread is not None:
             return
         self._open()
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="jsonl-writer", daemon=True)
         self._thread.start()
 
     def append(self, record: dict[str, Any]) -> bool:
         """Queue one record; False (and counted as dropped) when it cannot be."""
+        if len(self._lines) >= self.queue_records:
+            self.dropped += 1
+            return False
         try:
-            line = json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            line = _ENCODER.encode(record)
         except ValueError as exc:
             log.warning("record not logged: %s", exc)
             self.dropped += 1
             return False
-        try:
-            self._queue.put_nowait(line.encode("utf-8") + b"\n")
-        except queue.Full:
-            self.dropped += 1
-            return False
+        self._lines.append(line.encode("utf-8") + b"\n")
+        if not self._wakeup.is_set():
+            self._wakeup.set()
         return True
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -192,11 +208,11 @@ class JsonlWriter:
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            log.warning("JSONL writer did not drain its queue in %.0fs", timeout)
+        self._stopping = True
+        self._wakeup.set()
         thread.join(timeout)
+        if thread.is_alive():
+            log.warning("JSONL writer did not drain its queue in %.0fs", timeout)
 
     @property
     def alive(self) -> bool:
@@ -214,24 +230,22 @@ class JsonlWriter:
             self._fd = None
 
     def _run(self) -> None:
+        lines = self._lines
         try:
             while True:
-                line = self._queue.get()
-                if line is None:
+                self._wakeup.wait(self.POLL_SECONDS)
+                # cleared before draining: a record appended after this sets the event again
+                self._wakeup.clear()
+                while lines:
+                    chunk: list[bytes] = []
+                    size = 0
+                    while lines and size < CHUNK_BYTES:
+                        line = lines.popleft()
+                        chunk.append(line)
+                        size += len(line)
+                    self._write(chunk)
+                if self._stopping and not lines:
                     return
-                lines = [line]
-                size = len(line)
-                while size < CHUNK_BYTES:
-                    try:
-                        line = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if line is None:
-                        self._write(lines)
-                        return
-                    lines.append(line)
-                    size += len(line)
-                self._write(lines)
         finally:
             self._close()
 
