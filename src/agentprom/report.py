@@ -241,7 +241,7 @@ def _table(title: str, rows: dict[str, dict[str, Any]]) -> list[str]:
     header = [title] + [heading for _key, heading, _fmt in _COLUMNS]
     body = [[name] + [fmt(row[key]) for key, _heading, fmt in _COLUMNS] for name, row in rows.items()]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths, strict=True)))
              for r in [header, *body]]
     return [lines[0], "-" * len(lines[0]), *lines[1:], ""]
 

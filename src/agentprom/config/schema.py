@@ -107,7 +107,7 @@ class ContinuityWeights(_Model):
     execution_resets: float = Field(0.20, ge=0, description="1 - execution resets (phase reruns, restarts) per phase.")
 
     @model_validator(mode="after")
-    def _some_weight(self) -> "ContinuityWeights":
+    def _some_weight(self) -> ContinuityWeights:
         if sum(self.model_dump().values()) <= 0:
             raise ValueError("at least one continuity weight must be greater than 0")
         return self

@@ -23,7 +23,8 @@ from aiohttp import web
 
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.sessions import events as E
-from agentprom.sessions.model import END_STATUSES, Call, Phase, Session, new_id as new_session_id
+from agentprom.sessions.model import END_STATUSES, Call, Phase, Session
+from agentprom.sessions.model import new_id as new_session_id
 from agentprom.sessions.timestamps import iso
 from agentprom.sessions.tracker import SessionTracker
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
-
+from datetime import UTC, datetime
 
 #: (second, its text): consecutive records mostly share their second. Replaced as one tuple,
 #: so threads calling ``iso`` at once can only miss the cache, never read a mismatched pair.
@@ -36,7 +35,7 @@ def parse_iso(text: str) -> float:
         raise ValueError("not an ISO 8601 date-time")
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     value = moment.timestamp()
     if not math.isfinite(value):
         raise ValueError("not a finite time")
