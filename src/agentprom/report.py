@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +35,23 @@ MAX_BUCKETS = 1000
 NO_PHASE = "(no phase)"
 
 
+@dataclass
 class Group:
     """Sums over a set of invocations."""
 
-    def __init__(self) -> None:
-        self.invocations = 0
-        self.tool_calls = 0
-        self.llm_calls = 0
-        self.successes = 0
-        self.retries = 0
-        self.infrastructure_retries = 0
-        self.escalations = 0
-        self.tokens = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.cached_tokens = 0
-        self.cost = 0.0
-        self.duration_ms = 0.0
+    invocations: int = 0
+    tool_calls: int = 0
+    llm_calls: int = 0
+    successes: int = 0
+    retries: int = 0
+    infrastructure_retries: int = 0
+    escalations: int = 0
+    tokens: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float = 0.0
+    duration_ms: float = 0.0
 
     def add(self, record: dict[str, Any]) -> None:
         self.invocations += 1

@@ -17,6 +17,7 @@ not speak OpenTelemetry. docs/sessions.md has every route with examples.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -169,6 +170,25 @@ def call_json(c: Call) -> dict[str, Any]:
     }
 
 
+def session_phases(s: Session) -> dict[str, Any]:
+    return {
+        "session_id": s.session_id,
+        "phases": [phase_json(p) for p in s.phase_list],
+        "phases_dropped": s.phases_dropped,
+    }
+
+
+def session_tool_calls(s: Session) -> dict[str, Any]:
+    return {
+        "session_id": s.session_id,
+        "tool_calls": [call_json(c) for c in s.calls],
+        "tool_calls_dropped": s.calls_dropped,
+    }
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
 class RuntimeApi:
     def __init__(self, tracker: SessionTracker, store: SeriesStore, max_events: int) -> None:
         self.tracker = tracker
@@ -180,10 +200,11 @@ class RuntimeApi:
         app.router.add_post("/runtime/session/start", self.post_start)
         app.router.add_post("/runtime/session/end", self.post_end)
         app.router.add_get("/runtime/sessions", self.get_sessions)
-        app.router.add_get("/runtime/session/{id}", self.get_session)
-        app.router.add_get("/runtime/session/{id}/metrics", self.get_metrics)
-        app.router.add_get("/runtime/session/{id}/phases", self.get_phases)
-        app.router.add_get("/runtime/session/{id}/tool_calls", self.get_tool_calls)
+        tracker = self.tracker
+        app.router.add_get("/runtime/session/{id}", self._session_view(lambda s: session_detail(s, tracker)))
+        app.router.add_get("/runtime/session/{id}/metrics", self._session_view(lambda s: session_metrics(s, tracker)))
+        app.router.add_get("/runtime/session/{id}/phases", self._session_view(session_phases))
+        app.router.add_get("/runtime/session/{id}/tool_calls", self._session_view(session_tool_calls))
 
     # -- writes ---------------------------------------------------------------------
 
@@ -262,13 +283,6 @@ class RuntimeApi:
 
     # -- reads ----------------------------------------------------------------------
 
-    def _session(self, request: web.Request) -> Session:
-        session_id = request.match_info["id"]
-        s = self.tracker.get(session_id)
-        if s is None:
-            raise ApiError(404, f"unknown session {session_id!r}")
-        return s
-
     async def get_sessions(self, request: web.Request) -> web.Response:
         query = request.query
         errors = []
@@ -297,39 +311,17 @@ class RuntimeApi:
             "next_offset": next_offset,
         })
 
-    async def get_session(self, request: web.Request) -> web.Response:
-        try:
-            return web.json_response(session_detail(self._session(request), self.tracker))
-        except ApiError as error:
-            return error.response()
+    def _session_view(self, view: Callable[[Session], dict[str, Any]]) -> Handler:
+        """A GET handler that shows one session through ``view``; 404 when the id is unknown."""
 
-    async def get_metrics(self, request: web.Request) -> web.Response:
-        try:
-            return web.json_response(session_metrics(self._session(request), self.tracker))
-        except ApiError as error:
-            return error.response()
+        async def handler(request: web.Request) -> web.Response:
+            session_id = request.match_info["id"]
+            s = self.tracker.get(session_id)
+            if s is None:
+                return ApiError(404, f"unknown session {session_id!r}").response()
+            return web.json_response(view(s))
 
-    async def get_phases(self, request: web.Request) -> web.Response:
-        try:
-            s = self._session(request)
-        except ApiError as error:
-            return error.response()
-        return web.json_response({
-            "session_id": s.session_id,
-            "phases": [phase_json(p) for p in s.phase_list],
-            "phases_dropped": s.phases_dropped,
-        })
-
-    async def get_tool_calls(self, request: web.Request) -> web.Response:
-        try:
-            s = self._session(request)
-        except ApiError as error:
-            return error.response()
-        return web.json_response({
-            "session_id": s.session_id,
-            "tool_calls": [call_json(c) for c in s.calls],
-            "tool_calls_dropped": s.calls_dropped,
-        })
+        return handler
 
 
 def _query_int(query: Any, name: str, default: int, low: int, high: int, errors: list[E.FieldError]) -> int:

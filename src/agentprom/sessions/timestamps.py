@@ -12,6 +12,7 @@ import math
 import time
 from datetime import UTC, datetime
 
+
 #: (second, its text): consecutive records mostly share their second. Replaced as one tuple,
 #: so threads calling ``iso`` at once can only miss the cache, never read a mismatched pair.
 _cached_second: tuple[int, str] = (-1, "")
