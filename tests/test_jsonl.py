@@ -259,3 +259,13 @@ def test_killed_process_loses_nothing_it_wrote(tmp_path):
         process.wait(10)
         process.stderr.close()
     assert len(lines(path)) == 50  # the torn tail was cut off, every whole record kept
+
+
+def test_unusable_log_directory_fails_the_start_clearly(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the log directory should be")
+    sidecar = Sidecar(jsonl_config(blocker))
+    with pytest.raises(FileExistsError):  # an OSError: `agentprom serve` reports it and exits 1
+        sidecar.start()
+    assert sidecar.app.addresses.get("otlp_grpc") is None  # no receiver was left listening
+    sidecar.loop.call_soon_threadsafe(sidecar.loop.stop)
