@@ -79,3 +79,19 @@ def test_calls_waiting_for_a_phase_span_are_capped():
     assert len(written) == 36  # the oldest, logged without a phase once there was no room to wait
     assert all(r["phase"] is None for r in written)
     assert len(s.parents) <= 64 and s.tool_calls == 100 and len(s.calls) == 10
+
+
+def test_hostile_attribute_values_do_not_break_tracking():
+    tracker, _written, store = make()
+    hostile = _span(1, b"")
+    hostile.attributes.update({
+        "agent.retry.attempt": "9" * 5000,  # int() would refuse this many digits
+        "agent.context.tokens_used": -5, "agent.context.tokens_available": 0,
+        "agent.phase.id": True, "agent.session.status": "exploded", "agent.memory.operation": 7,
+    })
+    tracker.feed(hostile)
+    s = tracker.get("big")
+    assert s.tool_calls == 1 and s.retries == 0 and s.utilization_observations == 0
+    assert s.reported_status is None and s.memory_reads == s.memory_writes == 0
+    assert [p.phase_id for p in s.phase_list] == ["True"]
+    assert tracker._failures == 0

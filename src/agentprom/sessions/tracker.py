@@ -89,7 +89,7 @@ def _int(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdigit() and len(value) <= 18:  # long digit strings: no int() DoS
         return int(value)
     return None
 
@@ -118,6 +118,7 @@ class SessionTracker:
         self._max_ended = config.max_ended_sessions
         self._max_pending = max(MIN_OPEN_STATE, PENDING_PER_CALL * self._max_calls)
         self._max_parents = max(MIN_OPEN_STATE, PARENTS_PER_CALL * self._max_calls)
+        self._failures = 0
         self._active: Counter[str] = Counter()
         self._in_flight: Counter[str] = Counter()
         f = store.families
@@ -214,8 +215,19 @@ class SessionTracker:
     def on_span(self, span: Span, c: Classified) -> None:
         """Translator listener: fold one valid, classified span into its session.
 
-        The hot path: most spans carry none of the keys this module reads, so one
-        intersection with ``_watched`` decides whether any of them needs a look."""
+        A span this module cannot make sense of must not cost the rest of its batch
+        (the translator has already counted it): the failure is logged, not raised."""
+        try:
+            self._on_span(span, c)
+        except Exception:
+            self._failures += 1
+            if self._failures == 1 or self._failures % 1000 == 0:
+                log.exception("session tracking failed on span %s (%d failures so far)",
+                              span.span_id.hex(), self._failures)
+
+    def _on_span(self, span: Span, c: Classified) -> None:
+        """The hot path: most spans carry none of the keys this module reads, so one
+        ``isdisjoint`` with ``_watched`` decides whether any of them needs a look."""
         attrs = span.attributes
         found = _NOTHING if self._watched.isdisjoint(attrs) else attrs.keys() & self._watched
         session_id = None
