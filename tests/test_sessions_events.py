@@ -312,3 +312,18 @@ def test_sessions_can_be_switched_off(make_sidecar):
     status, _headers, _body = sidecar.post("/runtime/event", b"{}", {"Content-Type": "application/json"})
     assert status == 404
     assert sidecar.app.tracker.on_span not in sidecar.app.translator.listeners
+
+
+def test_session_metrics_pass_promtool(make_sidecar, promtool):
+    import subprocess
+
+    sidecar = make_sidecar({"sessions": {"max_open_sessions": 1}})
+    post_json(sidecar, "/runtime/event", run_of_events())
+    post_json(sidecar, "/runtime/event", [
+        {"event_type": "tool_started", "session_id": "a", "tool_name": "x"},
+        {"event_type": "checkpoint_created", "session_id": "b"},  # evicts "a"
+    ])
+    text = sidecar.scrape()
+    assert "agentprom_sessions_evicted_total 1\n" in text
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
