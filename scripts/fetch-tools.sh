@@ -17,6 +17,13 @@ apt_download() {
   (cd "$TOOLS" && apt-get download "$@" >/dev/null)
 }
 
+pypi_download() {
+  # pypi_download DIR PIP-ARGS...: fetch one distribution from PyPI (no dependencies) into DIR.
+  local dir="$1"
+  shift
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$dir" "$@"
+}
+
 for script in scripts/tools.d/*.sh; do
   # shellcheck source=/dev/null
   source "$script"

@@ -202,3 +202,25 @@ def test_recovery_counts_once_per_failure_run(sidecar):
     assert get_json(sidecar, "/runtime/session/rec/metrics")[1]["recovery_rate"] == 0.5
     assert sidecar.value("agent_recoveries_total", agent="fixer", component="tool") == 1
     assert sidecar.value("agent_recoveries_total", agent="fixer", component="llm") == 1
+
+
+def test_spans_without_the_key_join_the_session_their_trace_names(sidecar):
+    # Only the agent span carries session.id (as in traces where the key was set late): its
+    # children arrive first, open a trace-id session, and are folded into "oi-2" when it arrives.
+    with tracer(sidecar.grpc_address, service="oi-service") as t:
+        with span(t, "Agent workflow", openinference__span__kind="AGENT"):
+            with span(t, "research_agent", openinference__span__kind="AGENT", agent__name="researcher",
+                      session__id="oi-2") as agent_span:
+                with span(t, "search", openinference__span__kind="TOOL", tool__name="search", fail=True):
+                    pass
+                with span(t, "search", openinference__span__kind="TOOL", tool__name="search"):
+                    pass
+                agent_span.add_event("agent.checkpoint")
+    sessions = get_json(sidecar, "/runtime/sessions")[1]
+    assert [s["session_id"] for s in sessions["sessions"]] == ["oi-2"]  # no trace-id session left over
+    s = get_json(sidecar, "/runtime/session/oi-2")[1]
+    assert (s["agent"], s["status"], s["tool_calls"], s["errors"], s["recoveries"], s["checkpoints"]) == (
+        "researcher", "active", 2, 1, 1, 1)
+    assert sidecar.value("agent_sessions_active", agent="researcher") == 1
+    assert sidecar.value("agent_sessions_active", agent="oi-service") == 0
+    assert sidecar.value("agent_sessions_total", agent="oi-service", status="completed") == 0

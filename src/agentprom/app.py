@@ -21,11 +21,15 @@ from aiohttp import web
 from agentprom import __version__
 from agentprom.clock import Clock, SystemClock
 from agentprom.config.schema import Config, parse_address
+from agentprom.conventions.profile import WANTED_KEYS
+from agentprom.metrics.catalog import COUNTER, MetricSpec, active_catalog, all_exposed_names
 from agentprom.metrics.series_store import SeriesStore, StoreLimits
-from agentprom.receiver.ingest import TraceIngest
+from agentprom.metrics_in.translator import MetricsInSettings, MetricsTranslator
+from agentprom.receiver.ingest import MetricsIngest, TraceIngest
 from agentprom.receiver.otlp_grpc import OtlpGrpcReceiver
 from agentprom.receiver.otlp_http import OtlpHttpHandlers
-from agentprom.server.metrics_routes import MetricsRoutes
+from agentprom.sampling import SamplingWeights
+from agentprom.server.metrics_routes import MetricsRoutes, registry_names
 from agentprom.sessions.api import RuntimeApi
 from agentprom.sessions.journal import SessionJournal
 from agentprom.sessions.tracker import SessionTracker
@@ -48,22 +52,54 @@ def store_limits(config: Config) -> StoreLimits:
     )
 
 
+def metrics_in_settings(config: Config) -> MetricsInSettings:
+    c = config.metrics_in
+    return MetricsInSettings(
+        translate_names=c.translate_names,
+        series_ttl_seconds=c.series_ttl_seconds,
+        max_metric_families=c.max_metric_families,
+        promote_resource_attributes=tuple(c.promote_resource_attributes),
+        scope_labels=c.scope_labels,
+        target_info=c.target_info,
+        exponential_histograms=c.exponential_histograms,
+    )
+
+
+def reserved_names(catalog: tuple[MetricSpec, ...], extra: frozenset[str] = frozenset()) -> frozenset[str]:
+    """Names incoming metrics may not take: every sample and family name of the active
+    catalog (OpenMetrics names counters without ``_total``), plus ``extra``."""
+    families = {spec.name for spec in catalog}
+    families |= {spec.name[: -len("_total")] for spec in catalog if spec.type == COUNTER}
+    return all_exposed_names(catalog) | families | extra
+
+
 class App:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         server = config.server
-        self.store = SeriesStore(store_limits(config), self.clock)
+        catalog = active_catalog(config.compat.enabled())
+        self.store = SeriesStore(store_limits(config), self.clock, catalog)
         self.store["agentprom_build_info"].set((__version__,), 1)
-        self.translator = Translator(self.store)
-        self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes)
-
-        self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc)
-        self.http_app = web.Application(client_max_size=server.max_request_bytes)
-        OtlpHttpHandlers(self.ingest).install(self.http_app)
+        sampling = config.sampling
+        weights = SamplingWeights(sampling.tracestate, sampling.probability_attribute)
+        self.translator = Translator(self.store, weights)
+        wanted = WANTED_KEYS | {sampling.probability_attribute} if sampling.probability_attribute else WANTED_KEYS
+        self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes, wanted)
         self.metrics_app = web.Application()
         self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level)
         self.metrics_routes.install(self.metrics_app)
+
+        self.metrics_ingest: MetricsIngest | None = None
+        self.metrics_translator: MetricsTranslator | None = None
+        if config.metrics_in.enabled:
+            reserved = reserved_names(catalog, registry_names(self.metrics_routes.registry))
+            self.metrics_translator = MetricsTranslator(self.store, metrics_in_settings(config), reserved)
+            self.metrics_ingest = MetricsIngest(self.store, self.metrics_translator, server.max_request_bytes)
+
+        self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc, self.metrics_ingest)
+        self.http_app = web.Application(client_max_size=server.max_request_bytes)
+        OtlpHttpHandlers(self.ingest, self.metrics_ingest).install(self.http_app)
 
         #: called every HOUSEKEEPING_SECONDS on the event loop (must not block)
         self.periodic: list[Callable[[], None]] = [self.store.expire]

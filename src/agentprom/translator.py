@@ -9,18 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from agentprom.compat import compat_outputs
 from agentprom.conventions.classify import Classified, classify
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind, Span
 from agentprom.receiver.decode import Batch
+from agentprom.sampling import SamplingWeights
 
 Listener = Callable[[Span, Classified], None]
 
 
 class Translator:
-    def __init__(self, store: SeriesStore) -> None:
+    def __init__(self, store: SeriesStore, weights: SamplingWeights | None = None) -> None:
         self.store = store
-        self.listeners: list[Listener] = []
+        #: optional compat outputs first (they are metrics too), then sessions, sinks, ...
+        self.listeners: list[Listener] = compat_outputs(store)
+        #: sampling-aware counting: each span counts as its adjusted count (sampling.py)
+        self.weights = weights or SamplingWeights()
+        self._weigh_attribute = bool(self.weights.probability_attribute)
         self._exemplars = store.limits.exemplars
         f = store.families
         self._received = f["agentprom_spans_received_total"]
@@ -49,37 +55,42 @@ class Translator:
 
     def span(self, span: Span) -> Classified:
         c = classify(span)
+        # A sampled span stands for 1/p spans: calls, errors, tokens and cost are all scaled
+        # (the unbiased estimate of the unsampled totals); spans_received stays a raw count.
+        w = c.weight = self.weights.weight(span) if (span.trace_state or self._weigh_attribute) else 1
         if c.kind is not Kind.OTHER:
             exemplar = (span.trace_id.hex(), span.span_id.hex()) if self._exemplars else None
-            self.record(c, span.duration_s, exemplar)
+            self.record(c, span.duration_s, exemplar, w)
         for listener in self.listeners:
             listener(span, c)
         return c
 
-    def record(self, c: Classified, duration: float, exemplar: tuple[str, str] | None = None) -> None:
-        """Count one agent, LLM or tool call; spans and the runtime event API both come here."""
+    def record(self, c: Classified, duration: float, exemplar: tuple[str, str] | None = None,
+               w: float = 1) -> None:
+        """Count one agent, LLM or tool call, standing for ``w`` calls (sampling weight);
+        spans and the runtime event API both come here."""
         kind = c.kind
         status = "ok" if c.ok else "error"
         agent = c.agent
         if kind is Kind.TOOL:
-            self._tool_calls.inc((agent, c.tool, status), 1, exemplar)
-            self._tool_duration.observe((agent, c.tool), duration, exemplar)
+            self._tool_calls.inc((agent, c.tool, status), w, exemplar)
+            self._tool_duration.observe((agent, c.tool), duration, exemplar, w)
             if not c.ok:
-                self._tool_errors.inc((agent, c.tool, c.error_type))
-                self._errors.inc((agent, "tool", c.error_type))
+                self._tool_errors.inc((agent, c.tool, c.error_type), w)
+                self._errors.inc((agent, "tool", c.error_type), w)
         elif kind is Kind.LLM:
             labels = (agent, c.provider, c.model)
-            self._llm_calls.inc((*labels, c.operation, status), 1, exemplar)
-            self._llm_duration.observe((*labels, c.operation), duration, exemplar)
+            self._llm_calls.inc((*labels, c.operation, status), w, exemplar)
+            self._llm_duration.observe((*labels, c.operation), duration, exemplar, w)
             for token_type, count in c.tokens.items():
                 if count:
-                    self._tokens.inc((*labels, token_type), count)
+                    self._tokens.inc((*labels, token_type), count * w)
             if c.cost:
-                self._cost.inc(labels, c.cost)
+                self._cost.inc(labels, c.cost * w)
             if not c.ok:
-                self._errors.inc((agent, "llm", c.error_type))
+                self._errors.inc((agent, "llm", c.error_type), w)
         elif kind is Kind.AGENT:
-            self._invocations.inc((agent, status), 1, exemplar)
-            self._invocation_duration.observe((agent,), duration, exemplar)
+            self._invocations.inc((agent, status), w, exemplar)
+            self._invocation_duration.observe((agent,), duration, exemplar, w)
             if not c.ok:
-                self._errors.inc((agent, "agent", c.error_type))
+                self._errors.inc((agent, "agent", c.error_type), w)

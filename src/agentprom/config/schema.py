@@ -92,6 +92,70 @@ class StoreConfig(_Model):
         return value
 
 
+class SamplingConfig(_Model):
+    """Sampling-aware counting: a sampled span counts as its adjusted count (1/probability)."""
+
+    tracestate: bool = Field(
+        True, description="Read the sampling threshold from W3C tracestate 'ot=th:<hex>' (OTel probability sampling)."
+    )
+    probability_attribute: str = Field(
+        "", description="Span attribute holding the sampling probability (0 < p <= 1) when the tracestate has none; "
+        "empty = none.",
+    )
+
+
+class CompatConfig(_Model):
+    """Optional compatibility outputs (off by default: they add series)."""
+
+    genai_metrics: bool = Field(
+        False, description="OTel GenAI standard histograms (gen_ai_client_operation_duration_seconds, "
+        "gen_ai_client_token_usage, gen_ai_invoke_agent_duration_seconds, gen_ai_execute_tool_duration_seconds).",
+    )
+    span_metrics: bool = Field(
+        False, description="traces_span_metrics_calls_total and traces_span_metrics_duration_seconds for every span "
+        "(Jaeger Monitor tab, spanmetrics dashboards).",
+    )
+
+    def enabled(self) -> tuple[str, ...]:
+        """Names of the outputs switched on (keys of ``catalog.COMPAT_OUTPUTS``)."""
+        return tuple(name for name, on in self.model_dump().items() if on)
+
+
+class MetricsInConfig(_Model):
+    """OTLP metrics in (``/v1/metrics``, gRPC MetricsService), translated to Prometheus (docs/metrics-in.md)."""
+
+    enabled: bool = Field(True, description="Accept OTLP metrics and expose them on /metrics.")
+    translate_names: bool = Field(
+        True, description="Add unit and _total suffixes (OTel-to-Prometheus compatibility specification); "
+        "false keeps the OTel name with only invalid characters replaced.",
+    )
+    series_ttl_seconds: float = Field(
+        300.0, ge=0, description="Series of incoming metrics not updated for this long disappear (0 = never).",
+    )
+    max_metric_families: int = Field(
+        500, ge=1, le=100_000,
+        description="Distinct incoming metric names exposed at once; points of more are dropped.",
+    )
+    promote_resource_attributes: tuple[str, ...] = Field(
+        (), description="Resource attributes copied as labels onto every series of their metrics "
+        "(e.g. service.instance.id); all resource attributes are on target_info.",
+    )
+    scope_labels: bool = Field(True, description="Add otel_scope_name / otel_scope_version labels.")
+    target_info: bool = Field(True, description="Expose each resource's attributes as a target_info series.")
+    exponential_histograms: Literal["convert", "drop"] = Field(
+        "convert", description="convert: to power-of-two explicit buckets (exact le counts); drop: count and drop.",
+    )
+
+    @field_validator("promote_resource_attributes")
+    @classmethod
+    def _check_promoted(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        problems = [f"entry {i} is empty" for i, key in enumerate(value) if not key.strip()]
+        problems += [f"{key!r} is listed twice" for key in sorted({k for k in value if value.count(k) > 1})]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+
 class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -172,6 +236,9 @@ class Config(_Model):
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    compat: CompatConfig = Field(default_factory=CompatConfig)
+    metrics_in: MetricsInConfig = Field(default_factory=MetricsInConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     jsonl: JsonlConfig = Field(default_factory=JsonlConfig)

@@ -39,6 +39,8 @@ class Classified:
     provider: str = ""
     tokens: dict[str, int] = field(default_factory=dict)
     cost: float | None = None
+    #: how many spans this one stands for (its sampling adjusted count); set by the translator
+    weight: float = 1
 
 
 def _first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str | None:
@@ -47,6 +49,10 @@ def _first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str | None:
         if value is not None and value != "":
             return value if isinstance(value, str) else str(value)
     return None
+
+
+#: for other readers of span attributes (compat outputs)
+first_str = _first_str
 
 
 def _count(value: Any) -> int | None:
@@ -112,6 +118,15 @@ def _looks_like_llm(attrs: dict[str, Any]) -> bool:
     return any(key in attrs for keys in P.TOKEN_KEYS.values() for key in keys)
 
 
+def tool_from_span_name(name: str) -> str:
+    """``execute_tool web_search`` -> ``web_search``; a bare prefix or empty name -> ``unknown``."""
+    for prefix in P.TOOL_SPAN_NAME_PREFIXES:
+        if name.startswith(prefix) and (len(name) == len(prefix) or name[len(prefix)] == " "):
+            name = name[len(prefix):].strip()
+            break
+    return name or UNKNOWN
+
+
 def error_type(span: Span) -> str:
     """``error.type``, else the first exception event's type, else ``_OTHER``."""
     value = span.attributes.get(P.ERROR_TYPE)
@@ -124,8 +139,11 @@ def error_type(span: Span) -> str:
 
 def classify(span: Span) -> Classified:
     attrs = span.attributes
-    kind, operation = span_kind(attrs)
     ok = span.status_code != STATUS_ERROR
+    if not attrs:  # fast path: no convention attribute at all (HTTP, DB, ... spans)
+        agent = _first_str(span.resource, (P.SERVICE_NAME,)) or UNKNOWN
+        return Classified(Kind.OTHER, agent, ok, "" if ok else error_type(span))
+    kind, operation = span_kind(attrs)
 
     agent = _first_str(attrs, P.AGENT_NAME_KEYS)
     if agent is None and kind is Kind.AGENT:
@@ -136,10 +154,7 @@ def classify(span: Span) -> Classified:
     out = Classified(kind=kind, agent=agent, ok=ok, error_type="" if ok else error_type(span))
     if kind is Kind.TOOL:
         tool = _first_str(attrs, P.TOOL_NAME_KEYS) or _first_str(attrs, (P.ENTITY_NAME,))
-        if tool is None:
-            name = span.name
-            tool = name[len(P.TOOL_SPAN_NAME_PREFIX):] if name.startswith(P.TOOL_SPAN_NAME_PREFIX) else name
-        out.tool = tool or UNKNOWN
+        out.tool = tool or tool_from_span_name(span.name)
     elif kind is Kind.LLM:
         out.operation = operation if operation in P.LLM_OPERATIONS else "other"
         out.model = _first_str(attrs, P.MODEL_KEYS) or UNKNOWN

@@ -78,8 +78,13 @@ AGENT_NAME_KEYS = ("gen_ai.agent.name", "agent.name")
 #: only on tool spans.
 ENTITY_NAME = "traceloop.entity.name"
 TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name")
-TOOL_SPAN_NAME_PREFIX = "execute_tool "
+#: span-name prefixes stripped to get a tool name when no attribute names it
+#: (OTel GenAI ``execute_tool {tool}``, MCP ``tools/call {tool}``)
+TOOL_SPAN_NAME_PREFIXES = ("execute_tool", "tools/call")
 MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
+#: The OTel GenAI compatibility metrics keep request and response model apart.
+REQUEST_MODEL_KEYS = ("gen_ai.request.model",)
+RESPONSE_MODEL_KEYS = ("gen_ai.response.model", "llm.model_name")
 PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
 SERVICE_NAME = "service.name"
 

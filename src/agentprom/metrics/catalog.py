@@ -8,6 +8,7 @@ Helm chart all read this module. Change a name or label only deliberately.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 COUNTER = "counter"
@@ -24,6 +25,10 @@ def doubling(start: float, count: int) -> tuple[float, ...]:
 AGENT_DURATION_BUCKETS = doubling(0.1, 13)
 #: 0.01 s .. 81.92 s (the OTel GenAI ``gen_ai.client.operation.duration`` buckets)
 CALL_DURATION_BUCKETS = doubling(0.01, 14)
+#: 1 .. 67108864 tokens, powers of 4 (the OTel GenAI ``gen_ai.client.token.usage`` buckets)
+TOKEN_USAGE_BUCKETS = tuple(float(4**i) for i in range(14))
+#: the OTel Collector spanmetrics connector's default buckets (2 ms .. 15 s), in seconds
+SPAN_DURATION_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.4, 2.0, 5.0, 10.0, 15.0)
 SESSION_DURATION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 PHASE_DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
@@ -181,6 +186,45 @@ CATALOG: tuple[MetricSpec, ...] = (
         "Tool calls started (event API tool_started) and not yet completed or failed.",
         ("agent",), group="sessions",
     ),
+    # --- compatibility outputs (registered only when switched on in ``compat:``) ---
+    # OTel GenAI standard metrics, named as the OTel->Prometheus translation names them.
+    MetricSpec(
+        "gen_ai_client_operation_duration_seconds", HISTOGRAM,
+        "OTel GenAI gen_ai.client.operation.duration: duration of LLM calls (compat.genai_metrics).",
+        ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model",
+         "error_type"),
+        CALL_DURATION_BUCKETS, group="compat",
+    ),
+    MetricSpec(
+        "gen_ai_client_token_usage", HISTOGRAM,
+        "OTel GenAI gen_ai.client.token.usage: input and output tokens per LLM call (compat.genai_metrics).",
+        ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model",
+         "gen_ai_token_type"),
+        TOKEN_USAGE_BUCKETS, group="compat",
+    ),
+    MetricSpec(
+        "gen_ai_invoke_agent_duration_seconds", HISTOGRAM,
+        "OTel GenAI gen_ai.invoke_agent.duration: duration of agent invocations (compat.genai_metrics).",
+        ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_agent_name", "gen_ai_request_model", "error_type"),
+        AGENT_DURATION_BUCKETS, group="compat",
+    ),
+    MetricSpec(
+        "gen_ai_execute_tool_duration_seconds", HISTOGRAM,
+        "OTel GenAI gen_ai.execute_tool.duration: duration of tool executions (compat.genai_metrics).",
+        ("gen_ai_operation_name", "gen_ai_agent_name", "gen_ai_tool_name", "error_type"),
+        CALL_DURATION_BUCKETS, group="compat",
+    ),
+    # The OTel Collector spanmetrics connector's names (Jaeger's Monitor tab, spanmetrics dashboards).
+    MetricSpec(
+        "traces_span_metrics_calls_total", COUNTER,
+        "Every span received, spanmetrics-style (compat.span_metrics).",
+        ("service_name", "span_name", "span_kind", "status_code"), group="compat",
+    ),
+    MetricSpec(
+        "traces_span_metrics_duration_seconds", HISTOGRAM,
+        "Duration of every span received, spanmetrics-style (compat.span_metrics).",
+        ("service_name", "span_name", "span_kind", "status_code"), SPAN_DURATION_BUCKETS, group="compat",
+    ),
     # --- the sidecar itself ---------------------------------------------------
     _self("agentprom_spans_received_total", COUNTER,
           "Spans received in decodable export requests, by transport.", ("transport",)),
@@ -209,11 +253,36 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Lines of the JSONL invocation log skipped at start because they were not valid records."),
     _self("agentprom_jsonl_rotations_total", COUNTER,
           "Rotations of the JSONL invocation log."),
+    _self("agentprom_metric_points_received_total", COUNTER,
+          "OTLP metric data points received in decodable export requests, by transport.", ("transport",)),
+    _self("agentprom_metric_points_dropped_total", COUNTER,
+          "OTLP metric data points not exposed, by reason: invalid (e.g. invalid_buckets, "
+          "unspecified_temporality), catalog_clash (the name is one of agentprom's own), type_conflict, "
+          "family_limit, series_limit, label_limit, out_of_order, exponential_histogram (dropped by config). "
+          "Also reported to the sender through partial_success.",
+          ("reason",)),
     _self("agentprom_build_info", GAUGE,
           "Always 1; the version label says which agentprom is running.", ("version",)),
 )
 
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in CATALOG}
+
+#: compat option (config ``compat.<option>``) -> the metrics it switches on
+COMPAT_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "genai_metrics": (
+        "gen_ai_client_operation_duration_seconds",
+        "gen_ai_client_token_usage",
+        "gen_ai_invoke_agent_duration_seconds",
+        "gen_ai_execute_tool_duration_seconds",
+    ),
+    "span_metrics": ("traces_span_metrics_calls_total", "traces_span_metrics_duration_seconds"),
+}
+
+
+def active_catalog(compat: Iterable[str] = ()) -> tuple[MetricSpec, ...]:
+    """The catalog with only the compat outputs named in ``compat`` (options of ``COMPAT_OUTPUTS``)."""
+    enabled = {name for option in compat for name in COMPAT_OUTPUTS[option]}
+    return tuple(spec for spec in CATALOG if spec.group != "compat" or spec.name in enabled)
 
 GROUP_TITLES = {
     "agents": "Agent invocations and errors",
@@ -269,7 +338,7 @@ def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG) -> str:
         lines += [f"## {title}", "", "| name | type | labels | buckets | description |", "|---|---|---|---|---|"]
         for spec in specs:
             labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
-            buckets = " ".join(f"{b:g}" for b in spec.buckets) or "-"
+            buckets = " ".join(f"{b:.10g}" for b in spec.buckets) or "-"
             lines.append(f"| `{spec.name}` | {spec.type} | {labels} | {buckets} | {spec.help} |")
         lines.append("")
     lines += [

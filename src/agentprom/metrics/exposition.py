@@ -14,8 +14,12 @@ in ``# TYPE``; exemplars only in OpenMetrics; the body ends with ``# EOF``).
 from __future__ import annotations
 
 import math
+from itertools import accumulate
 
-from agentprom.metrics.catalog import COUNTER, HISTOGRAM
+from prometheus_client.utils import floatToGoString
+
+from agentprom.metrics.catalog import COUNTER, GAUGE, HISTOGRAM
+from agentprom.metrics.dynamic import INFO, SUMMARY, DynamicFamily, DynamicSeries
 from agentprom.metrics.series_store import OVERFLOW_LABEL, Exemplar, Family, Series, SeriesStore
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -38,10 +42,9 @@ def format_value(value: float) -> str:
 
 
 def format_bound(bound: float) -> str:
-    """A bucket bound in the canonical form both formats accept (``0.1``, ``1.0``, ``+Inf``)."""
-    if bound == math.inf:
-        return "+Inf"
-    return repr(float(bound))
+    """A bucket bound as prometheus_client writes it (``0.1``, ``1.0``, ``1.048576e+06``,
+    ``+Inf``), so ``le`` values match what other Python exporters emit."""
+    return floatToGoString(bound)
 
 
 def escape_label_value(value: str) -> str:
@@ -77,6 +80,7 @@ class FamilyRenderer:
         )
         self.om_header = f"# HELP {om_name} {escape_help(spec.help, True)}\n# TYPE {om_name} {spec.type}\n"
         self.bounds = [format_bound(b) for b in spec.buckets] + ["+Inf"]
+        self.le_parts = [f'le="{bound}"}} ' for bound in self.bounds]
 
     def label_text(self, series: Series) -> str:
         """The text inside the braces for a series, without ``le``."""
@@ -87,7 +91,9 @@ class FamilyRenderer:
         return ",".join(pairs)
 
     def render_series(self, series: Series, openmetrics: bool) -> str:
-        labels = self.label_text(series)
+        labels = series.label_text
+        if labels is None:
+            labels = series.label_text = self.label_text(series)
         exemplars = series.exemplars if openmetrics else None
         if self.type != HISTOGRAM:
             braces = f"{{{labels}}}" if labels else ""
@@ -95,14 +101,21 @@ class FamilyRenderer:
             return f"{self.name}{braces} {format_value(series.value)}{tail}\n"
         name = self.name
         prefix = f"{name}_bucket{{{labels}," if labels else f"{name}_bucket{{"
-        lines = []
-        cumulative = 0
-        for i, (bound, count) in enumerate(zip(self.bounds, series.counts)):
-            cumulative += count
-            tail = _exemplar_text(exemplars[i]) if exemplars else ""
-            lines.append(f'{prefix}le="{bound}"}} {cumulative}{tail}\n')
+        cumulative = list(accumulate(series.counts))
+        if type(cumulative[-1]) is not int:
+            # Weighted (sampling-scaled) observations make counts fractional, but OpenMetrics
+            # requires integers: render the nearest. Rounding the exact cumulative totals keeps
+            # the error below 0.5 per series instead of accumulating it.
+            cumulative = [round(c) for c in cumulative]
+        if exemplars:
+            lines = [
+                f"{prefix}{le}{count}{_exemplar_text(exemplar)}\n"
+                for le, count, exemplar in zip(self.le_parts, cumulative, exemplars)
+            ]
+        else:
+            lines = [f"{prefix}{le}{count}\n" for le, count in zip(self.le_parts, cumulative)]
         braces = f"{{{labels}}}" if labels else ""
-        lines.append(f"{name}_count{braces} {cumulative}\n")
+        lines.append(f"{name}_count{braces} {cumulative[-1]}\n")
         lines.append(f"{name}_sum{braces} {format_value(series.sum)}\n")
         return "".join(lines)
 
@@ -126,6 +139,69 @@ class FamilyRenderer:
                 parts.append(text)
 
 
+class DynamicFamilyRenderer(FamilyRenderer):
+    """A family registered at run time (``metrics.dynamic``): label names can grow,
+    histogram bounds are per series, and it may be a summary or an info family.
+
+    Empty label values are left out (Prometheus treats them as absent). In
+    OpenMetrics a counter whose name lacks ``_total`` (names kept untranslated)
+    is typed ``unknown``, the info family ``target_info`` is ``# TYPE target
+    info``, and ``# UNIT`` is written when the name ends with the unit.
+    """
+
+    def __init__(self, family: DynamicFamily) -> None:  # not super().__init__: that reads catalog specs
+        spec = family.spec
+        self.family = family  # type: ignore[assignment]
+        self.name = spec.name
+        self.type = spec.type
+        om_name, om_type = spec.name, spec.type
+        if spec.type == COUNTER:
+            om_name, om_type = (spec.name[: -len("_total")], COUNTER) if spec.name.endswith("_total") else (
+                spec.name, "unknown")
+        elif spec.type == INFO:
+            om_name = spec.name[: -len("_info")]
+        text_type = GAUGE if spec.type == INFO else spec.type
+        self.text_header = f"# HELP {spec.name} {escape_help(spec.help, False)}\n# TYPE {spec.name} {text_type}\n"
+        unit = f"# UNIT {om_name} {spec.unit}\n" if spec.unit and om_name.endswith("_" + spec.unit) else ""
+        self.om_header = f"# HELP {om_name} {escape_help(spec.help, True)}\n# TYPE {om_name} {om_type}\n{unit}"
+        #: OpenMetrics allows exemplars on counters and histogram buckets only
+        self.exemplars = om_type in (COUNTER, HISTOGRAM)
+
+    def label_text(self, series: Series) -> str:
+        return ",".join(
+            f'{name}="{escape_label_value(value)}"'
+            for name, value in zip(self.family.spec.labels, series.labels)
+            if value
+        )
+
+    def render_series(self, series: DynamicSeries, openmetrics: bool) -> str:  # type: ignore[override]
+        labels = self.label_text(series)
+        braces = f"{{{labels}}}" if labels else ""
+        name = self.name
+        exemplars = series.exemplars if openmetrics and self.exemplars else None
+        if self.type == HISTOGRAM:
+            prefix = f"{name}_bucket{{{labels}," if labels else f"{name}_bucket{{"
+            lines = []
+            cumulative = 0
+            bounds = [format_bound(b) for b in series.bounds] + ["+Inf"]
+            for i, (bound, count) in enumerate(zip(bounds, series.counts)):
+                cumulative += count
+                tail = _exemplar_text(exemplars[i]) if exemplars else ""
+                lines.append(f'{prefix}le="{bound}"}} {cumulative}{tail}\n')
+            lines.append(f"{name}_count{braces} {cumulative}\n")
+            if series.has_sum:
+                lines.append(f"{name}_sum{braces} {format_value(series.sum)}\n")
+            return "".join(lines)
+        if self.type == SUMMARY:
+            prefix = f"{name}{{{labels}," if labels else f"{name}{{"
+            lines = [f'{prefix}quantile="{format_bound(q)}"}} {format_value(v)}\n' for q, v in series.quantiles]
+            lines.append(f"{name}_count{braces} {series.count}\n")
+            lines.append(f"{name}_sum{braces} {format_value(series.sum)}\n")
+            return "".join(lines)
+        tail = _exemplar_text(exemplars[0]) if exemplars else ""
+        return f"{name}{braces} {format_value(series.value)}{tail}\n"
+
+
 class Renderer:
     """Renders a ``SeriesStore``; keeps per-family cached headers."""
 
@@ -134,6 +210,10 @@ class Renderer:
         self._families: dict[str, FamilyRenderer] = {}
 
     def _renderer(self, family: Family) -> FamilyRenderer:
+        if isinstance(family, DynamicFamily):  # its renderer lives and dies with it
+            if family.renderer is None:
+                family.renderer = DynamicFamilyRenderer(family)
+            return family.renderer
         renderer = self._families.get(family.name)
         if renderer is None or renderer.family is not family:
             renderer = self._families[family.name] = FamilyRenderer(family)

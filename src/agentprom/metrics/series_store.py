@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from agentprom.clock import Clock, SystemClock
-from agentprom.metrics.catalog import CATALOG, COUNTER, HISTOGRAM, MetricSpec
+from agentprom.metrics.catalog import COUNTER, HISTOGRAM, MetricSpec, active_catalog
 
 OVERFLOW_LABEL = "otel_metric_overflow"
 OTHER_VALUE = "other"
@@ -61,21 +61,27 @@ class Series:
     histograms ``counts`` holds per-bucket (non-cumulative) counts, the last
     being +Inf."""
 
-    __slots__ = ("labels", "value", "counts", "sum", "updated", "text", "om", "exemplars")
+    __slots__ = ("labels", "value", "counts", "sum", "updated", "text", "om", "exemplars", "label_text")
 
     def __init__(self, labels: tuple[str, ...], n_buckets: int, now: float) -> None:
         self.labels = labels
         self.value: float = 0
-        self.counts: list[int] | None = [0] * (n_buckets + 1) if n_buckets else None
+        self.counts: list[float] | None = [0] * (n_buckets + 1) if n_buckets else None
         self.sum: float = 0.0
         self.updated = now
         self.text: str | None = None  # cached Prometheus text lines
         self.om: str | None = None  # cached OpenMetrics lines
         self.exemplars: list[Exemplar | None] | None = None
+        self.label_text: str | None = None  # cached rendered label pairs (labels never change)
 
 
 class Family:
     """All series of one catalog metric."""
+
+    #: seconds without an update before a series expires; None = the store's TTL
+    ttl: float | None = None
+    #: the class of new series (subclasses may keep more state per series)
+    series_factory: type[Series] = Series
 
     def __init__(self, spec: MetricSpec, store: SeriesStore) -> None:
         self.spec = spec
@@ -88,13 +94,17 @@ class Family:
         self._aliases: dict[tuple[str, ...], Series] = {}
         self.overflow: Series | None = None
         limits = store.limits
-        self._limit = limits.max_series_per_metric
+        # The sidecar's own metrics are bounded by the catalog (one series per metric, transport,
+        # reason); limiting them would let the overflow counter overflow into itself.
+        self._limit = 0 if spec.group == "self" else limits.max_series_per_metric
         self._max_len = limits.max_label_value_length
-        self._allow = [
-            re.compile(limits.label_allow[label]) if label in limits.label_allow else None
-            for label in spec.labels
-        ]
-        self._hygiene = bool(self._max_len) or any(self._allow)
+        self._exemplars = limits.exemplars
+        self._label_rules()
+
+    def _label_rules(self) -> None:
+        """Compile the per-label allow patterns for ``spec.labels``."""
+        allow = self.store.limits.label_allow
+        self._allow = [re.compile(allow[label]) if label in allow else None for label in self.spec.labels]
 
     # -- lookup ---------------------------------------------------------------
 
@@ -108,15 +118,18 @@ class Family:
         if len(labels) != len(self.spec.labels):
             raise ValueError(f"{self.name}: expected labels {self.spec.labels}, got {labels!r}")
         series = self._aliases.get(labels)
-        if series is not None and series.labels in self.series:
+        # the alias may point at a series that was removed (and perhaps recreated) since
+        if series is not None and self.series.get(series.labels) is series:
             return series
-        key = self._normalize(labels) if self._hygiene else labels
+        # Always normalized (even with no length limit or patterns): a value that cannot be
+        # encoded would otherwise break every later scrape. Only first sightings pay for it.
+        key = self._normalize(labels)
         series = self.series.get(key)
         if series is None:
             if self._limit and len(self.series) >= self._limit:
                 self.store.count_overflow(self.name)
                 return self._overflow_series()
-            series = Series(key, self.n_buckets, self.store.now)
+            series = self.series_factory(key, self.n_buckets, self.store.now)
             self.series[key] = series
         if key != labels:
             if len(self._aliases) >= max(self._limit, 1000):
@@ -153,8 +166,8 @@ class Family:
         series.value += amount
         series.updated = self.store.now
         series.text = series.om = None
-        if exemplar is not None and self.store.limits.exemplars:
-            series.exemplars = [Exemplar(exemplar[0], exemplar[1], amount, self.store.wall())]
+        if exemplar is not None and self._exemplars:
+            series.exemplars = [Exemplar(exemplar[0], exemplar[1], amount, self.store.wall_now)]
 
     def set(self, labels: tuple[str, ...], value: float) -> None:
         series = self.series.get(labels) or self._resolve(labels)
@@ -163,17 +176,17 @@ class Family:
         series.text = series.om = None
 
     def observe(self, labels: tuple[str, ...], value: float, exemplar: tuple[str, str] | None = None,
-                weight: int = 1) -> None:
+                weight: float = 1) -> None:
         series = self.series.get(labels) or self._resolve(labels)
         index = bisect_left(self.buckets, value)
         series.counts[index] += weight
         series.sum += value * weight
         series.updated = self.store.now
         series.text = series.om = None
-        if exemplar is not None and self.store.limits.exemplars:
+        if exemplar is not None and self._exemplars:
             if series.exemplars is None:
                 series.exemplars = [None] * (self.n_buckets + 1)
-            series.exemplars[index] = Exemplar(exemplar[0], exemplar[1], value, self.store.wall())
+            series.exemplars[index] = Exemplar(exemplar[0], exemplar[1], value, self.store.wall_now)
 
     def remove(self, labels: tuple[str, ...]) -> None:
         self.series.pop(labels, None)
@@ -204,16 +217,21 @@ class SeriesStore:
     """Owns a ``Family`` per catalog metric and the self-metrics about itself."""
 
     def __init__(self, limits: StoreLimits | None = None, clock: Clock | None = None,
-                 catalog: tuple[MetricSpec, ...] = CATALOG) -> None:
+                 catalog: tuple[MetricSpec, ...] | None = None) -> None:
         self.limits = limits or StoreLimits()
         self.clock = clock or SystemClock()
         self.now = self.clock.monotonic()
+        #: wall time of the last tick: exemplar timestamps (read per batch, not per update)
+        self.wall_now = self.clock.now()
         self.families: dict[str, Family] = {}
-        for spec in catalog:
+        # default: the catalog without the optional compat outputs (app.py picks them from config)
+        for spec in active_catalog() if catalog is None else catalog:
             self.add_family(spec)
         self._overflow = self.families.get("agentprom_series_overflow_total")
         self._expired = self.families.get("agentprom_series_expired_total")
         self._active = self.families.get("agentprom_active_series")
+        #: called at the end of every ``expire()`` (e.g. to drop emptied run-time families)
+        self.expiry_hooks: list[Callable[[], None]] = []
 
     def add_family(self, spec: MetricSpec) -> Family:
         if spec.name in self.families:
@@ -222,35 +240,47 @@ class SeriesStore:
         self.families[spec.name] = family
         return family
 
+    def register_family(self, family: Family) -> Family:
+        """Add a family built elsewhere (a subclass, registered at run time)."""
+        if family.name in self.families:
+            raise ValueError(f"metric {family.name} is already registered")
+        self.families[family.name] = family
+        return family
+
+    def remove_family(self, name: str) -> None:
+        """Unregister a family registered at run time, with its active-series gauge."""
+        self.families.pop(name, None)
+        if self._active is not None:
+            self._active.remove((name,))
+
     def __getitem__(self, name: str) -> Family:
         return self.families[name]
 
     def tick(self) -> float:
         """Refresh the store's notion of now (called once per batch, not per update)."""
         self.now = self.clock.monotonic()
+        self.wall_now = self.clock.now()
         return self.now
-
-    def wall(self) -> float:
-        return self.clock.now()
 
     def count_overflow(self, metric: str) -> None:
         if self._overflow is not None:
             self._overflow.inc((metric,))
 
     def expire(self) -> int:
-        """Drop series not updated within the TTL; return how many went."""
-        ttl = self.limits.series_ttl_seconds
-        if not ttl:
-            return 0
-        cutoff = self.tick() - ttl
+        """Drop series not updated within their family's TTL; return how many went."""
+        default_ttl = self.limits.series_ttl_seconds
+        now = self.tick()
         total = 0
         for family in self.families.values():
-            if not family.spec.expires:
+            ttl = default_ttl if family.ttl is None else family.ttl
+            if not family.spec.expires or not ttl:
                 continue
-            gone = family.expire(cutoff)
+            gone = family.expire(now - ttl)
             if gone and self._expired is not None:
                 self._expired.inc((family.name,), gone)
             total += gone
+        for hook in self.expiry_hooks:
+            hook()
         return total
 
     def refresh_self_metrics(self) -> None:

@@ -1,4 +1,4 @@
-"""OTLP/gRPC receiver: ``opentelemetry.proto.collector.trace.v1.TraceService/Export``.
+"""OTLP/gRPC receiver: ``TraceService/Export`` and ``MetricsService/Export``.
 
 Registered as a generic handler that receives the raw request bytes, so the
 protobuf parse happens in our decoder (one place for errors and limits) and
@@ -12,19 +12,19 @@ from __future__ import annotations
 import logging
 
 import grpc
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from agentprom.receiver.ingest import PROTOBUF, Refusal, TraceIngest
+from agentprom.receiver.ingest import PROTOBUF, Ingest, MetricsIngest, Refusal, TraceIngest, export_response
 
 log = logging.getLogger(__name__)
 
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
-_EMPTY_RESPONSE = ExportTraceServiceResponse().SerializeToString()
+METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 
 
 class OtlpGrpcReceiver:
-    def __init__(self, ingest: TraceIngest, address: str) -> None:
+    def __init__(self, ingest: TraceIngest, address: str, metrics: MetricsIngest | None = None) -> None:
         self.ingest = ingest
+        self.metrics = metrics
         self.address = address
         self.server: grpc.aio.Server | None = None
 
@@ -40,9 +40,11 @@ class OtlpGrpcReceiver:
             ]
         )
         handler = grpc.unary_unary_rpc_method_handler(self._export)  # raw bytes in and out
-        self.server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler}),)
-        )
+        handlers = [grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler})]
+        if self.metrics is not None:
+            metrics_handler = grpc.unary_unary_rpc_method_handler(self._export_metrics)
+            handlers.append(grpc.method_handlers_generic_handler(METRICS_SERVICE, {"Export": metrics_handler}))
+        self.server.add_generic_rpc_handlers(tuple(handlers))
         try:
             port = self.server.add_insecure_port(self.address)
         except RuntimeError as exc:
@@ -58,16 +60,17 @@ class OtlpGrpcReceiver:
             await self.server.stop(grace)
 
     async def _export(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return await self._handle(request, context, self.ingest)
+
+    async def _export_metrics(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return await self._handle(request, context, self.metrics)
+
+    async def _handle(self, request: bytes, context: grpc.aio.ServicerContext, ingest: Ingest) -> bytes:
         try:
-            batch = self.ingest.export(request, PROTOBUF, "grpc")
+            batch = ingest.export(request, PROTOBUF, "grpc")
         except Refusal as refusal:
             await context.abort(refusal.mapping.grpc_code, refusal.message)
         except Exception:  # never let a bug take the agent's exporter down with a crash
             log.exception("internal error while handling an OTLP/gRPC export")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        if not batch.rejected:
-            return _EMPTY_RESPONSE
-        response = ExportTraceServiceResponse()
-        response.partial_success.rejected_spans = batch.rejected_count
-        response.partial_success.error_message = batch.error_message()
-        return response.SerializeToString()
+        return export_response(batch).SerializeToString()

@@ -1,4 +1,4 @@
-"""OTLP/HTTP receiver: ``POST /v1/traces`` with protobuf or JSON, optionally gzipped.
+"""OTLP/HTTP receiver: ``POST /v1/traces`` and ``/v1/metrics`` with protobuf or JSON, optionally gzipped.
 
 OTLP specification, "OTLP/HTTP": the response uses the request's content type;
 errors carry a ``google.rpc.Status`` body in that encoding; unsupported content
@@ -14,10 +14,19 @@ import logging
 
 from aiohttp import web
 from google.rpc.status_pb2 import Status
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from agentprom.metrics_in.model import MetricBatch
 from agentprom.receiver.decode import Batch
-from agentprom.receiver.ingest import JSON, PROTOBUF, Refusal, TraceIngest, gunzip
+from agentprom.receiver.ingest import (
+    JSON,
+    PROTOBUF,
+    Ingest,
+    MetricsIngest,
+    Refusal,
+    TraceIngest,
+    export_response,
+    gunzip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +40,15 @@ def status_body(encoding: str, code: int, message: str) -> tuple[bytes, str]:
     return json.dumps({"code": code, "message": message}).encode(), "application/json"
 
 
-def success_body(encoding: str, batch: Batch) -> tuple[bytes, str]:
+def success_body(encoding: str, batch: Batch | MetricBatch) -> tuple[bytes, str]:
+    """The Export response, with ``partial_success`` when something was rejected."""
     if encoding == PROTOBUF:
-        response = ExportTraceServiceResponse()
-        if batch.rejected:
-            response.partial_success.rejected_spans = batch.rejected_count
-            response.partial_success.error_message = batch.error_message()
-        return response.SerializeToString(), "application/x-protobuf"
+        return export_response(batch).SerializeToString(), "application/x-protobuf"
     document: dict = {}
     if batch.rejected:
         # proto3 JSON mapping: int64 as a decimal string
         document["partialSuccess"] = {
-            "rejectedSpans": str(batch.rejected_count),
+            "rejectedDataPoints" if isinstance(batch, MetricBatch) else "rejectedSpans": str(batch.rejected_count),
             "errorMessage": batch.error_message(),
         }
     return json.dumps(document).encode(), "application/json"
@@ -54,7 +60,7 @@ def refusal_response(refusal: Refusal, encoding: str, headers: dict[str, str] | 
                         headers=headers)
 
 
-async def read_body(request: web.Request, ingest: TraceIngest, transport: str = "http") -> bytes:
+async def read_body(request: web.Request, ingest: Ingest, transport: str = "http") -> bytes:
     """Read a request body within the size limit, inflating gzip safely."""
     limit = ingest.max_request_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -76,26 +82,35 @@ async def read_body(request: web.Request, ingest: TraceIngest, transport: str = 
 
 
 class OtlpHttpHandlers:
-    """The ``/v1/traces`` route; added to the HTTP application by ``app.py``."""
+    """The ``/v1/traces`` and ``/v1/metrics`` routes; added to the HTTP application by ``app.py``."""
 
-    def __init__(self, ingest: TraceIngest) -> None:
+    def __init__(self, ingest: TraceIngest, metrics: MetricsIngest | None = None) -> None:
         self.ingest = ingest
+        self.metrics = metrics
 
     def install(self, app: web.Application) -> None:
         app.router.add_post("/v1/traces", self.traces)
+        if self.metrics is not None:
+            app.router.add_post("/v1/metrics", self.metrics_export)
 
     async def traces(self, request: web.Request) -> web.Response:
+        return await self._export(request, self.ingest)
+
+    async def metrics_export(self, request: web.Request) -> web.Response:
+        return await self._export(request, self.metrics)
+
+    async def _export(self, request: web.Request, ingest: Ingest) -> web.Response:
         encoding = CONTENT_TYPES.get(request.content_type)
         if encoding is None:
-            refusal = self.ingest.refuse(
+            refusal = ingest.refuse(
                 "http", "unsupported_media_type",
                 f"Content-Type {request.content_type!r} is not supported; "
                 "use application/x-protobuf or application/json",
             )
             return refusal_response(refusal, JSON)
         try:
-            body = await read_body(request, self.ingest)
-            batch = self.ingest.export(body, encoding, "http")
+            body = await read_body(request, ingest)
+            batch = ingest.export(body, encoding, "http")
         except Refusal as refusal:
             return refusal_response(refusal, encoding)
         payload, content_type = success_body(encoding, batch)

@@ -136,8 +136,11 @@ def _attributes(items: Any, path: str, keep) -> dict[str, Any]:
     return out
 
 
-def _keep_span_key(key: str) -> bool:
-    return key in WANTED_KEYS or key.startswith(OWN_PREFIX)
+def _span_key_filter(wanted: frozenset[str]):
+    def keep(key: str) -> bool:
+        return key in wanted or key.startswith(OWN_PREFIX)
+
+    return keep
 
 
 def _keep_resource_key(key: str) -> bool:
@@ -148,16 +151,23 @@ def _keep_all(key: str) -> bool:
     return True
 
 
-def decode_traces_json(data: bytes) -> Batch:
-    """Parse an OTLP/JSON ``ExportTraceServiceRequest``; raise ``DecodeError`` if malformed."""
+def load_document(data: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; ``DecodeError`` if it is not one."""
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError(f"invalid JSON: {exc}") from None
     except RecursionError:
         raise DecodeError("invalid JSON: nested too deeply") from None
-    root = _obj(document, "$")
+    return _obj(document, "$")
+
+
+def decode_traces_json(data: bytes, wanted: frozenset[str] = WANTED_KEYS) -> Batch:
+    """Parse an OTLP/JSON ``ExportTraceServiceRequest``; raise ``DecodeError`` if malformed.
+    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``)."""
+    root = load_document(data)
     batch = Batch()
+    keep_span_key = _span_key_filter(wanted)
     for r, resource_spans in enumerate(_list(root.get("resourceSpans"), "resourceSpans")):
         rpath = f"resourceSpans[{r}]"
         resource_spans = _obj(resource_spans, rpath)
@@ -169,11 +179,12 @@ def decode_traces_json(data: bytes) -> Batch:
             scope = _obj(scope_spans.get("scope"), spath + ".scope")
             scope_name = _str(scope.get("name"), spath + ".scope.name")
             for i, span in enumerate(_list(scope_spans.get("spans"), spath + ".spans")):
-                batch.add(_span(_obj(span, f"{spath}.spans[{i}]"), f"{spath}.spans[{i}]", resource, scope_name))
+                batch.add(_span(_obj(span, f"{spath}.spans[{i}]"), f"{spath}.spans[{i}]", resource, scope_name,
+                                keep_span_key))
     return batch
 
 
-def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: str) -> Span:
+def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: str, keep_span_key) -> Span:
     exception_type = None
     own_events: list[tuple[str, int, dict[str, Any]]] = []
     for e, event in enumerate(_list(s.get("events"), path + ".events")):
@@ -201,7 +212,7 @@ def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: st
         start_ns=_int(s.get("startTimeUnixNano"), path + ".startTimeUnixNano"),
         end_ns=_int(s.get("endTimeUnixNano"), path + ".endTimeUnixNano"),
         status_code=_int(status.get("code"), path + ".status.code", 0, 2**31 - 1),
-        attributes=_attributes(s.get("attributes"), path + ".attributes", _keep_span_key),
+        attributes=_attributes(s.get("attributes"), path + ".attributes", keep_span_key),
         resource=resource,
         exception_type=exception_type,
         trace_state=_str(s.get("traceState"), path + ".traceState"),

@@ -34,6 +34,15 @@ def process_registry() -> CollectorRegistry:
     return registry
 
 
+def registry_names(registry: CollectorRegistry) -> frozenset[str]:
+    """Every family and sample name a prometheus_client registry exposes (to keep other names off them)."""
+    names = set()
+    for family in registry.collect():
+        names.add(family.name)
+        names.update(sample.name for sample in family.samples)
+    return frozenset(names)
+
+
 def wants_openmetrics(accept: str) -> bool:
     for part in accept.split(","):
         media = part.split(";", 1)[0].strip().lower()

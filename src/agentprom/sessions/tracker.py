@@ -13,7 +13,10 @@ Span facts that shape this module:
   span arrives (no phase then), or the session ends; only then is its log
   record written, with the phase it belongs to.
 * Sessions come from ``agent.session.id``, else another convention's session
-  key (``profile.SESSION_KEYS``), else the trace id. A trace-id session ends
+  key (``profile.SESSION_KEYS``), else the session another span of the same
+  trace named, else the trace id. Unkeyed children often arrive before the
+  keyed span of their trace: the trace-id session they opened is folded into
+  the keyed one (``_absorb``). A trace-id session ends
   with its root span; a keyed session ends on its end signal (session span,
   ``session_completed``, ``POST /runtime/session/end``) or after
   ``inactivity_timeout_seconds`` without spans or events (as ``abandoned``).
@@ -119,6 +122,9 @@ class SessionTracker:
         self._max_pending = max(MIN_OPEN_STATE, PENDING_PER_CALL * self._max_calls)
         self._max_parents = max(MIN_OPEN_STATE, PARENTS_PER_CALL * self._max_calls)
         self._failures = 0
+        #: trace id -> the keyed session a span of that trace named (bounded, oldest out)
+        self._trace_sessions: OrderedDict[bytes, str] = OrderedDict()
+        self._max_traces = max(1024, 4 * config.max_open_sessions)
         self._active: Counter[str] = Counter()
         self._in_flight: Counter[str] = Counter()
         f = store.families
@@ -238,11 +244,17 @@ class SessionTracker:
                     if value is not None and value != "":
                         session_id = str(value)
                         break
-        keyed = session_id is not None
-        if not keyed:
-            session_id = span.trace_id.hex()
-            if session_id not in self.open and session_id not in self.ended and not self._meaningful(span, c):
-                return
+        if session_id is not None:
+            self._bind_trace(span.trace_id, session_id, c)
+            keyed = True
+        else:
+            # a span without a key belongs to the session another span of its trace named
+            session_id = self._trace_sessions.get(span.trace_id)
+            keyed = session_id is not None
+            if not keyed:
+                session_id = span.trace_id.hex()
+                if session_id not in self.open and session_id not in self.ended and not self._meaningful(span, c):
+                    return
         kind = c.kind
         rank = 2 if kind is AGENT or self._agent_key_0 in attrs or self._agent_key_1 in attrs else 1
         s = self.open.get(session_id)
@@ -293,6 +305,61 @@ class SessionTracker:
                 self._resolve_trace(s, span.trace_id)
             if not keyed:
                 self._end(s, self._end_status(s, span), end)
+
+    def _bind_trace(self, trace_id: bytes, session_id: str, c: Classified) -> None:
+        """Remember that ``trace_id`` belongs to ``session_id``; fold a session opened for the
+        trace by earlier spans without a key (they arrive first: children end first) into it."""
+        bound = self._trace_sessions.get(trace_id)
+        if bound == session_id:
+            return
+        self._trace_sessions[trace_id] = session_id
+        if len(self._trace_sessions) > self._max_traces:
+            self._trace_sessions.popitem(last=False)
+        early = self.open.get(trace_id.hex())
+        if early is not None and bound is None:
+            target = self._session(session_id, c.agent, 0)
+            if target.status == ACTIVE:
+                self._absorb(target, early)
+
+    def _absorb(self, target: Session, source: Session) -> None:
+        """Move everything an open trace-id session holds into ``target``; the trace-id session
+        is forgotten without being counted as a session."""
+        del self.open[source.session_id]
+        self._active_add(source.agent, -1)
+        for name in MERGED_COUNTS:
+            setattr(target, name, getattr(target, name) + getattr(source, name))
+        if source.start is not None:
+            target.cover(source.start, source.last_seen if source.last_seen is not None else source.start)
+        if source.agent_rank > target.agent_rank:
+            self._set_agent(target, source.agent, source.agent_rank)
+        target.model = target.model or source.model
+        target.provider = target.provider or source.provider
+        target.reported_status = target.reported_status or source.reported_status
+        if source.utilization_observations:
+            target.context_tokens_used = source.context_tokens_used
+            target.context_tokens_available = source.context_tokens_available
+            target.peak_context_utilization = max(target.peak_context_utilization or 0.0,
+                                                  source.peak_context_utilization or 0.0)
+        for phase in source.phase_list:
+            if len(target.phase_list) < self.config.max_phases_per_session:
+                target.phase_list.append(phase)
+            else:
+                target.phases_dropped += 1
+        for phase_id, phase in source.phases.items():
+            target.phases.setdefault(phase_id, phase)
+        for call in source.calls:
+            if self._max_calls and len(target.calls) >= self._max_calls:
+                target.calls.popleft()
+                target.calls_dropped += 1
+            target.calls.append(call)
+        target.pending.extend(source.pending)
+        while len(target.pending) > self._max_pending:
+            self._attribute(target, target.pending.pop(0), None)  # out of room: logged without a phase
+        for mine, theirs in ((target.parents, source.parents), (target.phase_by_span, source.phase_by_span),
+                             (target.candidates, source.candidates)):
+            mine.update(theirs)
+        target.agent_spans |= source.agent_spans
+        target.failing |= source.failing
 
     def _own_attributes(self, s: Session, attrs: dict[str, Any], found: frozenset[str] | set[str], agent: str) -> None:
         """Session status, context utilization and memory operations named on a span."""
@@ -842,6 +909,15 @@ class SessionTracker:
         s.status = R.end_status(record)
         self.ended.pop(s.session_id, None)  # a second record for the same id: the newest wins
         self._remember_ended(s)
+
+
+#: per-session sums carried over when a trace-id session joins its keyed session
+MERGED_COUNTS = (
+    "tool_calls", "tool_errors", "tool_latency_ms", "llm_calls", "llm_errors", "recoveries", "retries",
+    "escalations", "phase_count", "phases_completed", "checkpoints", "context_resets", "execution_resets",
+    "memory_reads", "memory_writes", "utilization_observations", "utilization_within", "input_tokens",
+    "output_tokens", "cached_tokens", "cost", "calls_dropped", "phases_dropped",
+)
 
 
 def count_call(s: Session, call: Call, max_calls: int) -> None:

@@ -1,0 +1,169 @@
+"""Ingest throughput over OTLP/gRPC: agentprom against rotel (a Rust collector) in one run.
+
+Several sender processes replay pre-serialized 512-span export requests, each
+keeping a few calls in flight, first against the sidecar and then against
+``rotel-agent`` with its blackhole exporter. For each target it reports spans
+acknowledged per second and the target's CPU seconds per 1,000 spans; the
+ratios make the figure meaningful on a noisy, shared machine.
+
+    python3 bench/ingest.py [--quick] [--seconds S] [--senders N] [--in-flight K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workload import (  # noqa: E402
+    GRPC_EXPORT,
+    SPANS_PER_REQUEST,
+    SidecarProcess,
+    cpu_seconds,
+    emit,
+    free_port,
+    request_bytes,
+    wait_until,
+)
+
+
+def _sender(address: str, requests: list[bytes], seconds: float, in_flight: int, start_at: float, out) -> None:
+    import grpc
+
+    channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])
+    export = channel.unary_unary(GRPC_EXPORT)  # raw bytes in and out: no client-side serialization
+    grpc.channel_ready_future(channel).result(timeout=10)
+    while time.time() < start_at:
+        time.sleep(0.005)
+    deadline = time.monotonic() + seconds
+    sent = errors = 0
+    pending = []
+    i = 0
+    while time.monotonic() < deadline:
+        while len(pending) < in_flight:
+            pending.append(export.future(requests[i % len(requests)], timeout=30))
+            i += 1
+        future = pending.pop(0)
+        try:
+            future.result()
+            sent += 1
+        except grpc.RpcError:
+            errors += 1
+    for future in pending:  # drain: these count too, they were sent within the window
+        try:
+            future.result()
+            sent += 1
+        except grpc.RpcError:
+            errors += 1
+    channel.close()
+    out.put((sent, errors))
+
+
+def run_load(address: str, pid: int, seconds: float, senders: int, in_flight: int) -> dict:
+    requests = [request_bytes(f"-{v}") for v in range(4)]
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    start_at = time.time() + 1.5  # every sender connected before the clock starts
+    procs = [ctx.Process(target=_sender, args=(address, requests, seconds, in_flight, start_at, out))
+             for _ in range(senders)]
+    for p in procs:
+        p.start()
+    while time.time() < start_at:
+        time.sleep(0.005)
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    results = [out.get(timeout=seconds + 60) for _ in procs]
+    cpu1, t1 = cpu_seconds(pid), time.monotonic()
+    for p in procs:
+        p.join(10)
+    sent = sum(r[0] for r in results)
+    spans = sent * SPANS_PER_REQUEST
+    wall = t1 - t0
+    cpu = cpu1 - cpu0
+    return {
+        "spans_per_s": round(spans / wall),
+        "cpu_s_per_1000_spans": round(cpu / spans * 1000, 5) if spans else None,
+        "cpu_cores_used": round(cpu / wall, 2),
+        "requests": sent,
+        "errors": sum(r[1] for r in results),
+        "seconds": round(wall, 2),
+    }
+
+
+def rotel_binary() -> str:
+    spec = importlib.util.find_spec("rotel")
+    if spec is None or not spec.origin:
+        raise SystemExit("rotel is not installed: python3 -m pip install rotel==0.0.1a15 (see README, Performance)")
+    return str(Path(spec.origin).parent / "rotel-agent")
+
+
+def start_rotel(workdir: str) -> tuple[subprocess.Popen, str]:
+    grpc_address = f"127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [rotel_binary(), "start", "--otlp-grpc-endpoint", grpc_address,
+         "--otlp-http-endpoint", f"127.0.0.1:{free_port()}", "--exporter", "blackhole",
+         "--pid-file", os.path.join(workdir, "rotel.pid"), "--log-file", os.path.join(workdir, "rotel.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    import socket
+
+    def listening() -> bool:
+        with socket.create_connection(tuple_address(grpc_address), timeout=0.5):
+            return True
+
+    wait_until(listening, 20, "rotel listening")
+    return proc, grpc_address
+
+
+def tuple_address(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (proves the script works)")
+    parser.add_argument("--seconds", type=float, default=None, help="load duration per target (default 15)")
+    parser.add_argument("--senders", type=int, default=None, help="sender processes (default 3)")
+    parser.add_argument("--in-flight", type=int, default=4, help="calls in flight per sender")
+    args = parser.parse_args()
+    seconds = args.seconds or (1.0 if args.quick else 15.0)
+    senders = args.senders or (1 if args.quick else 3)
+
+    sidecar = SidecarProcess()
+    try:
+        run_load(sidecar.grpc, sidecar.pid, min(seconds, 2.0), senders, args.in_flight)  # warm-up
+        ours = run_load(sidecar.grpc, sidecar.pid, seconds, senders, args.in_flight)
+    finally:
+        sidecar.stop()
+    with tempfile.TemporaryDirectory() as workdir:
+        proc, address = start_rotel(workdir)
+        try:
+            run_load(address, proc.pid, min(seconds, 2.0), senders, args.in_flight)
+            theirs = run_load(address, proc.pid, seconds, senders, args.in_flight)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    emit({
+        "bench": "ingest",
+        "transport": "otlp_grpc",
+        "spans_per_request": SPANS_PER_REQUEST,
+        "senders": senders,
+        "in_flight_per_sender": args.in_flight,
+        "cpus": os.cpu_count(),
+        "agentprom": ours,
+        "rotel": theirs,
+        "throughput_ratio": round(ours["spans_per_s"] / theirs["spans_per_s"], 3),
+        "cpu_per_span_ratio": round(ours["cpu_s_per_1000_spans"] / theirs["cpu_s_per_1000_spans"], 2)
+        if ours["cpu_s_per_1000_spans"] and theirs["cpu_s_per_1000_spans"] else None,
+    })
+
+
+if __name__ == "__main__":
+    main()

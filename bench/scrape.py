@@ -1,0 +1,171 @@
+"""Scrape cost: /metrics latency (p50/p99) and size at 1k, 10k and 50k active series.
+
+A real sidecar (``App`` on its own event loop thread) holds the series; before
+every scrape 5% of them are updated, as between two real scrapes, so the
+renderer's per-series cache is exercised honestly. Both formats are measured
+over HTTP. The same store is then rendered in-process by our renderer and by
+prometheus_client's ``generate_latest`` over ``StoreCollector`` (the reference),
+and their ratio is reported, as is our render time when every series changed
+(no cached line usable).
+
+    python3 bench/scrape.py [--quick] [--sizes 1000,10000,50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from workload import emit, http_get  # noqa: E402
+
+from prometheus_client import CollectorRegistry  # noqa: E402
+from prometheus_client import generate_latest as client_text  # noqa: E402
+from prometheus_client.openmetrics.exposition import generate_latest as client_openmetrics  # noqa: E402
+
+from agentprom.app import App  # noqa: E402
+from agentprom.config.loader import validate  # noqa: E402
+from agentprom.metrics.collector import StoreCollector  # noqa: E402
+from agentprom.metrics.exposition import Renderer  # noqa: E402
+
+TRACE = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+
+
+class LoopThread:
+    def __init__(self, app: App) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.app = app
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.call(app.start())
+
+    def call(self, work):
+        if not asyncio.iscoroutine(work):
+            fn = work
+
+            async def wrapper():
+                return fn()
+
+            work = wrapper()
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(600)
+
+    def stop(self) -> None:
+        self.call(self.app.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def fill(store, size: int, rng: random.Random) -> list:
+    """Add catalog-shaped series until ``size`` exist; return update functions for churn."""
+    f = store.families
+    updates = []
+    i = 0
+    while sum(len(family) for family in f.values()) < size:
+        agent, tool, model = f"agent-{i % 25}", f"tool-{i}", f"model-{i % 40}"
+        f["agent_tool_calls_total"].inc((agent, tool, "ok"), 1, TRACE)
+        f["agent_tool_duration_seconds"].observe((agent, tool), rng.random(), TRACE)
+        f["agent_tokens_total"].inc((agent, "openai", f"{model}-{i}", "input"), 1000)
+        updates.append((agent, tool))
+        i += 1
+    return updates
+
+
+def churn(store, keys: list, share: float, rng: random.Random) -> None:
+    calls = store.families["agent_tool_calls_total"]
+    duration = store.families["agent_tool_duration_seconds"]
+    for agent, tool in rng.sample(keys, max(1, int(len(keys) * share))):
+        calls.inc((agent, tool, "ok"), 1, TRACE)
+        duration.observe((agent, tool), rng.random() * 10, TRACE)
+
+
+def invalidate(store) -> None:
+    """Drop every cached line: the cost of a scrape after all series changed."""
+    for family in store.families.values():
+        for series in family.all_series():
+            series.text = series.om = series.label_text = None
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (proves the script works)")
+    parser.add_argument("--sizes", default=None, help="comma-separated active-series counts")
+    args = parser.parse_args()
+    sizes = [int(s) for s in (args.sizes or ("1000" if args.quick else "1000,10000,50000")).split(",")]
+    rng = random.Random(1)
+    results = []
+    for size in sizes:
+        config = validate({
+            "server": {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "metrics": "127.0.0.1:0",
+                       "metrics_gzip_level": 0},
+            "store": {"max_series_per_metric": 0},
+        })
+        app = App(config)
+        runner = LoopThread(app)
+        try:
+            store = app.store
+            keys = runner.call(lambda: fill(store, size, rng))
+            active = runner.call(lambda: sum(len(family) for family in store.families.values()))
+            url = f"http://{app.addresses['metrics']}/metrics"
+            reps = 3 if args.quick else max(5, min(40, 400_000 // size))
+            row = {"active_series": active}
+            for fmt, headers in (("text", {}), ("openmetrics", {"Accept": "application/openmetrics-text"})):
+                http_get(url, headers)  # first render fills the caches
+                latencies = []
+                for _ in range(reps):
+                    runner.call(lambda: churn(store, keys, 0.05, rng))
+                    start = time.perf_counter()
+                    body = http_get(url, headers)
+                    latencies.append(time.perf_counter() - start)
+                row[fmt] = {
+                    "p50_ms": round(statistics.median(latencies) * 1000, 1),
+                    "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+                    "bytes": len(body),
+                }
+            # in-process: ours against the prometheus_client reference on the same store
+            registry = CollectorRegistry(auto_describe=True)
+            registry.register(StoreCollector(store))
+            renderer = Renderer(store)
+            ref_reps = 1 if (args.quick or size > 20_000) else 3
+
+            def timed(fn, n: int) -> float:
+                best = float("inf")
+                for _ in range(n):
+                    runner.call(lambda: churn(store, keys, 0.05, rng))
+                    start = time.perf_counter()
+                    runner.call(fn)
+                    best = min(best, time.perf_counter() - start)
+                return best
+
+            for fmt, ours, theirs in (
+                ("text", lambda: renderer.render(False), lambda: client_text(registry)),
+                ("openmetrics", lambda: renderer.render(True), lambda: client_openmetrics(registry)),
+            ):
+                ours_s = timed(ours, ref_reps + 2)
+                theirs_s = timed(theirs, ref_reps)
+                runner.call(lambda: invalidate(store))
+                start = time.perf_counter()
+                runner.call(ours)
+                row[fmt]["render_all_changed_ms"] = round((time.perf_counter() - start) * 1000, 1)
+                row[fmt]["render_ms"] = round(ours_s * 1000, 1)
+                row[fmt]["prometheus_client_ms"] = round(theirs_s * 1000, 1)
+                row[fmt]["speedup_vs_prometheus_client"] = round(theirs_s / ours_s, 1)
+            results.append(row)
+        finally:
+            runner.stop()
+    emit({"bench": "scrape", "churn_between_scrapes": 0.05, "gzip": False, "results": results})
+
+
+if __name__ == "__main__":
+    main()

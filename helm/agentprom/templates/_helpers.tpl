@@ -1,0 +1,87 @@
+{{/*
+Names, labels, the rendered agentprom configuration, and the on/off rule for Prometheus Operator
+resources. The helpers that the sidecar templates use need only .Values and .Release (and .Chart
+when present), so that another chart can call them with (dict "Values" .Values.agentprom "Release" .Release).
+*/}}
+
+{{- define "agentprom.name" -}}
+{{- default "agentprom" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "agentprom.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "agentprom.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "agentprom.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "agentprom.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "agentprom.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "agentprom.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: {{ .Values.mode }}
+{{- end -}}
+
+{{- define "agentprom.image" -}}
+{{- $tag := .Values.image.tag -}}
+{{- if and (not $tag) (hasKey . "Chart") -}}
+{{- $tag = .Chart.AppVersion -}}
+{{- end -}}
+{{- if not $tag -}}
+{{- fail "agentprom: set image.tag (the chart's appVersion is not known in this context)" -}}
+{{- end -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+
+{{/* The agentprom.yaml the chart renders: listen addresses and logging, then .Values.config over them. */}}
+{{- define "agentprom.config" -}}
+{{- $host := .Values.otlpHost | default (ternary "0.0.0.0" "127.0.0.1" (eq .Values.mode "gateway")) -}}
+{{- if contains ":" $host -}}
+{{- $host = printf "[%s]" ($host | trimPrefix "[" | trimSuffix "]") -}}
+{{- end -}}
+{{- $server := dict
+      "otlp_grpc" (printf "%s:%d" $host (int .Values.ports.otlpGrpc))
+      "otlp_http" (printf "%s:%d" $host (int .Values.ports.otlpHttp))
+      "metrics" (printf "0.0.0.0:%d" (int .Values.ports.metrics)) -}}
+{{- $rendered := dict "server" $server "log" (dict "level" .Values.log.level "format" .Values.log.format) -}}
+{{- toYaml (mustMergeOverwrite $rendered (deepCopy .Values.config)) -}}
+{{- end -}}
+
+{{- define "agentprom.configChecksum" -}}
+{{- include "agentprom.config" . | sha256sum -}}
+{{- end -}}
+
+{{/*
+Whether to render a Prometheus Operator resource: (list $ "monitoring.coreos.com/v1/PodMonitor" .Values.x.enabled).
+"auto" renders it when the cluster serves the API.
+*/}}
+{{- define "agentprom.operatorEnabled" -}}
+{{- $root := index . 0 -}}
+{{- $api := index . 1 -}}
+{{- $enabled := index . 2 -}}
+{{- if eq (toString $enabled) "auto" -}}
+{{- if $root.Capabilities.APIVersions.Has $api }}true{{ end -}}
+{{- else if $enabled -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- define "agentprom.serviceAccountName" -}}
+{{- if .Values.gateway.serviceAccount.create -}}
+{{- default (include "agentprom.fullname" .) .Values.gateway.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.gateway.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,1 @@
+"""OTLP metrics in: our metric records, OTel-to-Prometheus naming, accumulation and translation."""

@@ -1,0 +1,62 @@
+"""Every bench/ script runs in its quick mode and prints one JSON line with its figures.
+
+These prove the scripts work for a new user; they assert shapes and invariants, never timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bench(name: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}.py"), "--quick"],
+                            capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout
+    report = json.loads(lines[0])
+    assert report["bench"] == name
+    return report
+
+
+def test_ingest_against_rotel():
+    report = run_bench("ingest")
+    for target in ("agentprom", "rotel"):
+        assert report[target]["requests"] > 0 and report[target]["errors"] == 0
+        assert report[target]["spans_per_s"] > 0 and report[target]["cpu_s_per_1000_spans"] > 0
+    assert report["throughput_ratio"] > 0
+
+
+def test_decode_floor():
+    report = run_bench("decode")
+    assert report["parse_spans_per_cpu_s"] > report["decode_spans_per_cpu_s"] >= report["pipeline_spans_per_cpu_s"] > 0
+    assert 0 < report["share_outside_parsing"] < 1
+
+
+def test_scrape_cost():
+    (row,) = run_bench("scrape")["results"]
+    assert row["active_series"] >= 1000
+    for fmt in ("text", "openmetrics"):
+        assert row[fmt]["bytes"] > 100_000 and row[fmt]["p99_ms"] >= row[fmt]["p50_ms"] > 0
+        assert row[fmt]["prometheus_client_ms"] > 0
+
+
+def test_memory_under_cardinality_attack():
+    report = run_bench("memory")
+    # the store holds the limit (2,000 per metric, tool calls and durations, plus two overflow series),
+    # plus the 5 session series of the one agent (each tool-call trace is a session: total, active,
+    # duration, tool calls, continuity)
+    assert report["active_series"] == 2 * 2000 + 2 + 5
+    assert report["folded_observations"] == report["distinct_values"] - 2000
+
+
+def test_freshness():
+    report = run_bench("freshness")
+    assert report["samples"] == 20 and report["p99_ms"] >= report["p50_ms"] > 0

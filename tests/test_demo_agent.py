@@ -1,0 +1,123 @@
+"""The demo agent (examples/demo_agent.py) against a real sidecar: what it says it sent is what was counted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "examples" / "demo_agent.py"
+
+_spec = importlib.util.spec_from_file_location("demo_agent", DEMO)
+demo_agent = importlib.util.module_from_spec(_spec)
+sys.modules["demo_agent"] = demo_agent  # dataclasses look their module up while the class is built
+_spec.loader.exec_module(demo_agent)
+
+
+def run_demo(endpoint: str, *args: str, protocol: str = "grpc") -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol)
+    done = subprocess.run([sys.executable, str(DEMO), *args], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_sidecar_counts_what_the_demo_sent(make_sidecar, protocol):
+    sidecar = make_sidecar()
+    endpoint = "http://" + sidecar.grpc_address if protocol == "grpc" else sidecar.http_url
+    summary = run_demo(endpoint, "--sessions", "12", "--seed", "7", protocol=protocol)
+
+    assert summary["sessions_planned"] == 12
+    assert summary["exported_spans"] == summary["spans"] > 12 and summary["failed_spans"] == 0
+    transport = "grpc" if protocol == "grpc" else "http"
+    assert sidecar.value("agentprom_spans_received_total", transport=transport) == summary["spans"]
+    for row in summary["sessions"]:
+        assert sidecar.value("agent_invocations_total", agent=row["agent"], status=row["status"]) == row["count"]
+    for row in summary["llm_calls"]:
+        labels = {k: row[k] for k in ("agent", "provider", "model", "status")}
+        assert sidecar.value("agent_llm_calls_total", operation="chat", **labels) == row["count"], row
+    for row in summary["tokens"]:
+        labels = {k: row[k] for k in ("agent", "provider", "model", "type")}
+        assert sidecar.value("agent_tokens_total", **labels) == row["count"], row
+    for row in summary["tool_calls"]:
+        labels = {k: row[k] for k in ("agent", "tool", "status")}
+        assert sidecar.value("agent_tool_calls_total", **labels) == row["count"], row
+    for row in summary["tool_errors"]:
+        labels = {k: row[k] for k in ("agent", "tool", "error_type")}
+        assert sidecar.value("agent_tool_errors_total", **labels) == row["count"], row
+    # The run must exercise what the demo exists to show, or the comparisons above prove little.
+    assert {row["status"] for row in summary["tool_calls"]} == {"ok", "error"}
+    assert summary["tool_retries"] and summary["checkpoints"] and summary["phases"]
+    assert len({row["agent"] for row in summary["sessions"]}) == len(demo_agent.AGENTS)
+
+
+def test_same_seed_plans_the_same_sessions():
+    def plan(seed: int) -> dict:
+        rng = random.Random(seed)
+        return demo_agent.summarize([demo_agent.plan_session(rng, agent) for agent in demo_agent.AGENTS] * 3)
+
+    assert plan(3) == plan(3)
+    assert plan(3) != plan(4)
+
+
+def test_sessions_are_well_formed():
+    rng = random.Random(11)
+    for _ in range(200):
+        session = demo_agent.plan_session(rng, rng.choice(list(demo_agent.AGENTS)))
+        end = 0
+        for phase in session.phases:
+            assert phase.start_ms >= end and phase.duration_ms > 0
+            for call in phase.calls:
+                assert phase.start_ms <= call.start_ms and call.start_ms + call.duration_ms <= phase.start_ms + phase.duration_ms
+                if call.kind == "llm" and not call.error_type:
+                    assert call.tokens["cache_read"] <= call.tokens["input"]
+                    assert 0 < call.context_used <= call.context_available or call.context_reset
+            end = phase.start_ms + phase.duration_ms
+        assert end <= session.duration_ms
+
+
+def test_context_window_pressure_produces_resets():
+    rng = random.Random(5)
+    sessions = [demo_agent.plan_session(rng, "code-reviewer") for _ in range(300)]
+    assert demo_agent.summarize(sessions)["context_resets"], "no context reset in 300 sessions"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sessions", "0"], "must be bounded"),
+    (["--sessions", "-1"], "must not be negative"),
+    (["--agents", "nobody"], "unknown agent"),
+])
+def test_bad_arguments_are_refused(args, message):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9"  # never reached
+    done = subprocess.run([sys.executable, str(DEMO), *args], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
+def test_unreachable_endpoint_is_reported_as_failure(unused_tcp_port):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{unused_tcp_port}",
+               OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_EXPORTER_OTLP_TIMEOUT="1")
+    done = subprocess.run([sys.executable, str(DEMO), "--sessions", "1"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    summary = json.loads(done.stdout)
+    assert summary["exported_spans"] == 0 and summary["failed_spans"] == summary["spans"]
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
