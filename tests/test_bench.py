@@ -50,8 +50,10 @@ def test_scrape_cost():
 
 def test_memory_under_cardinality_attack():
     report = run_bench("memory")
-    # the store holds the limit (2,000 per metric, tool calls and durations, plus two overflow series)
-    assert report["active_series"] == 2 * 2000 + 2
+    # the store holds the limit (2,000 per metric, tool calls and durations, plus two overflow series),
+    # plus the 5 session series of the one agent (each tool-call trace is a session: total, active,
+    # duration, tool calls, continuity)
+    assert report["active_series"] == 2 * 2000 + 2 + 5
     assert report["folded_observations"] == report["distinct_values"] - 2000
 
 

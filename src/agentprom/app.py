@@ -35,6 +35,9 @@ from agentprom.sampling import SamplingWeights
 from agentprom.server import security, slow_clients
 from agentprom.server.metrics_routes import MetricsRoutes, registry_names
 from agentprom.sinks.forward import Forwarder
+from agentprom.sessions.api import RuntimeApi
+from agentprom.sessions.journal import SessionJournal
+from agentprom.sessions.tracker import SessionTracker
 from agentprom.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -124,6 +127,18 @@ class App:
         self.addresses: dict[str, str] = {}
         #: extra readiness checks: name -> () -> (ok, detail)
         self.checks: dict[str, Callable[[], tuple[bool, str]]] = {}
+
+        # runtime sessions (fed by spans and the /runtime API) and their JSONL log
+        self.journal = SessionJournal(config.jsonl, self.store) if config.jsonl.enabled else None
+        self.tracker = SessionTracker(self.store, self.translator.record, config.sessions, self.clock,
+                                      sink=self.journal.writer.append if self.journal else None)
+        if config.sessions.enabled:
+            self.translator.listeners.append(self.tracker.on_span)
+            RuntimeApi(self.tracker, self.store, config.sessions.max_events_per_request).install(self.http_app)
+            self.periodic.append(self.tracker.expire)
+        if self.journal is not None:
+            self.periodic.append(self.journal.publish)
+            self.checks["jsonl"] = self.journal.check
         self._receivers_ready = False
         self._started = False
         self._stopped = False
@@ -201,6 +216,8 @@ class App:
             if self.forwarder is not None:
                 await self.forwarder.start()
             await self._serve("metrics", self.metrics_app, server.metrics)
+            if self.journal is not None:
+                await self.journal.open(self.tracker)  # before any span or event arrives
             self.addresses["otlp_grpc"] = await self.grpc.start()
             await self._serve("otlp_http", self.http_app, server.otlp_http)
         except Exception:
@@ -242,6 +259,9 @@ class App:
                 await self._housekeeping
             except asyncio.CancelledError:
                 pass
+        self.tracker.flush()
+        if self.journal is not None:
+            await self.journal.close()
         for runner in self._runners.values():
             await runner.cleanup()
         self._runners.clear()

@@ -1,4 +1,4 @@
-"""The ``agentprom`` command line: ``serve``, ``check-config``, ``docs``.
+"""The ``agentprom`` command line: ``serve``, ``check-config``, ``docs``, ``report``.
 
 Exit codes: 0 success, 1 runtime failure (e.g. a port in use), 2 usage or
 configuration error.
@@ -62,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("path", help="YAML config file")
 
+    report = sub.add_parser(
+        "report",
+        help="aggregate a JSONL invocation log",
+        description="Aggregate a JSONL invocation log (a file, or the log directory with its rotated "
+        "files): totals, invocations/retries/tokens/cost by agent and by phase, success rate, "
+        "average duration, escalations, and parallelism over time. Malformed lines (such as a "
+        "line torn by a crash) are skipped and counted.",
+    )
+    report.add_argument("path", help="invocations.jsonl, or the directory holding it")
+    report.add_argument("--format", choices=["json", "table"], default="table", help="output format (default table)")
+    report.add_argument("--bucket-seconds", type=float, default=60.0, metavar="S",
+                        help="width of the parallelism buckets (default 60)")
+
     docs = sub.add_parser("docs", help="print generated documentation", description="Print generated docs.")
     docs.add_argument("what", choices=["metrics"], help="metrics: the metric catalog (docs/metrics.md)")
     docs.add_argument("--write", metavar="PATH", help="write to PATH instead of standard output")
@@ -77,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(args.path)
     if args.command == "docs":
         return docs(args)
+    if args.command == "report":
+        return report(args)
     parser.print_help()
     return EXIT_USAGE
 
@@ -88,6 +103,26 @@ def check_config(path: str) -> int:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     print(f"{path}: configuration is valid")
+    return EXIT_OK
+
+
+def report(args: argparse.Namespace) -> int:
+    import json
+
+    from agentprom.report import render_table, report_path
+
+    if not args.bucket_seconds > 0:
+        print("--bucket-seconds must be greater than 0", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = report_path(args.path, args.bucket_seconds)
+    except OSError as exc:
+        print(f"cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_table(result))
     return EXIT_OK
 
 

@@ -55,37 +55,42 @@ class Translator:
 
     def span(self, span: Span) -> Classified:
         c = classify(span)
-        kind = c.kind
         # A sampled span stands for 1/p spans: calls, errors, tokens and cost are all scaled
         # (the unbiased estimate of the unsampled totals); spans_received stays a raw count.
         w = c.weight = self.weights.weight(span) if (span.trace_state or self._weigh_attribute) else 1
-        if kind is not Kind.OTHER:
+        if c.kind is not Kind.OTHER:
             exemplar = (span.trace_id.hex(), span.span_id.hex()) if self._exemplars else None
-            status = "ok" if c.ok else "error"
-            duration = span.duration_s
-            agent = c.agent
-            if kind is Kind.TOOL:
-                self._tool_calls.inc((agent, c.tool, status), w, exemplar)
-                self._tool_duration.observe((agent, c.tool), duration, exemplar, w)
-                if not c.ok:
-                    self._tool_errors.inc((agent, c.tool, c.error_type), w)
-                    self._errors.inc((agent, "tool", c.error_type), w)
-            elif kind is Kind.LLM:
-                labels = (agent, c.provider, c.model)
-                self._llm_calls.inc((*labels, c.operation, status), w, exemplar)
-                self._llm_duration.observe((*labels, c.operation), duration, exemplar, w)
-                for token_type, count in c.tokens.items():
-                    if count:
-                        self._tokens.inc((*labels, token_type), count * w)
-                if c.cost:
-                    self._cost.inc(labels, c.cost * w)
-                if not c.ok:
-                    self._errors.inc((agent, "llm", c.error_type), w)
-            else:  # Kind.AGENT
-                self._invocations.inc((agent, status), w, exemplar)
-                self._invocation_duration.observe((agent,), duration, exemplar, w)
-                if not c.ok:
-                    self._errors.inc((agent, "agent", c.error_type), w)
+            self.record(c, span.duration_s, exemplar, w)
         for listener in self.listeners:
             listener(span, c)
         return c
+
+    def record(self, c: Classified, duration: float, exemplar: tuple[str, str] | None = None,
+               w: float = 1) -> None:
+        """Count one agent, LLM or tool call, standing for ``w`` calls (sampling weight);
+        spans and the runtime event API both come here."""
+        kind = c.kind
+        status = "ok" if c.ok else "error"
+        agent = c.agent
+        if kind is Kind.TOOL:
+            self._tool_calls.inc((agent, c.tool, status), w, exemplar)
+            self._tool_duration.observe((agent, c.tool), duration, exemplar, w)
+            if not c.ok:
+                self._tool_errors.inc((agent, c.tool, c.error_type), w)
+                self._errors.inc((agent, "tool", c.error_type), w)
+        elif kind is Kind.LLM:
+            labels = (agent, c.provider, c.model)
+            self._llm_calls.inc((*labels, c.operation, status), w, exemplar)
+            self._llm_duration.observe((*labels, c.operation), duration, exemplar, w)
+            for token_type, count in c.tokens.items():
+                if count:
+                    self._tokens.inc((*labels, token_type), count * w)
+            if c.cost:
+                self._cost.inc(labels, c.cost * w)
+            if not c.ok:
+                self._errors.inc((agent, "llm", c.error_type), w)
+        elif kind is Kind.AGENT:
+            self._invocations.inc((agent, status), w, exemplar)
+            self._invocation_duration.observe((agent,), duration, exemplar, w)
+            if not c.ok:
+                self._errors.inc((agent, "agent", c.error_type), w)

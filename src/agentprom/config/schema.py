@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agentprom.conventions.profile import OWN_PREFIX, WANTED_KEYS
 from agentprom.metrics.catalog import CATALOG
 
 
@@ -338,6 +339,76 @@ class LogConfig(_Model):
     format: Literal["text", "json"] = "text"
 
 
+class ContinuityWeights(_Model):
+    """Weights of the continuity score's components (docs/sessions.md); normalised by their sum."""
+
+    phase_completion: float = Field(0.30, ge=0, description="Completed phases / all phases.")
+    error_recovery: float = Field(0.25, ge=0, description="Recoveries / failed tool and LLM calls.")
+    context_resets: float = Field(0.15, ge=0, description="1 - context resets per phase.")
+    context_utilization: float = Field(0.10, ge=0, description="Share of context observations at most 100%.")
+    execution_resets: float = Field(0.20, ge=0, description="1 - execution resets (phase reruns, restarts) per phase.")
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> ContinuityWeights:
+        if sum(self.model_dump().values()) <= 0:
+            raise ValueError("at least one continuity weight must be greater than 0")
+        return self
+
+
+class PhaseSpanRule(_Model):
+    """A span that is a phase in another convention, e.g. OpenLLMetry ``traceloop.span.kind=task``."""
+
+    attribute: str = Field(description="Span attribute to match (one the decoder keeps, or an agent.* key).")
+    value: str = Field(description="The attribute value that marks a phase span.")
+    parent_kind: Literal["any", "agent"] = Field(
+        "any", description="agent: only when the parent span is an agent invocation (OpenInference CHAIN)."
+    )
+    name_keys: tuple[str, ...] = Field(
+        ("traceloop.entity.name",), description="Attributes naming the phase (first present wins), else the span name."
+    )
+
+    @field_validator("attribute")
+    @classmethod
+    def _decoded(cls, value: str) -> str:
+        if value not in WANTED_KEYS and not value.startswith(OWN_PREFIX):
+            raise ValueError(f"{value!r} is not an attribute the decoder keeps (see conventions/profile.py)")
+        return value
+
+
+DEFAULT_PHASE_SPANS = (
+    PhaseSpanRule(attribute="traceloop.span.kind", value="task"),
+    PhaseSpanRule(attribute="openinference.span.kind", value="CHAIN", parent_kind="agent"),
+)
+
+
+class SessionsConfig(_Model):
+    """Runtime sessions and phases (docs/sessions.md)."""
+
+    enabled: bool = Field(
+        True, description="Track sessions from spans and serve /runtime (off: span metrics only, faster ingest)."
+    )
+    inactivity_timeout_seconds: float = Field(
+        300.0, gt=0, le=7 * 86400, description="An open session without activity this long ends as abandoned."
+    )
+    max_open_sessions: int = Field(1000, ge=1, description="Open sessions tracked; the least recently active is evicted.")
+    max_ended_sessions: int = Field(1000, ge=0, description="Ended sessions kept for the runtime API.")
+    max_tool_calls_per_session: int = Field(200, ge=0, description="Tool calls stored per session (counters go on).")
+    max_phases_per_session: int = Field(50, ge=1, description="Phases stored per session (counters go on).")
+    max_events_per_request: int = Field(10000, ge=1, description="Events accepted in one POST /runtime/event.")
+    continuity_weights: ContinuityWeights = Field(default_factory=ContinuityWeights)
+    phase_spans: tuple[PhaseSpanRule, ...] = Field(DEFAULT_PHASE_SPANS, description="Other conventions' phase spans.")
+
+
+class JsonlConfig(_Model):
+    """The JSONL invocation log (docs/sessions.md, "JSONL invocation log")."""
+
+    enabled: bool = Field(False, description="Append every completed call, phase and session to the log.")
+    directory: str = Field("agentprom-data", min_length=1, description="Directory of invocations.jsonl.")
+    rotate_bytes: int = Field(64 * 1024 * 1024, ge=4096, description="Rotate the log when it would pass this size.")
+    keep_files: int = Field(4, ge=0, le=1000, description="Rotated files kept (invocations.jsonl.1 is the newest).")
+    queue_records: int = Field(10000, ge=1, description="Records waiting for the writer thread before new ones drop.")
+
+
 class Config(_Model):
     """The whole sidecar configuration."""
 
@@ -350,3 +421,5 @@ class Config(_Model):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     forward: ForwardConfig = Field(default_factory=ForwardConfig)
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)
+    jsonl: JsonlConfig = Field(default_factory=JsonlConfig)

@@ -136,6 +136,23 @@ SESSION_KEYS = (
 
 #: agentprom's own span attributes (documented in docs/conventions.md).
 OWN_PREFIX = "agent."
+OWN_SESSION_ID = "agent.session.id"
+OWN_SPAN_KIND = "agent.span.kind"
+OWN_SPAN_KIND_SESSION = "session"
+OWN_SESSION_STATUS = "agent.session.status"
+OWN_PHASE_NAME = "agent.phase.name"
+OWN_PHASE_ID = "agent.phase.id"
+OWN_MEMORY_OPERATION = "agent.memory.operation"
+OWN_CONTEXT_USED = "agent.context.tokens_used"
+OWN_CONTEXT_AVAILABLE = "agent.context.tokens_available"
+OWN_RETRY_ATTEMPT = "agent.retry.attempt"
+OWN_ESCALATED = "agent.escalated"
+#: span event name -> what it counts
+OWN_EVENT_CHECKPOINT = "agent.checkpoint"
+OWN_EVENT_CONTEXT_RESET = "agent.context_reset"
+OWN_EVENT_MEMORY = {"agent.memory.read": "read", "agent.memory.write": "write"}
+#: OTel HTTP client spans: resends after the first try (0 = first try).
+HTTP_RESEND_COUNT = "http.request.resend_count"
 
 # --- What the decoder keeps --------------------------------------------------
 
@@ -155,6 +172,7 @@ def _wanted_keys() -> frozenset[str]:
         *PROVIDER_KEYS,
         *COST_KEYS,
         *SESSION_KEYS,
+        HTTP_RESEND_COUNT,
     }
     for spellings in TOKEN_KEYS.values():
         keys.update(spellings)

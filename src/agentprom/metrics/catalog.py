@@ -157,7 +157,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     ),
     MetricSpec(
         "agent_tool_retries_total", COUNTER,
-        "Tool calls that were retries of an earlier attempt.",
+        "Tool and LLM calls that were retries of an earlier attempt (agent.retry.attempt > 1 or "
+        "http.request.resend_count > 0); for LLM calls tool is llm: followed by the model.",
         ("agent", "tool"), group="sessions",
     ),
     MetricSpec(
@@ -240,6 +241,19 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Series removed because they were not updated within the expiry time.", ("metric",)),
     _self("agentprom_active_series", GAUGE,
           "Series currently exposed, by metric.", ("metric",)),
+    _self("agentprom_sessions_evicted_total", COUNTER,
+          "Open sessions ended early (as abandoned) because sessions.max_open_sessions was reached."),
+    _self("agentprom_runtime_events_total", COUNTER,
+          "Runtime API events by outcome (accepted, rejected).", ("outcome",)),
+    _self("agentprom_jsonl_records_total", COUNTER,
+          "JSONL invocation log records by outcome (written, dropped when the writer queue was full, "
+          "restored at start).", ("outcome",)),
+    _self("agentprom_jsonl_write_errors_total", COUNTER,
+          "Failed writes to the JSONL invocation log (the records of a failed write are lost)."),
+    _self("agentprom_jsonl_malformed_lines_total", COUNTER,
+          "Lines of the JSONL invocation log skipped at start because they were not valid records."),
+    _self("agentprom_jsonl_rotations_total", COUNTER,
+          "Rotations of the JSONL invocation log."),
     _self("agentprom_metric_points_received_total", COUNTER,
           "OTLP metric data points received in decodable export requests, by transport.", ("transport",)),
     _self("agentprom_metric_points_dropped_total", COUNTER,

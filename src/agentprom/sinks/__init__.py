@@ -1,1 +1,1 @@
-"""Sinks: where accepted spans go besides the metrics (trace forwarding, logs)."""
+"""Where accepted data goes besides /metrics: trace forwarding and the JSONL invocation log."""

@@ -1,0 +1,114 @@
+"""Measure what session tracking adds to the per-span translator cost; prints JSON.
+
+Usage: python3 bench/sessions_overhead.py [--spans N] [--repeat R]
+
+Feeds the same decoded spans (agent runs: an agent span, an LLM call and two tool calls per
+trace, half of the traces keyed by gen_ai.conversation.id, so the other half are trace-id
+sessions that start and end within 4-5 spans; a quarter inside an own-convention phase) through
+a Translator without listeners, through one with the session tracker, and through one with the
+tracker and the JSONL log (its writer thread not started, so only the event-loop side counts).
+Reports spans per CPU-second for each and the ratios, measured in one run (shared/PERF.md:
+compare within a run, the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from agentprom.clock import ManualClock  # noqa: E402
+from agentprom.config.loader import validate  # noqa: E402
+from agentprom.metrics.series_store import SeriesStore  # noqa: E402
+from agentprom.model import Span  # noqa: E402
+from agentprom.sessions.tracker import SessionTracker  # noqa: E402
+from agentprom.sinks.jsonl import JsonlWriter  # noqa: E402
+from agentprom.translator import Translator  # noqa: E402
+
+
+def make_spans(n: int) -> list[Span]:
+    spans = []
+    t0 = 1_700_000_000_000_000_000
+    traces = n // 4
+    for i in range(traces):
+        trace = os.urandom(16)
+        root, phase = os.urandom(8), os.urandom(8)
+        common = {"gen_ai.agent.name": f"agent{i % 5}"}
+        if i % 2:
+            common["gen_ai.conversation.id"] = f"conv{i % 200}"
+        in_phase = i % 4 == 0
+        parent = phase if in_phase else root
+        start = t0 + i * 10_000_000
+        spans.append(Span(trace, os.urandom(8), parent, "chat m", 3, start, start + 5_000_000, 0,
+                          {**common, "gen_ai.operation.name": "chat", "gen_ai.request.model": "m",
+                           "gen_ai.provider.name": "p", "gen_ai.usage.input_tokens": 100,
+                           "gen_ai.usage.output_tokens": 20}, {"service.name": "svc"}))
+        for k in range(2):
+            spans.append(Span(trace, os.urandom(8), parent, "execute_tool t", 1, start, start + 1_000_000,
+                              2 if k == 0 and i % 3 == 0 else 0,
+                              {**common, "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": f"t{k}"},
+                              {"service.name": "svc"}))
+        if in_phase:
+            spans.append(Span(trace, phase, root, "phase", 1, start, start + 6_000_000, 0,
+                              {**common, "agent.phase.name": "work"}, {"service.name": "svc"}))
+        spans.append(Span(trace, root, b"", "invoke_agent", 1, start, start + 8_000_000, 0,
+                          {**common, "gen_ai.operation.name": "invoke_agent"}, {"service.name": "svc"}))
+    return spans
+
+
+def run(spans: list[Span], mode: str, directory: str) -> float:
+    config = validate({})
+    clock = ManualClock()
+    store = SeriesStore(clock=clock)
+    translator = Translator(store)
+    if mode != "translator":
+        sink = None
+        if mode == "jsonl":
+            sink = JsonlWriter(directory, 1 << 30, 1, len(spans) * 2).append
+        tracker = SessionTracker(store, translator.record, config.sessions, clock, sink=sink)
+        translator.listeners.append(tracker.on_span)
+    feed = translator.span
+    began = time.process_time()
+    for index, span in enumerate(spans):
+        if index % 512 == 0:
+            store.tick()
+        feed(span)
+    return len(spans) / (time.process_time() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spans", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    spans = make_spans(args.spans)
+    # the input spans are not part of what is measured: keep the collector from rescanning them
+    gc.collect()
+    gc.freeze()
+    with tempfile.TemporaryDirectory() as directory:
+        best = {mode: 0.0 for mode in ("translator", "sessions", "jsonl")}
+        for _ in range(args.repeat):  # interleaved, so a busy moment hits every mode alike
+            for mode in best:
+                best[mode] = max(best[mode], run(spans, mode, directory))
+    base, tracked, logged = best["translator"], best["sessions"], best["jsonl"]
+    print(json.dumps({
+        "spans": len(spans),
+        "translator_spans_per_cpu_second": round(base),
+        "with_sessions_spans_per_cpu_second": round(tracked),
+        "with_sessions_and_jsonl_spans_per_cpu_second": round(logged),
+        "sessions_ratio": round(tracked / base, 3),
+        "sessions_and_jsonl_ratio": round(logged / base, 3),
+        "sessions_us_per_span": round(1e6 / tracked - 1e6 / base, 2),
+        "jsonl_us_per_span": round(1e6 / logged - 1e6 / tracked, 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Runtime sessions and phases: model, tracker, continuity score, event validation, HTTP API."""

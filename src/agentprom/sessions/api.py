@@ -1,0 +1,338 @@
+"""The runtime HTTP API (``/runtime/...``): events in, sessions out, as JSON.
+
+Served on the OTLP/HTTP address (loopback by default), for runtimes that do
+not speak OpenTelemetry. docs/sessions.md has every route with examples.
+
+* ``POST /runtime/event``: one event object or an array. All valid: 200.
+  Any invalid: 400 with ``errors`` naming the event ``index`` and the
+  ``field`` of each problem; the valid events of the request are applied
+  anyway, and the body says how many (``accepted``).
+* ``POST /runtime/session/start`` (201), ``POST /runtime/session/end`` (200;
+  404 for an unknown session; ending an ended session returns it unchanged).
+* ``GET /runtime/sessions?agent=&status=&limit=&offset=``, and per session
+  ``GET /runtime/session/{id}``, ``.../metrics``, ``.../phases``,
+  ``.../tool_calls``; 404 for an unknown session id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from agentprom.metrics.series_store import SeriesStore
+from agentprom.sessions import events as E
+from agentprom.sessions.model import END_STATUSES, Call, Phase, Session
+from agentprom.sessions.model import new_id as new_session_id
+from agentprom.sessions.timestamps import iso
+from agentprom.sessions.tracker import SessionTracker
+
+STATUSES = ("active", *END_STATUSES)
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, errors: list[E.FieldError] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or []
+
+    def response(self) -> web.Response:
+        body = {"error": self.message, "errors": [e.as_dict() for e in self.errors]}
+        return web.json_response(body, status=self.status)
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def rounded(components: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 4) for name, value in components.items()}
+
+
+def session_summary(s: Session) -> dict[str, Any]:
+    return {
+        "session_id": s.session_id,
+        "agent": s.agent,
+        "status": s.status,
+        "start": iso(s.start),
+        "end": iso(s.end),
+        "duration_seconds": _round(s.duration_s),
+        "tool_calls": s.tool_calls,
+        "phases": s.phase_count,
+        "errors": s.errors,
+        "continuity_score": s.continuity_score,
+    }
+
+
+def session_detail(s: Session, tracker: SessionTracker) -> dict[str, Any]:
+    score, components = tracker.score(s)
+    return {
+        **session_summary(s),
+        "model": s.model,
+        "provider": s.provider,
+        "last_seen": iso(s.last_seen),
+        "reported_status": s.reported_status,
+        "restored": s.restored,
+        "tool_errors": s.tool_errors,
+        "llm_calls": s.llm_calls,
+        "llm_errors": s.llm_errors,
+        "recoveries": s.recoveries,
+        "retries": s.retries,
+        "escalations": s.escalations,
+        "phases_completed": s.phases_completed,
+        "checkpoints": s.checkpoints,
+        "context_resets": s.context_resets,
+        "execution_resets": s.execution_resets,
+        "memory_reads": s.memory_reads,
+        "memory_writes": s.memory_writes,
+        "context_tokens_used": s.context_tokens_used,
+        "context_tokens_available": s.context_tokens_available,
+        "peak_context_utilization": _round(s.peak_context_utilization, 4),
+        "tokens": {
+            "total": s.input_tokens + s.output_tokens,
+            "input": s.input_tokens,
+            "output": s.output_tokens,
+            "cached": s.cached_tokens,
+        },
+        "cost": round(s.cost, 10),
+        "continuity_score": score,
+        "continuity_final": s.ended,
+        "continuity": rounded(components),
+        "tool_calls_stored": len(s.calls),
+        "tool_calls_dropped": s.calls_dropped,
+        "phases_stored": len(s.phase_list),
+        "phases_dropped": s.phases_dropped,
+    }
+
+
+def session_metrics(s: Session, tracker: SessionTracker) -> dict[str, Any]:
+    score, components = tracker.score(s)
+    minutes = s.duration_s / 60.0
+    return {
+        "session_id": s.session_id,
+        "agent": s.agent,
+        "status": s.status,
+        "completion_status": s.status,
+        "duration_seconds": _round(s.duration_s),
+        "tool_calls": s.tool_calls,
+        "tool_errors": s.tool_errors,
+        "llm_calls": s.llm_calls,
+        "errors": s.errors,
+        "recoveries": s.recoveries,
+        "phases": s.phase_count,
+        "phases_completed": s.phases_completed,
+        "checkpoints": s.checkpoints,
+        "context_resets": s.context_resets,
+        "tool_calls_per_minute": _round(s.tool_calls / minutes) if minutes > 0 else None,
+        "mean_tool_latency_ms": _round(s.tool_latency_ms / s.tool_calls) if s.tool_calls else None,
+        "recovery_rate": _round(min(1.0, s.recoveries / s.errors), 4) if s.errors else None,
+        "continuity_score": score,
+        "continuity_final": s.ended,
+        "continuity": rounded(components),
+    }
+
+
+def phase_json(p: Phase) -> dict[str, Any]:
+    return {
+        "phase_id": p.phase_id,
+        "phase_name": p.name,
+        "status": p.status,
+        "start": iso(p.start),
+        "end": iso(p.end),
+        "duration_seconds": _round(p.duration_s) if p.ended else None,
+        "tool_calls": p.tool_calls,
+        "llm_calls": p.llm_calls,
+        "errors": p.errors,
+        "recoveries": p.recoveries,
+    }
+
+
+def call_json(c: Call) -> dict[str, Any]:
+    return {
+        "invocation_id": c.invocation_id or c.span_id.hex(),
+        "tool_name": c.name,
+        "agent": c.agent,
+        "phase_id": c.phase.phase_id if c.phase else None,
+        "phase_name": c.phase.name if c.phase else None,
+        "start": iso(c.start),
+        "duration_ms": _round(c.duration_ms),
+        "success": c.success,
+        "error_type": c.error_class,
+        "attempt": c.attempt,
+        "recovered": c.recovered,
+        "trace_id": c.trace_id.hex() or None,
+        "span_id": c.span_id.hex() or None,
+    }
+
+
+def session_phases(s: Session) -> dict[str, Any]:
+    return {
+        "session_id": s.session_id,
+        "phases": [phase_json(p) for p in s.phase_list],
+        "phases_dropped": s.phases_dropped,
+    }
+
+
+def session_tool_calls(s: Session) -> dict[str, Any]:
+    return {
+        "session_id": s.session_id,
+        "tool_calls": [call_json(c) for c in s.calls],
+        "tool_calls_dropped": s.calls_dropped,
+    }
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+class RuntimeApi:
+    def __init__(self, tracker: SessionTracker, store: SeriesStore, max_events: int) -> None:
+        self.tracker = tracker
+        self.max_events = max_events
+        self._events = store.families["agentprom_runtime_events_total"]
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_post("/runtime/event", self.post_events)
+        app.router.add_post("/runtime/session/start", self.post_start)
+        app.router.add_post("/runtime/session/end", self.post_end)
+        app.router.add_get("/runtime/sessions", self.get_sessions)
+        tracker = self.tracker
+        app.router.add_get("/runtime/session/{id}", self._session_view(lambda s: session_detail(s, tracker)))
+        app.router.add_get("/runtime/session/{id}/metrics", self._session_view(lambda s: session_metrics(s, tracker)))
+        app.router.add_get("/runtime/session/{id}/phases", self._session_view(session_phases))
+        app.router.add_get("/runtime/session/{id}/tool_calls", self._session_view(session_tool_calls))
+
+    # -- writes ---------------------------------------------------------------------
+
+    async def _json_body(self, request: web.Request) -> Any:
+        if request.content_type not in ("application/json", "application/octet-stream", ""):
+            raise ApiError(415, f"Content-Type {request.content_type!r} is not supported; use application/json")
+        if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("identity", ""):
+            raise ApiError(415, "Content-Encoding is not supported on the runtime API; send plain JSON")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise ApiError(413, "request body too large (server.max_request_bytes)") from None
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise ApiError(400, "body is not valid JSON", [E.FieldError(None, "", str(exc))]) from None
+
+    async def post_events(self, request: web.Request) -> web.Response:
+        try:
+            document = await self._json_body(request)
+        except ApiError as error:
+            return error.response()
+        events, errors, total = E.parse_events(document, self.max_events)
+        for event in events:
+            self.tracker.apply(event)
+        rejected = total - len(events)
+        if events:
+            self._events.inc(("accepted",), len(events))
+        if rejected:
+            self._events.inc(("rejected",), rejected)
+        body: dict[str, Any] = {"accepted": len(events), "rejected": rejected}
+        if not errors:
+            return web.json_response(body)
+        body["message"] = (
+            f"{rejected} of {total} event(s) rejected; "
+            f"the {len(events)} valid event(s) of this request were applied"
+        )
+        body["errors"] = [e.as_dict() for e in errors]
+        return web.json_response(body, status=400)
+
+    async def _one_event(self, request: web.Request, event_type: str, new_id: bool) -> E.RuntimeEvent:
+        document = await self._json_body(request)
+        if not isinstance(document, dict):
+            raise ApiError(400, "body must be a JSON object", [E.FieldError(None, "", "must be a JSON object")])
+        if new_id and "session_id" not in document:
+            document = {**document, "session_id": "sess_" + new_session_id()}
+        errors: list[E.FieldError] = []
+        if "event_type" in document:
+            errors.append(E.FieldError(None, "event_type", "not a field of this request"))
+            document = {key: value for key, value in document.items() if key != "event_type"}
+        event = E.parse_event({**document, "event_type": event_type}, None, errors)
+        if errors or event is None:
+            raise ApiError(400, "invalid request", errors)
+        return event
+
+    async def post_start(self, request: web.Request) -> web.Response:
+        try:
+            event = await self._one_event(request, E.SESSION_STARTED, new_id=True)
+        except ApiError as error:
+            return error.response()
+        self._events.inc(("accepted",))
+        s = self.tracker.apply(event)
+        return web.json_response({"session": session_detail(s, self.tracker)}, status=201)
+
+    async def post_end(self, request: web.Request) -> web.Response:
+        try:
+            event = await self._one_event(request, E.SESSION_COMPLETED, new_id=False)
+        except ApiError as error:
+            return error.response()
+        status = event.status or ("failed" if event.success is False else "completed")
+        s = self.tracker.end_session(event.session_id, status, event.timestamp)
+        if s is None:
+            return ApiError(404, f"unknown session {event.session_id!r}").response()
+        self._events.inc(("accepted",))
+        return web.json_response({"session": session_detail(s, self.tracker)})
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def get_sessions(self, request: web.Request) -> web.Response:
+        query = request.query
+        errors = []
+        agent = query.get("agent") or None
+        status = query.get("status") or None
+        if status is not None and status not in STATUSES:
+            errors.append(E.FieldError(None, "status", "must be one of " + ", ".join(STATUSES)))
+        limit = _query_int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT, errors)
+        offset = _query_int(query, "offset", 0, 0, 2**31, errors)
+        unknown = set(query) - {"agent", "status", "limit", "offset"}
+        errors += [E.FieldError(None, name, "unknown query parameter") for name in sorted(unknown)]
+        if errors:
+            return ApiError(400, "invalid query", errors).response()
+        chosen = [
+            s for s in self.tracker.all_sessions()
+            if (agent is None or s.agent == agent) and (status is None or s.status == status)
+        ]
+        chosen.sort(key=lambda s: (-(s.start or 0.0), s.session_id))
+        page = chosen[offset:offset + limit]
+        next_offset = offset + limit if offset + limit < len(chosen) else None
+        return web.json_response({
+            "sessions": [session_summary(s) for s in page],
+            "total": len(chosen),
+            "offset": offset,
+            "limit": limit,
+            "next_offset": next_offset,
+        })
+
+    def _session_view(self, view: Callable[[Session], dict[str, Any]]) -> Handler:
+        """A GET handler that shows one session through ``view``; 404 when the id is unknown."""
+
+        async def handler(request: web.Request) -> web.Response:
+            session_id = request.match_info["id"]
+            s = self.tracker.get(session_id)
+            if s is None:
+                return ApiError(404, f"unknown session {session_id!r}").response()
+            return web.json_response(view(s))
+
+        return handler
+
+
+def _query_int(query: Any, name: str, default: int, low: int, high: int, errors: list[E.FieldError]) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        errors.append(E.FieldError(None, name, f"must be an integer from {low} to {high}"))
+        return default
+    return value

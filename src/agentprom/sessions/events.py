@@ -1,0 +1,247 @@
+"""Validate runtime API events (``POST /runtime/event``) into ``RuntimeEvent`` records.
+
+Each event is a JSON object with an ``event_type`` and a ``session_id``; the
+other fields depend on the type (``FIELDS_BY_TYPE``). Validation never stops
+at the first problem: every bad field of every event is reported with the
+event's index in the request, and the valid events are returned so they can
+still be applied. Unknown fields, and fields that do not belong to the event
+type, are errors: a typo such as ``sucess`` must not be silently ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from agentprom.sessions.timestamps import parse_iso
+
+MAX_TEXT = 256
+
+SESSION_STARTED = "session_started"
+SESSION_COMPLETED = "session_completed"
+PHASE_STARTED = "phase_started"
+PHASE_COMPLETED = "phase_completed"
+TOOL_STARTED = "tool_started"
+TOOL_COMPLETED = "tool_completed"
+TOOL_FAILED = "tool_failed"
+LLM_CALL_EVENT = "llm_call"
+CHECKPOINT_CREATED = "checkpoint_created"
+CONTEXT_RESET = "context_reset"
+MEMORY_READ = "memory_read"
+MEMORY_WRITE = "memory_write"
+
+
+@dataclass(slots=True)
+class RuntimeEvent:
+    event_type: str
+    session_id: str
+    timestamp: float | None = None
+    agent: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    phase_id: str | None = None
+    phase_name: str | None = None
+    tool_name: str | None = None
+    call_id: str | None = None
+    duration_ms: float | None = None
+    success: bool | None = None
+    status: str | None = None
+    error_type: str | None = None
+    attempt: int | None = None
+    escalated: bool | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    cost: float | None = None
+    context_tokens_used: int | None = None
+    context_tokens_available: int | None = None
+
+    @property
+    def phase_key(self) -> str | None:
+        """The phase's identity: its id, else its name."""
+        return self.phase_id or self.phase_name
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    index: int | None
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+# -- field checkers: value -> converted value, or ValueError(message) --------------
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty string")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"must be at most {MAX_TEXT} characters")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _amount(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError("must be a finite number >= 0")
+    return float(value)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("must be an integer >= 0")
+    return value
+
+
+def _attempt(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("must be an integer >= 1 (1 = first try)")
+    return value
+
+
+def _timestamp(value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            return parse_iso(value)
+        except ValueError:
+            pass
+    elif not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0:
+        return float(value)
+    raise ValueError("must be an ISO 8601 date-time such as 2026-02-20T02:15:10Z (or epoch seconds)")
+
+
+def _status(value: Any) -> str:
+    if value not in ("completed", "failed"):
+        raise ValueError("must be completed or failed")
+    return value
+
+
+CHECKS: dict[str, Callable[[Any], Any]] = {
+    "session_id": _text,
+    "timestamp": _timestamp,
+    "agent": _text,
+    "model": _text,
+    "provider": _text,
+    "phase_id": _text,
+    "phase_name": _text,
+    "tool_name": _text,
+    "call_id": _text,
+    "duration_ms": _amount,
+    "success": _bool,
+    "status": _status,
+    "error_type": _text,
+    "attempt": _attempt,
+    "escalated": _bool,
+    "input_tokens": _count,
+    "output_tokens": _count,
+    "cached_tokens": _count,
+    "cost": _amount,
+    "context_tokens_used": _count,
+    "context_tokens_available": _count,
+}
+assert set(CHECKS) | {"event_type"} == {f.name for f in fields(RuntimeEvent)}
+
+_COMMON = ("event_type", "session_id", "timestamp", "agent", "context_tokens_used", "context_tokens_available")
+_PHASE = ("phase_id", "phase_name")
+_CALL = (*_PHASE, "duration_ms", "success", "error_type", "attempt", "escalated")
+
+#: event type -> the fields it may carry
+FIELDS_BY_TYPE: dict[str, frozenset[str]] = {
+    SESSION_STARTED: frozenset((*_COMMON, "model", "provider")),
+    SESSION_COMPLETED: frozenset((*_COMMON, "success", "status")),
+    PHASE_STARTED: frozenset((*_COMMON, *_PHASE)),
+    PHASE_COMPLETED: frozenset((*_COMMON, *_PHASE, "success")),
+    TOOL_STARTED: frozenset((*_COMMON, *_PHASE, "tool_name", "call_id")),
+    TOOL_COMPLETED: frozenset((*_COMMON, *_CALL, "tool_name", "call_id")),
+    TOOL_FAILED: frozenset((*_COMMON, *_CALL, "tool_name", "call_id")),
+    LLM_CALL_EVENT: frozenset(
+        (*_COMMON, *_CALL, "model", "provider", "input_tokens", "output_tokens", "cached_tokens", "cost")
+    ),
+    CHECKPOINT_CREATED: frozenset((*_COMMON, *_PHASE)),
+    CONTEXT_RESET: frozenset((*_COMMON, *_PHASE)),
+    MEMORY_READ: frozenset((*_COMMON, *_PHASE)),
+    MEMORY_WRITE: frozenset((*_COMMON, *_PHASE)),
+}
+EVENT_TYPES = tuple(FIELDS_BY_TYPE)
+
+
+def parse_event(document: Any, index: int | None, errors: list[FieldError]) -> RuntimeEvent | None:
+    """One event; appends its problems to ``errors`` and returns None when there are any."""
+    if not isinstance(document, dict):
+        errors.append(FieldError(index, "", "each event must be a JSON object"))
+        return None
+    before = len(errors)
+    event_type = document.get("event_type")
+    allowed = FIELDS_BY_TYPE.get(event_type) if isinstance(event_type, str) else None
+    if allowed is None:
+        errors.append(FieldError(index, "event_type", "is required and must be one of " + ", ".join(EVENT_TYPES)))
+    values: dict[str, Any] = {}
+    for key, value in document.items():
+        check = CHECKS.get(key)
+        if key == "event_type":
+            continue
+        if check is None:
+            errors.append(FieldError(index, str(key), "unknown field"))
+            continue
+        if allowed is not None and key not in allowed:
+            errors.append(FieldError(index, key, f"not a field of {event_type} events"))
+            continue
+        if value is None:
+            continue  # an explicit null is the same as leaving the field out
+        try:
+            values[key] = check(value)
+        except ValueError as exc:
+            errors.append(FieldError(index, key, str(exc)))
+    if "session_id" not in values and "session_id" not in {e.field for e in errors[before:]}:
+        errors.append(FieldError(index, "session_id", "is required"))
+    if allowed is not None:
+        if event_type.startswith("tool_") and "tool_name" not in values and not _reported(errors, before, "tool_name"):
+            errors.append(FieldError(index, "tool_name", f"is required for {event_type}"))
+        if event_type.startswith("phase_") and not (values.keys() & {"phase_id", "phase_name"}) \
+                and not _reported(errors, before, "phase_id", "phase_name"):
+            errors.append(FieldError(index, "phase_id", f"phase_id or phase_name is required for {event_type}"))
+        if event_type == TOOL_FAILED and values.get("success") is True:
+            errors.append(FieldError(index, "success", "a tool_failed event cannot have success true"))
+        used, available = values.get("context_tokens_used"), values.get("context_tokens_available")
+        if (used is None) != (available is None):
+            errors.append(FieldError(
+                index, "context_tokens_available" if available is None else "context_tokens_used",
+                "context_tokens_used and context_tokens_available go together",
+            ))
+    if len(errors) > before:
+        return None
+    return RuntimeEvent(event_type=event_type, **values)
+
+
+def _reported(errors: list[FieldError], since: int, *names: str) -> bool:
+    return any(e.field in names for e in errors[since:])
+
+
+def parse_events(document: Any, max_events: int) -> tuple[list[RuntimeEvent], list[FieldError], int]:
+    """A single event object or an array of them -> (valid events, errors, events in the request)."""
+    errors: list[FieldError] = []
+    if isinstance(document, dict):
+        event = parse_event(document, 0, errors)
+        return ([event] if event else []), errors, 1
+    if not isinstance(document, list):
+        errors.append(FieldError(None, "", "the body must be one event object or a JSON array of events"))
+        return [], errors, 0
+    if len(document) > max_events:
+        errors.append(FieldError(None, "", f"at most {max_events} events per request (got {len(document)})"))
+        return [], errors, len(document)
+    events = []
+    for index, item in enumerate(document):
+        event = parse_event(item, index, errors)
+        if event is not None:
+            events.append(event)
+    return events, errors, len(document)

@@ -1,0 +1,235 @@
+"""The runtime session model: Session -> Phase -> Call (tool or LLM call, with its result).
+
+Plain records with no behaviour beyond small derived values; ``tracker.py``
+owns every change to them. Times are epoch seconds (floats); durations of
+calls are milliseconds, as in the JSONL log.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+
+ACTIVE = "active"
+COMPLETED = "completed"
+FAILED = "failed"
+ABANDONED = "abandoned"
+#: final statuses of sessions and phases
+END_STATUSES = (COMPLETED, FAILED, ABANDONED)
+
+TOOL_CALL = "tool_call"
+LLM_CALL = "llm_call"
+PHASE = "phase"
+SESSION = "session"
+
+
+def new_id() -> str:
+    """A random 16-hex-digit id for phases and event-API calls (span-derived ones use the span id).
+    Not a secret, so the fast non-cryptographic generator will do."""
+    return f"{random.getrandbits(64):016x}"
+
+
+@dataclass(slots=True, eq=False)
+class Phase:
+    phase_id: str
+    name: str
+    invocation_id: str
+    start: float | None = None
+    end: float | None = None
+    status: str = ACTIVE
+    #: started by a signal of its own (phase span or phase_started); otherwise
+    #: it exists only because calls named it, and ends with its session
+    explicit: bool = False
+    span_id: bytes = b""
+    tool_calls: int = 0
+    llm_calls: int = 0
+    errors: int = 0
+    recoveries: int = 0
+
+    @property
+    def ended(self) -> bool:
+        return self.status != ACTIVE
+
+    @property
+    def duration_s(self) -> float:
+        if self.start is None or self.end is None:
+            return 0.0
+        return max(0.0, self.end - self.start)
+
+    def cover(self, start: float, end: float) -> None:
+        """Widen the phase's time span to include [start, end]."""
+        self.start = start if self.start is None else min(self.start, start)
+        self.end = end if self.end is None else max(self.end, end)
+
+
+class Call:
+    """One completed tool call or LLM call.
+
+    Written by hand with ``__slots__`` and positional arguments: one is made per
+    tool or LLM span, and a keyword-heavy dataclass constructor costs several
+    times as much on that path (bench/sessions_overhead.py)."""
+
+    __slots__ = (
+        "invocation_id", "kind", "name", "agent", "start", "duration_ms", "success", "error_class", "attempt",
+        "retry_source", "escalated", "recovered", "phase", "model", "provider", "input_tokens", "output_tokens",
+        "cached_tokens", "cost", "trace_id", "span_id", "parent",
+    )
+
+    def __init__(self, kind: str, name: str, agent: str, start: float, duration_ms: float, success: bool,
+                 error_class: str | None = None, trace_id: bytes = b"", span_id: bytes = b"",
+                 parent: bytes = b"", invocation_id: str = "") -> None:
+        #: empty for span-fed calls: their id is the span id (hex)
+        self.invocation_id = invocation_id
+        self.kind = kind  # TOOL_CALL or LLM_CALL
+        #: tool name, or the model for LLM calls
+        self.name = name
+        self.agent = agent
+        self.start = start
+        self.duration_ms = duration_ms
+        self.success = success
+        self.error_class = error_class
+        self.attempt = 1
+        #: "agent" (agent.retry.attempt, event attempt) or "transport" (http.request.resend_count)
+        self.retry_source: str | None = None
+        self.escalated = False
+        #: this successful call ended a run of failures of the same tool or model
+        self.recovered = False
+        self.phase: Phase | None = None
+        self.model: str | None = None
+        self.provider: str | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cached_tokens: int | None = None
+        self.cost: float | None = None
+        self.trace_id = trace_id
+        self.span_id = span_id
+        #: parent span id, to find the phase span above the call
+        self.parent = parent
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration_ms / 1000.0
+
+    @property
+    def tokens(self) -> int | None:
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+
+class Session:
+    """One runtime session.
+
+    A plain class whose scalar fields default at class level: a trace-id
+    session is made per trace, so its constructor sets only what differs
+    (the instance dict then holds just the fields that changed). The count of
+    sessions in memory is bounded (``sessions.max_open_sessions`` and
+    ``max_ended_sessions``), so the per-instance dict costs little.
+    """
+
+    agent: str = "unknown"
+    #: how sure we are of ``agent``: 0 none, 1 a fallback (service.name), 2 named
+    agent_rank: int = 0
+    model: str | None = None
+    provider: str | None = None
+    start: float | None = None
+    end: float | None = None
+    #: latest end time of anything seen (the end of a session that times out)
+    last_seen: float | None = None
+    status: str = ACTIVE
+    #: what the runtime said the outcome is (agent.session.status), applied at the end
+    reported_status: str | None = None
+    #: a start signal was seen (session span, session_started, POST /runtime/session/start)
+    started_explicitly: bool = False
+    restored: bool = False
+
+    tool_calls: int = 0
+    tool_errors: int = 0
+    tool_latency_ms: float = 0.0
+    llm_calls: int = 0
+    llm_errors: int = 0
+    recoveries: int = 0
+    retries: int = 0
+    escalations: int = 0
+    phase_count: int = 0
+    phases_completed: int = 0
+    checkpoints: int = 0
+    context_resets: int = 0
+    execution_resets: int = 0
+    memory_reads: int = 0
+    memory_writes: int = 0
+    context_tokens_used: int | None = None
+    context_tokens_available: int | None = None
+    peak_context_utilization: float | None = None
+    utilization_observations: int = 0
+    utilization_within: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float = 0.0
+
+    continuity_score: float | None = None
+    continuity_components: dict[str, float] | None = None
+    phases_dropped: int = 0
+    calls_dropped: int = 0
+    #: the phase that event-API calls without a phase belong to
+    current_phase: Phase | None = None
+
+    def __init__(self, session_id: str, last_activity: float, restored: bool = False) -> None:
+        self.session_id = session_id
+        #: store clock (monotonic) of the last span or event; drives the inactivity timeout
+        self.last_activity = last_activity
+        if restored:
+            self.restored = True
+        #: phase id -> its latest run (bounded by max_phases_per_session)
+        self.phases: dict[str, Phase] = {}
+        #: every stored phase run, in order of creation
+        self.phase_list: list[Phase] = []
+        #: stored tool calls, oldest first (bounded by max_tool_calls_per_session)
+        self.calls: deque[Call] = deque()
+        # -- open sessions only (emptied at the end) --------------------------------
+        #: calls whose phase may still arrive (a phase span ends after its children)
+        self.pending: list[Call] = []
+        #: span id -> parent span id of the session's non-call spans, to walk from a call up to its phase span
+        self.parents: dict[bytes, bytes] = {}
+        self.phase_by_span: dict[bytes, Phase] = {}
+        #: span ids of agent-invocation spans (for phase rules with parent_kind=agent)
+        self.agent_spans: set[bytes] = set()
+        #: parent span id -> phase-span candidates waiting to learn their parent is an agent
+        self.candidates: dict[bytes, list[tuple[str, str, bytes, float, float, bool]]] = {}
+        #: (component, tool or model) of calls that failed and have not succeeded since
+        self.failing: set[tuple[str, str]] = set()
+        #: event-API tool calls started and not finished: key -> (agent, start time)
+        self.in_flight: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def __repr__(self) -> str:
+        return f"Session({self.session_id!r}, agent={self.agent!r}, status={self.status!r})"
+
+    @property
+    def ended(self) -> bool:
+        return self.status != ACTIVE
+
+    @property
+    def errors(self) -> int:
+        return self.tool_errors + self.llm_errors
+
+    @property
+    def duration_s(self) -> float:
+        end = self.end if self.end is not None else self.last_seen
+        if self.start is None or end is None:
+            return 0.0
+        return max(0.0, end - self.start)
+
+    def cover(self, start: float, end: float) -> None:
+        if self.start is None or start < self.start:
+            self.start = start
+        if self.last_seen is None or end > self.last_seen:
+            self.last_seen = end
+
+    def clear_open_state(self) -> None:
+        for state in (self.pending, self.parents, self.phase_by_span, self.agent_spans, self.candidates,
+                      self.failing, self.in_flight):
+            if state:
+                state.clear()
+        self.current_phase = None
