@@ -41,7 +41,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="documents to process (default 3)")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="chance that a read fails (default 0)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    parser.add_argument("--seed", default=None, help="random seed, any text (default: random)")
     parser.add_argument("--step-ms", type=float, default=5.0, help="wall-clock time per call (default 5)")
     parser.add_argument("--hang-after", type=int, default=None, metavar="N",
                         help="after N steps, send the spans so far and hang forever")

@@ -67,21 +67,21 @@ class SidecarClient:
         try:
             return status, json.loads(raw) if raw else None
         except ValueError:
-            raise SidecarError(f"{method} {self.base}{path} answered {status} with a body that is not JSON "
-                               "(is this agentprom's OTLP/HTTP address?)") from None
+            return status, None  # not JSON: the callers say what they expected
 
     def check(self) -> None:
         """Fail clearly unless the sidecar answers on its session API."""
         try:
-            status, _ = self._request("GET", "/runtime/sessions?limit=1")
+            status, body = self._request("GET", "/runtime/sessions?limit=1")
         except SidecarError as error:
             raise SidecarError(f"{error}. Is `agentprom serve` running, and is --sidecar its OTLP/HTTP "
                                "address (default http://127.0.0.1:4318)?") from None
         if status == 404:
             raise SidecarError(f"{self.base} does not serve the session API (/runtime/sessions answered 404): "
                                "is sessions.enabled false in the sidecar's configuration?")
-        if status != 200:
-            raise SidecarError(f"{self.base}/runtime/sessions answered {status}")
+        if status != 200 or not isinstance(body, dict) or "sessions" not in body:
+            raise SidecarError(f"{self.base}/runtime/sessions answered {status} without a session list: "
+                               "is --sidecar agentprom's OTLP/HTTP address?")
 
     def _session(self, session_id: str, suffix: str = "") -> dict[str, Any] | None:
         path = f"/runtime/session/{urllib.parse.quote(session_id, safe='')}{suffix}"
