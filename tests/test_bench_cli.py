@@ -125,3 +125,16 @@ def test_help_texts():
     for fragment in ("--threshold", "--thresholds", "--format", "Mann-Whitney", "duration_p50=20 %"):
         assert fragment in result.stdout
     assert bench().returncode == 2
+
+
+def test_the_endurance_bench_script_runs():
+    """bench/endurance.py --quick (prints one JSON line; figures are not asserted, only their shape)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "endurance.py"), "--quick"], capture_output=True,
+                            text=True, timeout=120, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = result.stdout.strip().splitlines()
+    report = json.loads(line)
+    assert report["bench"] == "endurance" and report["sessions"] == 20
+    assert report["without_record"] == 0 and report["mismatched"] == 0
+    assert report["spans"] > 20 and report["sessions_per_s"] > 0 and report["agent_hours"] > 0
