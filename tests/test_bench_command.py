@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agentprom.benchmark.command import run_command
-from agentprom.benchmark.runner import Runner
+from agentprom.benchmark.runner import BenchError, Runner
 from agentprom.benchmark.scenario import CommandScenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,3 +147,8 @@ def test_logs_keep_each_runs_output(sidecar, tmp_path):
 @pytest.mark.parametrize("command", ["{python} toy_agent.py --steps 2", ["{python}", "toy_agent.py", "--steps", "2"]])
 def test_a_command_string_is_split_like_a_shell_would(command):
     assert scenario(command).command == ("{python}", "toy_agent.py", "--steps", "2")
+
+
+def test_a_missing_working_directory_stops_the_run(sidecar):
+    with pytest.raises(BenchError, match="working directory .*nowhere does not exist"):
+        run(sidecar, scenario(["{python}", "-c", "pass"], cwd="nowhere"))

@@ -13,8 +13,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -115,13 +113,8 @@ def check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@contextmanager
-def _output(path: str | None) -> Iterator[TextIO]:
-    if path is None:
-        yield sys.stdout
-        return
-    with open(path, "a", encoding="utf-8") as f:
-        yield f
+def _open_output(path: str | None) -> TextIO:
+    return sys.stdout if path is None else open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,20 +142,25 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr, flush=True)
 
     try:
-        with _output(args.out) as out:
-            def write(record: dict[str, Any]) -> None:
-                out.write(dumps(record) + "\n")
-                out.flush()
-
-            runner = Runner(scenario, sidecar, write, sessions=args.sessions, seed=args.seed, progress=progress,
-                            log_dir=Path(args.logs) if args.logs else None)
-            summary = runner.run()
+        out = _open_output(args.out)
     except OSError as exc:
         print(f"cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
-    except BenchError as exc:
+
+    def write(record: dict[str, Any]) -> None:
+        out.write(dumps(record) + "\n")
+        out.flush()
+
+    try:
+        runner = Runner(scenario, sidecar, write, sessions=args.sessions, seed=args.seed, progress=progress,
+                        log_dir=Path(args.logs) if args.logs else None)
+        summary = runner.run()
+    except (BenchError, OSError) as exc:
         print(f"bench run: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        if out is not sys.stdout:
+            out.close()
     print(summary.text(), file=sys.stderr)
     return EXIT_OK if summary.ok else EXIT_FAILURE
 

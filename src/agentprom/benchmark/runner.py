@@ -214,6 +214,8 @@ class Runner:
     def _run_command(self, scenario: CommandScenario) -> None:
         runs = self.sessions if self.sessions is not None else scenario.runs
         cwd = scenario.working_directory()
+        if not cwd.is_dir():
+            raise BenchError(f"the command's working directory {cwd} does not exist")
         for index in range(runs):
             session_id = self.session_id(index)
             argv = [arg.replace("{python}", sys.executable).replace("{session_id}", session_id)
