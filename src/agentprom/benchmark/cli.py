@@ -101,13 +101,20 @@ def main(args: argparse.Namespace) -> int:
     return EXIT_USAGE
 
 
-def check(args: argparse.Namespace) -> int:
+def _scenario(path: str) -> Any:
+    """The scenario at ``path``, or None after printing every problem it has."""
     from agentprom.benchmark.scenario import load_scenario
 
     try:
-        scenario = load_scenario(args.scenario)
+        return load_scenario(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return None
+
+
+def check(args: argparse.Namespace) -> int:
+    scenario = _scenario(args.scenario)
+    if scenario is None:
         return EXIT_USAGE
     print(f"{args.scenario}: valid {scenario.kind} scenario {scenario.name!r}")
     return EXIT_OK
@@ -120,13 +127,10 @@ def _open_output(path: str | None) -> TextIO:
 def run(args: argparse.Namespace) -> int:
     from agentprom.benchmark.records import dumps
     from agentprom.benchmark.runner import BenchError, Runner
-    from agentprom.benchmark.scenario import load_scenario
     from agentprom.benchmark.sidecar import normalize_url
 
-    try:
-        scenario = load_scenario(args.scenario)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    scenario = _scenario(args.scenario)
+    if scenario is None:
         return EXIT_USAGE
     try:
         sidecar = normalize_url(args.sidecar or os.environ.get(SIDECAR_ENV) or DEFAULT_SIDECAR)

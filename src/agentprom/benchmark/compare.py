@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from agentprom.benchmark import stats
 from agentprom.config.loader import ConfigError, Problem, read_yaml, validate_model
@@ -40,17 +40,24 @@ class Metric:
     change: Literal["percent", "points"]
     test: Literal["fisher", "mann-whitney", "bootstrap"]
     default_threshold: float | None
+    #: what the threshold means, in words (the settings schema's description)
+    threshold_help: str
     unit: str = ""
 
 
 METRICS = (
-    Metric("success_rate", "success rate", "success", "rate", "down", "points", "fisher", 5.0, "%"),
-    Metric("duration_p50", "duration p50", "duration_ms", "p50", "up", "percent", "mann-whitney", 20.0, "ms"),
-    Metric("duration_p95", "duration p95", "duration_ms", "p95", "up", "percent", "bootstrap", 50.0, "ms"),
-    Metric("tool_calls", "tool calls (mean)", "tool_calls", "mean", "up", "percent", "mann-whitney", 25.0),
-    Metric("recovery_count", "recoveries (mean)", "recovery_count", "mean", "up", "percent", "mann-whitney", None),
+    Metric("success_rate", "success rate", "success", "rate", "down", "points", "fisher", 5.0,
+           "Percentage points the success rate may drop.", "%"),
+    Metric("duration_p50", "duration p50", "duration_ms", "p50", "up", "percent", "mann-whitney", 20.0,
+           "Percent the median duration may grow.", "ms"),
+    Metric("duration_p95", "duration p95", "duration_ms", "p95", "up", "percent", "bootstrap", 50.0,
+           "Percent the 95th percentile duration may grow.", "ms"),
+    Metric("tool_calls", "tool calls (mean)", "tool_calls", "mean", "up", "percent", "mann-whitney", 25.0,
+           "Percent the mean tool calls per session may grow."),
+    Metric("recovery_count", "recoveries (mean)", "recovery_count", "mean", "up", "percent", "mann-whitney", None,
+           "Percent the mean recoveries per session may grow."),
     Metric("continuity_score", "continuity score (mean)", "continuity_score", "mean", "down", "points",
-           "mann-whitney", 5.0),
+           "mann-whitney", 5.0, "Points the mean continuity score may drop."),
 )
 BY_NAME = {metric.name: metric for metric in METRICS}
 STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
@@ -65,24 +72,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Threshold = float | None
-
-
-class Thresholds(_Model):
-    """How large a change in the bad direction is a regression (null: report only, never fail)."""
-
-    success_rate: Threshold = Field(BY_NAME["success_rate"].default_threshold, ge=0,
-                                    description="Percentage points the success rate may drop.")
-    duration_p50: Threshold = Field(BY_NAME["duration_p50"].default_threshold, ge=0,
-                                    description="Percent the median duration may grow.")
-    duration_p95: Threshold = Field(BY_NAME["duration_p95"].default_threshold, ge=0,
-                                    description="Percent the 95th percentile duration may grow.")
-    tool_calls: Threshold = Field(BY_NAME["tool_calls"].default_threshold, ge=0,
-                                  description="Percent the mean tool calls per session may grow.")
-    recovery_count: Threshold = Field(BY_NAME["recovery_count"].default_threshold, ge=0,
-                                      description="Percent the mean recoveries per session may grow.")
-    continuity_score: Threshold = Field(BY_NAME["continuity_score"].default_threshold, ge=0,
-                                        description="Points the mean continuity score may drop.")
+#: How large a change in the bad direction is a regression, per metric (null: report only, never fail);
+#: made from ``METRICS`` so the table above stays the one place that defines a metric.
+Thresholds = create_model(
+    "Thresholds",
+    __base__=_Model,
+    **{m.name: (float | None, Field(m.default_threshold, ge=0, description=m.threshold_help)) for m in METRICS},
+)
 
 
 class CompareSettings(_Model):
@@ -90,7 +86,7 @@ class CompareSettings(_Model):
     correction: Literal["holm", "none"] = Field("holm", description="Multiple-testing adjustment over gated metrics.")
     resamples: int = Field(2000, ge=100, le=1_000_000, description="Bootstrap resamples.")
     seed: int = Field(0, description="Seed of the bootstrap (results are reproducible).")
-    thresholds: Thresholds = Field(default_factory=Thresholds)
+    thresholds: Thresholds = Field(default_factory=Thresholds)  # type: ignore[valid-type]
 
 
 def parse_threshold_flag(text: str) -> tuple[str, float | None]:
