@@ -153,9 +153,10 @@ class SidecarProcess:
     def __init__(self, config: str = "", log_path: str = os.devnull) -> None:
         self.grpc = f"127.0.0.1:{free_port()}"
         self.metrics = f"127.0.0.1:{free_port()}"
+        self.http = f"127.0.0.1:{free_port()}"
         self._config_path = None
         args = [sys.executable, "-m", "agentprom", "serve", "--otlp-grpc", self.grpc,
-                "--otlp-http", f"127.0.0.1:{free_port()}", "--metrics", self.metrics, "--log-level", "warning"]
+                "--otlp-http", self.http, "--metrics", self.metrics, "--log-level", "warning"]
         if config:
             import tempfile
 

@@ -1,4 +1,4 @@
-"""The ``agentprom`` command line: ``serve``, ``check-config``, ``docs``, ``report``.
+"""The ``agentprom`` command line: ``serve``, ``check-config``, ``docs``, ``report``, ``bench``.
 
 Exit codes: 0 success, 1 runtime failure (e.g. a port in use), 2 usage or
 configuration error.
@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     docs = sub.add_parser("docs", help="print generated documentation", description="Print generated docs.")
     docs.add_argument("what", choices=["metrics"], help="metrics: the metric catalog (docs/metrics.md)")
     docs.add_argument("--write", metavar="PATH", help="write to PATH instead of standard output")
+
+    from agentprom.benchmark.cli import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -92,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         return docs(args)
     if args.command == "report":
         return report(args)
+    if args.command == "bench":
+        from agentprom.benchmark.cli import main as bench_main
+
+        return bench_main(args)
     parser.print_help()
     return EXIT_USAGE
 

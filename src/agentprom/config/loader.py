@@ -12,10 +12,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agentprom.config.schema import Config
 
@@ -27,6 +27,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "AGENTPROM_LOG_LEVEL": ("log.level", "--log-level"),
 }
 CONFIG_ENV = "AGENTPROM_CONFIG"
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -45,33 +47,33 @@ class Problem:
 class ConfigError(Exception):
     """The configuration is invalid; ``problems`` lists every reason."""
 
-    def __init__(self, problems: list[Problem], origin: str = "") -> None:
+    def __init__(self, problems: list[Problem], origin: str = "", what: str = "configuration") -> None:
         self.problems = problems
         self.origin = origin
-        lines = [f"invalid configuration{(' in ' + origin) if origin else ''}: {len(problems)} problem(s)"]
+        lines = [f"invalid {what}{(' in ' + origin) if origin else ''}: {len(problems)} problem(s)"]
         lines += [f"  - {problem}" for problem in problems]
         super().__init__("\n".join(lines))
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path, what: str = "configuration") -> dict[str, Any]:
     origin = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([Problem("", f"cannot read file: {exc.strerror or exc}")], origin) from None
+        raise ConfigError([Problem("", f"cannot read file: {exc.strerror or exc}")], origin, what) from None
     except UnicodeDecodeError:
-        raise ConfigError([Problem("", "file is not valid UTF-8")], origin) from None
+        raise ConfigError([Problem("", "file is not valid UTF-8")], origin, what) from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([Problem("", f"not valid YAML: {where}{problem}")], origin) from None
+        raise ConfigError([Problem("", f"not valid YAML: {where}{problem}")], origin, what) from None
     if document is None:
         return {}
     if not isinstance(document, dict):
-        raise ConfigError([Problem("", "the top level must be a mapping", type(document).__name__)], origin)
+        raise ConfigError([Problem("", "the top level must be a mapping", type(document).__name__)], origin, what)
     return document
 
 
@@ -107,18 +109,27 @@ def load_config(
 
 
 def validate(document: dict[str, Any], origin: str = "", sources: Mapping[str, str] | None = None) -> Config:
+    return validate_model(Config, document, origin, sources)
+
+
+def validate_model(
+    model: type[M], document: dict[str, Any], origin: str = "", sources: Mapping[str, str] | None = None,
+    what: str = "configuration",
+) -> M:
+    """Validate ``document`` against any pydantic model of the project (the sidecar's config, a
+    benchmark scenario, compare thresholds), reporting every problem with its dotted path."""
     sources = sources or {}
     try:
-        return Config.model_validate(document)
+        return model.model_validate(document)
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):
             loc = ".".join(str(part) for part in error["loc"])
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                message = "unknown key (not part of the configuration schema)"
+                message = "unknown key (not part of the schema)"
             value = error.get("input")
             if isinstance(value, dict):
                 value = None
             problems.append(Problem(loc, f"{message} (rule: {error['type']})", value, sources.get(loc, "")))
-        raise ConfigError(problems, origin) from None
+        raise ConfigError(problems, origin, what) from None
