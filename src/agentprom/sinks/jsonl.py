@@ -335,8 +335,8 @@ class JsonlWriter:
         self._pending, self._pending_lines, self._pending_started = b"", 0, False
         self.last_error = None
         if self.failing_since is not None:
-            log.warning("JSONL log writable again after %d failed writes; no queued record was lost",
-                        self.write_errors)
+            log.warning("JSONL log writable again (%d failed writes so far); writing the %d waiting records",
+                        self.write_errors, len(self._lines))
             self.failing_since = None
         return True
 
