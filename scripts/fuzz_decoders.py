@@ -7,8 +7,8 @@ TARGET is one of ``traces-protobuf``, ``traces-json``, ``metrics-protobuf``, ``m
 Each input goes through the decoder the receivers use; an input it refuses must raise
 ``DecodeError`` (the receivers answer it 400 / INVALID_ARGUMENT), and an accepted one is
 translated into a fresh series store and rendered in both exposition formats. Any other
-exception is a finding: libFuzzer prints it, saves the input as ``crash-*`` (under
-``-artifact_prefix``) and exits non-zero.
+exception is a finding: atheris prints it (on stdout), libFuzzer saves the input as
+``crash-*`` (under ``-artifact_prefix``) and exits non-zero.
 
 Without a corpus directory the run starts from built-in seeds (a realistic agent request in the
 target's encoding). Useful flags: ``-runs=N``, ``-max_total_time=SECONDS``, ``-max_len=BYTES``,

@@ -194,7 +194,8 @@ CASES: dict[str, dict[str, Any]] = {
         "monitoring": {"serviceMonitor": {"enabled": True}},
         "prometheusRule": {"enabled": True},
         "dashboards": {"enabled": True},
-        "sessions": {"jsonl": {"enabled": True, "directory": "sessions/log", "rotateBytes": 8388608, "keepFiles": 0}},
+        "sessions": {"jsonl": {"enabled": True, "directory": "sessions/log", "rotateBytes": 8388608,
+                               "keepFiles": 0}},
         "config": {"jsonl": {"queue_records": 500}},
     },
     "gateway-replicas-loadbalancer": {

@@ -386,8 +386,12 @@ def test_fuzzed_events_against_the_real_server(sidecar):
             document = document[0]  # a single event may be sent without the array
         bad = {index: fields for index, (_event, fields) in enumerate(items) if fields}
         good = [event for index, (event, _f) in enumerate(items) if index not in bad]
-        calls_before = {name: _family_total(sidecar, name) for name in ("agent_tool_calls_total", "agent_llm_calls_total")}
-        events_before = {o: sidecar.value("agentprom_runtime_events_total", outcome=o) for o in ("accepted", "rejected")}
+        def counts() -> tuple[float, float, float, float]:
+            return (_family_total(sidecar, "agent_tool_calls_total"), _family_total(sidecar, "agent_llm_calls_total"),
+                    sidecar.value("agentprom_runtime_events_total", outcome="accepted"),
+                    sidecar.value("agentprom_runtime_events_total", outcome="rejected"))
+
+        before_counts = counts()
 
         status, body = post_json(sidecar, "/runtime/event", document)
         assert status == (400 if bad else 200), body
@@ -403,10 +407,8 @@ def test_fuzzed_events_against_the_real_server(sidecar):
         # the good events of the request were applied, each once
         tools = sum(e["event_type"] in ("tool_completed", "tool_failed") for e in good)
         llms = sum(e["event_type"] == "llm_call" for e in good)
-        assert _family_total(sidecar, "agent_tool_calls_total") == calls_before["agent_tool_calls_total"] + tools
-        assert _family_total(sidecar, "agent_llm_calls_total") == calls_before["agent_llm_calls_total"] + llms
-        assert sidecar.value("agentprom_runtime_events_total", outcome="accepted") == events_before["accepted"] + len(good)
-        assert sidecar.value("agentprom_runtime_events_total", outcome="rejected") == events_before["rejected"] + len(bad)
+        added = tuple(after - earlier for after, earlier in zip(counts(), before_counts, strict=True))
+        assert added == (tools, llms, len(good), len(bad))
         for event in good[-1:]:  # and its session answers
             assert get_json(sidecar, f"/runtime/session/{event['session_id']}")[0] == 200
 
