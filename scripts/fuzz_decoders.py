@@ -56,30 +56,28 @@ def _render(store: SeriesStore) -> None:
     (renderer.render(False) + renderer.render(True)).encode("utf-8")  # what is served must encode
 
 
-def _traces(decode: Callable[[bytes], object]) -> Callable[[bytes], None]:
+def _target(decode: Callable[[bytes], object],
+            translate: Callable[[SeriesStore, object], None]) -> Callable[[bytes], None]:
+    """One fuzz target: decode, and translate and render what the decoder accepts."""
+
     def one_input(data: bytes) -> None:
         try:
             batch = decode(data)
         except DecodeError:
             return
         store = SeriesStore(StoreLimits(max_series_per_metric=50))
-        Translator(store).consume(batch, "grpc")
+        translate(store, batch)
         _render(store)
 
     return one_input
 
 
-def _metrics(decode: Callable[[bytes], object]) -> Callable[[bytes], None]:
-    def one_input(data: bytes) -> None:
-        try:
-            batch = decode(data)
-        except DecodeError:
-            return
-        store = SeriesStore(StoreLimits(max_series_per_metric=50))
-        MetricsTranslator(store, metrics_in_settings(CONFIG), RESERVED).consume(batch, "grpc")
-        _render(store)
+def _translate_traces(store: SeriesStore, batch) -> None:
+    Translator(store).consume(batch, "grpc")
 
-    return one_input
+
+def _translate_metrics(store: SeriesStore, batch) -> None:
+    MetricsTranslator(store, metrics_in_settings(CONFIG), RESERVED).consume(batch, "grpc")
 
 
 def _kv(key: str, value: object) -> KeyValue:
@@ -88,13 +86,19 @@ def _kv(key: str, value: object) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=str(value)))
 
 
+def _seed_scope(resource, scopes):
+    """Name the seed's resource and give it one instrumentation scope."""
+    resource.resource.attributes.append(_kv("service.name", "seed-agent"))
+    scope = scopes.add()
+    scope.scope.name = "seed"
+    return scope
+
+
 def trace_seed() -> ExportTraceServiceRequest:
     """An agent run: an invocation, an LLM call with tokens, a failed tool call with its event."""
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
-    rs.resource.attributes.append(_kv("service.name", "seed-agent"))
-    scope = rs.scope_spans.add()
-    scope.scope.name = "seed"
+    scope = _seed_scope(rs, rs.scope_spans)
     trace_id = bytes(range(1, 17))
     for n, attrs in enumerate([
         {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner", "agent.session.id": "s1"},
@@ -119,9 +123,7 @@ def metrics_seed() -> ExportMetricsServiceRequest:
     """A GenAI token histogram, a monotonic sum and a gauge."""
     request = ExportMetricsServiceRequest()
     rm = request.resource_metrics.add()
-    rm.resource.attributes.append(_kv("service.name", "seed-agent"))
-    scope = rm.scope_metrics.add()
-    scope.scope.name = "seed"
+    scope = _seed_scope(rm, rm.scope_metrics)
     h = scope.metrics.add(name="gen_ai.client.token.usage", unit="{token}")
     h.histogram.aggregation_temporality = 2
     p = h.histogram.data_points.add(start_time_unix_nano=1, time_unix_nano=2, count=3, sum=1200,
@@ -155,10 +157,10 @@ def otlp_json(message) -> bytes:
 
 
 TARGETS: dict[str, tuple[Callable[[bytes], None], Callable[[], bytes]]] = {
-    "traces-protobuf": (_traces(decode_traces), lambda: trace_seed().SerializeToString()),
-    "traces-json": (_traces(decode_traces_json), lambda: otlp_json(trace_seed())),
-    "metrics-protobuf": (_metrics(decode_metrics), lambda: metrics_seed().SerializeToString()),
-    "metrics-json": (_metrics(decode_metrics_json), lambda: otlp_json(metrics_seed())),
+    "traces-protobuf": (_target(decode_traces, _translate_traces), lambda: trace_seed().SerializeToString()),
+    "traces-json": (_target(decode_traces_json, _translate_traces), lambda: otlp_json(trace_seed())),
+    "metrics-protobuf": (_target(decode_metrics, _translate_metrics), lambda: metrics_seed().SerializeToString()),
+    "metrics-json": (_target(decode_metrics_json, _translate_metrics), lambda: otlp_json(metrics_seed())),
 }
 
 
