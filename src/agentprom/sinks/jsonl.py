@@ -21,8 +21,8 @@ loss can lose what the kernel had not yet written.
 A failed write (disk full, file system gone read-only, directory removed or
 replaced) loses nothing: the unwritten rest of the batch, possibly the second
 half of a line the kernel took only in part, is kept and written first when
-a retry succeeds, so the file never holds a torn line and no record is
-skipped. Retries back off from ``RETRY_MIN_SECONDS`` to ``RETRY_MAX_SECONDS``;
+a retry succeeds, so a line cut short by the fault is completed and no
+record is skipped. Retries back off from ``RETRY_MIN_SECONDS`` to ``RETRY_MAX_SECONDS``;
 meanwhile new records wait in the queue, and beyond ``queue_records`` they
 are dropped and counted. Before each write the descriptor is checked against
 the path, so a file moved or deleted under the writer is opened again
@@ -184,7 +184,7 @@ class JsonlWriter:
         #: rotate before the file passes this size (moved on after a failed rotation)
         self._rotate_at = rotate_bytes
         #: whole lines taken off the queue and not yet (completely) written: the rest of a
-        #: failed write, written before anything else so the file never holds a torn line
+        #: failed write, written before anything else so a line the kernel took in part is completed
         self._pending = b""
         self._pending_lines = 0
         #: part of ``_pending``'s first line is already in the file
