@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -72,14 +73,15 @@ def export_request(spans: int, sender: int) -> bytes:
 class Sidecar:
     """``agentprom serve`` in a child process; its addresses come from its start-up log."""
 
-    def __init__(self, config: dict, log_path: Path) -> None:
+    def __init__(self, config: dict, log_path: Path, command_prefix: Sequence[str] = ()) -> None:
+        """``command_prefix`` runs the server through another program (e.g. ``unshare``)."""
         self.config_path = log_path.with_suffix(".yaml")
         self.config_path.write_text(json.dumps(config))  # JSON is YAML
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTPROM_")}
         env["PYTHONPATH"] = str(ROOT / "src")
         self.log = open(log_path, "w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agentprom", "serve", "--config", str(self.config_path)],
+            [*command_prefix, sys.executable, "-m", "agentprom", "serve", "--config", str(self.config_path)],
             stderr=self.log, stdout=subprocess.DEVNULL, env=env,
         )
         self.addresses: dict[str, str] = {}

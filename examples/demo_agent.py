@@ -100,6 +100,8 @@ def plan_session(rng: random.Random, agent: str) -> Session:
     provider, request_model, response_model, window = MODELS[rng.choice(model_choices)]
     session_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
     used = rng.randint(4_000, 40_000)  # system prompt and conversation so far
+    if rng.random() < 0.2:  # a long conversation carried over: close to the window, soon reset
+        used = int(window * rng.uniform(0.6, 0.8))
     clock = rng.randint(5, 40)  # ms between the session span's start and its first phase
     phases: list[Phase] = []
     unrecovered = ""
@@ -150,22 +152,35 @@ def plan_session(rng: random.Random, agent: str) -> Session:
 
 
 def summarize(sessions: Sequence[Session]) -> dict:
-    """What the planned sessions will send, by the labels a metrics backend would see."""
+    """What the planned sessions will send, by the labels a metrics backend would see.
+
+    ``sessions`` counts agent invocations (status ok/error), ``sessions_ended`` the same
+    sessions by how they end (completed/failed). A recovery is a failed call followed, in the
+    same session, by a successful call with the same tool or model label (one per run of
+    failures); a failed LLM call has no response model, so its label is the requested model."""
     spans = 0
     counts: dict[str, Counter] = {key: Counter() for key in (
-        "sessions", "llm_calls", "tokens", "tool_calls", "tool_errors", "tool_retries",
-        "phases", "checkpoints", "context_resets")}
+        "sessions", "sessions_ended", "llm_calls", "tokens", "tool_calls", "tool_errors", "tool_retries",
+        "recoveries", "phases", "checkpoints", "context_resets")}
     for s in sessions:
         spans += 1 + len(s.phases)
         counts["sessions"][(s.agent, "error" if s.error_type else "ok")] += 1
+        counts["sessions_ended"][(s.agent, "failed" if s.error_type else "completed")] += 1
+        failing: set[tuple[str, str]] = set()
         for phase in s.phases:
-            counts["phases"][(s.agent, phase.name)] += 1
+            counts["phases"][(s.agent, phase.name, "completed")] += 1  # phase spans never fail here
             counts["checkpoints"][(s.agent,)] += 1
             for call in phase.calls:
                 spans += 1
                 status = "error" if call.error_type else "ok"
+                model = call.response_model if not call.error_type else call.name
+                key = (call.kind, model if call.kind == "llm" else call.name)
+                if call.error_type:
+                    failing.add(key)
+                elif key in failing:
+                    failing.discard(key)
+                    counts["recoveries"][(s.agent, call.kind)] += 1
                 if call.kind == "llm":
-                    model = call.response_model if not call.error_type else call.name
                     counts["llm_calls"][(s.agent, call.provider, model, status)] += 1
                     for token_type, n in call.tokens.items():
                         counts["tokens"][(s.agent, call.provider, call.response_model, token_type)] += n
@@ -178,12 +193,14 @@ def summarize(sessions: Sequence[Session]) -> dict:
                         counts["tool_retries"][(s.agent, call.name)] += 1
     labels = {
         "sessions": ("agent", "status"),
+        "sessions_ended": ("agent", "status"),
+        "recoveries": ("agent", "component"),
         "llm_calls": ("agent", "provider", "model", "status"),
         "tokens": ("agent", "provider", "model", "type"),
         "tool_calls": ("agent", "tool", "status"),
         "tool_errors": ("agent", "tool", "error_type"),
         "tool_retries": ("agent", "tool"),
-        "phases": ("agent", "phase"),
+        "phases": ("agent", "phase", "status"),
         "checkpoints": ("agent",),
         "context_resets": ("agent",),
     }

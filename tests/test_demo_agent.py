@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.runtime_api import get_json
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "demo_agent.py"
 
@@ -53,10 +55,28 @@ def test_sidecar_counts_what_the_demo_sent(make_sidecar, protocol):
     for row in summary["tool_errors"]:
         labels = {k: row[k] for k in ("agent", "tool", "error_type")}
         assert sidecar.value("agent_tool_errors_total", **labels) == row["count"], row
+    # session metrics: every session, phase, checkpoint, context reset, retry and recovery
+    for key, metric in (("sessions_ended", "agent_sessions_total"), ("phases", "agent_phases_total"),
+                        ("checkpoints", "agent_checkpoints_total"), ("context_resets", "agent_context_resets_total"),
+                        ("tool_retries", "agent_tool_retries_total"), ("recoveries", "agent_recoveries_total")):
+        expected = {tuple(v for k, v in row.items() if k != "count"): row["count"] for row in summary[key]}
+        assert series(sidecar, metric) == expected, metric
+    assert set(series(sidecar, "agent_sessions_active").values()) <= {0}  # every session ended
+    status, listed = get_json(sidecar, "/runtime/sessions?limit=1000")
+    assert status == 200 and listed["total"] == summary["sessions_planned"]
     # The run must exercise what the demo exists to show, or the comparisons above prove little.
     assert {row["status"] for row in summary["tool_calls"]} == {"ok", "error"}
+    assert {row["status"] for row in summary["sessions_ended"]} == {"completed", "failed"}
     assert summary["tool_retries"] and summary["checkpoints"] and summary["phases"]
+    assert summary["recoveries"] and summary["context_resets"]
     assert len({row["agent"] for row in summary["sessions"]}) == len(demo_agent.AGENTS)
+
+
+def series(sidecar, name: str) -> dict[tuple[str, ...], float]:
+    """Every non-zero series of a counter or gauge, by its label values (read on the loop)."""
+    sidecar.settle()
+    family = sidecar.app.store[name]
+    return sidecar.call(lambda: {s.labels: s.value for s in family.all_series() if s.value})
 
 
 def test_same_seed_plans_the_same_sessions():

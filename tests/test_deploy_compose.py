@@ -102,6 +102,10 @@ def test_sidecar_config_is_valid_and_listens_on_the_compose_network(services, tm
     assert services["sidecar"]["read_only"] is True
     volumes = {v["target"]: v for v in services["sidecar"]["volumes"]}
     assert volumes["/var/lib/agentprom"]["type"] == "volume"
+    # the JSONL log is on, and on that volume (anywhere else the read-only root would refuse it)
+    jsonl = yaml.safe_load(config.read_text())["jsonl"]
+    assert jsonl["enabled"] is True
+    assert Path(jsonl["directory"]).is_relative_to("/var/lib/agentprom")
 
 
 def test_demo_agent_sends_to_the_sidecar(services):

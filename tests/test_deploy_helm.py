@@ -172,6 +172,7 @@ CASES: dict[str, dict[str, Any]] = {
         "config": {"store": {"max_series_per_metric": 5000, "label_allow": {"tool": "^[a-z_]+$"}}},
         "data": {"volume": {"persistentVolumeClaim": {"claimName": "agentprom-data"}}},
         "extraEnv": [{"name": "AGENTPROM_LOG_LEVEL", "value": "info"}],
+        "sessions": {"jsonl": {"enabled": True}},
     },
     "gateway-defaults": {"mode": "gateway"},
     "gateway-autoscaled": {
@@ -193,6 +194,9 @@ CASES: dict[str, dict[str, Any]] = {
         "monitoring": {"serviceMonitor": {"enabled": True}},
         "prometheusRule": {"enabled": True},
         "dashboards": {"enabled": True},
+        "sessions": {"jsonl": {"enabled": True, "directory": "sessions/log", "rotateBytes": 8388608,
+                               "keepFiles": 0}},
+        "config": {"jsonl": {"queue_records": 500}},
     },
     "gateway-replicas-loadbalancer": {
         "mode": "gateway",
@@ -343,12 +347,39 @@ def test_operator_resources_follow_the_cluster_when_auto(helm):
         assert not by_kind(render(helm, off, api_versions=OPERATOR_APIS), kind)
 
 
+def test_jsonl_log_lives_on_the_data_volume(rendered):
+    """sessions.jsonl renders agentprom's jsonl section, with its directory on the writable data
+    volume (the image's only writable path); off, there is no jsonl section at all."""
+    assert "jsonl" not in yaml.safe_load(rendered_config(rendered["sidecar-defaults"]))
+    assert yaml.safe_load(rendered_config(rendered["sidecar-defaults"]))["sessions"] == {"enabled": True}
+    config = yaml.safe_load(rendered_config(rendered["sidecar-everything"]))
+    assert config["jsonl"] == {"enabled": True, "directory": "/var/lib/agentprom/jsonl",
+                               "rotate_bytes": 67108864, "keep_files": 4}
+    config = yaml.safe_load(rendered_config(rendered["gateway-autoscaled"]))
+    assert config["jsonl"] == {"enabled": True, "directory": "/var/lib/agentprom/sessions/log",
+                               "rotate_bytes": 8388608, "keep_files": 0, "queue_records": 500}
+    spec = one(rendered["gateway-autoscaled"], "Deployment")["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m for m in agentprom_container(spec)["volumeMounts"]}
+    data = mounts["/var/lib/agentprom"]
+    assert not data.get("readOnly") and agentprom_container(spec)["securityContext"]["readOnlyRootFilesystem"]
+    assert Path(config["jsonl"]["directory"]).is_relative_to("/var/lib/agentprom")
+    assert data["name"] in {v["name"] for v in spec["volumes"]}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'VOLUME ["/var/lib/agentprom"]' in dockerfile  # the image declares the same path
+
+
 def test_values_schema_rejects_mistakes(helm):
     for values, message in (
         ({"mode": "gatway"}, "mode"),
         ({"gateway": {"replicaz": 2}}, "replicaz"),
         ({"ports": {"metrics": 70000}}, "metrics"),
         ({"monitoring": {"podMonitor": {"enabled": "yes"}}}, "enabled"),
+        ({"sessions": {"jsnl": {"enabled": True}}}, "jsnl"),
+        ({"sessions": {"jsonl": {"directory": "../etc"}}}, "directory"),
+        ({"sessions": {"jsonl": {"directory": "/var/log"}}}, "directory"),
+        ({"sessions": {"jsonl": {"rotateBytes": 100}}}, "rotateBytes"),
+        ({"sessions": {"jsonl": {"keepFiles": "4"}}}, "keepFiles"),
+        ({"sessions": {"enabled": False, "jsonl": {"enabled": True}}}, "needs sessions.enabled"),
     ):
         done = helm.template(values)
         assert done.returncode != 0 and message in done.stderr, (values, done.stderr)

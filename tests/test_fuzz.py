@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 
 import grpc
 from hypothesis import HealthCheck, given, settings
@@ -226,3 +227,255 @@ def test_fuzzed_requests_against_the_real_server(sidecar):
     assert math.isfinite(sidecar.value("agentprom_spans_received_total", transport="http"))
     sidecar.scrape()
     sidecar.scrape(openmetrics=True)
+
+
+# -- the runtime event API over real HTTP ----------------------------------------------------
+
+#: a valid value per field checker of sessions/events.py, and values each checker must refuse
+#: (written out here rather than derived from the checkers, so the checkers are under test too)
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
+VALID_VALUES = {
+    "text": st.text(min_size=1, max_size=12),
+    "timestamp": st.one_of(
+        st.datetimes(min_value=datetime(1970, 1, 1), timezones=st.none()).map(lambda d: d.isoformat() + "Z"),
+        st.floats(min_value=0, max_value=MAX_EPOCH),
+        st.integers(min_value=0, max_value=MAX_EPOCH),
+    ),
+    "amount": st.one_of(st.floats(min_value=0, max_value=1e12), st.integers(0, 10**12)),
+    "count": st.integers(min_value=0, max_value=2**53),
+    "attempt": st.integers(min_value=1, max_value=2**53),
+    "bool": st.booleans(),
+    "status": st.sampled_from(["completed", "failed"]),
+}
+NOT_JSON_NUMBER = st.one_of(st.text(max_size=6), st.booleans(), st.lists(st.integers(), max_size=2), st.just({}))
+INVALID_VALUES = {
+    "text": st.one_of(st.just(""), st.integers(), st.booleans(), st.floats(), st.lists(st.text(), max_size=2),
+                      st.text(min_size=257, max_size=300)),
+    "timestamp": st.one_of(st.sampled_from(["yesterday", "2026-13-01T00:00:00Z", "", "12:00", "NaN",
+                                            "1969-12-31T23:59:59Z", "0001-01-01T00:00:00Z"]),
+                           st.floats(max_value=-1e-6), st.floats(min_value=MAX_EPOCH + 1),
+                           st.integers(min_value=MAX_EPOCH + 1), st.booleans(), st.lists(st.integers(), max_size=2)),
+    "amount": st.one_of(st.floats(max_value=-1e-9), st.integers(max_value=-1), st.floats(min_value=1.0001e12),
+                        st.integers(min_value=10**12 + 1), NOT_JSON_NUMBER),
+    "count": st.one_of(st.integers(max_value=-1), st.integers(min_value=2**53 + 1), st.floats(), NOT_JSON_NUMBER),
+    "attempt": st.one_of(st.integers(max_value=0), st.integers(min_value=2**53 + 1), st.floats(), NOT_JSON_NUMBER),
+    "bool": st.one_of(st.integers(), st.floats(), st.text(max_size=5), st.none().map(lambda _: [])),
+    "status": st.one_of(st.text(max_size=8).filter(lambda s: s not in ("completed", "failed")), st.integers(),
+                        st.booleans()),
+}
+FIELD_KINDS = {
+    "session_id": "text", "timestamp": "timestamp", "agent": "text", "model": "text", "provider": "text",
+    "phase_id": "text", "phase_name": "text", "tool_name": "text", "call_id": "text", "duration_ms": "amount",
+    "success": "bool", "status": "status", "error_type": "text", "attempt": "attempt", "escalated": "bool",
+    "input_tokens": "count", "output_tokens": "count", "cached_tokens": "count", "cost": "amount",
+    "context_tokens_used": "count", "context_tokens_available": "count",
+}
+#: fuzzed events stay off the baseline session and agent, whose numbers must not change
+FUZZ_SESSIONS = st.sampled_from([f"fz-{n}" for n in range(4)])
+FUZZ_AGENTS = st.sampled_from(["fz-agent", "fz-other"])
+MUTATIONS = ("bad_value", "unknown_field", "foreign_field", "no_session", "no_tool", "no_phase", "bad_type",
+             "not_object", "failed_success", "half_context")
+
+
+@st.composite
+def valid_events(draw, event_type: str | None = None) -> dict:
+    from agentprom.sessions import events as E
+
+    event_type = event_type or draw(st.sampled_from(E.EVENT_TYPES))
+    allowed = E.FIELDS_BY_TYPE[event_type]
+    event = {"event_type": event_type, "session_id": draw(FUZZ_SESSIONS)}
+    if event_type.startswith("tool_"):
+        event["tool_name"] = draw(st.sampled_from(["grep", "edit", "fetch"]))
+    if event_type.startswith("phase_"):
+        event["phase_id"] = draw(st.sampled_from(["p1", "p2"]))
+    optional = sorted(allowed - {"event_type", "session_id", "context_tokens_used", "context_tokens_available"})
+    for name in draw(st.lists(st.sampled_from(optional), max_size=4, unique=True)):
+        if name == "agent":
+            event[name] = draw(FUZZ_AGENTS)
+        elif name == "success" and event_type == E.TOOL_FAILED:
+            event[name] = False
+        else:
+            event[name] = draw(VALID_VALUES[FIELD_KINDS[name]])
+    if draw(st.booleans()):
+        event["context_tokens_used"] = draw(VALID_VALUES["count"])
+        event["context_tokens_available"] = draw(VALID_VALUES["count"])
+    return event
+
+
+@st.composite
+def invalid_events(draw, event_type: str | None = None) -> tuple[object, set[str]]:
+    """A valid event broken in one way, and the field(s) of which the answer must name one."""
+    from agentprom.sessions import events as E
+
+    event = draw(valid_events(event_type))
+    event_type = event["event_type"]
+    allowed = E.FIELDS_BY_TYPE[event_type]
+    mutation = draw(st.sampled_from(MUTATIONS))
+    if mutation == "bad_value":
+        name = draw(st.sampled_from(sorted(set(event) - {"event_type"})))
+        event[name] = draw(INVALID_VALUES[FIELD_KINDS[name]])
+        return event, {name}
+    if mutation == "unknown_field":
+        name = draw(st.text(max_size=10).filter(lambda k: k not in FIELD_KINDS and k != "event_type"))
+        event[name] = draw(JSON_VALUES)
+        return event, {name}
+    if mutation == "foreign_field" and allowed != frozenset(FIELD_KINDS) | {"event_type"}:
+        name = draw(st.sampled_from(sorted(set(FIELD_KINDS) - allowed)))
+        event[name] = draw(st.one_of(JSON_VALUES, VALID_VALUES[FIELD_KINDS[name]]))
+        return event, {name}
+    if mutation == "no_session":
+        if draw(st.booleans()):
+            del event["session_id"]
+        else:
+            event["session_id"] = None  # null is absent
+        return event, {"session_id"}
+    if mutation == "no_tool" and "tool_name" in event:
+        del event["tool_name"]
+        return event, {"tool_name"}
+    if mutation == "no_phase" and event_type.startswith("phase_"):
+        event.pop("phase_id", None)
+        event.pop("phase_name", None)
+        return event, {"phase_id"}
+    if mutation == "failed_success" and event_type == E.TOOL_FAILED:
+        event["success"] = True
+        return event, {"success"}
+    if mutation == "half_context":
+        event.pop("context_tokens_used", None)
+        event["context_tokens_available"] = draw(VALID_VALUES["count"])
+        return event, {"context_tokens_used"}
+    if mutation == "not_object":
+        return draw(st.one_of(st.integers(), st.text(max_size=8), st.lists(st.integers(), max_size=2),
+                              st.none(), st.booleans())), {""}
+    event["event_type"] = draw(st.one_of(st.text(max_size=12).filter(lambda t: t not in E.FIELDS_BY_TYPE),
+                                         st.integers(), st.none()))
+    return event, {"event_type"}
+
+
+def _family_total(sidecar, name: str) -> float:
+    return sidecar.call(lambda: sum(s.value for s in sidecar.app.store[name].all_series()))
+
+
+def _baseline(sidecar) -> tuple:
+    """What the good data posted before the fuzzing shows: its session and its agent's series."""
+    from tests.runtime_api import get_json
+
+    store = sidecar.app.store
+    series = sidecar.call(lambda: sorted(
+        (name, s.labels, s.value) for name, family in store.families.items() if "agent" in family.spec.labels
+        for s in family.all_series() if s.labels[family.spec.labels.index("agent")] == "coder"
+        and hasattr(s, "value")))
+    return get_json(sidecar, "/runtime/session/sess_abc123"), series
+
+
+def test_fuzzed_events_against_the_real_server(sidecar):
+    """No 5xx; each bad event is a 400 naming its index and field; good events of the same
+    request are applied; what earlier good data counted never changes."""
+    from tests.runtime_api import get_json, post_json
+    from tests.test_sessions_events import run_of_events
+
+    assert post_json(sidecar, "/runtime/event", run_of_events())[0] == 200
+    before = _baseline(sidecar)
+    assert before[0][0] == 200 and before[1]
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.one_of(valid_events().map(lambda e: (e, set())), invalid_events()), min_size=1, max_size=6),
+           st.booleans())
+    def check(items, bare):
+        document = [event for event, _ in items]
+        if bare and len(document) == 1:
+            document = document[0]  # a single event may be sent without the array
+        bad = {index: fields for index, (_event, fields) in enumerate(items) if fields}
+        good = [event for index, (event, _f) in enumerate(items) if index not in bad]
+        def counts() -> tuple[float, float, float, float]:
+            return (_family_total(sidecar, "agent_tool_calls_total"), _family_total(sidecar, "agent_llm_calls_total"),
+                    sidecar.value("agentprom_runtime_events_total", outcome="accepted"),
+                    sidecar.value("agentprom_runtime_events_total", outcome="rejected"))
+
+        before_counts = counts()
+
+        status, body = post_json(sidecar, "/runtime/event", document)
+        assert status == (400 if bad else 200), body
+        assert (body["accepted"], body["rejected"]) == (len(good), len(bad))
+        reported: dict[int, set[str]] = {}
+        for error in body.get("errors", []):
+            reported.setdefault(error["index"], set()).add(error["field"])
+            assert error["message"]
+        assert set(reported) == set(bad), (reported, bad)
+        for index, fields in bad.items():
+            assert fields & reported[index], (index, fields, reported[index])
+
+        # the good events of the request were applied, each once
+        tools = sum(e["event_type"] in ("tool_completed", "tool_failed") for e in good)
+        llms = sum(e["event_type"] == "llm_call" for e in good)
+        added = tuple(after - earlier for after, earlier in zip(counts(), before_counts, strict=True))
+        assert added == (tools, llms, len(good), len(bad))
+        for event in good[-1:]:  # and its session answers
+            assert get_json(sidecar, f"/runtime/session/{event['session_id']}")[0] == 200
+
+    check()
+    assert _baseline(sidecar) == before
+    assert get_json(sidecar, "/runtime/sessions?limit=1000")[0] == 200
+    for n in range(4):
+        for view in ("", "/metrics", "/phases", "/tool_calls"):
+            assert get_json(sidecar, f"/runtime/session/fz-{n}{view}")[0] in (200, 404)
+    sidecar.scrape()
+    sidecar.scrape(openmetrics=True)
+
+
+def test_fuzzed_session_start_and_end_against_the_real_server(sidecar):
+    """POST /runtime/session/start and /end: 201/200 for good bodies, 404 for an unknown session,
+    400 naming the field for bad ones, 415 for another content type; never 5xx, baseline intact."""
+    from agentprom.sessions import events as E
+    from tests.runtime_api import post_json
+    from tests.test_sessions_events import run_of_events
+
+    assert post_json(sidecar, "/runtime/event", run_of_events())[0] == 200
+    before = _baseline(sidecar)
+    routes = {"/runtime/session/start": E.SESSION_STARTED, "/runtime/session/end": E.SESSION_COMPLETED}
+
+    def without_type(item: tuple[object, set[str]]) -> tuple[object, set[str]]:
+        body, fields = item
+        if isinstance(body, dict) and "event_type" not in fields:
+            body = {k: v for k, v in body.items() if k != "event_type"}
+        return body, fields
+
+    def bodies(event_type: str):
+        bad = invalid_events(event_type).map(without_type)
+        if event_type == E.SESSION_STARTED:  # start makes up a session id when there is none
+            bad = bad.filter(lambda item: item[1] != {"session_id"})
+        return st.one_of(valid_events(event_type).map(lambda e: without_type((e, set()))), bad)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(sorted(routes)).flatmap(lambda path: st.tuples(st.just(path), bodies(routes[path]))))
+    def check(case):
+        path, (body, bad_fields) = case
+        known = isinstance(body, dict) and sidecar.call(lambda: sidecar.app.tracker.get(body.get("session_id")))
+        accepted = sidecar.value("agentprom_runtime_events_total", outcome="accepted")
+        status, answer = post_json(sidecar, path, body)
+        if bad_fields:
+            assert status == 400, (status, answer)
+            assert {e["index"] for e in answer["errors"]} == {None}
+            assert bad_fields & {e["field"] for e in answer["errors"]}, answer
+        elif path.endswith("/start"):
+            assert status == 201 and answer["session"]["status"] == "active", answer
+            if "session_id" in body:
+                assert answer["session"]["session_id"] == body["session_id"]
+        else:
+            assert status == (200 if known else 404), answer
+        ok = status in (200, 201)
+        assert sidecar.value("agentprom_runtime_events_total", outcome="accepted") == accepted + ok
+
+    check()
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from([*routes, "/runtime/event"]),
+           st.one_of(st.binary(max_size=64), JSON_VALUES.map(lambda v: json.dumps(v).encode())),
+           st.sampled_from(["application/json", "text/plain", ""]))
+    def raw(path, body, content_type):
+        status, _headers, payload = sidecar.post(path, body, {"Content-Type": content_type})
+        assert status in (200, 201, 400, 404, 415), (status, payload)
+        json.loads(payload)  # every answer, errors included, is JSON
+
+    raw()
+    assert _baseline(sidecar) == before
+    sidecar.scrape()

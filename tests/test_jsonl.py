@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,6 +88,62 @@ def test_failed_rotation_is_counted_and_nothing_is_lost(tmp_path):
     writer.stop()
     assert writer.write_errors >= 1 and writer.rotations == 0
     assert [r["duration_ms"] for r in read_records([tmp_path / LOG_NAME])] == list(range(100))
+
+
+def test_directory_replaced_at_run_time_is_a_fault_until_it_is_usable_again(tmp_path):
+    directory = tmp_path / "log"
+    writer = JsonlWriter(directory, rotate_bytes=1 << 20, keep_files=1, queue_records=10_000)
+    writer.prepare()
+    writer.start()
+    try:
+        writer.append(record(0))
+        wait_for(lambda: writer.written == 1, what="the first record")
+        # an operator removes the directory and something else takes its name: records written
+        # into the still-open, now unlinked file would vanish without a trace
+        shutil.rmtree(directory)
+        directory.write_text("not a directory")
+        for n in range(1, 4):
+            writer.append(record(n))
+        wait_for(lambda: writer.failing_since is not None, what="the fault")
+        assert writer.write_errors >= 1 and writer.waiting == 3 and writer.written == 1
+        assert "exists" in writer.last_error or "directory" in writer.last_error.lower()
+        writer.append(record(4))
+        directory.unlink()  # usable again: the writer makes the directory and goes on
+        wait_for(lambda: writer.written == 5, what="the waiting records")
+        assert writer.failing_since is None and writer.last_error is None and writer.waiting == 0
+    finally:
+        writer.stop()
+    assert [r["duration_ms"] for r in read_records([directory / LOG_NAME])] == [1, 2, 3, 4]
+    assert writer.dropped == writer.lost == 0
+
+
+def test_a_log_file_moved_away_is_opened_again(tmp_path):
+    writer = JsonlWriter(tmp_path, rotate_bytes=1 << 20, keep_files=1, queue_records=10_000)
+    writer.prepare()
+    writer.start()
+    writer.append(record(0))
+    wait_for(lambda: writer.written == 1, what="the first record")
+    (tmp_path / LOG_NAME).rename(tmp_path / "moved-by-logrotate")
+    writer.append(record(1))
+    writer.stop()
+    assert [r["duration_ms"] for r in read_records([tmp_path / "moved-by-logrotate"])] == [0]
+    assert [r["duration_ms"] for r in read_records([tmp_path / LOG_NAME])] == [1]
+    assert writer.write_errors == 0
+
+
+def test_stop_during_a_fault_gives_up_and_counts_what_was_not_written(tmp_path):
+    directory = tmp_path / "log"
+    writer = JsonlWriter(directory, rotate_bytes=1 << 20, keep_files=1, queue_records=10_000)
+    writer.prepare()
+    writer.start()
+    shutil.rmtree(directory)
+    directory.write_text("not a directory")
+    for n in range(5):
+        writer.append(record(n))
+    wait_for(lambda: writer.failing_since is not None, what="the fault")
+    writer.stop()
+    assert not writer.alive  # it tried once more and gave up, rather than wait for the disk
+    assert writer.lost == 5 and writer.written == 0 and writer.waiting == 0
 
 
 def test_repair_tail_cuts_a_torn_line_and_terminates_a_whole_one(tmp_path):

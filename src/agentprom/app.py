@@ -138,6 +138,7 @@ class App:
             self.periodic.append(self.tracker.expire)
         if self.journal is not None:
             self.periodic.append(self.journal.publish)
+            self.store.expiry_hooks.append(self.journal.publish)  # every scrape sees the writer's state
             self.checks["jsonl"] = self.journal.check
         self._receivers_ready = False
         self._started = False

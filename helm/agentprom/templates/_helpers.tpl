@@ -45,7 +45,8 @@ app.kubernetes.io/component: {{ .Values.mode }}
 {{- printf "%s:%s" .Values.image.repository $tag -}}
 {{- end -}}
 
-{{/* The agentprom.yaml the chart renders: listen addresses and logging, then .Values.config over them. */}}
+{{/* The agentprom.yaml the chart renders: listen addresses, logging, sessions and the JSONL log,
+then .Values.config over them. */}}
 {{- define "agentprom.config" -}}
 {{- $host := .Values.otlpHost | default (ternary "0.0.0.0" "127.0.0.1" (eq .Values.mode "gateway")) -}}
 {{- if contains ":" $host -}}
@@ -56,6 +57,18 @@ app.kubernetes.io/component: {{ .Values.mode }}
       "otlp_http" (printf "%s:%d" $host (int .Values.ports.otlpHttp))
       "metrics" (printf "0.0.0.0:%d" (int .Values.ports.metrics)) -}}
 {{- $rendered := dict "server" $server "log" (dict "level" .Values.log.level "format" .Values.log.format) -}}
+{{- $sessions := .Values.sessions -}}
+{{- $_ := set $rendered "sessions" (dict "enabled" $sessions.enabled) -}}
+{{- if $sessions.jsonl.enabled -}}
+{{- if not $sessions.enabled -}}
+{{- fail "agentprom: sessions.jsonl.enabled needs sessions.enabled (the log holds the sessions' calls)" -}}
+{{- end -}}
+{{- $_ := set $rendered "jsonl" (dict
+      "enabled" true
+      "directory" (printf "/var/lib/agentprom/%s" $sessions.jsonl.directory)
+      "rotate_bytes" (int64 $sessions.jsonl.rotateBytes)
+      "keep_files" (int $sessions.jsonl.keepFiles)) -}}
+{{- end -}}
 {{- toYaml (mustMergeOverwrite $rendered (deepCopy .Values.config)) -}}
 {{- end -}}
 

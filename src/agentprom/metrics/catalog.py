@@ -246,10 +246,16 @@ CATALOG: tuple[MetricSpec, ...] = (
     _self("agentprom_runtime_events_total", COUNTER,
           "Runtime API events by outcome (accepted, rejected).", ("outcome",)),
     _self("agentprom_jsonl_records_total", COUNTER,
-          "JSONL invocation log records by outcome (written, dropped when the writer queue was full, "
-          "restored at start).", ("outcome",)),
+          "JSONL invocation log records by outcome (written, dropped when the writer queue was full or the "
+          "log was still unwritable at shutdown, restored at start).", ("outcome",)),
     _self("agentprom_jsonl_write_errors_total", COUNTER,
-          "Failed writes to the JSONL invocation log (the records of a failed write are lost)."),
+          "Failed write attempts to the JSONL invocation log, failed rotations included (the records of a "
+          "failed write wait and are retried)."),
+    _self("agentprom_jsonl_writable", GAUGE,
+          "1 while the JSONL invocation log accepts writes, 0 while writes fail (disk full, directory gone "
+          "or read-only); records wait in the writer queue meanwhile."),
+    _self("agentprom_jsonl_queue_records", GAUGE,
+          "JSONL records waiting to be written (jsonl.queue_records is the limit; beyond it records drop)."),
     _self("agentprom_jsonl_malformed_lines_total", COUNTER,
           "Lines of the JSONL invocation log skipped at start because they were not valid records."),
     _self("agentprom_jsonl_rotations_total", COUNTER,

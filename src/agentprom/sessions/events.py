@@ -18,6 +18,12 @@ from typing import Any
 from agentprom.sessions.timestamps import parse_iso
 
 MAX_TEXT = 256
+#: Bounds that keep every value representable downstream: counts stay exact as float64 in the
+#: series store, amounts cannot sum to infinity (the JSONL log refuses non-finite numbers), and
+#: times stay within what ISO 8601 output and ``time.gmtime`` can express.
+MAX_COUNT = 2**53
+MAX_AMOUNT = 1e12  # milliseconds (about 31 years) or US dollars
+MAX_EPOCH_SECONDS = 253402300799.0  # 9999-12-31T23:59:59Z
 
 SESSION_STARTED = "session_started"
 SESSION_COMPLETED = "session_completed"
@@ -92,32 +98,36 @@ def _bool(value: Any) -> bool:
 
 
 def _amount(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError("must be a finite number >= 0")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_AMOUNT:
+        raise ValueError("must be a number from 0 to 1e12")  # NaN fails the comparison too
     return float(value)
 
 
 def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("must be an integer >= 0")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise ValueError("must be an integer from 0 to 2^53")
     return value
 
 
 def _attempt(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError("must be an integer >= 1 (1 = first try)")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+        raise ValueError("must be an integer from 1 (first try) to 2^53")
     return value
 
 
 def _timestamp(value: Any) -> float:
+    seconds = None
     if isinstance(value, str):
         try:
-            return parse_iso(value)
+            seconds = parse_iso(value)
         except ValueError:
             pass
-    elif not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0:
-        return float(value)
-    raise ValueError("must be an ISO 8601 date-time such as 2026-02-20T02:15:10Z (or epoch seconds)")
+    elif not isinstance(value, bool) and isinstance(value, (int, float)):
+        seconds = float(value) if math.isfinite(value) else None
+    if seconds is None or not 0 <= seconds <= MAX_EPOCH_SECONDS:
+        raise ValueError("must be an ISO 8601 date-time such as 2026-02-20T02:15:10Z (or epoch seconds), "
+                         "from 1970 to 9999")
+    return seconds
 
 
 def _status(value: Any) -> str:

@@ -16,6 +16,7 @@ import time
 
 from agentprom.config.schema import JsonlConfig
 from agentprom.metrics.series_store import SeriesStore
+from agentprom.sessions.timestamps import iso
 from agentprom.sessions.tracker import SessionTracker
 from agentprom.sinks.jsonl import JsonlWriter, ReadStats, read_records
 
@@ -27,13 +28,16 @@ RESTORE_SLICE = 2000
 
 class SessionJournal:
     def __init__(self, config: JsonlConfig, store: SeriesStore) -> None:
-        self.writer = JsonlWriter(config.directory, config.rotate_bytes, config.keep_files, config.queue_records)
+        self.writer = JsonlWriter(config.directory, config.rotate_bytes, config.keep_files, config.queue_records,
+                                  store.clock)
         self.loaded = False
         f = store.families
         self._records = f["agentprom_jsonl_records_total"]
         self._errors = f["agentprom_jsonl_write_errors_total"]
         self._malformed = f["agentprom_jsonl_malformed_lines_total"]
         self._rotations = f["agentprom_jsonl_rotations_total"]
+        self._writable = f["agentprom_jsonl_writable"]
+        self._waiting = f["agentprom_jsonl_queue_records"]
         self._published = {"written": 0, "dropped": 0, "errors": 0, "rotations": 0}
 
     async def open(self, tracker: SessionTracker) -> ReadStats:
@@ -64,11 +68,14 @@ class SessionJournal:
         self.publish()
 
     def publish(self) -> None:
-        """Copy the writer thread's counters into the series store (periodic, on the loop)."""
+        """Copy the writer thread's counters into the series store (periodic and at every scrape,
+        on the loop)."""
         w, done = self.writer, self._published
+        self._writable.set((), 0 if w.failing_since is not None else 1)
+        self._waiting.set((), w.waiting)
         for key, value, family, labels in (
             ("written", w.written, self._records, ("written",)),
-            ("dropped", w.dropped, self._records, ("dropped",)),
+            ("dropped", w.dropped + w.lost, self._records, ("dropped",)),
             ("errors", w.write_errors, self._errors, ()),
             ("rotations", w.rotations, self._rotations, ()),
         ):
@@ -77,11 +84,21 @@ class SessionJournal:
                 done[key] = value
 
     def check(self) -> tuple[bool, str]:
-        """Readiness: the writer runs. Write errors degrade (records are lost) but do not unready."""
+        """Readiness: the log is loaded and the writer runs.
+
+        A failing disk is reported in the detail but leaves the sidecar ready: readiness
+        gates traffic to the pod, and in sidecar mode the agent's own pod. Spans are still
+        received and counted and /metrics still works; only the log waits (and, past
+        ``queue_records``, drops records, counted). Turning unready would take the agent
+        out of service for the sake of a log (docs/sessions.md, "Disk full")."""
+        w = self.writer
         if not self.loaded:
             return False, "loading"
-        if not self.writer.alive:
+        if not w.alive:
             return False, "writer stopped"
-        if self.writer.last_error:
-            return True, f"writing (last error: {self.writer.last_error})"
+        if w.failing_since is not None:
+            return True, (f"degraded: writes failing since {iso(w.failing_since)} ({w.last_error}); "
+                          f"{w.waiting} records waiting, retrying")
+        if w.last_error:
+            return True, f"writing (last error: {w.last_error})"
         return True, "writing"

@@ -18,15 +18,27 @@ the queue is full (the disk cannot keep up) new records are dropped and
 counted rather than blocking ingestion or growing memory. No fsync: a power
 loss can lose what the kernel had not yet written.
 
+A failed write (disk full, file system gone read-only, directory removed or
+replaced) loses nothing: the unwritten rest of the batch, possibly the second
+half of a line the kernel took only in part, is kept and written first when
+a retry succeeds, so a line cut short by the fault is completed and no
+record is skipped. Retries back off from ``RETRY_MIN_SECONDS`` to ``RETRY_MAX_SECONDS``;
+meanwhile new records wait in the queue, and beyond ``queue_records`` they
+are dropped and counted. Before each write the descriptor is checked against
+the path, so a file moved or deleted under the writer is opened again
+rather than written into unseen. Only a stop during a fault abandons what is
+still waiting (``lost``).
+
 At start, before the writer runs, ``repair_tail`` makes the current file end
 with a complete line: a torn last line is cut off (a valid JSON object
 without its newline is kept and given one), so the next append does not
 glue a new record onto a broken one. ``read_records`` then streams every
 line back; malformed lines are skipped, warned about and counted.
 
-The counters (``written``, ``write_errors``, ``rotations``) are plain ints
-written only by the thread and read by the loop (``App`` copies them into the
-series store periodically); ``dropped`` is written only by the loop.
+The counters (``written``, ``write_errors``, ``rotations``, ``lost``) and
+``failing_since``/``last_error`` are plain values written only by the thread
+and read by the loop (``SessionJournal.publish`` copies them into the series
+store); ``dropped`` is written only by the loop.
 """
 
 from __future__ import annotations
@@ -40,6 +52,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from agentprom.clock import Clock, SystemClock
 from agentprom.sessions.records import RecordError, parse_record
 
 log = logging.getLogger(__name__)
@@ -149,26 +162,42 @@ class JsonlWriter:
 
     #: the writer looks at the queue at least this often, whatever the wake-ups say
     POLL_SECONDS = 0.2
+    #: after a failed write the next try waits this long, doubling up to RETRY_MAX_SECONDS
+    RETRY_MIN_SECONDS = 0.1
+    RETRY_MAX_SECONDS = 2.0
 
-    def __init__(self, directory: str | Path, rotate_bytes: int, keep_files: int, queue_records: int) -> None:
+    def __init__(self, directory: str | Path, rotate_bytes: int, keep_files: int, queue_records: int,
+                 clock: Clock | None = None) -> None:
         self.directory = Path(directory)
         self.path = self.directory / LOG_NAME
         self.rotate_bytes = rotate_bytes
         self.keep_files = keep_files
         self.queue_records = queue_records
+        self.clock = clock or SystemClock()
         self._lines: deque[bytes] = deque()
         self._wakeup = threading.Event()
+        self._stop_requested = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
         self._size = 0
         #: rotate before the file passes this size (moved on after a failed rotation)
         self._rotate_at = rotate_bytes
+        #: whole lines taken off the queue and not yet (completely) written: the rest of a
+        #: failed write, written before anything else so a line the kernel took in part is completed
+        self._pending = b""
+        self._pending_lines = 0
+        #: part of ``_pending``'s first line is already in the file
+        self._pending_started = False
         self.written = 0
         self.write_errors = 0
         self.rotations = 0
         self.dropped = 0
+        #: records abandoned by the writer thread (still unwritable at stop, or a line cut in two)
+        self.lost = 0
         self.last_error: str | None = None
+        #: wall time of the first failure of the current fault; None while writes succeed
+        self.failing_since: float | None = None
 
     # -- loop side ----------------------------------------------------------------
 
@@ -184,6 +213,7 @@ class JsonlWriter:
             return
         self._open()
         self._stopping = False
+        self._stop_requested.clear()
         self._thread = threading.Thread(target=self._run, name="jsonl-writer", daemon=True)
         self._thread.start()
 
@@ -204,11 +234,13 @@ class JsonlWriter:
         return True
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then stop the thread (blocking: call it off the loop)."""
+        """Write what is queued, then stop the thread (blocking: call it off the loop). While the
+        log is unwritable the thread tries once more, then gives up on what is left (``lost``)."""
         thread, self._thread = self._thread, None
         if thread is None:
             return
         self._stopping = True
+        self._stop_requested.set()
         self._wakeup.set()
         thread.join(timeout)
         if thread.is_alive():
@@ -217,6 +249,11 @@ class JsonlWriter:
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def waiting(self) -> int:
+        """Records queued or taken off the queue but not yet written."""
+        return len(self._lines) + self._pending_lines
 
     # -- writer thread ------------------------------------------------------------
 
@@ -230,58 +267,121 @@ class JsonlWriter:
             self._fd = None
 
     def _run(self) -> None:
-        lines = self._lines
+        delay = self.RETRY_MIN_SECONDS
         try:
             while True:
-                self._wakeup.wait(self.POLL_SECONDS)
-                # cleared before draining: a record appended after this sets the event again
-                self._wakeup.clear()
-                while lines:
-                    chunk: list[bytes] = []
-                    size = 0
-                    while lines and size < CHUNK_BYTES:
-                        line = lines.popleft()
-                        chunk.append(line)
-                        size += len(line)
-                    self._write(chunk)
-                if self._stopping and not lines:
+                if self.failing_since is None:
+                    self._wakeup.wait(self.POLL_SECONDS)
+                    # cleared before draining: a record appended after this sets the event again
+                    self._wakeup.clear()
+                else:
+                    # back off: new records must not turn a full disk into a busy loop
+                    self._stop_requested.wait(delay)
+                    delay = min(2 * delay, self.RETRY_MAX_SECONDS)
+                if self._drain():
+                    delay = self.RETRY_MIN_SECONDS
+                    if self._stopping and not self._lines:
+                        return
+                elif self._stopping:
+                    self._give_up()
                     return
         finally:
             self._close()
 
-    def _write(self, lines: list[bytes]) -> None:
+    def _drain(self) -> bool:
+        """Write the rest of a failed write, then everything queued; False at the first failure."""
+        while self._pending or self._lines:
+            if not self._pending:
+                self._take_batch()
+            if self._pending and not self._write_pending():
+                return False
+        return True
+
+    def _take_batch(self) -> None:
+        """Move up to CHUNK_BYTES of queued lines into ``_pending``, rotating first when the
+        next line would take the file past its size limit."""
+        lines = self._lines
         batch: list[bytes] = []
         size = 0
-        for line in lines:
+        while lines and size < CHUNK_BYTES:
+            line = lines[0]
             if self._size + size + len(line) > self._rotate_at and self._size + size > 0:
-                self._flush(batch)
-                batch, size = [], 0
+                if batch:
+                    break  # write these first; the next batch starts with the rotation
                 self._rotate()
-            batch.append(line)
+                continue
+            batch.append(lines.popleft())
             size += len(line)
-        self._flush(batch)
+        self._pending = b"".join(batch)
+        self._pending_lines = len(batch)
+        self._pending_started = False
 
-    def _flush(self, batch: list[bytes]) -> None:
-        if not batch:
-            return
-        data = b"".join(batch)
+    def _write_pending(self) -> bool:
+        written = 0
         try:
-            if self._fd is None:
-                self._open()
-            view = memoryview(data)
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
+            self._ensure_open()
+            data = memoryview(self._pending)
+            while written < len(data):
+                n = os.write(self._fd, data[written:])
+                written += n
                 self._size += n
         except OSError as exc:
-            self.write_errors += 1
-            self.last_error = str(exc)
-            if self.write_errors == 1 or self.write_errors % 100 == 0:
-                log.error("JSONL log write failed (%d failures so far): %s", self.write_errors, exc)
-            self._close()  # reopened on the next write
-            return
-        self.written += len(batch)
+            if written:
+                self._pending = self._pending[written:]
+                self._pending_started = True
+            self._failed(exc)
+            return False
+        self.written += self._pending_lines
+        self._pending, self._pending_lines, self._pending_started = b"", 0, False
         self.last_error = None
+        if self.failing_since is not None:
+            log.warning("JSONL log writable again (%d failed writes so far); writing the %d waiting records",
+                        self.write_errors, len(self._lines))
+            self.failing_since = None
+        return True
+
+    def _failed(self, exc: OSError) -> None:
+        self.write_errors += 1
+        self.last_error = str(exc)
+        if self.failing_since is None:
+            self.failing_since = self.clock.now()
+            log.error("JSONL log write failed, records wait in the queue and are retried: %s", exc)
+        elif self.write_errors % 100 == 0:
+            log.error("JSONL log still unwritable (%d failed writes so far): %s", self.write_errors, exc)
+
+    def _ensure_open(self) -> None:
+        """Open the log file unless the open descriptor is still the file at ``path``.
+
+        Whatever replaced or removed the file or its directory while it was open (an operator,
+        an external log rotator), records must not go on into a file nobody can see: the file
+        is opened again, and the directory made again if it went away."""
+        if self._fd is not None:
+            try:
+                here, mine = os.stat(self.path), os.fstat(self._fd)
+                same = (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+            except OSError:
+                same = False
+            if same:
+                return
+            log.warning("%s was moved or deleted while open: opening it again", self.path)
+            self._close()
+            if self._pending_started:
+                # the start of this line went with the old file: the rest alone is no record
+                cut = self._pending.find(b"\n") + 1
+                self._pending = self._pending[cut:]
+                self._pending_lines -= 1
+                self._pending_started = False
+                self.lost += 1
+        if self._fd is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._open()
+
+    def _give_up(self) -> None:
+        left = self.waiting
+        self._lines.clear()
+        self._pending, self._pending_lines, self._pending_started = b"", 0, False
+        self.lost += left
+        log.error("JSONL log still unwritable at stop (%s): %d records not written", self.last_error, left)
 
     def _rotate(self) -> None:
         self._close()
@@ -306,5 +406,7 @@ class JsonlWriter:
         try:
             self._open()
         except OSError as exc:
+            # the next write opens it again (and reports the failure); until then the file is new
             self.last_error = str(exc)
             self._fd = None
+            self._size = 0
