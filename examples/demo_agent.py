@@ -156,8 +156,8 @@ def summarize(sessions: Sequence[Session]) -> dict:
 
     ``sessions`` counts agent invocations (status ok/error), ``sessions_ended`` the same
     sessions by how they end (completed/failed). A recovery is a failed call followed, in the
-    same session, by a successful call with the same tool or model label (one per run of
-    failures); a failed LLM call has no response model, so its label is the requested model."""
+    same session, by a successful call of the same tool, or of the same requested model (one
+    per run of failures): a failed LLM call has no response model, its retry a dated one."""
     spans = 0
     counts: dict[str, Counter] = {key: Counter() for key in (
         "sessions", "sessions_ended", "llm_calls", "tokens", "tool_calls", "tool_errors", "tool_retries",
@@ -174,7 +174,7 @@ def summarize(sessions: Sequence[Session]) -> dict:
                 spans += 1
                 status = "error" if call.error_type else "ok"
                 model = call.response_model if not call.error_type else call.name
-                key = (call.kind, model if call.kind == "llm" else call.name)
+                key = (call.kind, call.name)
                 if call.error_type:
                     failing.add(key)
                 elif key in failing:

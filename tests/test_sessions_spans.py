@@ -204,6 +204,21 @@ def test_recovery_counts_once_per_failure_run(sidecar):
     assert sidecar.value("agent_recoveries_total", agent="fixer", component="llm") == 1
 
 
+def test_llm_recovery_matches_the_requested_model_not_the_dated_response_model(sidecar):
+    # OpenAI-style spans: the failed call names only the requested model; its successful retry
+    # also carries the dated response model. Both are the same call target.
+    sid = {"agent__session__id": "rec-llm", "gen_ai__agent__name": "writer", "gen_ai__operation__name": "chat",
+           "gen_ai__request__model": "gpt-4o-mini"}
+    with tracer(sidecar.grpc_address) as t:
+        with span(t, "chat", fail=True, **sid):
+            pass
+        with span(t, "chat", gen_ai__response__model="gpt-4o-mini-2024-07-18", **sid):
+            pass
+    s = get_json(sidecar, "/runtime/session/rec-llm")[1]
+    assert (s["errors"], s["recoveries"]) == (1, 1)
+    assert sidecar.value("agent_recoveries_total", agent="writer", component="llm") == 1
+
+
 def test_spans_without_the_key_join_the_session_their_trace_names(sidecar):
     # Only the agent span carries session.id (as in traces where the key was set late): its
     # children arrive first, open a trace-id session, and are folded into "oi-2" when it arrives.

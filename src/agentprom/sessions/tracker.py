@@ -45,7 +45,7 @@ from typing import Any
 from agentprom.clock import Clock
 from agentprom.config.schema import SessionsConfig
 from agentprom.conventions import profile as P
-from agentprom.conventions.classify import UNKNOWN, Classified
+from agentprom.conventions.classify import UNKNOWN, Classified, first_str
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import STATUS_ERROR, Kind, Span
 from agentprom.sessions import events as E
@@ -434,7 +434,10 @@ class SessionTracker:
     def _span_call(self, s: Session, span: Span, c: Classified, found: frozenset[str] | set[str], start: float, end: float) -> None:
         attrs = span.attributes
         is_tool = c.kind is TOOL
-        call = Call(TOOL_CALL if is_tool else LLM_CALL, c.tool if is_tool else c.model, c.agent, start,
+        # An LLM call is identified by the model it asked for: a failed call has no response model,
+        # and its successful retry answers with a dated one (gpt-4o-mini -> gpt-4o-mini-2024-07-18).
+        name = c.tool if is_tool else (first_str(attrs, P.REQUEST_MODEL_KEYS) or c.model)
+        call = Call(TOOL_CALL if is_tool else LLM_CALL, name, c.agent, start,
                     (end - start) * 1000.0, c.ok, c.error_type or None, span.trace_id, span.span_id,
                     span.parent_span_id)
         if found:
