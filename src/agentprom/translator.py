@@ -18,6 +18,8 @@ from agentprom.sampling import SamplingWeights
 
 Listener = Callable[[Span, Classified], None]
 
+OTHER, TOOL, LLM, AGENT = Kind.OTHER, Kind.TOOL, Kind.LLM, Kind.AGENT  # plain globals: cheaper per span
+
 
 class Translator:
     def __init__(self, store: SeriesStore, weights: SamplingWeights | None = None) -> None:
@@ -49,36 +51,43 @@ class Translator:
             self._received.inc((transport,), batch.received_count)
         for reason, count in batch.rejected.items():
             self._rejected.inc((reason,), count)
-        span_fn = self.span
-        for span in batch.spans:
-            span_fn(span)
+        self.spans(batch.spans)
 
     def span(self, span: Span) -> Classified:
-        c = classify(span)
-        # A sampled span stands for 1/p spans: calls, errors, tokens and cost are all scaled
-        # (the unbiased estimate of the unsampled totals); spans_received stays a raw count.
-        w = c.weight = self.weights.weight(span) if (span.trace_state or self._weigh_attribute) else 1
-        if c.kind is not Kind.OTHER:
-            exemplar = (span.trace_id.hex(), span.span_id.hex()) if self._exemplars else None
-            self.record(c, span.duration_s, exemplar, w)
-        for listener in self.listeners:
-            listener(span, c)
+        """Count one span; return its classification."""
+        return self.spans((span,))
+
+    def spans(self, spans: list[Span] | tuple[Span, ...]) -> Classified | None:
+        """Count spans in order; return the last one's classification (the per-span hot path)."""
+        record, listeners, weigh = self.record, self.listeners, self.weights.weight
+        weigh_attribute, exemplars = self._weigh_attribute, self._exemplars
+        c = None
+        for span in spans:
+            c = classify(span)
+            # A sampled span stands for 1/p spans: calls, errors, tokens and cost are all scaled
+            # (the unbiased estimate of the unsampled totals); spans_received stays a raw count.
+            w = c.weight = weigh(span) if (span.trace_state or weigh_attribute) else 1
+            if c.kind is not OTHER:
+                # raw ids: the exemplar turns them into hex only if a scrape shows it
+                record(c, (span.end_ns - span.start_ns) / 1e9, (span.trace_id, span.span_id) if exemplars else None, w)
+            for listener in listeners:
+                listener(span, c)
         return c
 
-    def record(self, c: Classified, duration: float, exemplar: tuple[str, str] | None = None,
+    def record(self, c: Classified, duration: float, exemplar: tuple[str | bytes, str | bytes] | None = None,
                w: float = 1) -> None:
         """Count one agent, LLM or tool call, standing for ``w`` calls (sampling weight);
         spans and the runtime event API both come here."""
         kind = c.kind
         status = "ok" if c.ok else "error"
         agent = c.agent
-        if kind is Kind.TOOL:
+        if kind is TOOL:
             self._tool_calls.inc((agent, c.tool, status), w, exemplar)
             self._tool_duration.observe((agent, c.tool), duration, exemplar, w)
             if not c.ok:
                 self._tool_errors.inc((agent, c.tool, c.error_type), w)
                 self._errors.inc((agent, "tool", c.error_type), w)
-        elif kind is Kind.LLM:
+        elif kind is LLM:
             labels = (agent, c.provider, c.model)
             self._llm_calls.inc((*labels, c.operation, status), w, exemplar)
             self._llm_duration.observe((*labels, c.operation), duration, exemplar, w)
@@ -89,7 +98,7 @@ class Translator:
                 self._cost.inc(labels, c.cost * w)
             if not c.ok:
                 self._errors.inc((agent, "llm", c.error_type), w)
-        elif kind is Kind.AGENT:
+        elif kind is AGENT:
             self._invocations.inc((agent, status), w, exemplar)
             self._invocation_duration.observe((agent,), duration, exemplar, w)
             if not c.ok:

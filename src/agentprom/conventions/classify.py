@@ -24,6 +24,18 @@ from agentprom.model import STATUS_ERROR, Kind, Span
 
 UNKNOWN = "unknown"
 
+# Hot-path constants (classify runs once per span): plain globals instead of enum and module
+# attribute lookups.
+_AGENT, _LLM, _TOOL, _OTHER = Kind.AGENT, Kind.LLM, Kind.TOOL, Kind.OTHER
+_TRACELOOP_SPAN_KIND, _TRACELOOP_KINDS = P.TRACELOOP_SPAN_KIND, P.TRACELOOP_KINDS
+_OPENINFERENCE_SPAN_KIND, _OPENINFERENCE_KINDS = P.OPENINFERENCE_SPAN_KIND, P.OPENINFERENCE_KINDS
+_GENAI_OPERATION, _GENAI_OPERATIONS = P.GENAI_OPERATION, P.GENAI_OPERATIONS
+_GENAI_OPERATION_ALIASES = P.GENAI_OPERATION_ALIASES
+_AGENT_KEY = P.AGENT_NAME_KEYS[0]
+_TOOL_NAME_KEYS, _MODEL_KEYS, _PROVIDER_KEYS = P.TOOL_NAME_KEYS, P.MODEL_KEYS, P.PROVIDER_KEYS
+_TOKEN_KEYS = tuple(P.TOKEN_KEYS.items())
+_COST_KEYS, _LLM_OPERATIONS, _SERVICE_NAME = P.COST_KEYS, P.LLM_OPERATIONS, P.SERVICE_NAME
+
 
 @dataclass(slots=True)
 class Classified:
@@ -86,30 +98,30 @@ def _amount(value: Any) -> float | None:
 
 def span_kind(attrs: dict[str, Any]) -> tuple[Kind, str]:
     """Return the span's kind and, for LLM calls, its ``operation`` label."""
-    tl = attrs.get(P.TRACELOOP_SPAN_KIND)
+    tl = attrs.get(_TRACELOOP_SPAN_KIND)
     if tl is not None:
-        kind = P.TRACELOOP_KINDS.get(tl)
+        kind = _TRACELOOP_KINDS.get(tl)
         if kind is not None:
             return kind, ""
-    oi = attrs.get(P.OPENINFERENCE_SPAN_KIND)
+    oi = attrs.get(_OPENINFERENCE_SPAN_KIND)
     if oi is not None:
-        kind = P.OPENINFERENCE_KINDS.get(oi)
+        kind = _OPENINFERENCE_KINDS.get(oi)
         if kind is not None:
             return kind, P.OPENINFERENCE_OPERATIONS.get(oi, "")
-    op = attrs.get(P.GENAI_OPERATION)
+    op = attrs.get(_GENAI_OPERATION)
     if isinstance(op, str) and op:
-        op = P.GENAI_OPERATION_ALIASES.get(op, op)
-        kind = P.GENAI_OPERATIONS.get(op)
+        op = _GENAI_OPERATION_ALIASES.get(op, op)
+        kind = _GENAI_OPERATIONS.get(op)
         if kind is not None:
-            return kind, op if kind is Kind.LLM else ""
+            return kind, op if kind is _LLM else ""
         if _looks_like_llm(attrs):
-            return Kind.LLM, "other"
+            return _LLM, "other"
     if attrs.get(P.MCP_METHOD) == P.MCP_TOOL_CALL:
-        return Kind.TOOL, ""
+        return _TOOL, ""
     rt = attrs.get(P.LLM_REQUEST_TYPE)
     if rt is not None:
-        return Kind.LLM, P.LLM_REQUEST_TYPES.get(rt, "other")
-    return Kind.OTHER, ""
+        return _LLM, P.LLM_REQUEST_TYPES.get(rt, "other")
+    return _OTHER, ""
 
 
 def _looks_like_llm(attrs: dict[str, Any]) -> bool:
@@ -137,37 +149,47 @@ def error_type(span: Span) -> str:
     return P.ERROR_TYPE_FALLBACK
 
 
+def _service(span: Span) -> str:
+    """The resource's ``service.name``, else ``unknown``: who a span without an agent name belongs to."""
+    name = span.resource.get(_SERVICE_NAME)
+    if name is None or name == "":
+        return UNKNOWN
+    return name if name.__class__ is str else str(name)
+
+
 def classify(span: Span) -> Classified:
     attrs = span.attributes
     ok = span.status_code != STATUS_ERROR
     if not attrs:  # fast path: no convention attribute at all (HTTP, DB, ... spans)
-        agent = _first_str(span.resource, (P.SERVICE_NAME,)) or UNKNOWN
-        return Classified(Kind.OTHER, agent, ok, "" if ok else error_type(span))
+        return Classified(_OTHER, _service(span), ok, "" if ok else error_type(span))
     kind, operation = span_kind(attrs)
 
-    agent = _first_str(attrs, P.AGENT_NAME_KEYS)
-    if agent is None and kind is Kind.AGENT:
-        agent = _first_str(attrs, (P.ENTITY_NAME,))
-    if agent is None:
-        agent = _first_str(span.resource, (P.SERVICE_NAME,)) or UNKNOWN
+    # _first_str(attrs, AGENT_NAME_KEYS), with the usual case (a string under the first key) inline
+    agent = attrs.get(_AGENT_KEY)
+    if agent.__class__ is not str or not agent:
+        agent = _first_str(attrs, P.AGENT_NAME_KEYS)
+        if agent is None and kind is _AGENT:
+            agent = _first_str(attrs, (P.ENTITY_NAME,))
+        if agent is None:
+            agent = _service(span)
 
-    out = Classified(kind=kind, agent=agent, ok=ok, error_type="" if ok else error_type(span))
-    if kind is Kind.TOOL:
-        tool = _first_str(attrs, P.TOOL_NAME_KEYS) or _first_str(attrs, (P.ENTITY_NAME,))
+    out = Classified(kind, agent, ok, "" if ok else error_type(span))
+    if kind is _TOOL:
+        tool = _first_str(attrs, _TOOL_NAME_KEYS) or _first_str(attrs, (P.ENTITY_NAME,))
         out.tool = tool or tool_from_span_name(span.name)
-    elif kind is Kind.LLM:
-        out.operation = operation if operation in P.LLM_OPERATIONS else "other"
-        out.model = _first_str(attrs, P.MODEL_KEYS) or UNKNOWN
-        out.provider = _first_str(attrs, P.PROVIDER_KEYS) or UNKNOWN
+    elif kind is _LLM:
+        out.operation = operation if operation in _LLM_OPERATIONS else "other"
+        out.model = _first_str(attrs, _MODEL_KEYS) or UNKNOWN
+        out.provider = _first_str(attrs, _PROVIDER_KEYS) or UNKNOWN
         tokens = out.tokens
-        for token_type, keys in P.TOKEN_KEYS.items():
+        for token_type, keys in _TOKEN_KEYS:
             for key in keys:
                 if key in attrs:
                     n = _count(attrs[key])
                     if n is not None:
                         tokens[token_type] = n
                     break
-        for key in P.COST_KEYS:
+        for key in _COST_KEYS:
             if key in attrs:
                 out.cost = _amount(attrs[key])
                 break

@@ -47,13 +47,30 @@ class StoreLimits:
 
 
 class Exemplar:
-    __slots__ = ("trace_id", "span_id", "value", "timestamp")
+    """The ids of the latest span a sample counted. Ids may be given as raw bytes: they are
+    turned into hex only when a scrape reads them (most exemplars are replaced unread)."""
 
-    def __init__(self, trace_id: str, span_id: str, value: float, timestamp: float) -> None:
-        self.trace_id = trace_id
-        self.span_id = span_id
+    __slots__ = ("_trace_id", "_span_id", "value", "timestamp")
+
+    def __init__(self, trace_id: str | bytes, span_id: str | bytes, value: float, timestamp: float) -> None:
+        self._trace_id = trace_id
+        self._span_id = span_id
         self.value = value
         self.timestamp = timestamp
+
+    @property
+    def trace_id(self) -> str:
+        found = self._trace_id
+        if found.__class__ is bytes:
+            found = self._trace_id = found.hex()
+        return found
+
+    @property
+    def span_id(self) -> str:
+        found = self._span_id
+        if found.__class__ is bytes:
+            found = self._span_id = found.hex()
+        return found
 
 
 class Series:
@@ -161,7 +178,8 @@ class Family:
 
     # -- updates (no awaits: see module docstring) ---------------------------
 
-    def inc(self, labels: tuple[str, ...], amount: float = 1, exemplar: tuple[str, str] | None = None) -> None:
+    def inc(self, labels: tuple[str, ...], amount: float = 1,
+            exemplar: tuple[str | bytes, str | bytes] | None = None) -> None:
         series = self.series.get(labels) or self._resolve(labels)
         series.value += amount
         series.updated = self.store.now
@@ -175,8 +193,8 @@ class Family:
         series.updated = self.store.now
         series.text = series.om = None
 
-    def observe(self, labels: tuple[str, ...], value: float, exemplar: tuple[str, str] | None = None,
-                weight: float = 1) -> None:
+    def observe(self, labels: tuple[str, ...], value: float,
+                exemplar: tuple[str | bytes, str | bytes] | None = None, weight: float = 1) -> None:
         series = self.series.get(labels) or self._resolve(labels)
         index = bisect_left(self.buckets, value)
         series.counts[index] += weight

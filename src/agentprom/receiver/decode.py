@@ -4,6 +4,9 @@ This is the last place protobuf types are seen (opentelemetry/proto/trace/v1).
 Only the attributes listed in ``conventions.profile.WANTED_KEYS`` (and our own
 ``agent.*`` keys) are decoded; the rest are skipped without touching their
 values, because the attribute walk is the ingest hot path (shared/PERF.md).
+Requests are parsed as ``trace_view.ExportTraceServiceRequestView`` (the same
+wire format, with span attributes as a map), so picking the kept keys is a set
+operation in C rather than a Python loop over every attribute.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import DecodeError as _PbDecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from agentprom.conventions.profile import (
     EXCEPTION_EVENT,
@@ -22,6 +24,11 @@ from agentprom.conventions.profile import (
     WANTED_RESOURCE_KEYS,
 )
 from agentprom.model import Span, validate_span
+from agentprom.receiver.trace_view import ExportTraceServiceRequestView
+
+#: attribute keys remembered per key filter (beyond the wanted ones); past it, new keys are
+#: still filtered correctly, one by one
+KNOWN_KEYS_LIMIT = 4096
 
 
 class DecodeError(ValueError):
@@ -72,17 +79,60 @@ def any_value(value: Any) -> Any:
     return None
 
 
+class KeyFilter:
+    """Which keys of a span's attribute map to keep: the ``wanted`` ones and ``agent.*``.
+
+    Keys are remembered once classified (up to ``KNOWN_KEYS_LIMIT``), so for a span
+    whose keys are all familiar the answer is two set operations in C.
+    """
+
+    def __init__(self, wanted: frozenset[str], limit: int = KNOWN_KEYS_LIMIT) -> None:
+        self.keep: set[str] = set(wanted)  # grows by the agent.* keys seen
+        self.known: set[str] = set(wanted)
+        self.limit = len(wanted) + limit
+
+    def __call__(self, attributes: Any) -> set[str]:
+        names = set(attributes)
+        if names <= self.known:
+            return names & self.keep
+        kept = names & self.keep
+        known = self.known
+        for key in names - known:
+            own = key.startswith(OWN_PREFIX)
+            if own:
+                kept.add(key)
+            if len(known) < self.limit:
+                known.add(key)
+                if own:
+                    self.keep.add(key)
+        return kept
+
+
+_filters: dict[frozenset[str], KeyFilter] = {}
+
+
+def key_filter(wanted: frozenset[str]) -> KeyFilter:
+    """The shared filter for a set of wanted keys (a few per process: one per configuration)."""
+    found = _filters.get(wanted)
+    if found is None:
+        if len(_filters) >= 16:
+            _filters.clear()
+        found = _filters[wanted] = KeyFilter(wanted)
+    return found
+
+
 def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS) -> Batch:
     """Parse an ``ExportTraceServiceRequest`` body; raise ``DecodeError`` if it is not one.
     ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``)."""
     try:
-        request = ExportTraceServiceRequest.FromString(data)
+        request = ExportTraceServiceRequestView.FromString(data)
     except (_PbDecodeError, RuntimeError, ValueError) as exc:
         raise DecodeError(f"cannot parse ExportTraceServiceRequest: {exc}") from None
     return traces_from_request(request, wanted)
 
 
-def traces_from_request(request: ExportTraceServiceRequest, wanted: frozenset[str] = WANTED_KEYS) -> Batch:
+def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS) -> Batch:
+    """Our spans from a parsed ``ExportTraceServiceRequestView``."""
     # The hot path of ingestion (bench/decode.py measures it): locals instead of globals,
     # the common string value read without WhichOneof, validation and the Span built inline.
     batch = Batch()
@@ -90,6 +140,7 @@ def traces_from_request(request: ExportTraceServiceRequest, wanted: frozenset[st
     rejected = batch.rejected
     own = OWN_PREFIX
     span_type = Span
+    kept_keys = key_filter(wanted)
     for resource_spans in request.resource_spans:
         resource = {
             kv.key: any_value(kv.value)
@@ -100,15 +151,15 @@ def traces_from_request(request: ExportTraceServiceRequest, wanted: frozenset[st
             scope_name = scope_spans.scope.name
             for s in scope_spans.spans:
                 attrs: dict[str, Any] = {}
-                for kv in s.attributes:
-                    key = kv.key
-                    if key in wanted or key.startswith(own):
-                        value = kv.value
-                        text = value.string_value
-                        attrs[key] = text if text else any_value(value)
+                attributes = s.attributes
+                for key in kept_keys(attributes):
+                    value = attributes[key]
+                    text = value.string_value
+                    attrs[key] = text if text else any_value(value)
                 exception_type = None
                 own_events = None
-                for event in s.events:
+                events = s.events
+                for event in events if events else ():
                     name = event.name
                     if name == EXCEPTION_EVENT and exception_type is None:
                         for kv in event.attributes:

@@ -8,7 +8,8 @@ calls are milliseconds, as in the JSONL log.
 from __future__ import annotations
 
 import random
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 ACTIVE = "active"
@@ -118,6 +119,73 @@ class Call:
         return (self.input_tokens or 0) + (self.output_tokens or 0)
 
 
+class PendingCalls:
+    """Calls waiting for their phase span, oldest first, and found by trace in one step.
+
+    A trace's root span takes every pending call of its trace (``take_trace``); with
+    many traces in flight in one session, scanning the whole list for them cost more
+    than the rest of the span's tracking. The containers are made on first use:
+    most trace-id sessions never hold a pending call.
+    """
+
+    __slots__ = ("_order", "_by_trace")
+
+    def __init__(self) -> None:
+        self._order: OrderedDict[Call, None] | None = None
+        self._by_trace: dict[bytes, list[Call]] = {}
+
+    def __len__(self) -> int:
+        return len(self._order) if self._order else 0
+
+    def __iter__(self) -> Iterator[Call]:
+        return iter(self._order) if self._order else iter(())
+
+    def append(self, call: Call) -> None:
+        if self._order is None:
+            self._order = OrderedDict()
+        self._order[call] = None
+        calls = self._by_trace.get(call.trace_id)
+        if calls is None:
+            self._by_trace[call.trace_id] = [call]
+        else:
+            calls.append(call)
+
+    def pop_oldest(self) -> Call:
+        call = self._order.popitem(last=False)[0]
+        self._unindex(call)
+        return call
+
+    def take_trace(self, trace_id: bytes) -> list[Call]:
+        """Remove and return the calls of one trace, oldest first."""
+        calls = self._by_trace.pop(trace_id, None)
+        if calls is None:
+            return []
+        order = self._order
+        for call in calls:
+            del order[call]
+        return calls
+
+    def take_where(self, wanted: Callable[[Call], bool]) -> list[Call]:
+        """Remove and return the calls ``wanted`` accepts, oldest first."""
+        taken = [call for call in self if wanted(call)]
+        for call in taken:
+            del self._order[call]
+            self._unindex(call)
+        return taken
+
+    def clear(self) -> None:
+        if self._order:
+            self._order.clear()
+        self._by_trace.clear()
+
+    def _unindex(self, call: Call) -> None:
+        calls = self._by_trace[call.trace_id]
+        if len(calls) == 1:
+            del self._by_trace[call.trace_id]
+        else:
+            calls.remove(call)  # usually the first: calls leave their trace oldest first
+
+
 class Session:
     """One runtime session.
 
@@ -190,7 +258,7 @@ class Session:
         self.calls: deque[Call] = deque()
         # -- open sessions only (emptied at the end) --------------------------------
         #: calls whose phase may still arrive (a phase span ends after its children)
-        self.pending: list[Call] = []
+        self.pending = PendingCalls()
         #: span id -> parent span id of the session's non-call spans, to walk from a call up to its phase span
         self.parents: dict[bytes, bytes] = {}
         self.phase_by_span: dict[bytes, Phase] = {}

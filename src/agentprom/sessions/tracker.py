@@ -222,89 +222,91 @@ class SessionTracker:
         """Translator listener: fold one valid, classified span into its session.
 
         A span this module cannot make sense of must not cost the rest of its batch
-        (the translator has already counted it): the failure is logged, not raised."""
+        (the translator has already counted it): the failure is logged, not raised.
+
+        The hot path (one call per span, bench/sessions_overhead.py): most spans carry none
+        of the keys this module reads, so one ``isdisjoint`` with ``_watched`` decides whether
+        any of them needs a look."""
         try:
-            self._on_span(span, c)
+            attrs = span.attributes
+            found = _NOTHING if self._watched.isdisjoint(attrs) else attrs.keys() & self._watched
+            session_id = None
+            if found:
+                for key in P.SESSION_KEYS:
+                    if key in found:
+                        value = attrs[key]
+                        if value is not None and value != "":
+                            session_id = str(value)
+                            break
+            if session_id is not None:
+                self._bind_trace(span.trace_id, session_id, c)
+                keyed = True
+            else:
+                # a span without a key belongs to the session another span of its trace named
+                session_id = self._trace_sessions.get(span.trace_id)
+                keyed = session_id is not None
+                if not keyed:
+                    session_id = span.trace_id.hex()
+                    if (session_id not in self.open and session_id not in self.ended
+                            and not self._meaningful(span, c)):
+                        return
+            kind = c.kind
+            s = self.open.get(session_id)
+            if s is not None:  # the common case, inlined: an open session goes on
+                s.last_activity = self.store.now
+                self.open.move_to_end(session_id)
+                if s.agent_rank < 2:  # only a better-named agent can change it (_set_agent)
+                    rank = 2 if kind is AGENT or self._agent_key_0 in attrs or self._agent_key_1 in attrs else 1
+                    if rank > s.agent_rank:
+                        self._set_agent(s, c.agent, rank)
+            else:
+                rank = 2 if kind is AGENT or self._agent_key_0 in attrs or self._agent_key_1 in attrs else 1
+                s = self._session(session_id, c.agent, rank)
+            start, end = span.start_ns / 1e9, span.end_ns / 1e9
+            is_open = s.status == ACTIVE
+            if s.start is None or start < s.start:
+                s.start = start
+            if s.last_seen is None or end > s.last_seen:
+                s.last_seen = end
+            parent = span.parent_span_id
+            is_call = kind is TOOL or kind is LLM
+            # calls are leaves of the span tree: only the spans between a call and its phase need remembering
+            if parent and not is_call and is_open and len(s.parents) < self._max_parents:
+                s.parents[span.span_id] = parent
+            if found:
+                self._own_attributes(s, attrs, found, c.agent)
+            if span.events:
+                self._own_events(s, span, c.agent)
+
+            if is_call:
+                self._span_call(s, span, c, found, start, end)
+            else:
+                if kind is AGENT and is_open:
+                    self._agent_span(s, span)
+                phase = self._phase_of_span(span, found) if found else None
+                if phase is not None:
+                    phase_id, name, needs_agent_parent = phase
+                    failed = span.status_code == STATUS_ERROR
+                    if not needs_agent_parent or parent in s.agent_spans:
+                        self._phase_span(s, phase_id, name, span.span_id, start, end, failed)
+                    elif is_open and parent and len(s.candidates) < self._max_pending:
+                        s.candidates.setdefault(parent, []).append((phase_id, name, span.span_id, start, end, failed))
+
+            if s.status != ACTIVE:
+                return
+            if P.OWN_SPAN_KIND in found and attrs[P.OWN_SPAN_KIND] == P.OWN_SPAN_KIND_SESSION:
+                s.start = start  # the session span is the session's own time span
+                self._end(s, self._end_status(s, span), end)
+            elif not parent:
+                if s.pending:
+                    self._resolve_trace(s, span.trace_id)
+                if not keyed:
+                    self._end(s, self._end_status(s, span), end)
         except Exception:
             self._failures += 1
             if self._failures == 1 or self._failures % 1000 == 0:
                 log.exception("session tracking failed on span %s (%d failures so far)",
                               span.span_id.hex(), self._failures)
-
-    def _on_span(self, span: Span, c: Classified) -> None:
-        """The hot path: most spans carry none of the keys this module reads, so one
-        ``isdisjoint`` with ``_watched`` decides whether any of them needs a look."""
-        attrs = span.attributes
-        found = _NOTHING if self._watched.isdisjoint(attrs) else attrs.keys() & self._watched
-        session_id = None
-        if found:
-            for key in P.SESSION_KEYS:
-                if key in found:
-                    value = attrs[key]
-                    if value is not None and value != "":
-                        session_id = str(value)
-                        break
-        if session_id is not None:
-            self._bind_trace(span.trace_id, session_id, c)
-            keyed = True
-        else:
-            # a span without a key belongs to the session another span of its trace named
-            session_id = self._trace_sessions.get(span.trace_id)
-            keyed = session_id is not None
-            if not keyed:
-                session_id = span.trace_id.hex()
-                if session_id not in self.open and session_id not in self.ended and not self._meaningful(span, c):
-                    return
-        kind = c.kind
-        rank = 2 if kind is AGENT or self._agent_key_0 in attrs or self._agent_key_1 in attrs else 1
-        s = self.open.get(session_id)
-        if s is not None:  # the common case, inlined: an open session goes on
-            s.last_activity = self.store.now
-            self.open.move_to_end(session_id)
-            if rank > s.agent_rank:
-                self._set_agent(s, c.agent, rank)
-        else:
-            s = self._session(session_id, c.agent, rank)
-        start, end = span.start_ns / 1e9, span.end_ns / 1e9
-        is_open = s.status == ACTIVE
-        if s.start is None or start < s.start:
-            s.start = start
-        if s.last_seen is None or end > s.last_seen:
-            s.last_seen = end
-        parent = span.parent_span_id
-        is_call = kind is TOOL or kind is LLM
-        # calls are leaves of the span tree: only the spans between a call and its phase need remembering
-        if parent and not is_call and is_open and len(s.parents) < self._max_parents:
-            s.parents[span.span_id] = parent
-        if found:
-            self._own_attributes(s, attrs, found, c.agent)
-        if span.events:
-            self._own_events(s, span, c.agent)
-
-        if is_call:
-            self._span_call(s, span, c, found, start, end)
-        else:
-            if kind is AGENT and is_open:
-                self._agent_span(s, span)
-            phase = self._phase_of_span(span, found) if found else None
-            if phase is not None:
-                phase_id, name, needs_agent_parent = phase
-                failed = span.status_code == STATUS_ERROR
-                if not needs_agent_parent or parent in s.agent_spans:
-                    self._phase_span(s, phase_id, name, span.span_id, start, end, failed)
-                elif is_open and parent and len(s.candidates) < self._max_pending:
-                    s.candidates.setdefault(parent, []).append((phase_id, name, span.span_id, start, end, failed))
-
-        if s.status != ACTIVE:
-            return
-        if P.OWN_SPAN_KIND in found and attrs[P.OWN_SPAN_KIND] == P.OWN_SPAN_KIND_SESSION:
-            s.start = start  # the session span is the session's own time span
-            self._end(s, self._end_status(s, span), end)
-        elif not parent:
-            if s.pending:
-                self._resolve_trace(s, span.trace_id)
-            if not keyed:
-                self._end(s, self._end_status(s, span), end)
 
     def _bind_trace(self, trace_id: bytes, session_id: str, c: Classified) -> None:
         """Remember that ``trace_id`` belongs to ``session_id``; fold a session opened for the
@@ -352,9 +354,10 @@ class SessionTracker:
                 target.calls.popleft()
                 target.calls_dropped += 1
             target.calls.append(call)
-        target.pending.extend(source.pending)
+        for call in source.pending:
+            target.pending.append(call)
         while len(target.pending) > self._max_pending:
-            self._attribute(target, target.pending.pop(0), None)  # out of room: logged without a phase
+            self._attribute(target, target.pending.pop_oldest(), None)  # out of room: logged without a phase
         for mine, theirs in ((target.parents, source.parents), (target.phase_by_span, source.phase_by_span),
                              (target.candidates, source.candidates)):
             mine.update(theirs)
@@ -480,23 +483,13 @@ class SessionTracker:
 
     def _resolve_pending(self, s: Session, span_id: bytes, phase: Phase) -> None:
         """A phase span arrived: attribute the pending calls below it."""
-        keep = []
-        for call in s.pending:
-            if self._below(s, call.parent, span_id):
-                self._attribute(s, call, phase)
-            else:
-                keep.append(call)
-        s.pending = keep
+        for call in s.pending.take_where(lambda call: self._below(s, call.parent, span_id)):
+            self._attribute(s, call, phase)
 
     def _resolve_trace(self, s: Session, trace_id: bytes) -> None:
         """A trace's root span arrived: its pending calls have no phase span above them."""
-        keep = []
-        for call in s.pending:
-            if call.trace_id == trace_id:
-                self._attribute(s, call, None)
-            else:
-                keep.append(call)
-        s.pending = keep
+        for call in s.pending.take_trace(trace_id):
+            self._attribute(s, call, None)
 
     @staticmethod
     def _below(s: Session, parent: bytes, ancestor: bytes) -> bool:
@@ -671,12 +664,11 @@ class SessionTracker:
         if call.attempt > 1:
             self._m_retries.inc((call.agent, call.name if call.kind == TOOL_CALL else "llm:" + call.name))
         if s.status == ACTIVE:
-            key = (component, call.name)
             if not call.success:
                 if len(s.failing) < self._max_pending:
-                    s.failing.add(key)
-            elif key in s.failing:
-                s.failing.discard(key)
+                    s.failing.add((component, call.name))
+            elif s.failing and (component, call.name) in s.failing:
+                s.failing.discard((component, call.name))
                 call.recovered = True
                 s.recoveries += 1
                 self._m_recoveries.inc((call.agent, component))
@@ -684,13 +676,14 @@ class SessionTracker:
             self._attribute(s, call, phase)
             return
         if len(s.pending) >= self._max_pending:
-            self._attribute(s, s.pending.pop(0), None)  # out of room: the oldest goes without a phase
+            self._attribute(s, s.pending.pop_oldest(), None)  # out of room: the oldest goes without a phase
         s.pending.append(call)
 
     def _attribute(self, s: Session, call: Call, phase: Phase | None) -> None:
         """The call's phase is now known (or known to be none): count it there and log it."""
         count_in_phase(phase, call)
-        self._write(R.call_record, call, s.session_id)
+        if self.sink is not None:
+            self.sink(R.call_record(call, s.session_id))
 
     def _phase_ref(self, s: Session, phase_id: str, name: str) -> Phase | None:
         """The phase a call names (its latest run), created implicitly when unknown
