@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -179,10 +180,30 @@ async def _run(config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop)
     await app.start()
+    tune_gc()
     try:
         await stop.wait()
     finally:
         await app.stop()
+
+
+#: generation-0 allocations between young collections (CPython's default is 700)
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a long-running ingest process.
+
+    Everything built at start-up (modules, config, catalog, the App) lives as long as the
+    process: ``gc.freeze()`` takes it out of every later collection. A higher generation-0
+    threshold lets the objects of a decoded batch (spans, their attribute dicts) die before
+    a young collection traces them, instead of being traced several times per batch and
+    promoted. Measured with bench/ingest.py: about 10 % less CPU per span (README,
+    Performance). Only ``serve`` calls it: tests and embedders keep CPython's defaults.
+    """
+    gc.freeze()
+    _gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:

@@ -185,7 +185,9 @@ def classify(span: Span) -> Classified:
         for token_type, keys in _TOKEN_KEYS:
             for key in keys:
                 if key in attrs:
-                    n = _count(attrs[key])
+                    n = attrs[key]
+                    if n.__class__ is not int or n < 0:  # the usual non-negative int needs no checks
+                        n = _count(n)
                     if n is not None:
                         tokens[token_type] = n
                     break

@@ -155,7 +155,12 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS) -> B
                 for key in kept_keys(attributes):
                     value = attributes[key]
                     text = value.string_value
-                    attrs[key] = text if text else any_value(value)
+                    if text:
+                        attrs[key] = text
+                    elif value.WhichOneof("value") == "int_value":  # token counts: the next most common
+                        attrs[key] = value.int_value
+                    else:
+                        attrs[key] = any_value(value)
                 exception_type = None
                 own_events = None
                 events = s.events

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 ACTIVE = "active"
@@ -119,31 +119,21 @@ class Call:
         return (self.input_tokens or 0) + (self.output_tokens or 0)
 
 
-class PendingCalls:
-    """Calls waiting for their phase span, oldest first, and found by trace in one step.
+class PendingCalls(OrderedDict):
+    """Calls waiting for their phase span (keys, oldest first), also found by trace in one step.
 
     A trace's root span takes every pending call of its trace (``take_trace``); with
     many traces in flight in one session, scanning the whole list for them cost more
-    than the rest of the span's tracking. The containers are made on first use:
-    most trace-id sessions never hold a pending call.
+    than the rest of the span's tracking. An ``OrderedDict`` underneath: its length,
+    iteration and oldest-first removal run in C.
     """
 
-    __slots__ = ("_order", "_by_trace")
-
     def __init__(self) -> None:
-        self._order: OrderedDict[Call, None] | None = None
+        super().__init__()
         self._by_trace: dict[bytes, list[Call]] = {}
 
-    def __len__(self) -> int:
-        return len(self._order) if self._order else 0
-
-    def __iter__(self) -> Iterator[Call]:
-        return iter(self._order) if self._order else iter(())
-
     def append(self, call: Call) -> None:
-        if self._order is None:
-            self._order = OrderedDict()
-        self._order[call] = None
+        self[call] = None
         calls = self._by_trace.get(call.trace_id)
         if calls is None:
             self._by_trace[call.trace_id] = [call]
@@ -151,7 +141,7 @@ class PendingCalls:
             calls.append(call)
 
     def pop_oldest(self) -> Call:
-        call = self._order.popitem(last=False)[0]
+        call = self.popitem(last=False)[0]
         self._unindex(call)
         return call
 
@@ -160,22 +150,20 @@ class PendingCalls:
         calls = self._by_trace.pop(trace_id, None)
         if calls is None:
             return []
-        order = self._order
         for call in calls:
-            del order[call]
+            del self[call]
         return calls
 
     def take_where(self, wanted: Callable[[Call], bool]) -> list[Call]:
         """Remove and return the calls ``wanted`` accepts, oldest first."""
         taken = [call for call in self if wanted(call)]
         for call in taken:
-            del self._order[call]
+            del self[call]
             self._unindex(call)
         return taken
 
     def clear(self) -> None:
-        if self._order:
-            self._order.clear()
+        super().clear()
         self._by_trace.clear()
 
     def _unindex(self, call: Call) -> None:
