@@ -18,6 +18,14 @@ from agentprom.clock import Clock
 from agentprom.config.loader import validate
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# CI runs the property tests on a fixed seed (a failure there must be reproducible and must not
+# depend on luck); local runs explore new examples each time.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    _hypothesis_settings.load_profile("ci")
 TOOLS_BIN = ROOT / ".tools" / "root" / "usr" / "bin"
 
 

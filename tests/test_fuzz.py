@@ -13,6 +13,7 @@ import math
 from datetime import datetime
 
 import grpc
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -382,8 +383,10 @@ def test_fuzzed_events_against_the_real_server(sidecar):
            st.booleans())
     def check(items, bare):
         document = [event for event, _ in items]
-        if bare and len(document) == 1:
-            document = document[0]  # a single event may be sent without the array
+        if bare and len(document) == 1 and isinstance(document[0], dict):
+            # a single event object may be sent without the array (a bare non-object body is a
+            # malformed request, not one bad event: test_bare_non_object_bodies_are_malformed)
+            document = document[0]
         bad = {index: fields for index, (_event, fields) in enumerate(items) if fields}
         good = [event for index, (event, _f) in enumerate(items) if index not in bad]
         def counts() -> tuple[float, float, float, float]:
@@ -479,3 +482,15 @@ def test_fuzzed_session_start_and_end_against_the_real_server(sidecar):
     raw()
     assert _baseline(sidecar) == before
     sidecar.scrape()
+
+
+@pytest.mark.parametrize("body", [None, 5, "event", True])
+def test_bare_non_object_bodies_are_malformed(sidecar, body):
+    """A body that is neither an event object nor an array is refused whole, naming the body."""
+    from tests.runtime_api import post_json
+
+    status, answer = post_json(sidecar, "/runtime/event", body)
+    assert status == 400
+    assert (answer["accepted"], answer["rejected"]) == (0, 0)
+    assert [(e["index"], e["field"]) for e in answer["errors"]] == [(None, "")]
+    assert sidecar.value("agentprom_runtime_events_total", outcome="accepted") == 0
