@@ -40,6 +40,8 @@ from __future__ import annotations
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
+from itertools import compress
+from operator import attrgetter, not_
 from typing import Any
 
 from agentprom.clock import Clock
@@ -73,6 +75,7 @@ log = logging.getLogger(__name__)
 # several times per span on the ingest path.
 AGENT, LLM, TOOL, OTHER = Kind.AGENT, Kind.LLM, Kind.TOOL, Kind.OTHER
 _NOTHING: frozenset[str] = frozenset()
+_trace_of = attrgetter("trace_id")
 
 Sink = Callable[[dict[str, Any]], None]
 
@@ -354,10 +357,9 @@ class SessionTracker:
                 target.calls.popleft()
                 target.calls_dropped += 1
             target.calls.append(call)
-        for call in source.pending:
-            target.pending.append(call)
+        target.pending.extend(source.pending)
         while len(target.pending) > self._max_pending:
-            self._attribute(target, target.pending.pop_oldest(), None)  # out of room: logged without a phase
+            self._attribute(target, target.pending.pop(0), None)  # out of room: logged without a phase
         for mine, theirs in ((target.parents, source.parents), (target.phase_by_span, source.phase_by_span),
                              (target.candidates, source.candidates)):
             mine.update(theirs)
@@ -480,12 +482,31 @@ class SessionTracker:
 
     def _resolve_pending(self, s: Session, span_id: bytes, phase: Phase) -> None:
         """A phase span arrived: attribute the pending calls below it."""
-        for call in s.pending.take_where(lambda call: self._below(s, call.parent, span_id)):
-            self._attribute(s, call, phase)
+        keep = []
+        for call in s.pending:
+            if self._below(s, call.parent, span_id):
+                self._attribute(s, call, phase)
+            else:
+                keep.append(call)
+        s.pending = keep
 
     def _resolve_trace(self, s: Session, trace_id: bytes) -> None:
-        """A trace's root span arrived: its pending calls have no phase span above them."""
-        for call in s.pending.take_trace(trace_id):
+        """A trace's root span arrived: its pending calls have no phase span above them.
+
+        Every root span looks through its session's pending calls, which may hold those of
+        many traces: the loops run in C (``map``, ``count``, ``compress``)."""
+        pending = s.pending
+        traces = list(map(_trace_of, pending))
+        found = traces.count(trace_id)
+        if not found:
+            return
+        if found == len(pending):
+            s.pending = []
+        else:
+            mine = list(map(trace_id.__eq__, traces))
+            s.pending = list(compress(pending, map(not_, mine)))
+            pending = compress(pending, mine)
+        for call in pending:
             self._attribute(s, call, None)
 
     @staticmethod
@@ -673,7 +694,7 @@ class SessionTracker:
             self._attribute(s, call, phase)
             return
         if len(s.pending) >= self._max_pending:
-            self._attribute(s, s.pending.pop_oldest(), None)  # out of room: the oldest goes without a phase
+            self._attribute(s, s.pending.pop(0), None)  # out of room: the oldest goes without a phase
         s.pending.append(call)
 
     def _attribute(self, s: Session, call: Call, phase: Phase | None) -> None:
