@@ -133,7 +133,7 @@ class App:
         self.tracker = SessionTracker(self.store, self.translator.record, config.sessions, self.clock,
                                       sink=self.journal.writer.append if self.journal else None)
         if config.sessions.enabled:
-            self.translator.listeners.append(self.tracker.on_span)
+            self.translator.batch_listeners.append(self.tracker.on_spans)
             RuntimeApi(self.tracker, self.store, config.sessions.max_events_per_request).install(self.http_app)
             self.periodic.append(self.tracker.expire)
         if self.journal is not None:

@@ -1,13 +1,15 @@
 """Turn decoded, classified spans into updates of the catalog's series.
 
 The one place that knows which span kind feeds which metric. Listeners (the
-session tracker, sinks) receive every valid span with its classification after
-the metrics are updated.
+compat outputs, sinks) receive every valid span with its classification after
+its metrics are updated; batch listeners (the session tracker) receive a whole
+batch's spans and classifications at once, after the batch's metrics are
+updated, so their per-span loop runs with its lookups hoisted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from agentprom.compat import compat_outputs
 from agentprom.conventions.classify import Classified, classify
@@ -17,6 +19,7 @@ from agentprom.receiver.decode import Batch
 from agentprom.sampling import SamplingWeights
 
 Listener = Callable[[Span, Classified], None]
+BatchListener = Callable[[Sequence[Span], Sequence[Classified]], None]
 
 OTHER, TOOL, LLM, AGENT = Kind.OTHER, Kind.TOOL, Kind.LLM, Kind.AGENT  # plain globals: cheaper per span
 
@@ -26,6 +29,8 @@ class Translator:
         self.store = store
         #: optional compat outputs first (they are metrics too), then sessions, sinks, ...
         self.listeners: list[Listener] = compat_outputs(store)
+        #: called once per batch with its spans and their classifications, in order
+        self.batch_listeners: list[BatchListener] = []
         #: sampling-aware counting: each span counts as its adjusted count (sampling.py)
         self.weights = weights or SamplingWeights()
         self._weigh_attribute = bool(self.weights.probability_attribute)
@@ -61,6 +66,7 @@ class Translator:
         """Count spans in order; return the last one's classification (the per-span hot path)."""
         record, listeners, weigh = self.record, self.listeners, self.weights.weight
         weigh_attribute, exemplars = self._weigh_attribute, self._exemplars
+        classified: list[Classified] | None = [] if self.batch_listeners else None
         c = None
         for span in spans:
             c = classify(span)
@@ -72,6 +78,11 @@ class Translator:
                 record(c, (span.end_ns - span.start_ns) / 1e9, (span.trace_id, span.span_id) if exemplars else None, w)
             for listener in listeners:
                 listener(span, c)
+            if classified is not None:
+                classified.append(c)
+        if classified:
+            for batch_listener in self.batch_listeners:
+                batch_listener(spans, classified)
         return c
 
     def record(self, c: Classified, duration: float, exemplar: tuple[str | bytes, str | bytes] | None = None,

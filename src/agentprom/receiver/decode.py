@@ -29,6 +29,8 @@ from agentprom.receiver.trace_view import ExportTraceServiceRequestView
 #: attribute keys remembered per key filter (beyond the wanted ones); past it, new keys are
 #: still filtered correctly, one by one
 KNOWN_KEYS_LIMIT = 4096
+_ZERO_TRACE_ID = bytes(16)
+_ZERO_SPAN_ID = bytes(8)
 
 
 class DecodeError(ValueError):
@@ -182,10 +184,10 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS) -> B
                 span_id = s.span_id
                 start = s.start_time_unix_nano
                 end = s.end_time_unix_nano
-                # validate_span's rules, inlined
-                if len(trace_id) != 16 or not any(trace_id):
+                # validate_span's rules, inlined (all-zero ids compared whole, not byte by byte)
+                if len(trace_id) != 16 or trace_id == _ZERO_TRACE_ID:
                     reason = "invalid_trace_id"
-                elif len(span_id) != 8 or not any(span_id):
+                elif len(span_id) != 8 or span_id == _ZERO_SPAN_ID:
                     reason = "invalid_span_id"
                 elif end < start:
                     reason = "end_before_start"

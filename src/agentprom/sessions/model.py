@@ -8,8 +8,7 @@ calls are milliseconds, as in the JSONL log.
 from __future__ import annotations
 
 import random
-from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections import deque
 from dataclasses import dataclass
 
 ACTIVE = "active"
@@ -119,61 +118,6 @@ class Call:
         return (self.input_tokens or 0) + (self.output_tokens or 0)
 
 
-class PendingCalls(OrderedDict):
-    """Calls waiting for their phase span (keys, oldest first), also found by trace in one step.
-
-    A trace's root span takes every pending call of its trace (``take_trace``); with
-    many traces in flight in one session, scanning the whole list for them cost more
-    than the rest of the span's tracking. An ``OrderedDict`` underneath: its length,
-    iteration and oldest-first removal run in C.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._by_trace: dict[bytes, list[Call]] = {}
-
-    def append(self, call: Call) -> None:
-        self[call] = None
-        calls = self._by_trace.get(call.trace_id)
-        if calls is None:
-            self._by_trace[call.trace_id] = [call]
-        else:
-            calls.append(call)
-
-    def pop_oldest(self) -> Call:
-        call = self.popitem(last=False)[0]
-        self._unindex(call)
-        return call
-
-    def take_trace(self, trace_id: bytes) -> list[Call]:
-        """Remove and return the calls of one trace, oldest first."""
-        calls = self._by_trace.pop(trace_id, None)
-        if calls is None:
-            return []
-        for call in calls:
-            del self[call]
-        return calls
-
-    def take_where(self, wanted: Callable[[Call], bool]) -> list[Call]:
-        """Remove and return the calls ``wanted`` accepts, oldest first."""
-        taken = [call for call in self if wanted(call)]
-        for call in taken:
-            del self[call]
-            self._unindex(call)
-        return taken
-
-    def clear(self) -> None:
-        super().clear()
-        self._by_trace.clear()
-
-    def _unindex(self, call: Call) -> None:
-        calls = self._by_trace[call.trace_id]
-        if len(calls) == 1:
-            del self._by_trace[call.trace_id]
-        else:
-            calls.remove(call)  # usually the first: calls leave their trace oldest first
-
-
 class Session:
     """One runtime session.
 
@@ -246,7 +190,7 @@ class Session:
         self.calls: deque[Call] = deque()
         # -- open sessions only (emptied at the end) --------------------------------
         #: calls whose phase may still arrive (a phase span ends after its children)
-        self.pending = PendingCalls()
+        self.pending: list[Call] = []
         #: span id -> parent span id of the session's non-call spans, to walk from a call up to its phase span
         self.parents: dict[bytes, bytes] = {}
         self.phase_by_span: dict[bytes, Phase] = {}

@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import compress
+from operator import attrgetter, not_
 from typing import Any
 
 from agentprom.clock import Clock
@@ -73,6 +75,7 @@ log = logging.getLogger(__name__)
 # several times per span on the ingest path.
 AGENT, LLM, TOOL, OTHER = Kind.AGENT, Kind.LLM, Kind.TOOL, Kind.OTHER
 _NOTHING: frozenset[str] = frozenset()
+_trace_of = attrgetter("trace_id")
 
 Sink = Callable[[dict[str, Any]], None]
 
@@ -219,94 +222,104 @@ class SessionTracker:
     # ==================================================================================
 
     def on_span(self, span: Span, c: Classified) -> None:
-        """Translator listener: fold one valid, classified span into its session.
+        """Translator listener: fold one valid, classified span into its session."""
+        self.on_spans((span,), (c,))
+
+    def on_spans(self, spans: Sequence[Span], classified: Sequence[Classified]) -> None:
+        """Translator batch listener: fold valid, classified spans into their sessions, in order.
 
         A span this module cannot make sense of must not cost the rest of its batch
         (the translator has already counted it): the failure is logged, not raised.
 
-        The hot path (one call per span, bench/sessions_overhead.py): most spans carry none
-        of the keys this module reads, so one ``isdisjoint`` with ``_watched`` decides whether
-        any of them needs a look."""
-        try:
-            attrs = span.attributes
-            found = _NOTHING if self._watched.isdisjoint(attrs) else attrs.keys() & self._watched
-            session_id = None
-            if found:
-                for key in P.SESSION_KEYS:
-                    if key in found:
-                        value = attrs[key]
-                        if value is not None and value != "":
-                            session_id = str(value)
-                            break
-            if session_id is not None:
-                self._bind_trace(span.trace_id, session_id, c)
-                keyed = True
-            else:
-                # a span without a key belongs to the session another span of its trace named
-                session_id = self._trace_sessions.get(span.trace_id)
-                keyed = session_id is not None
-                if not keyed:
-                    session_id = span.trace_id.hex()
-                    if (session_id not in self.open and session_id not in self.ended
-                            and not self._meaningful(span, c)):
-                        return
-            kind = c.kind
-            s = self.open.get(session_id)
-            if s is not None:  # the common case, inlined: an open session goes on
-                s.last_activity = self.store.now
-                self.open.move_to_end(session_id)
-                if s.agent_rank < 2:  # only a better-named agent can change it (_set_agent)
-                    rank = 2 if kind is AGENT or self._agent_key_0 in attrs or self._agent_key_1 in attrs else 1
-                    if rank > s.agent_rank:
-                        self._set_agent(s, c.agent, rank)
-            else:
-                rank = 2 if kind is AGENT or self._agent_key_0 in attrs or self._agent_key_1 in attrs else 1
-                s = self._session(session_id, c.agent, rank)
-            start, end = span.start_ns / 1e9, span.end_ns / 1e9
-            is_open = s.status == ACTIVE
-            if s.start is None or start < s.start:
-                s.start = start
-            if s.last_seen is None or end > s.last_seen:
-                s.last_seen = end
-            parent = span.parent_span_id
-            is_call = kind is TOOL or kind is LLM
-            # calls are leaves of the span tree: only the spans between a call and its phase need remembering
-            if parent and not is_call and is_open and len(s.parents) < self._max_parents:
-                s.parents[span.span_id] = parent
-            if found:
-                self._own_attributes(s, attrs, found, c.agent)
-            if span.events:
-                self._own_events(s, span, c.agent)
+        The hot path (once per span, bench/sessions_overhead.py): the lookups that stay the
+        same for a batch are hoisted out of the loop (nothing in it ticks the store's clock),
+        and most spans carry none of the keys this module reads, so one ``isdisjoint`` with
+        ``_watched`` decides whether any of them needs a look."""
+        watched, trace_sessions, open_sessions, ended = self._watched, self._trace_sessions, self.open, self.ended
+        agent_key_0, agent_key_1, max_parents = self._agent_key_0, self._agent_key_1, self._max_parents
+        now = self.store.now
+        for span, c in zip(spans, classified):
+            try:
+                attrs = span.attributes
+                found = _NOTHING if watched.isdisjoint(attrs) else attrs.keys() & watched
+                session_id = None
+                if found:
+                    for key in P.SESSION_KEYS:
+                        if key in found:
+                            value = attrs[key]
+                            if value is not None and value != "":
+                                session_id = str(value)
+                                break
+                if session_id is not None:
+                    self._bind_trace(span.trace_id, session_id, c)
+                    keyed = True
+                else:
+                    # a span without a key belongs to the session another span of its trace named
+                    session_id = trace_sessions.get(span.trace_id)
+                    keyed = session_id is not None
+                    if not keyed:
+                        session_id = span.trace_id.hex()
+                        if (session_id not in open_sessions and session_id not in ended
+                                and not self._meaningful(span, c)):
+                            continue
+                kind = c.kind
+                s = open_sessions.get(session_id)
+                if s is not None:  # the common case, inlined: an open session goes on
+                    s.last_activity = now
+                    open_sessions.move_to_end(session_id)
+                    if s.agent_rank < 2:  # only a better-named agent can change it (_set_agent)
+                        rank = 2 if kind is AGENT or agent_key_0 in attrs or agent_key_1 in attrs else 1
+                        if rank > s.agent_rank:
+                            self._set_agent(s, c.agent, rank)
+                else:
+                    rank = 2 if kind is AGENT or agent_key_0 in attrs or agent_key_1 in attrs else 1
+                    s = self._session(session_id, c.agent, rank)
+                start, end = span.start_ns / 1e9, span.end_ns / 1e9
+                is_open = s.status == ACTIVE
+                if s.start is None or start < s.start:
+                    s.start = start
+                if s.last_seen is None or end > s.last_seen:
+                    s.last_seen = end
+                parent = span.parent_span_id
+                is_call = kind is TOOL or kind is LLM
+                # calls are leaves of the span tree: only the spans between a call and its phase need remembering
+                if parent and not is_call and is_open and len(s.parents) < max_parents:
+                    s.parents[span.span_id] = parent
+                if found:
+                    self._own_attributes(s, attrs, found, c.agent)
+                if span.events:
+                    self._own_events(s, span, c.agent)
 
-            if is_call:
-                self._span_call(s, span, c, found, start, end)
-            else:
-                if kind is AGENT and is_open:
-                    self._agent_span(s, span)
-                phase = self._phase_of_span(span, found) if found else None
-                if phase is not None:
-                    phase_id, name, needs_agent_parent = phase
-                    failed = span.status_code == STATUS_ERROR
-                    if not needs_agent_parent or parent in s.agent_spans:
-                        self._phase_span(s, phase_id, name, span.span_id, start, end, failed)
-                    elif is_open and parent and len(s.candidates) < self._max_pending:
-                        s.candidates.setdefault(parent, []).append((phase_id, name, span.span_id, start, end, failed))
+                if is_call:
+                    self._span_call(s, span, c, found, start, end)
+                else:
+                    if kind is AGENT and is_open:
+                        self._agent_span(s, span)
+                    phase = self._phase_of_span(span, found) if found else None
+                    if phase is not None:
+                        phase_id, name, needs_agent_parent = phase
+                        failed = span.status_code == STATUS_ERROR
+                        if not needs_agent_parent or parent in s.agent_spans:
+                            self._phase_span(s, phase_id, name, span.span_id, start, end, failed)
+                        elif is_open and parent and len(s.candidates) < self._max_pending:
+                            s.candidates.setdefault(parent, []).append(
+                                (phase_id, name, span.span_id, start, end, failed))
 
-            if s.status != ACTIVE:
-                return
-            if P.OWN_SPAN_KIND in found and attrs[P.OWN_SPAN_KIND] == P.OWN_SPAN_KIND_SESSION:
-                s.start = start  # the session span is the session's own time span
-                self._end(s, self._end_status(s, span), end)
-            elif not parent:
-                if s.pending:
-                    self._resolve_trace(s, span.trace_id)
-                if not keyed:
+                if s.status != ACTIVE:
+                    continue
+                if P.OWN_SPAN_KIND in found and attrs[P.OWN_SPAN_KIND] == P.OWN_SPAN_KIND_SESSION:
+                    s.start = start  # the session span is the session's own time span
                     self._end(s, self._end_status(s, span), end)
-        except Exception:
-            self._failures += 1
-            if self._failures == 1 or self._failures % 1000 == 0:
-                log.exception("session tracking failed on span %s (%d failures so far)",
-                              span.span_id.hex(), self._failures)
+                elif not parent:
+                    if s.pending:
+                        self._resolve_trace(s, span.trace_id)
+                    if not keyed:
+                        self._end(s, self._end_status(s, span), end)
+            except Exception:
+                self._failures += 1
+                if self._failures == 1 or self._failures % 1000 == 0:
+                    log.exception("session tracking failed on span %s (%d failures so far)",
+                                  span.span_id.hex(), self._failures)
 
     def _bind_trace(self, trace_id: bytes, session_id: str, c: Classified) -> None:
         """Remember that ``trace_id`` belongs to ``session_id``; fold a session opened for the
@@ -354,10 +367,9 @@ class SessionTracker:
                 target.calls.popleft()
                 target.calls_dropped += 1
             target.calls.append(call)
-        for call in source.pending:
-            target.pending.append(call)
+        target.pending.extend(source.pending)
         while len(target.pending) > self._max_pending:
-            self._attribute(target, target.pending.pop_oldest(), None)  # out of room: logged without a phase
+            self._attribute(target, target.pending.pop(0), None)  # out of room: logged without a phase
         for mine, theirs in ((target.parents, source.parents), (target.phase_by_span, source.phase_by_span),
                              (target.candidates, source.candidates)):
             mine.update(theirs)
@@ -483,12 +495,31 @@ class SessionTracker:
 
     def _resolve_pending(self, s: Session, span_id: bytes, phase: Phase) -> None:
         """A phase span arrived: attribute the pending calls below it."""
-        for call in s.pending.take_where(lambda call: self._below(s, call.parent, span_id)):
-            self._attribute(s, call, phase)
+        keep = []
+        for call in s.pending:
+            if self._below(s, call.parent, span_id):
+                self._attribute(s, call, phase)
+            else:
+                keep.append(call)
+        s.pending = keep
 
     def _resolve_trace(self, s: Session, trace_id: bytes) -> None:
-        """A trace's root span arrived: its pending calls have no phase span above them."""
-        for call in s.pending.take_trace(trace_id):
+        """A trace's root span arrived: its pending calls have no phase span above them.
+
+        Every root span looks through its session's pending calls, which may hold those of
+        many traces: the loops run in C (``map``, ``count``, ``compress``)."""
+        pending = s.pending
+        traces = list(map(_trace_of, pending))
+        found = traces.count(trace_id)
+        if not found:
+            return
+        if found == len(pending):
+            s.pending = []
+        else:
+            mine = list(map(trace_id.__eq__, traces))
+            s.pending = list(compress(pending, map(not_, mine)))
+            pending = compress(pending, mine)
+        for call in pending:
             self._attribute(s, call, None)
 
     @staticmethod
@@ -676,7 +707,7 @@ class SessionTracker:
             self._attribute(s, call, phase)
             return
         if len(s.pending) >= self._max_pending:
-            self._attribute(s, s.pending.pop_oldest(), None)  # out of room: the oldest goes without a phase
+            self._attribute(s, s.pending.pop(0), None)  # out of room: the oldest goes without a phase
         s.pending.append(call)
 
     def _attribute(self, s: Session, call: Call, phase: Phase | None) -> None:
