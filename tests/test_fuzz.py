@@ -452,7 +452,8 @@ def test_fuzzed_session_start_and_end_against_the_real_server(sidecar):
     @given(st.sampled_from(sorted(routes)).flatmap(lambda path: st.tuples(st.just(path), bodies(routes[path]))))
     def check(case):
         path, (body, bad_fields) = case
-        known = isinstance(body, dict) and sidecar.call(lambda: sidecar.app.tracker.get(body.get("session_id")))
+        known = (isinstance(body, dict) and isinstance(body.get("session_id"), str)
+                 and sidecar.call(lambda: sidecar.app.tracker.get(body["session_id"])))
         accepted = sidecar.value("agentprom_runtime_events_total", outcome="accepted")
         status, answer = post_json(sidecar, path, body)
         if bad_fields:
