@@ -113,13 +113,14 @@ def test_non_utf8_strings(guarded):
     assert len(broken) == len(valid)  # same length, so every length prefix stays right
     assert guarded.post("/v1/traces", broken, PROTOBUF)[0] == 400  # proto3 strings must be UTF-8
     assert guarded.post("/v1/traces", b'{"resourceSpans": [\xff]}', JSON)[0] == 400
-    # JSON can smuggle a lone surrogate: accepted, and the label is repaired so /metrics still renders
+    # JSON can smuggle a lone surrogate: accepted, made valid UTF-8 by the decoder (U+FFFD), so /metrics,
+    # the sessions and the JSONL log never meet it
     doc = {"resourceSpans": [{"scopeSpans": [{"spans": [{
         "traceId": TRACE.hex(), "spanId": SPAN.hex(), "startTimeUnixNano": "1", "endTimeUnixNano": "2",
         "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
                        {"key": name, "value": {"stringValue": "x\ud800y"}}]}]}]}]}
     assert guarded.post("/v1/traces", json.dumps(doc).encode(), JSON)[0] == 200
-    assert 'agent="x?y"' in guarded.scrape()
+    assert 'agent="x\ufffdy"' in guarded.scrape()
 
 
 def test_absurd_times(guarded):

@@ -94,4 +94,4 @@ def test_hostile_attribute_values_do_not_break_tracking():
     assert s.tool_calls == 1 and s.retries == 0 and s.utilization_observations == 0
     assert s.reported_status is None and s.memory_reads == s.memory_writes == 0
     assert [p.phase_id for p in s.phase_list] == ["True"]
-    assert tracker._failures == 0
+    assert tracker.errors.counts["sessions"] == 0

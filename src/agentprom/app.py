@@ -24,6 +24,7 @@ from agentprom import __version__
 from agentprom.clock import Clock, SystemClock
 from agentprom.config.schema import Config, parse_address
 from agentprom.conventions.profile import WANTED_KEYS
+from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.catalog import COUNTER, MetricSpec, active_catalog, all_exposed_names
 from agentprom.metrics.series_store import SeriesStore, StoreLimits
 from agentprom.metrics_in.translator import MetricsInSettings, MetricsTranslator
@@ -86,18 +87,21 @@ class App:
         catalog = active_catalog(config.compat.enabled())
         self.store = SeriesStore(store_limits(config), self.clock, catalog)
         self.store["agentprom_build_info"].set((__version__,), 1)
+        #: contained failures of subscribers and stages (internal_errors.py)
+        self.errors = InternalErrors(self.store)
         sampling = config.sampling
         weights = SamplingWeights(sampling.tracestate, sampling.probability_attribute)
-        self.translator = Translator(self.store, weights)
+        self.translator = Translator(self.store, weights, self.errors)
         wanted = WANTED_KEYS | {sampling.probability_attribute} if sampling.probability_attribute else WANTED_KEYS
         queue = config.queue
         self.pipeline = Pipeline(
             self.translator, self.store,
             QueueLimits(queue.max_spans, queue.memory_limit_mib * 1024 * 1024),
-            AttributeDeny(config.security.attribute_deny),
+            AttributeDeny(config.security.attribute_deny), errors=self.errors,
         )
         self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes,
-                                  self.pipeline, queue.retry_after_seconds, wanted)
+                                  self.pipeline, queue.retry_after_seconds, wanted,
+                                  max_string_bytes=server.max_string_bytes)
         self.metrics_app = web.Application()
         self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level)
         self.metrics_routes.install(self.metrics_app)
@@ -130,10 +134,11 @@ class App:
 
         # runtime sessions (fed by spans and the /runtime API) and their JSONL log
         self.journal = SessionJournal(config.jsonl, self.store) if config.jsonl.enabled else None
+        sink = self.errors.contain("jsonl", self.journal.writer.append) if self.journal else None
         self.tracker = SessionTracker(self.store, self.translator.record, config.sessions, self.clock,
-                                      sink=self.journal.writer.append if self.journal else None)
+                                      sink=sink, errors=self.errors)
         if config.sessions.enabled:
-            self.translator.batch_listeners.append(self.tracker.on_spans)
+            self.translator.batch_listeners.append(self.errors.contain("sessions", self.tracker.on_spans))
             RuntimeApi(self.tracker, self.store, config.sessions.max_events_per_request).install(self.http_app)
             self.periodic.append(self.tracker.expire)
         if self.journal is not None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from agentprom.compat import compat_outputs
 from agentprom.conventions.classify import Classified, classify
+from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind, Span
 from agentprom.receiver.decode import Batch
@@ -25,8 +26,11 @@ OTHER, TOOL, LLM, AGENT = Kind.OTHER, Kind.TOOL, Kind.LLM, Kind.AGENT  # plain g
 
 
 class Translator:
-    def __init__(self, store: SeriesStore, weights: SamplingWeights | None = None) -> None:
+    def __init__(self, store: SeriesStore, weights: SamplingWeights | None = None,
+                 errors: InternalErrors | None = None) -> None:
         self.store = store
+        #: a listener's failure is counted here and does not stop the span's other listeners
+        self.errors = errors or InternalErrors(store)
         #: optional compat outputs first (they are metrics too), then sessions, sinks, ...
         self.listeners: list[Listener] = compat_outputs(store)
         #: called once per batch with its spans and their classifications, in order
@@ -77,7 +81,10 @@ class Translator:
                 # raw ids: the exemplar turns them into hex only if a scrape shows it
                 record(c, (span.end_ns - span.start_ns) / 1e9, (span.trace_id, span.span_id) if exemplars else None, w)
             for listener in listeners:
-                listener(span, c)
+                try:
+                    listener(span, c)
+                except Exception:
+                    self.errors.record("listener", getattr(listener, "__qualname__", repr(listener)))
             if classified is not None:
                 classified.append(c)
         if classified:

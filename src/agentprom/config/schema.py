@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from agentprom.conventions.profile import OWN_PREFIX, WANTED_KEYS
 from agentprom.metrics.catalog import CATALOG
+from agentprom.text import DEFAULT_MAX_STRING_BYTES
 
 
 class _Model(BaseModel):
@@ -64,6 +65,11 @@ class ServerConfig(_Model):
     max_request_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, le=2**31 - 1,
         description="Largest export request accepted, measured after decompression.",
+    )
+    max_string_bytes: int = Field(
+        DEFAULT_MAX_STRING_BYTES, ge=16, le=65536,
+        description="Every string kept from a span (attribute values, names, ids, error types) is cut to this "
+        "many bytes of UTF-8 at decoding; lone surrogates become U+FFFD.",
     )
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, le=3600, description="How long in-flight requests may take to finish on SIGTERM."

@@ -284,6 +284,11 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Failed forwarding attempts that were retried."),
     _self("agentprom_forward_buffer_bytes", GAUGE,
           "Bytes of export requests waiting to be forwarded (bounded by forward.buffer_max_bytes)."),
+    _self("agentprom_internal_errors_total", COUNTER,
+          "Failures inside the sidecar that were contained rather than passed to the caller, by component "
+          "(pipeline: a batch's translation; listener: a span subscriber; sessions: session tracking of a span "
+          "or the end of a session; jsonl: a record the invocation log could not take). Each is logged; "
+          "anything above zero is a bug worth reporting.", ("component",)),
     _self("agentprom_build_info", GAUGE,
           "Always 1; the version label says which agentprom is running.", ("version",)),
 )

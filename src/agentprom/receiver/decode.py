@@ -25,6 +25,7 @@ from agentprom.conventions.profile import (
 )
 from agentprom.model import Span, validate_span
 from agentprom.receiver.trace_view import ExportTraceServiceRequestView
+from agentprom.text import DEFAULT_MAX_STRING_BYTES, bounded_text
 
 #: attribute keys remembered per key filter (beyond the wanted ones); past it, new keys are
 #: still filtered correctly, one by one
@@ -123,17 +124,27 @@ def key_filter(wanted: frozenset[str]) -> KeyFilter:
     return found
 
 
-def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS) -> Batch:
+def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS,
+                  max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> Batch:
     """Parse an ``ExportTraceServiceRequest`` body; raise ``DecodeError`` if it is not one.
-    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``)."""
+    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``); kept strings
+    are cut to ``max_string_bytes`` (protobuf has already checked that they are valid UTF-8)."""
     try:
         request = ExportTraceServiceRequestView.FromString(data)
     except (_PbDecodeError, RuntimeError, ValueError) as exc:
         raise DecodeError(f"cannot parse ExportTraceServiceRequest: {exc}") from None
-    return traces_from_request(request, wanted)
+    return traces_from_request(request, wanted, max_string_bytes)
 
 
-def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS) -> Batch:
+def _bounded_values(values: dict[str, Any], limit: int) -> dict[str, Any]:
+    for key, value in values.items():
+        if value.__class__ is str and len(value) > limit // 4:
+            values[key] = bounded_text(value, limit)
+    return values
+
+
+def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS,
+                        max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> Batch:
     """Our spans from a parsed ``ExportTraceServiceRequestView``."""
     # The hot path of ingestion (bench/decode.py measures it): locals instead of globals,
     # the common string value read without WhichOneof, validation and the Span built inline.
@@ -143,14 +154,17 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS) -> B
     own = OWN_PREFIX
     span_type = Span
     kept_keys = key_filter(wanted)
+    limit = max_string_bytes or 2**62
+    # a string of at most limit/4 characters fits in limit bytes whatever its characters
+    short = limit // 4
     for resource_spans in request.resource_spans:
-        resource = {
+        resource = _bounded_values({
             kv.key: any_value(kv.value)
             for kv in resource_spans.resource.attributes
             if kv.key in WANTED_RESOURCE_KEYS
-        }
+        }, limit)
         for scope_spans in resource_spans.scope_spans:
-            scope_name = scope_spans.scope.name
+            scope_name = bounded_text(scope_spans.scope.name, limit)
             for s in scope_spans.spans:
                 attrs: dict[str, Any] = {}
                 attributes = s.attributes
@@ -158,7 +172,7 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS) -> B
                     value = attributes[key]
                     text = value.string_value
                     if text:
-                        attrs[key] = text
+                        attrs[key] = text if len(text) <= short else bounded_text(text, limit)
                     elif value.WhichOneof("value") == "int_value":  # token counts: the next most common
                         attrs[key] = value.int_value
                     else:
@@ -171,15 +185,14 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS) -> B
                     if name == EXCEPTION_EVENT and exception_type is None:
                         for kv in event.attributes:
                             if kv.key == EXCEPTION_TYPE:
-                                exception_type = str(any_value(kv.value) or "") or None
+                                exception_type = bounded_text(str(any_value(kv.value) or ""), limit) or None
                                 break
                     elif name.startswith(own):
                         # agentprom's own span events (checkpoints, context resets, ...)
                         if own_events is None:
                             own_events = []
-                        own_events.append(
-                            (name, event.time_unix_nano, {kv.key: any_value(kv.value) for kv in event.attributes})
-                        )
+                        own_events.append((name, event.time_unix_nano, _bounded_values(
+                            {kv.key: any_value(kv.value) for kv in event.attributes}, limit)))
                 trace_id = s.trace_id
                 span_id = s.span_id
                 start = s.start_time_unix_nano
@@ -192,8 +205,11 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS) -> B
                 elif end < start:
                     reason = "end_before_start"
                 else:
+                    name = s.name
+                    if len(name) > short:
+                        name = bounded_text(name, limit)
                     spans_out.append(span_type(
-                        trace_id, span_id, s.parent_span_id, s.name, s.kind, start, end, s.status.code,
+                        trace_id, span_id, s.parent_span_id, name, s.kind, start, end, s.status.code,
                         attrs, resource, exception_type, s.trace_state, scope_name, own_events or (),
                     ))
                     continue

@@ -37,6 +37,7 @@ from agentprom.receiver.metrics_decode import decode_metrics
 from agentprom.receiver.metrics_json import decode_metrics_json
 from agentprom.receiver.otlp_json import decode_traces_json
 from agentprom.receiver.pipeline import Pipeline
+from agentprom.text import DEFAULT_MAX_STRING_BYTES
 from agentprom.translator import Translator
 
 PROTOBUF = "protobuf"
@@ -184,13 +185,15 @@ class TraceIngest(Ingest):
 
     def __init__(self, store: SeriesStore, translator: Translator, max_request_bytes: int,
                  pipeline: Pipeline | None = None, retry_after_seconds: int = 1,
-                 wanted_keys: frozenset[str] = WANTED_KEYS) -> None:
+                 wanted_keys: frozenset[str] = WANTED_KEYS, max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> None:
         super().__init__(store, translator, max_request_bytes, pipeline, retry_after_seconds)
         #: span attribute keys the decoders keep (the conventions' keys plus configured ones)
         self.wanted_keys = wanted_keys
+        #: the decoders cut every kept string to this many bytes (text.py)
+        self.max_string_bytes = max_string_bytes
 
     def decode(self, body: bytes, encoding: str) -> Batch:
-        return self.decoders[encoding](body, self.wanted_keys)
+        return self.decoders[encoding](body, self.wanted_keys, self.max_string_bytes)
 
     def count(self, batch: Batch, transport: str) -> None:
         """Queue the batch for the translation task (or translate now without a pipeline)."""

@@ -26,6 +26,7 @@ from agentprom.conventions.profile import (
 )
 from agentprom.model import Span
 from agentprom.receiver.decode import Batch, DecodeError
+from agentprom.text import DEFAULT_MAX_STRING_BYTES, bounded_text
 
 _MAX_U64 = 2**64 - 1
 _MAX_I64 = 2**63 - 1
@@ -49,11 +50,12 @@ def _list(value: Any, path: str) -> list[Any]:
 
 
 def _str(value: Any, path: str) -> str:
+    """A JSON string as valid UTF-8 (lone surrogates replaced: ``text.bounded_text``)."""
     if value is None:
         return ""
     if not isinstance(value, str):
         raise DecodeError(f"{path}: expected a string, got {type(value).__name__}")
-    return value
+    return value if value.isascii() else bounded_text(value, 0)
 
 
 def _int(value: Any, path: str, lo: int = 0, hi: int = _MAX_U64) -> int:
@@ -128,14 +130,16 @@ def any_value(value: Any, path: str) -> Any:
     return None
 
 
-def _attributes(items: Any, path: str, keep) -> dict[str, Any]:
+def _attributes(items: Any, path: str, keep, max_bytes: int = DEFAULT_MAX_STRING_BYTES) -> dict[str, Any]:
+    """The kept attributes; string values bounded to ``max_bytes`` (they may be stored)."""
     out: dict[str, Any] = {}
     for i, kv in enumerate(_list(items, path)):
         kv_path = f"{path}[{i}]"
         kv = _obj(kv, kv_path)
         key = _str(kv.get("key"), kv_path + ".key")
         if keep(key):
-            out[key] = any_value(kv.get("value"), kv_path + ".value")
+            value = any_value(kv.get("value"), kv_path + ".value")
+            out[key] = bounded_text(value, max_bytes) if value.__class__ is str else value
     return out
 
 
@@ -165,44 +169,49 @@ def load_document(data: bytes) -> dict[str, Any]:
     return _obj(document, "$")
 
 
-def decode_traces_json(data: bytes, wanted: frozenset[str] = WANTED_KEYS) -> Batch:
+def decode_traces_json(data: bytes, wanted: frozenset[str] = WANTED_KEYS,
+                       max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> Batch:
     """Parse an OTLP/JSON ``ExportTraceServiceRequest``; raise ``DecodeError`` if malformed.
-    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``)."""
+    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``); kept strings
+    are cut to ``max_string_bytes``."""
     root = load_document(data)
     batch = Batch()
     keep_span_key = _span_key_filter(wanted)
+    limit = max_string_bytes
     for r, resource_spans in enumerate(_list(root.get("resourceSpans"), "resourceSpans")):
         rpath = f"resourceSpans[{r}]"
         resource_spans = _obj(resource_spans, rpath)
         resource_obj = _obj(resource_spans.get("resource"), rpath + ".resource")
-        resource = _attributes(resource_obj.get("attributes"), rpath + ".resource.attributes", _keep_resource_key)
+        resource = _attributes(resource_obj.get("attributes"), rpath + ".resource.attributes", _keep_resource_key,
+                               limit)
         for s_i, scope_spans in enumerate(_list(resource_spans.get("scopeSpans"), rpath + ".scopeSpans")):
             spath = f"{rpath}.scopeSpans[{s_i}]"
             scope_spans = _obj(scope_spans, spath)
             scope = _obj(scope_spans.get("scope"), spath + ".scope")
-            scope_name = _str(scope.get("name"), spath + ".scope.name")
+            scope_name = bounded_text(_str(scope.get("name"), spath + ".scope.name"), limit)
             for i, span in enumerate(_list(scope_spans.get("spans"), spath + ".spans")):
                 batch.add(_span(_obj(span, f"{spath}.spans[{i}]"), f"{spath}.spans[{i}]", resource, scope_name,
-                                keep_span_key))
+                                keep_span_key, limit))
     return batch
 
 
-def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: str, keep_span_key) -> Span:
+def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: str, keep_span_key,
+          limit: int) -> Span:
     exception_type = None
     own_events: list[tuple[str, int, dict[str, Any]]] = []
     for e, event in enumerate(_list(s.get("events"), path + ".events")):
         epath = f"{path}.events[{e}]"
         event = _obj(event, epath)
-        name = _str(event.get("name"), epath + ".name")
+        name = bounded_text(_str(event.get("name"), epath + ".name"), limit)
         if name == EXCEPTION_EVENT and exception_type is None:
-            attrs = _attributes(event.get("attributes"), epath + ".attributes", lambda k: k == EXCEPTION_TYPE)
+            attrs = _attributes(event.get("attributes"), epath + ".attributes", lambda k: k == EXCEPTION_TYPE, limit)
             exception_type = str(attrs.get(EXCEPTION_TYPE) or "") or None
         elif name.startswith(OWN_PREFIX):
             own_events.append(
                 (
                     name,
                     _int(event.get("timeUnixNano"), epath + ".timeUnixNano"),
-                    _attributes(event.get("attributes"), epath + ".attributes", _keep_all),
+                    _attributes(event.get("attributes"), epath + ".attributes", _keep_all, limit),
                 )
             )
     status = _obj(s.get("status"), path + ".status")
@@ -210,12 +219,12 @@ def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: st
         trace_id=_hex_id(s.get("traceId"), path + ".traceId"),
         span_id=_hex_id(s.get("spanId"), path + ".spanId"),
         parent_span_id=_hex_id(s.get("parentSpanId"), path + ".parentSpanId"),
-        name=_str(s.get("name"), path + ".name"),
+        name=bounded_text(_str(s.get("name"), path + ".name"), limit),
         kind=_int(s.get("kind"), path + ".kind", 0, 2**31 - 1),
         start_ns=_int(s.get("startTimeUnixNano"), path + ".startTimeUnixNano"),
         end_ns=_int(s.get("endTimeUnixNano"), path + ".endTimeUnixNano"),
         status_code=_int(status.get("code"), path + ".status.code", 0, 2**31 - 1),
-        attributes=_attributes(s.get("attributes"), path + ".attributes", keep_span_key),
+        attributes=_attributes(s.get("attributes"), path + ".attributes", keep_span_key, limit),
         resource=resource,
         exception_type=exception_type,
         trace_state=_str(s.get("traceState"), path + ".traceState"),

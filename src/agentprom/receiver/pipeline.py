@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Span
 from agentprom.receiver.decode import Batch
@@ -97,8 +98,10 @@ class Pipeline:
         limits: QueueLimits | None = None,
         deny: AttributeDeny | None = None,
         rss: Callable[[], int] = resident_bytes,
+        errors: InternalErrors | None = None,
     ) -> None:
         self.translator = translator
+        self.errors = errors or InternalErrors(store)
         self.limits = limits or QueueLimits()
         self.deny = deny if deny else None
         self._rss = rss
@@ -147,7 +150,7 @@ class Pipeline:
                 self.deny.apply(batch.spans)
             self.translator.consume(batch, transport)
         except Exception:  # a bug must not stop the consumer: everything after it would be lost
-            log.exception("translation failed for a batch of %d spans", len(batch.spans))
+            self.errors.record("pipeline", f"translation of a batch of {len(batch.spans)} spans")
 
     def _translate_some(self) -> None:
         budget = TURN_SPANS

@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from agentprom.sessions.timestamps import parse_iso
+from agentprom.text import bounded_text
 
 MAX_TEXT = 256
 #: Bounds that keep every value representable downstream: counts stay exact as float64 in the
@@ -84,11 +85,12 @@ class FieldError:
 
 
 def _text(value: Any) -> str:
+    """A bounded name or id, made valid UTF-8 (JSON's lone surrogates become U+FFFD: text.py)."""
     if not isinstance(value, str) or not value:
         raise ValueError("must be a non-empty string")
     if len(value) > MAX_TEXT:
         raise ValueError(f"must be at most {MAX_TEXT} characters")
-    return value
+    return value if value.isascii() else bounded_text(value, 0)
 
 
 def _bool(value: Any) -> bool:

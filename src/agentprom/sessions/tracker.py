@@ -48,6 +48,7 @@ from agentprom.clock import Clock
 from agentprom.config.schema import SessionsConfig
 from agentprom.conventions import profile as P
 from agentprom.conventions.classify import UNKNOWN, Classified, first_str
+from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import STATUS_ERROR, Kind, Span
 from agentprom.sessions import events as E
@@ -102,9 +103,12 @@ def _int(value: Any) -> int | None:
 
 class SessionTracker:
     def __init__(self, store: SeriesStore, record_call: Callable[[Classified, float], None],
-                 config: SessionsConfig, clock: Clock, sink: Sink | None = None) -> None:
-        """``record_call`` counts an event-API call in the core metrics (``Translator.record``)."""
+                 config: SessionsConfig, clock: Clock, sink: Sink | None = None,
+                 errors: InternalErrors | None = None) -> None:
+        """``record_call`` counts an event-API call in the core metrics (``Translator.record``);
+        ``sink`` takes every record for the log (the App passes it contained: ``InternalErrors``)."""
         self.store = store
+        self.errors = errors or InternalErrors(store)
         self.record_call = record_call
         self.config = config
         self.clock = clock
@@ -124,7 +128,6 @@ class SessionTracker:
         self._max_ended = config.max_ended_sessions
         self._max_pending = max(MIN_OPEN_STATE, PENDING_PER_CALL * self._max_calls)
         self._max_parents = max(MIN_OPEN_STATE, PARENTS_PER_CALL * self._max_calls)
-        self._failures = 0
         #: trace id -> the keyed session a span of that trace named (bounded, oldest out)
         self._trace_sessions: OrderedDict[bytes, str] = OrderedDict()
         self._max_traces = max(1024, 4 * config.max_open_sessions)
@@ -183,7 +186,10 @@ class SessionTracker:
             else:
                 self._m_evicted.inc(())
                 log.debug("evicting session %s (max_open_sessions reached)", oldest.session_id)
-                self._end(oldest, ABANDONED)
+                try:
+                    self._end(oldest, ABANDONED)  # leaves ``open`` even when it raises
+                except Exception:
+                    self._failed(f"evicting session {oldest.session_id}")
         s = Session(session_id=session_id, last_activity=now, restored=restored)
         if agent:
             s.agent, s.agent_rank = agent, rank
@@ -316,10 +322,11 @@ class SessionTracker:
                     if not keyed:
                         self._end(s, self._end_status(s, span), end)
             except Exception:
-                self._failures += 1
-                if self._failures == 1 or self._failures % 1000 == 0:
-                    log.exception("session tracking failed on span %s (%d failures so far)",
-                                  span.span_id.hex(), self._failures)
+                self._failed(f"session tracking of span {span.span_id.hex()}")
+
+    def _failed(self, what: str) -> None:
+        """Count a contained failure (call from an ``except`` block)."""
+        self.errors.record("sessions", what)
 
     def _bind_trace(self, trace_id: bytes, session_id: str, c: Classified) -> None:
         """Remember that ``trace_id`` belongs to ``session_id``; fold a session opened for the
@@ -787,8 +794,24 @@ class SessionTracker:
         return result.score, result.components
 
     def _end(self, s: Session, status: str, end: float | None = None) -> None:
+        """End an open session: close its phases and pending calls, count it, log it.
+
+        Whatever fails on the way (a subscriber, a bug), the session leaves the open set and is
+        remembered as ended, so every loop that ends sessions (expiry, eviction) makes progress."""
         if s.status != ACTIVE:
             return
+        try:
+            self._close(s, status, end)
+        finally:
+            if self.open.get(s.session_id) is s:
+                del self.open[s.session_id]
+                self._active_add(s.agent, -1)
+                if s.status == ACTIVE:
+                    s.clear_open_state()
+                    s.status = status
+                self._remember_ended(s)
+
+    def _close(self, s: Session, status: str, end: float | None) -> None:
         s.end = end if end is not None else (s.last_seen if s.last_seen is not None else s.start)
         if s.start is None:
             s.start = s.end
@@ -816,9 +839,6 @@ class SessionTracker:
         self._m_continuity.observe((agent,), score)
         if self.sink is not None:
             self.sink(R.session_record(s))
-        del self.open[s.session_id]
-        self._active_add(agent, -1)
-        self._remember_ended(s)
 
     def _remember_ended(self, s: Session) -> None:
         """Keep an ended session for the API (an open session's id is never in ``ended``)."""
@@ -837,7 +857,10 @@ class SessionTracker:
             s = next(iter(self.open.values()))
             if s.last_activity > cutoff:
                 break
-            self._end(s, s.reported_status or ABANDONED)
+            try:
+                self._end(s, s.reported_status or ABANDONED)  # leaves ``open`` even when it raises
+            except Exception:
+                self._failed(f"ending session {s.session_id}")
             ended += 1
         for agent, n in self._active.items():
             self._m_active.set((agent,), n)

@@ -223,12 +223,12 @@ class JsonlWriter:
             self.dropped += 1
             return False
         try:
-            line = _ENCODER.encode(record)
-        except ValueError as exc:
+            line = _ENCODER.encode(record).encode("utf-8") + b"\n"
+        except ValueError as exc:  # a non-finite number; UnicodeEncodeError (a lone surrogate) is one too
             log.warning("record not logged: %s", exc)
             self.dropped += 1
             return False
-        self._lines.append(line.encode("utf-8") + b"\n")
+        self._lines.append(line)
         if not self._wakeup.is_set():
             self._wakeup.set()
         return True

@@ -1,0 +1,119 @@
+"""Hostile input against sessions and the JSONL log: one request must never freeze, bloat or falsify them.
+
+Each test here failed on main before the change it guards (issue "Hardening, round two").
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from agentprom.clock import ManualClock
+from agentprom.config.loader import validate
+from agentprom.internal_errors import InternalErrors
+from agentprom.metrics.series_store import SeriesStore
+from agentprom.sessions.events import RuntimeEvent
+from agentprom.sessions.tracker import SessionTracker
+from agentprom.sinks.jsonl import LOG_NAME
+from agentprom.translator import Translator
+from tests.runtime_api import post_json
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+def _json_span(span_id: str, attributes: dict[str, str], name: str = "chat gpt-4o") -> dict:
+    return {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "svc\ud800"}}]},
+        "scopeSpans": [{"scope": {"name": "scope\udfff"}, "spans": [{
+            "traceId": TRACE, "spanId": span_id, "parentSpanId": "00f067aa0ba902b7", "name": name,
+            "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000",
+            "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attributes.items()],
+        }]}]}]}
+
+
+def _post_raw_json(sidecar, path: str, document) -> int:
+    # json.dumps writes a lone surrogate as the escape "\ud800": valid JSON, 70-odd bytes for an event
+    status, _headers, _body = sidecar.post(path, json.dumps(document).encode(), {"Content-Type": "application/json"})
+    return status
+
+
+def _healthy(sidecar) -> bool:
+    with urllib.request.urlopen(sidecar.metrics_url + "/-/healthy", timeout=5) as response:
+        return response.status == 200
+
+
+def test_a_lone_surrogate_cannot_freeze_the_sidecar(make_sidecar, tmp_path):
+    """Before: the JSONL writer raised UnicodeEncodeError inside the end of the session, which was
+    left half-ended; the expiry loop then spun on it forever (100 % CPU, every endpoint frozen)."""
+    clock = ManualClock()
+    sidecar = make_sidecar({"jsonl": {"enabled": True, "directory": str(tmp_path)},
+                            "sessions": {"inactivity_timeout_seconds": 60}}, clock)
+    event = [{"event_type": "session_started", "session_id": "x\ud800", "agent": "a\udc00"}]
+    assert len(json.dumps(event)) < 90
+    assert _post_raw_json(sidecar, "/runtime/event", event) == 200
+    assert _post_raw_json(sidecar, "/v1/traces", _json_span("b7ad6b7169203331", {
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt\ud800", "gen_ai.agent.name": "bot\udbff",
+        "gen_ai.conversation.id": "conv\ud800"})) == 200
+    sidecar.settle()
+    clock.advance(120)
+    ended = sidecar.call(sidecar.app.tracker.expire, timeout=5)  # main: never returned
+    assert ended == 2 and not sidecar.app.tracker.open
+    assert _healthy(sidecar)
+    sidecar.call(sidecar.app.stop())  # flushes the log
+    raw = (tmp_path / LOG_NAME).read_bytes()
+    records = [json.loads(line) for line in raw.decode("utf-8").splitlines()]  # strict UTF-8
+    sessions = {r["session_id"]: r for r in records if r["kind"] == "session"}
+    assert set(sessions) == {"x\ufffd", "conv\ufffd"}
+    assert sessions["x\ufffd"]["agent"] == "a\ufffd" and sessions["conv\ufffd"]["agent"] == "bot\ufffd"
+    assert [r["model"] for r in records if r["kind"] == "llm_call"] == ["gpt\ufffd"]
+    assert sidecar.app.store.value("agentprom_internal_errors_total", ("jsonl",)) == 0
+
+
+def _tracker(sink) -> tuple[SessionTracker, ManualClock, SeriesStore]:
+    clock = ManualClock()
+    store = SeriesStore(clock=clock)
+    config = validate({"sessions": {"inactivity_timeout_seconds": 10, "max_open_sessions": 3}})
+    return SessionTracker(store, Translator(store).record, config.sessions, clock, sink=sink), clock, store
+
+
+def _explode(record: dict) -> None:
+    raise RuntimeError("the subscriber is broken")
+
+
+def test_expiry_and_eviction_make_progress_when_the_subscriber_raises():
+    """Before: an exception from the sink left the session in ``open`` but no longer active, and
+    ``expire`` picked the same session again forever."""
+    tracker, clock, store = _tracker(_explode)
+    for n in range(5):  # the fourth and fifth evict the oldest: each end raises in the sink
+        tracker.apply(RuntimeEvent(event_type="checkpoint_created", session_id=f"s{n}", agent="a"))
+    assert list(tracker.open) == ["s2", "s3", "s4"] and {"s0", "s1"} <= set(tracker.ended)
+    clock.advance(11)
+    assert tracker.expire() == 3
+    assert not tracker.open and len(tracker.ended) == 5
+    assert all(s.ended for s in tracker.ended.values())
+    assert store.value("agent_sessions_active", ("a",)) == 0
+    assert store.value("agentprom_internal_errors_total", ("sessions",)) >= 3
+
+
+def test_a_contained_subscriber_is_counted_and_never_breaks_its_caller():
+    tracker, clock, store = _tracker(None)
+    errors = InternalErrors(store)
+    tracker.sink = errors.contain("jsonl", _explode)
+    tracker.apply(RuntimeEvent(event_type="tool_completed", session_id="s", tool_name="t", agent="a"))
+    tracker.apply(RuntimeEvent(event_type="session_completed", session_id="s"))
+    assert tracker.get("s").ended
+    assert store.value("agentprom_internal_errors_total", ("jsonl",)) == 2  # the call and the session record
+    assert store.value("agentprom_internal_errors_total", ("sessions",)) == 0
+
+
+def test_a_listener_that_raises_is_counted_and_the_others_still_run():
+    from tests.test_sessions_bounds import _span
+
+    store = SeriesStore(clock=ManualClock())
+    translator = Translator(store)
+    seen = []
+    translator.listeners[:0] = [lambda span, c: _explode({}), lambda span, c: seen.append(span.span_id)]
+    translator.spans([_span(1, b""), _span(2, b"")])
+    assert len(seen) == 2
+    assert store.value("agentprom_internal_errors_total", ("listener",)) == 2
+    assert store.value("agent_tool_calls_total", ("svc", "t", "ok")) == 2
