@@ -117,3 +117,50 @@ def test_a_listener_that_raises_is_counted_and_the_others_still_run():
     assert len(seen) == 2
     assert store.value("agentprom_internal_errors_total", ("listener",)) == 2
     assert store.value("agent_tool_calls_total", ("svc", "t", "ok")) == 2
+
+
+# -- per-session state is bounded, and what the bounds drop is counted ------------------------------
+
+
+def _phase_span(n: int, attributes: dict, parent: bytes) -> "Span":
+    from agentprom.model import Span
+
+    t = 1_700_000_000_000_000_000 + n * 1000
+    return Span(trace_id=b"\x01" * 16, span_id=(n + 1).to_bytes(8, "big"), parent_span_id=parent, name="step",
+                kind=1, start_ns=t, end_ns=t + 500, status_code=0,
+                attributes={"agent.session.id": "live", **attributes}, resource={"service.name": "svc"})
+
+
+def test_one_live_session_of_many_phase_spans_stays_bounded():
+    """Before: ``phase_by_span`` had no cap and the phase-candidate cap counted parents, not
+    entries: 600,000 spans in one session took RSS from 67 to 313 MB, linearly."""
+    from tests.test_sessions_bounds import make
+
+    tracker, _written, store = make(max_tool_calls_per_session=10, max_phases_per_session=5)  # index caps: 64
+    root = b"\x09" * 8
+    for n in range(20_000):
+        tracker.feed(_phase_span(n, {"agent.phase.id": f"p{n}", "agent.phase.name": "step"}, root))
+    for n in range(20_000, 40_000):  # OpenInference CHAIN spans below an agent span that never arrives
+        tracker.feed(_phase_span(n, {"openinference.span.kind": "CHAIN"}, root))
+    s = tracker.get("live")
+    assert not s.ended and s.phase_count == 20_000
+    held = {name: len(getattr(s, name)) for name in ("parents", "phase_by_span", "phases", "agent_spans")}
+    assert max(held.values()) <= 64, held
+    assert s.candidates_held == sum(map(len, s.candidates.values())) <= 64
+    assert s.state_dropped["phase_spans"] == 20_000 - 64
+    assert s.state_dropped["phase_candidates"] == 20_000 - 64
+    assert s.state_dropped["span_parents"] == 40_000 - 64
+    for structure, n in s.state_dropped.items():
+        assert store.value("agentprom_session_state_dropped_total", (structure,)) == n
+
+
+def test_the_runtime_api_shows_what_a_session_could_not_keep(make_sidecar):
+    sidecar = make_sidecar({"sessions": {"max_tool_calls_per_session": 0}})  # pending/in-flight caps: 64
+    events = [{"event_type": "tool_started", "session_id": "busy", "tool_name": f"t{n}", "call_id": str(n)}
+              for n in range(100)]
+    assert post_json(sidecar, "/runtime/event", events)[0] == 200
+    from tests.runtime_api import get_json
+
+    status, answer = get_json(sidecar, "/runtime/session/busy")
+    assert status == 200 and answer["state_dropped"] == {"tools_in_flight": 36}
+    assert sidecar.value("agentprom_session_state_dropped_total", structure="tools_in_flight") == 36

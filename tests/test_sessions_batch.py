@@ -112,7 +112,7 @@ def write_golden(result: tuple[str, list[dict], list[dict]]) -> None:
 
 def test_the_app_subscribes_the_tracker_per_batch_only_when_sessions_are_on():
     on = App(validate({}))
-    assert on.tracker.on_spans in on.translator.batch_listeners
+    assert on.tracker.on_spans in [getattr(f, "__wrapped__", f) for f in on.translator.batch_listeners]
     off = App(validate({"sessions": {"enabled": False}}))
     assert off.tracker.on_spans not in off.translator.batch_listeners
     assert off.tracker.on_span not in off.translator.listeners
@@ -131,7 +131,8 @@ def test_a_span_the_tracker_fails_on_does_not_cost_the_rest_of_its_batch():
                   {})
     broken.start_ns = None  # a span no decoder makes: the tracker's arithmetic on it raises
     translator.consume(Batch(spans=[broken, *spans]), "grpc")
-    assert tracker._failures == 1
+    assert tracker.errors.counts["sessions"] == 1
+    assert store.value("agentprom_internal_errors_total", ("sessions",)) == 1
     reference = SessionTracker(SeriesStore(clock=clock), Translator(SeriesStore()).record, config.sessions, clock)
     reference.on_spans(spans, [c for c in map(_classify, spans)])
     assert sorted(s.session_id for s in tracker.all_sessions()) == sorted(

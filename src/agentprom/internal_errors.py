@@ -10,6 +10,7 @@ traceback, so a failure on every span cannot flood the log.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -48,6 +49,7 @@ class InternalErrors:
         if component not in COMPONENTS:
             raise ValueError(f"unknown component {component!r}")
 
+        @functools.wraps(subscriber)  # __wrapped__ names what is contained
         def contained(*args: Any) -> Any:
             try:
                 return subscriber(*args)

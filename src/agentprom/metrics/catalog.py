@@ -243,6 +243,12 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Series currently exposed, by metric.", ("metric",)),
     _self("agentprom_sessions_evicted_total", COUNTER,
           "Open sessions ended early (as abandoned) because sessions.max_open_sessions was reached."),
+    _self("agentprom_session_state_dropped_total", COUNTER,
+          "Bookkeeping an open session could not keep because one of its per-session caps was reached, by "
+          "structure (span_parents, phase_spans, agent_spans, phase_candidates, failing_calls, tools_in_flight, "
+          "pending_calls; trace_sessions for the tracker's trace-to-session index). Counts stay exact; what "
+          "is lost is attribution (a call's phase, a recovery). The runtime API shows it per session.",
+          ("structure",)),
     _self("agentprom_runtime_events_total", COUNTER,
           "Runtime API events by outcome (accepted, rejected).", ("outcome",)),
     _self("agentprom_jsonl_records_total", COUNTER,

@@ -107,6 +107,7 @@ def session_detail(s: Session, tracker: SessionTracker) -> dict[str, Any]:
         "tool_calls_dropped": s.calls_dropped,
         "phases_stored": len(s.phase_list),
         "phases_dropped": s.phases_dropped,
+        "state_dropped": dict(s.state_dropped or {}),
     }
 
 

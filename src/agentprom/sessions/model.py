@@ -173,6 +173,9 @@ class Session:
     continuity_components: dict[str, float] | None = None
     phases_dropped: int = 0
     calls_dropped: int = 0
+    #: bookkeeping entries an open session could not keep (its per-structure caps), by structure;
+    #: made on the first drop (most sessions never drop anything)
+    state_dropped: dict[str, int] | None = None
     #: the phase that event-API calls without a phase belong to
     current_phase: Phase | None = None
 
@@ -198,6 +201,8 @@ class Session:
         self.agent_spans: set[bytes] = set()
         #: parent span id -> phase-span candidates waiting to learn their parent is an agent
         self.candidates: dict[bytes, list[tuple[str, str, bytes, float, float, bool]]] = {}
+        #: entries in all of ``candidates``' lists (their cap counts entries, not keys)
+        self.candidates_held = 0
         #: (component, tool or model) of calls that failed and have not succeeded since
         self.failing: set[tuple[str, str]] = set()
         #: event-API tool calls started and not finished: key -> (agent, start time)
@@ -232,4 +237,5 @@ class Session:
                       self.failing, self.in_flight):
             if state:
                 state.clear()
+        self.candidates_held = 0
         self.current_phase = None

@@ -28,8 +28,14 @@ Memory is bounded: ``max_open_sessions`` (the least recently active session
 is ended as abandoned and counted in ``agentprom_sessions_evicted_total``),
 ``max_ended_sessions`` kept for the API, and per session
 ``max_tool_calls_per_session`` stored calls, ``max_phases_per_session``
-stored phases, and as many pending calls and span parents as
-``PENDING_PER_CALL`` and ``PARENTS_PER_CALL`` times the call cap.
+stored phases (twice that indexed by id), and as many pending calls, phase
+candidates, failing calls and tools in flight as ``PENDING_PER_CALL`` times
+the call cap, and span parents, phase spans and agent spans as
+``PARENTS_PER_CALL`` times it. Full indexes of span ids drop their oldest
+entry; the others refuse the new one. Every drop is counted per session
+(``Session.state_dropped``, shown by the runtime API) and in
+``agentprom_session_state_dropped_total{structure}``: counts stay exact, only
+attribution (a call's phase, a recovery) can be lost.
 
 Concurrency: like the series store, the tracker belongs to the event loop;
 no method awaits.
@@ -149,6 +155,7 @@ class SessionTracker:
         self._m_utilization = f["agent_context_utilization_ratio"]
         self._m_in_flight = f["agent_tool_calls_in_flight"]
         self._m_evicted = f["agentprom_sessions_evicted_total"]
+        self._m_state_dropped = f["agentprom_session_state_dropped_total"]
 
     # ==================================================================================
     # lookup
@@ -289,7 +296,9 @@ class SessionTracker:
                 parent = span.parent_span_id
                 is_call = kind is TOOL or kind is LLM
                 # calls are leaves of the span tree: only the spans between a call and its phase need remembering
-                if parent and not is_call and is_open and len(s.parents) < max_parents:
+                if parent and not is_call and is_open:
+                    if len(s.parents) >= max_parents:
+                        self._drop_oldest(s, s.parents, "span_parents")
                     s.parents[span.span_id] = parent
                 if found:
                     self._own_attributes(s, attrs, found, c.agent)
@@ -307,9 +316,13 @@ class SessionTracker:
                         failed = span.status_code == STATUS_ERROR
                         if not needs_agent_parent or parent in s.agent_spans:
                             self._phase_span(s, phase_id, name, span.span_id, start, end, failed)
-                        elif is_open and parent and len(s.candidates) < self._max_pending:
-                            s.candidates.setdefault(parent, []).append(
-                                (phase_id, name, span.span_id, start, end, failed))
+                        elif is_open and parent:
+                            if s.candidates_held < self._max_pending:
+                                s.candidates.setdefault(parent, []).append(
+                                    (phase_id, name, span.span_id, start, end, failed))
+                                s.candidates_held += 1
+                            else:
+                                self._dropped(s, "phase_candidates")
 
                 if s.status != ACTIVE:
                     continue
@@ -324,6 +337,19 @@ class SessionTracker:
             except Exception:
                 self._failed(f"session tracking of span {span.span_id.hex()}")
 
+    def _dropped(self, s: Session, structure: str, n: int = 1) -> None:
+        """Count bookkeeping an open session could not keep (shown by the API as ``state_dropped``)."""
+        dropped = s.state_dropped
+        if dropped is None:
+            dropped = s.state_dropped = {}
+        dropped[structure] = dropped.get(structure, 0) + n
+        self._m_state_dropped.inc((structure,), n)
+
+    def _drop_oldest(self, s: Session, index: dict, structure: str) -> None:
+        """Make room in a full per-session index: its oldest entry goes (the newest matter most)."""
+        del index[next(iter(index))]
+        self._dropped(s, structure)
+
     def _failed(self, what: str) -> None:
         """Count a contained failure (call from an ``except`` block)."""
         self.errors.record("sessions", what)
@@ -337,6 +363,7 @@ class SessionTracker:
         self._trace_sessions[trace_id] = session_id
         if len(self._trace_sessions) > self._max_traces:
             self._trace_sessions.popitem(last=False)
+            self._m_state_dropped.inc(("trace_sessions",))
         early = self.open.get(trace_id.hex())
         if early is not None and bound is None:
             target = self._session(session_id, c.agent, 0)
@@ -377,11 +404,31 @@ class SessionTracker:
         target.pending.extend(source.pending)
         while len(target.pending) > self._max_pending:
             self._attribute(target, target.pending.pop(0), None)  # out of room: logged without a phase
-        for mine, theirs in ((target.parents, source.parents), (target.phase_by_span, source.phase_by_span),
-                             (target.candidates, source.candidates)):
+            self._dropped(target, "pending_calls")
+        for mine, theirs in ((target.parents, source.parents), (target.phase_by_span, source.phase_by_span)):
             mine.update(theirs)
-        target.agent_spans |= source.agent_spans
-        target.failing |= source.failing
+            while len(mine) > self._max_parents:
+                self._drop_oldest(target, mine, "span_parents" if mine is target.parents else "phase_spans")
+        for parent, waiting in source.candidates.items():
+            room = self._max_pending - target.candidates_held
+            if len(waiting) > room:
+                self._dropped(target, "phase_candidates", len(waiting) - max(room, 0))
+                waiting = waiting[:max(room, 0)]
+            if waiting:
+                target.candidates.setdefault(parent, []).extend(waiting)
+                target.candidates_held += len(waiting)
+        for mine_set, theirs_set, cap, structure in (
+                (target.agent_spans, source.agent_spans, self._max_parents, "agent_spans"),
+                (target.failing, source.failing, self._max_pending, "failing_calls")):
+            for item in theirs_set:
+                if len(mine_set) < cap:
+                    mine_set.add(item)
+                elif item not in mine_set:
+                    self._dropped(target, structure)
+        if source.state_dropped:
+            for structure, n in source.state_dropped.items():
+                target.state_dropped = target.state_dropped or {}
+                target.state_dropped[structure] = target.state_dropped.get(structure, 0) + n
 
     def _own_attributes(self, s: Session, attrs: dict[str, Any], found: frozenset[str] | set[str], agent: str) -> None:
         """Session status, context utilization and memory operations named on a span."""
@@ -430,7 +477,11 @@ class SessionTracker:
     def _agent_span(self, s: Session, span: Span) -> None:
         if len(s.agent_spans) < self._max_parents:
             s.agent_spans.add(span.span_id)
-        for phase_id, name, span_id, start, end, failed in s.candidates.pop(span.span_id, ()):
+        else:
+            self._dropped(s, "agent_spans")
+        waiting = s.candidates.pop(span.span_id, ())
+        s.candidates_held -= len(waiting)
+        for phase_id, name, span_id, start, end, failed in waiting:
             self._phase_span(s, phase_id, name, span_id, start, end, failed)
 
     def _phase_span(self, s: Session, phase_id: str, name: str, span_id: bytes,
@@ -450,7 +501,10 @@ class SessionTracker:
             self._end_phase(s, phase, FAILED if failed else COMPLETED)
         if not s.ended:
             phase.span_id = phase.span_id or span_id
-            s.phase_by_span[span_id] = phase
+            by_span = s.phase_by_span
+            if span_id not in by_span and len(by_span) >= self._max_parents:
+                self._drop_oldest(s, by_span, "phase_spans")
+            by_span[span_id] = phase
             self._resolve_pending(s, span_id, phase)
 
     def _span_call(self, s: Session, span: Span, c: Classified, found: frozenset[str] | set[str], start: float, end: float) -> None:
@@ -659,9 +713,12 @@ class SessionTracker:
 
     def _tool_started(self, s: Session, event: E.RuntimeEvent, agent: str, t: float) -> None:
         s.cover(t, t)
-        if s.ended or len(s.in_flight) >= self._max_pending:
+        if s.ended:
             return
         key = (event.call_id or event.tool_name, event.tool_name)
+        if key not in s.in_flight and len(s.in_flight) >= self._max_pending:
+            self._dropped(s, "tools_in_flight")
+            return
         if key not in s.in_flight:
             self._in_flight_add(agent, 1)
         s.in_flight[key] = (agent, t)
@@ -705,6 +762,8 @@ class SessionTracker:
             if not call.success:
                 if len(s.failing) < self._max_pending:
                     s.failing.add((component, call.name))
+                elif (component, call.name) not in s.failing:
+                    self._dropped(s, "failing_calls")
             elif s.failing and (component, call.name) in s.failing:
                 s.failing.discard((component, call.name))
                 call.recovered = True
@@ -715,6 +774,7 @@ class SessionTracker:
             return
         if len(s.pending) >= self._max_pending:
             self._attribute(s, s.pending.pop(0), None)  # out of room: the oldest goes without a phase
+            self._dropped(s, "pending_calls")
         s.pending.append(call)
 
     def _attribute(self, s: Session, call: Call, phase: Phase | None) -> None:
@@ -747,6 +807,8 @@ class SessionTracker:
                 del s.phases[ended]
         if phase_id in s.phases or len(s.phases) < 2 * cap:
             s.phases[phase_id] = phase
+        else:
+            self._dropped(s, "phase_index")  # every indexed phase still runs: this one cannot be found by id
         return phase
 
     def _end_phase(self, s: Session, phase: Phase, status: str) -> None:
