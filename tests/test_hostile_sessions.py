@@ -164,3 +164,29 @@ def test_the_runtime_api_shows_what_a_session_could_not_keep(make_sidecar):
     status, answer = get_json(sidecar, "/runtime/session/busy")
     assert status == 200 and answer["state_dropped"] == {"tools_in_flight": 36}
     assert sidecar.value("agentprom_session_state_dropped_total", structure="tools_in_flight") == 36
+
+
+def test_a_recovery_after_a_restart_is_counted(tmp_path):
+    """Before: the failures waiting for their recovery were not restored from the journal, so a
+    tool that failed before a restart and succeeded after it was never counted as recovered."""
+    from tests.conftest import Sidecar
+
+    config = {"jsonl": {"enabled": True, "directory": str(tmp_path)}}
+    first = Sidecar(config).start()
+    try:
+        failed = [{"event_type": "tool_failed", "session_id": "r", "tool_name": "search", "agent": "a"},
+                  {"event_type": "llm_call", "session_id": "r", "model": "gpt-4o", "success": False}]
+        assert post_json(first, "/runtime/event", failed)[0] == 200
+    finally:
+        first.stop()
+    second = Sidecar(config).start()
+    try:
+        ok = [{"event_type": "tool_completed", "session_id": "r", "tool_name": "search", "agent": "a"},
+              {"event_type": "llm_call", "session_id": "r", "model": "gpt-4o"}]
+        assert post_json(second, "/runtime/event", ok)[0] == 200
+        s = second.call(lambda: second.app.tracker.get("r"))
+        assert s.recoveries == 2 and [c.recovered for c in s.calls] == [False, True]
+        assert second.value("agent_recoveries_total", agent="a", component="tool") == 1
+        assert second.value("agent_recoveries_total", agent="a", component="llm") == 1
+    finally:
+        second.stop()

@@ -967,6 +967,12 @@ class SessionTracker:
             s.cover(call.start, call.end)
             count_call(s, call, self._max_calls)
             count_in_phase(phase, call)
+            if not s.ended:  # a failure before the restart is still waiting for its recovery
+                key = ("tool" if call.kind == TOOL_CALL else "llm", call.name)
+                if call.success:
+                    s.failing.discard(key)
+                elif len(s.failing) < self._max_pending:
+                    s.failing.add(key)
         elif kind == PHASE:
             self._restore_phase(s, record)
         elif kind == SESSION:
