@@ -190,3 +190,68 @@ def test_a_recovery_after_a_restart_is_counted(tmp_path):
         assert second.value("agent_recoveries_total", agent="a", component="llm") == 1
     finally:
         second.stop()
+
+
+# -- any JSON string in any text field: the server answers, the log stays valid UTF-8 JSONL ----------
+
+SPAN_TEXT_KEYS = ("gen_ai.agent.name", "gen_ai.conversation.id", "gen_ai.tool.name", "gen_ai.request.model",
+                  "gen_ai.response.model", "gen_ai.provider.name", "error.type", "agent.session.id",
+                  "agent.phase.id", "agent.phase.name", "agent.session.status")
+EVENT_TEXT_FIELDS = ("session_id", "agent", "model", "provider", "phase_id", "phase_name", "tool_name", "call_id",
+                     "error_type")
+
+
+def _json_strings():
+    from hypothesis import strategies as st
+
+    # any code point, lone surrogates included (JSON writes them as \ud800-style escapes)
+    char = st.one_of(st.characters(), st.characters(categories=["Cs"]))
+    return st.one_of(st.sampled_from(["", "a", "x" * 300, "\u00e9" * 200]), st.lists(char, max_size=40).map("".join))
+
+
+def test_any_json_string_in_any_text_field_keeps_the_server_and_its_log_sound(make_sidecar, tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    clock = ManualClock()
+    sidecar = make_sidecar({"jsonl": {"enabled": True, "directory": str(tmp_path)}}, clock)
+    operations = ("chat", "execute_tool", "invoke_agent")
+    span_case = st.tuples(st.sampled_from(operations), st.booleans(),
+                          st.dictionaries(st.sampled_from(SPAN_TEXT_KEYS), _json_strings(), max_size=6),
+                          _json_strings(), _json_strings())
+    event_case = st.tuples(st.sampled_from(["session_started", "tool_failed", "tool_completed", "llm_call",
+                                            "phase_started", "phase_completed", "session_completed"]),
+                           st.dictionaries(st.sampled_from(EVENT_TEXT_FIELDS), _json_strings(), max_size=5))
+    counter = iter(range(1, 10**9))
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(span_case, event_case)
+    def check(span, event):
+        operation, is_root, attributes, name, exception_type = span
+        n = next(counter)
+        document = _json_span(f"{n:016x}", {"gen_ai.operation.name": operation, **attributes}, name)
+        s = document["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+        if is_root:
+            del s["parentSpanId"]
+        s["traceId"] = f"{n:032x}"
+        s["status"] = {"code": 2}
+        s["events"] = [{"name": "exception", "attributes": [
+            {"key": "exception.type", "value": {"stringValue": exception_type}}]}]
+        assert _post_raw_json(sidecar, "/v1/traces", document) == 200
+        event_type, fields = event
+        body = [{"event_type": event_type, "session_id": f"s{n % 7}", **fields}]
+        assert _post_raw_json(sidecar, "/runtime/event", body) in (200, 400)
+        assert _healthy(sidecar)
+
+    check()
+    sidecar.settle()
+    clock.advance(3600)
+    sidecar.call(sidecar.app.tracker.expire, timeout=5)
+    assert _healthy(sidecar)
+    sidecar.call(sidecar.app.stop())
+    lines = (tmp_path / LOG_NAME).read_bytes().decode("utf-8").splitlines()  # strict: valid UTF-8
+    assert len(lines) > 100
+    for line in lines:
+        assert isinstance(json.loads(line), dict)
+    assert sidecar.app.store.value("agentprom_internal_errors_total", ("jsonl",)) == 0
+    assert sidecar.app.store.value("agentprom_internal_errors_total", ("sessions",)) == 0
