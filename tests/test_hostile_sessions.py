@@ -255,3 +255,32 @@ def test_any_json_string_in_any_text_field_keeps_the_server_and_its_log_sound(ma
         assert isinstance(json.loads(line), dict)
     assert sidecar.app.store.value("agentprom_internal_errors_total", ("jsonl",)) == 0
     assert sidecar.app.store.value("agentprom_internal_errors_total", ("sessions",)) == 0
+
+
+def test_huge_strings_are_stored_cut_to_max_string_bytes(make_sidecar):
+    """Before: strings were kept whole: 800 spans with a 1 MB ``gen_ai.conversation.id`` took RSS from
+    67 to 883 MB, and 400 tool calls with 1 MB names made /runtime/session/B/tool_calls answer 210 MB."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    from tests.runtime_api import get_json
+    from tests.test_hostile_input import request_with
+    from tests.test_receiver_errors import PROTOBUF
+
+    sidecar = make_sidecar({"server": {"max_string_bytes": 100}})
+    huge = "\u00e9" * 500_000  # 1 MB of UTF-8
+    for n, conversation in enumerate((huge, "B")):
+        body = request_with({
+            "gen_ai.operation.name": AnyValue(string_value="execute_tool"),
+            "gen_ai.tool.name": AnyValue(string_value=huge + str(n)),
+            "gen_ai.conversation.id": AnyValue(string_value=conversation),
+            "error.type": AnyValue(string_value=huge),
+        }, name=huge, status={"code": 2}).SerializeToString()
+        assert len(body) > 3_000_000
+        assert sidecar.post("/v1/traces", body, PROTOBUF)[0] == 200
+    sidecar.settle()
+    ids = sidecar.call(lambda: [s.session_id for s in sidecar.app.tracker.all_sessions()])
+    assert sorted(ids) == sorted(["B", "\u00e9" * 50])  # 100 bytes of a 2-byte character
+    status, answer = get_json(sidecar, "/runtime/session/B/tool_calls")
+    assert status == 200 and len(json.dumps(answer)) < 2_000
+    (call,) = answer["tool_calls"]
+    assert call["tool_name"] == "\u00e9" * 50 and len(call["error_type"].encode()) <= 100
