@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING
 
 from agentprom.conventions.classify import cost_amount, span_kind, token_count
 from agentprom.conventions.profile import COST_KEYS, TOKEN_KEYS
-from agentprom.model import Kind
+from agentprom.model import Kind, Span
 from agentprom.sampling import SamplingWeights
 
 if TYPE_CHECKING:
     from agentprom.config.schema import Config
     from agentprom.receiver.decode import Batch
 
+_LLM = Kind.LLM
 AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
 SAMPLING_WEIGHT_OUT_OF_RANGE = "sampling_weight_out_of_range"
 
@@ -74,6 +75,9 @@ class SpanBounds:
         self._token_keys = kept(key for keys in TOKEN_KEYS.values() for key in keys)
         self._cost_keys = kept(COST_KEYS)
         self._amount_keys = self._token_keys | self._cost_keys
+        #: amount attribute key -> its bound (any spelling of any token type, or a cost)
+        self._bound_of = {**dict.fromkeys(self._token_keys, limits.max_tokens),
+                          **dict.fromkeys(self._cost_keys, limits.max_cost_usd)}
         weights = weights or SamplingWeights()
         if weights.probability_attribute and ignored is not None and ignored(weights.probability_attribute):
             weights = SamplingWeights(weights.tracestate, "")
@@ -81,20 +85,28 @@ class SpanBounds:
         self._weigh_attribute = bool(weights.probability_attribute)
 
     def check(self, batch: Batch) -> None:
-        """Remove out-of-range spans from ``batch.spans`` and count them by reason (the hot path:
-        most spans cost one ``isdisjoint`` over their kept attribute keys)."""
-        amount_keys, weigh_attribute = self._amount_keys, self._weigh_attribute
-        weigh, max_weight = self._weights.weight, self.limits.max_adjusted_count
-        out = self._amounts_out_of_range
-        refused: list[tuple[object, str]] | None = None
+        """Remove out-of-range spans from ``batch.spans`` and count them by reason. The hot path:
+        a span without amounts costs one ``isdisjoint`` over its kept attribute keys, an LLM span
+        one comparison per amount it carries."""
+        amount_keys, bound_of, beyond = self._amount_keys, self._bound_of, self._beyond
+        weigh_attribute, weigh, max_weight = self._weigh_attribute, self._weights.weight, self.limits.max_adjusted_count
+        refused: list[tuple[Span, str]] | None = None
         for span in batch.spans:
             attrs = span.attributes
-            if not amount_keys.isdisjoint(attrs) and out(attrs):
-                reason = AMOUNT_OUT_OF_RANGE
-            elif (span.trace_state or weigh_attribute) and weigh(span) > max_weight:
+            reason = None
+            if not amount_keys.isdisjoint(attrs):
+                for key in amount_keys.intersection(attrs):
+                    value = attrs[key]
+                    # the usual plain number within its bound needs no parsing (NaN fails the comparison)
+                    if (value.__class__ is int or value.__class__ is float) and value <= bound_of[key]:
+                        continue
+                    if beyond(key, value) and span_kind(attrs)[0] is _LLM:
+                        reason = AMOUNT_OUT_OF_RANGE
+                        break
+            if reason is None:
+                if not ((span.trace_state or weigh_attribute) and weigh(span) > max_weight):
+                    continue
                 reason = SAMPLING_WEIGHT_OUT_OF_RANGE
-            else:
-                continue
             if refused is None:
                 refused = []
             refused.append((span, reason))
@@ -106,17 +118,8 @@ class SpanBounds:
         doomed = {id(span) for span, _reason in refused}
         batch.spans[:] = [span for span in batch.spans if id(span) not in doomed]
 
-    def _amounts_out_of_range(self, attrs: dict) -> bool:
-        """Whether an LLM-call span carries a token count or cost above its bound (any spelling)."""
-        max_tokens, max_cost = self.limits.max_tokens, self.limits.max_cost_usd
-        for key in self._token_keys.intersection(attrs):
-            n = attrs[key]
-            if n.__class__ is not int:  # the usual int needs no parsing
-                n = token_count(n)
-            if n is not None and n > max_tokens:
-                return span_kind(attrs)[0] is Kind.LLM
-        for key in self._cost_keys.intersection(attrs):
-            amount = cost_amount(attrs[key])
-            if amount is not None and amount > max_cost:
-                return span_kind(attrs)[0] is Kind.LLM
-        return False
+    def _beyond(self, key: str, value: object) -> bool:
+        """Whether an amount, read exactly as ``conventions.classify`` reads it, is above its bound
+        (a value classify would not count is not)."""
+        amount = token_count(value) if key in self._token_keys else cost_amount(value)
+        return amount is not None and amount > self._bound_of[key]
