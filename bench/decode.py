@@ -3,8 +3,8 @@
 For the same pre-serialized 512-span requests it times (CPU seconds, one core):
 ``parse`` = ``ExportTraceServiceRequest.FromString`` only (upb; lazy, so this is
 the floor no Python receiver can beat), ``decode`` = parse plus our walk into
-``Span`` records, and ``pipeline`` = decode plus classification and the series
-store updates. ``share_outside_parsing`` is the part of the pipeline's time
+``Span`` records, and ``pipeline`` = decode plus the per-span bounds check
+(``bounds.py``), classification and the series store updates. ``share_outside_parsing`` is the part of the pipeline's time
 spent in our own Python, i.e. what is left to optimize.
 
     python3 bench/decode.py [--quick] [--requests N]
@@ -23,6 +23,7 @@ from workload import SPANS_PER_REQUEST, emit, request_bytes  # noqa: E402
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
+from agentprom.bounds import AmountLimits, SpanBounds  # noqa: E402
 from agentprom.metrics.series_store import SeriesStore  # noqa: E402
 from agentprom.receiver.decode import decode_traces  # noqa: E402
 from agentprom.translator import Translator  # noqa: E402
@@ -48,9 +49,12 @@ def main() -> None:
     count = args.requests or (10 if args.quick else 200)
     requests = [request_bytes(f"-{v}") for v in range(8)]
     translator = Translator(SeriesStore())
+    bounds = SpanBounds(AmountLimits.defaults(), translator.weights)
 
     def pipeline(body: bytes) -> None:
-        translator.consume(decode_traces(body), "grpc")
+        batch = decode_traces(body)
+        bounds.check(batch)
+        translator.consume(batch, "grpc")
 
     pipeline(requests[0])  # warm caches and series
     parse = cpu_rate(ExportTraceServiceRequest.FromString, requests, count)

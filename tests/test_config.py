@@ -49,6 +49,11 @@ def test_every_problem_is_reported_with_path_value_and_rule(tmp_path):
         ("server:\n  metrics: 127.0.0.1:70000\n", "port must be between"),
         ("store:\n  label_allow:\n    tool: '(['\n", "not a valid regular expression"),
         ("store:\n  label_allow:\n    nolabel: 'x'\n", "not a label of any metric"),
+        # bounds that keep every counter finite must themselves be finite and meaningful
+        ("limits:\n  max_tokens_per_span: 0\n", "limits.max_tokens_per_span"),
+        ("limits:\n  max_cost_usd_per_span: .inf\n", "limits.max_cost_usd_per_span"),
+        ("sampling:\n  max_adjusted_count: 0.5\n", "sampling.max_adjusted_count"),
+        ("sampling:\n  max_adjusted_count: 1e30\n", "sampling.max_adjusted_count"),
     ],
 )
 def test_invalid_files(tmp_path, text, fragment):

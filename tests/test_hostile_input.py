@@ -9,10 +9,15 @@ import json
 import grpc
 import pytest
 from google.protobuf.internal.encoder import _VarintBytes
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from tests.test_decode import SPAN, TRACE
+from tests.runtime_api import get_json
+from tests.test_jsonl import wait_for
 from tests.test_receiver_errors import JSON, PROTOBUF
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -183,3 +188,121 @@ def test_a_new_tool_name_per_request_is_bounded(guarded):
     overflow = [line for line in series if 'otel_metric_overflow="true"' in line]
     assert overflow == ['agent_tool_calls_total{agent="",tool="",status="",otel_metric_overflow="true"} 250']
     assert guarded.value("agentprom_series_overflow_total", metric="agent_tool_calls_total") == 250
+
+
+def _rejected(payload: bytes) -> tuple[int, str]:
+    response = ExportTraceServiceResponse.FromString(payload)
+    return response.partial_success.rejected_spans, response.partial_success.error_message
+
+
+def _no_infinity(text: str) -> None:
+    """Every sample renders finitely (the +Inf bucket bound is a label, not a value)."""
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            value = line.rsplit(" ", 1)[-1].lower()
+            assert "inf" not in value and "nan" not in value, line
+
+
+def test_huge_amounts_are_refused_not_summed_to_infinity(guarded):
+    """Fails on main: two costs of 1e308 summed to +Inf, and a counter at +Inf never recovers."""
+    hostile = {"gen_ai.agent.name": AnyValue(string_value="spender")}
+    cases = [
+        {"gen_ai.usage.cost": AnyValue(double_value=1e308)},
+        {"gen_ai.usage.cost": AnyValue(double_value=1e308)},
+        {"llm.cost.total": AnyValue(string_value="1e300")},
+        {"gen_ai.usage.input_tokens": AnyValue(int_value=2**62)},
+        {"gen_ai.usage.output_tokens": AnyValue(double_value=1e300)},
+        {"gen_ai.usage.cache_read.input_tokens": AnyValue(string_value="100000001")},
+        {"llm.token_count.prompt_details.cache_write": AnyValue(int_value=10**12)},
+    ]
+    for attributes in cases:
+        body = request_with({**hostile, **attributes}).SerializeToString()
+        status, _headers, payload = guarded.post("/v1/traces", body, PROTOBUF)
+        assert status == 200
+        rejected, message = _rejected(payload)
+        assert rejected == 1 and message == "1 span(s) rejected: amount_out_of_range"
+    # the same over gRPC and OTLP/JSON
+    with grpc.insecure_channel(guarded.grpc_address) as channel:
+        payload = channel.unary_unary(EXPORT)(request_with(
+            {**hostile, "gen_ai.usage.cost": AnyValue(double_value=1e308)}).SerializeToString(), timeout=30)
+    assert _rejected(payload)[0] == 1
+    doc = {"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": TRACE.hex(), "spanId": SPAN.hex(), "startTimeUnixNano": "1", "endTimeUnixNano": "2",
+        "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                       {"key": "gen_ai.agent.name", "value": {"stringValue": "spender"}},
+                       {"key": "gen_ai.usage.cost", "value": {"doubleValue": 1e308}}]}]}]}]}
+    status, _headers, payload = guarded.post("/v1/traces", json.dumps(doc).encode(), JSON)
+    assert status == 200
+    assert json.loads(payload)["partialSuccess"] == {
+        "rejectedSpans": "1", "errorMessage": "1 span(s) rejected: amount_out_of_range"}
+    assert guarded.value("agentprom_spans_rejected_total", reason="amount_out_of_range") == len(cases) + 2
+    text = guarded.scrape()
+    assert 'agent="spender"' not in text  # not a call, not a token, not a cent
+    _no_infinity(text)
+    # at the bounds (limits.max_tokens_per_span, limits.max_cost_usd_per_span): counted
+    body = request_with({**hostile, "gen_ai.usage.input_tokens": AnyValue(int_value=100_000_000),
+                         "gen_ai.usage.cost": AnyValue(double_value=10_000.0)}).SerializeToString()
+    status, _headers, payload = guarded.post("/v1/traces", body, PROTOBUF)
+    assert status == 200 and _rejected(payload)[0] == 0
+    assert guarded.value("agent_tokens_total", agent="spender", provider="unknown", model="unknown",
+                         type="input") == 100_000_000
+    assert guarded.value("agent_llm_cost_usd_total", agent="spender", provider="unknown", model="unknown") == 10_000
+
+
+def test_agent_spans_with_huge_aggregated_usage_are_not_refused(guarded):
+    """Usage on agent spans is never counted (it repeats the children's), so its size is no reason to refuse."""
+    body = request_with({"gen_ai.operation.name": AnyValue(string_value="invoke_agent"),
+                         "gen_ai.agent.name": AnyValue(string_value="aggregator"),
+                         "gen_ai.usage.input_tokens": AnyValue(int_value=2**62)}).SerializeToString()
+    status, _headers, payload = guarded.post("/v1/traces", body, PROTOBUF)
+    assert status == 200 and _rejected(payload)[0] == 0
+    assert guarded.value("agent_invocations_total", agent="aggregator", status="ok") == 1
+
+
+def test_an_extreme_sampling_weight_is_refused(make_sidecar):
+    """Fails on main: th:ffffffffffffff (p = 2^-56) added 7.2e16 calls, and times a cost of 1e300 an
+    infinite one."""
+    sidecar = make_sidecar({"sampling": {"probability_attribute": "sampling.probability"}})
+    llm_labels = dict(agent="sampled", provider="unknown", model="unknown", operation="chat", status="ok")
+    agent = {"gen_ai.agent.name": AnyValue(string_value="sampled")}
+    kept = request_with(agent, trace_state="ot=th:c").SerializeToString()  # p = 1/4: counted as 4
+    assert sidecar.post("/v1/traces", kept, PROTOBUF)[0] == 200
+    hostile = [
+        (request_with(agent, trace_state="ot=th:ffffffffffffff"), "sampling_weight_out_of_range"),
+        (request_with({**agent, "sampling.probability": AnyValue(double_value=1e-300)}),
+         "sampling_weight_out_of_range"),
+        (request_with({**agent, "gen_ai.usage.cost": AnyValue(double_value=1e300)},
+                      trace_state="ot=th:ffffffffffffff"), "amount_out_of_range"),
+    ]
+    for request, reason in hostile:
+        status, _headers, payload = sidecar.post("/v1/traces", request.SerializeToString(), PROTOBUF)
+        assert status == 200 and _rejected(payload) == (1, f"1 span(s) rejected: {reason}")
+    assert sidecar.value("agentprom_spans_rejected_total", reason="sampling_weight_out_of_range") == 2
+    assert sidecar.value("agentprom_spans_rejected_total", reason="amount_out_of_range") == 1
+    assert sidecar.value("agentprom_spans_received_total", transport="http") == 4
+    assert sidecar.value("agent_llm_calls_total", **llm_labels) == 4  # the earlier count, unchanged
+    _no_infinity(sidecar.scrape())
+    # at the bound (sampling.max_adjusted_count, default 1e6): counted
+    at_bound = request_with({**agent, "sampling.probability": AnyValue(double_value=1e-6)})
+    status, _headers, payload = sidecar.post("/v1/traces", at_bound.SerializeToString(), PROTOBUF)
+    assert status == 200 and _rejected(payload)[0] == 0
+    assert sidecar.value("agent_llm_calls_total", **llm_labels) == pytest.approx(4 + 1e6)
+
+
+def test_refused_spans_reach_no_session_and_no_log(make_sidecar, tmp_path):
+    """Fails on main: the hostile span's cost went into the session and the JSONL log."""
+    sidecar = make_sidecar({"jsonl": {"enabled": True, "directory": str(tmp_path)}})
+    session = {"agent.session.id": AnyValue(string_value="sess-hostile"),
+               "gen_ai.agent.name": AnyValue(string_value="spender")}
+    hostile = request_with({**session, "gen_ai.usage.cost": AnyValue(double_value=1e308)})
+    assert sidecar.post("/v1/traces", hostile.SerializeToString(), PROTOBUF)[0] == 200
+    good = request_with({**session, "gen_ai.usage.cost": AnyValue(double_value=0.5)},
+                        span_id=b"\x03" * 8)
+    assert sidecar.post("/v1/traces", good.SerializeToString(), PROTOBUF)[0] == 200
+    log = tmp_path / "invocations.jsonl"
+    # translation is first in, first out: once the good span's record is written, the hostile one would be
+    wait_for(lambda: log.exists() and log.read_text().strip(), what="the good span's record")
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["cost"] for r in records if r["kind"] == "llm_call"] == [0.5]
+    status, detail = get_json(sidecar, "/runtime/session/sess-hostile")
+    assert status == 200 and detail["llm_calls"] == 1 and detail["cost"] == 0.5

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
+from agentprom.bounds import AmountLimits, SpanBounds
 from agentprom.clock import ManualClock
+from agentprom.metrics.catalog import active_catalog
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Span
+from agentprom.receiver.decode import Batch
+from agentprom.receiver.pipeline import AttributeDeny
 from agentprom.sampling import SamplingWeights, probability_weight, threshold_weight
 from agentprom.translator import Translator
 from tests.exposition import openmetrics_families, promtool_check, render
@@ -115,3 +121,47 @@ def test_sdk_spans_with_a_probability_attribute_are_scaled(make_sidecar):
     llm = dict(agent="planner", provider="openai", model="gpt-4o")
     # tracestate reading is off: 2 spans x 2 (attribute) + 1 span x 1 (unusable attribute)
     assert sidecar.value("agent_llm_calls_total", **llm, operation="chat", status="ok") == 5
+
+
+def _batch(*spans: Span) -> Batch:
+    batch = Batch()
+    batch.spans.extend(spans)
+    return batch
+
+
+def test_span_bounds_refuse_llm_spans_beyond_a_bound_and_nothing_else():
+    limits = AmountLimits(max_tokens=10, max_cost_usd=1.0, max_adjusted_count=100)
+    deny = AttributeDeny(["gen_ai.usage.cost"])
+    bounds = SpanBounds(limits, SamplingWeights(probability_attribute="sampling.probability"), deny.denied)
+    fine = _span("ot=th:fd", **{"gen_ai.usage.input_tokens": 10, "llm.cost.total": 1.0})  # weight 85
+    alias = _span(**{"llm.token_count.prompt": "11"})  # any spelling, numeric strings too
+    costly = _span(**{"llm.cost.total": 1.5})
+    rare = _span("ot=th:ffffffffffffff")
+    rare_attribute = _span(**{"sampling.probability": 0.001})
+    agent = _span(**{"gen_ai.operation.name": "invoke_agent", "gen_ai.usage.input_tokens": 10**9})
+    denied = _span(**{"gen_ai.usage.cost": 1e308})  # removed before anything reads it
+    unusable = _span(**{"gen_ai.usage.input_tokens": float("inf"), "llm.cost.total": float("nan")})
+    batch = _batch(fine, alias, costly, rare, rare_attribute, agent, denied, unusable)
+    bounds.check(batch)
+    assert batch.spans == [fine, agent, denied, unusable]
+    assert batch.rejected == {"amount_out_of_range": 2, "sampling_weight_out_of_range": 2}
+
+
+def test_no_counter_or_histogram_sum_reaches_infinity_at_the_largest_configurable_bounds():
+    """Every bound at its configuration maximum, every compat output on, the widest OTLP duration:
+    a thousand such spans leave every sample finite (so no finite stream of them can overflow)."""
+    store = SeriesStore(clock=ManualClock(), catalog=active_catalog(("genai_metrics", "span_metrics")))
+    translator = Translator(store)
+    limits = AmountLimits(2**53, 1e12, 2**56)
+    span = _span("ot=th:ffffffffffffff", **{
+        f"gen_ai.usage.{kind}": 2**53 for kind in ("input_tokens", "output_tokens", "cache_read.input_tokens",
+                                                     "cache_write.input_tokens")}, **{"gen_ai.usage.cost": 1e12})
+    span.end_ns = 2**64 - 1
+    batch = _batch(*[span] * 1000)
+    SpanBounds(limits, translator.weights).check(batch)
+    assert len(batch.spans) == 1000
+    translator.consume(batch, "grpc")
+    values = [v for family in store.families.values() for series in family.all_series()
+              for v in (series.value, series.sum, *(series.counts or ()))]
+    assert values and all(math.isfinite(v) for v in values)
+    assert store.value("agent_llm_cost_usd_total", ("a", "p", "m")) == pytest.approx(1000 * 1e12 * 2**56)

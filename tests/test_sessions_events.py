@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from agentprom.clock import ManualClock
@@ -327,3 +329,38 @@ def test_session_metrics_pass_promtool(make_sidecar, promtool):
     assert "agentprom_sessions_evicted_total 1\n" in text
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_event_amounts_have_the_span_bounds(sidecar):
+    """Fails on main: an llm_call event could add 2^53 tokens and 1e12 dollars at a time. The bounds
+    are limits.max_tokens_per_span and limits.max_cost_usd_per_span; the error names the field, not the value."""
+    base = {"event_type": "llm_call", "session_id": "s-big", "agent": "big"}
+    events = [
+        {**base, "input_tokens": 100_000_001},
+        {**base, "output_tokens": 2**53},
+        {**base, "cached_tokens": 123_456_789_012},
+        {**base, "cost": 10_000.5},
+        {**base, "cost": 1e300},
+    ]
+    status, body = post_json(sidecar, "/runtime/event", events)
+    assert status == 400 and body["accepted"] == 0 and body["rejected"] == 5
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [
+        (0, "input_tokens"), (1, "output_tokens"), (2, "cached_tokens"), (3, "cost"), (4, "cost")]
+    assert body["errors"][0]["message"] == "must be an integer from 0 to 100000000 (limits.max_tokens_per_span)"
+    assert body["errors"][3]["message"] == "must be a number from 0 to 10000 (limits.max_cost_usd_per_span)"
+    for leaked in ("100000001", "9007199254740992", "123456789012", "10000.5", "1e+300"):
+        assert leaked not in json.dumps(body)
+    assert get_json(sidecar, "/runtime/session/s-big")[0] == 404
+    # at the bounds: accepted and counted
+    status, body = post_json(sidecar, "/runtime/event", {**base, "input_tokens": 100_000_000, "cost": 10_000})
+    assert status == 200
+    llm = dict(agent="big", provider="unknown", model="unknown")
+    assert sidecar.value("agent_tokens_total", **llm, type="input") == 100_000_000
+    assert sidecar.value("agent_llm_cost_usd_total", **llm) == 10_000
+
+
+def test_event_bounds_follow_the_config(make_sidecar):
+    sidecar = make_sidecar({"limits": {"max_tokens_per_span": 10, "max_cost_usd_per_span": 1}})
+    event = {"event_type": "llm_call", "session_id": "s", "input_tokens": 11, "cost": 1.5}
+    status, body = post_json(sidecar, "/runtime/event", event)
+    assert status == 400 and {e["field"] for e in body["errors"]} == {"input_tokens", "cost"}

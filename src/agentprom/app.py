@@ -21,6 +21,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from agentprom import __version__
+from agentprom.bounds import AmountLimits, SpanBounds
 from agentprom.clock import Clock, SystemClock
 from agentprom.config.schema import Config, parse_address
 from agentprom.conventions.profile import WANTED_KEYS
@@ -94,13 +95,16 @@ class App:
         self.translator = Translator(self.store, weights, self.errors)
         wanted = WANTED_KEYS | {sampling.probability_attribute} if sampling.probability_attribute else WANTED_KEYS
         queue = config.queue
+        deny = AttributeDeny(config.security.attribute_deny)
         self.pipeline = Pipeline(
             self.translator, self.store,
             QueueLimits(queue.max_spans, queue.memory_limit_mib * 1024 * 1024),
-            AttributeDeny(config.security.attribute_deny), errors=self.errors,
+            deny, errors=self.errors,
         )
+        self.amount_limits = AmountLimits.from_config(config)
+        bounds = SpanBounds(self.amount_limits, weights, deny.denied)
         self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes,
-                                  self.pipeline, queue.retry_after_seconds, wanted,
+                                  self.pipeline, queue.retry_after_seconds, wanted, bounds,
                                   max_string_bytes=server.max_string_bytes)
         self.metrics_app = web.Application()
         self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level)
@@ -139,7 +143,8 @@ class App:
                                       sink=sink, errors=self.errors)
         if config.sessions.enabled:
             self.translator.batch_listeners.append(self.errors.contain("sessions", self.tracker.on_spans))
-            RuntimeApi(self.tracker, self.store, config.sessions.max_events_per_request).install(self.http_app)
+            RuntimeApi(self.tracker, self.store, config.sessions.max_events_per_request,
+                       self.amount_limits).install(self.http_app)
             self.periodic.append(self.tracker.expire)
         if self.journal is not None:
             self.periodic.append(self.journal.publish)

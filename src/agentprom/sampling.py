@@ -10,7 +10,10 @@ with zeros to 14 (56 bits); a span is kept with probability
 attribute named in the config is read when the tracestate says nothing.
 
 Anything missing or malformed gives weight 1: an unknown adjusted count is
-counted as one span, never dropped and never an error.
+counted as one span, never dropped and never an error. A weight above
+``sampling.max_adjusted_count`` is a different matter: the span is refused at
+ingest (``bounds.py``), since ``th:ffffffffffffff`` alone would make one span
+count as 2^56.
 """
 
 from __future__ import annotations

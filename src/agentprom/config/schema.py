@@ -127,6 +127,27 @@ class SamplingConfig(_Model):
         "", description="Span attribute holding the sampling probability (0 < p <= 1) when the tracestate has none; "
         "empty = none.",
     )
+    max_adjusted_count: float = Field(
+        1_000_000.0, ge=1, le=2**56,
+        description="Largest adjusted count (1/probability) one span may stand for; a span sampled more rarely is "
+        "refused through partial success (sampling_weight_out_of_range). 1e6 = probability 1e-6, far below any "
+        "real sampler's rate; 2^56 (th:ffffffffffffff) would let one span add 7.2e16 calls.",
+    )
+
+
+class LimitsConfig(_Model):
+    """Per-span bounds on the amounts added to counters (bounds.py): a span beyond one is refused through
+    partial success (amount_out_of_range) and counted nowhere; runtime llm_call events beyond one get a 400."""
+
+    max_tokens_per_span: int = Field(
+        100_000_000, ge=1, le=2**53,
+        description="Tokens of any one type (input, output, cache read, cache write) on one LLM call: 50 times "
+        "the largest context window offered today (2M).",
+    )
+    max_cost_usd_per_span: float = Field(
+        10_000.0, gt=0, le=1e12,
+        description="US dollars of one LLM call: a hundred times a long call to the dearest models today.",
+    )
 
 
 class CompatConfig(_Model):
@@ -421,6 +442,7 @@ class Config(_Model):
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     compat: CompatConfig = Field(default_factory=CompatConfig)
     metrics_in: MetricsInConfig = Field(default_factory=MetricsInConfig)
     log: LogConfig = Field(default_factory=LogConfig)

@@ -96,6 +96,10 @@ def _amount(value: Any) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
+#: for the per-span bounds (bounds.py), which must read amounts exactly as counted here
+token_count, cost_amount = _count, _amount
+
+
 def span_kind(attrs: dict[str, Any]) -> tuple[Kind, str]:
     """Return the span's kind and, for LLM calls, its ``operation`` label."""
     tl = attrs.get(_TRACELOOP_SPAN_KIND)

@@ -360,6 +360,14 @@ def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG) -> str:
         "conventions define them: do not add them to `input`. Tokens and cost are counted on LLM-call "
         "spans only, because agent spans often repeat their children's usage.",
         "",
+        "Bounds: an LLM-call span with more tokens of one type than `limits.max_tokens_per_span` "
+        "(default 10^8) or a cost above `limits.max_cost_usd_per_span` (default 10^4 USD), and any span "
+        "that stands for more than `sampling.max_adjusted_count` spans (default 10^6, i.e. sampled with "
+        "a probability below 10^-6), is rejected as a whole and counted nowhere: "
+        '`agentprom_spans_rejected_total{reason="amount_out_of_range"}` or '
+        '`{reason="sampling_weight_out_of_range"}`, reported to the client through OTLP partial success. '
+        "So no counter can be pushed to +Inf.",
+        "",
         "A metric that reaches its series limit folds new label sets into one series labelled "
         '`otel_metric_overflow="true"` (other labels empty); series not updated within the expiry '
         "time disappear. Both are counted in the self-metrics below.",

@@ -28,6 +28,7 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from agentprom.bounds import AmountLimits, SpanBounds
 from agentprom.conventions.profile import WANTED_KEYS
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.metrics_in.model import MetricBatch
@@ -178,22 +179,27 @@ class Ingest:
 
 
 class TraceIngest(Ingest):
-    """Spans: ``Batch`` in, ``Translator`` counts."""
+    """Spans: ``Batch`` in, ``Translator`` counts. Spans whose amounts or sampling weight break a
+    bound (bounds.py) are rejected right after decoding, so ``partial_success`` reports them."""
 
     translator: Translator
     decoders = {PROTOBUF: decode_traces, JSON: decode_traces_json}
 
     def __init__(self, store: SeriesStore, translator: Translator, max_request_bytes: int,
                  pipeline: Pipeline | None = None, retry_after_seconds: int = 1,
-                 wanted_keys: frozenset[str] = WANTED_KEYS, max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> None:
+                 wanted_keys: frozenset[str] = WANTED_KEYS, bounds: SpanBounds | None = None,
+                 max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> None:
         super().__init__(store, translator, max_request_bytes, pipeline, retry_after_seconds)
         #: span attribute keys the decoders keep (the conventions' keys plus configured ones)
         self.wanted_keys = wanted_keys
+        self.bounds = bounds or SpanBounds(AmountLimits.defaults(), translator.weights)
         #: the decoders cut every kept string to this many bytes (text.py)
         self.max_string_bytes = max_string_bytes
 
     def decode(self, body: bytes, encoding: str) -> Batch:
-        return self.decoders[encoding](body, self.wanted_keys, self.max_string_bytes)
+        batch = self.decoders[encoding](body, self.wanted_keys, self.max_string_bytes)
+        self.bounds.check(batch)
+        return batch
 
     def count(self, batch: Batch, transport: str) -> None:
         """Queue the batch for the translation task (or translate now without a pipeline)."""

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agentprom.bounds import AmountLimits
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.sessions import events as E
 from agentprom.sessions.model import END_STATUSES, Call, Phase, Session
@@ -191,9 +192,12 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 class RuntimeApi:
-    def __init__(self, tracker: SessionTracker, store: SeriesStore, max_events: int) -> None:
+    def __init__(self, tracker: SessionTracker, store: SeriesStore, max_events: int,
+                 limits: AmountLimits | None = None) -> None:
         self.tracker = tracker
         self.max_events = max_events
+        #: field checks with the per-span amount bounds (bounds.py) on tokens and cost
+        self.checks = E.bounded_checks(limits or AmountLimits.defaults())
         self._events = store.families["agentprom_runtime_events_total"]
 
     def install(self, app: web.Application) -> None:
@@ -228,7 +232,7 @@ class RuntimeApi:
             document = await self._json_body(request)
         except ApiError as error:
             return error.response()
-        events, errors, total = E.parse_events(document, self.max_events)
+        events, errors, total = E.parse_events(document, self.max_events, self.checks)
         for event in events:
             self.tracker.apply(event)
         rejected = total - len(events)
@@ -256,7 +260,7 @@ class RuntimeApi:
         if "event_type" in document:
             errors.append(E.FieldError(None, "event_type", "not a field of this request"))
             document = {key: value for key, value in document.items() if key != "event_type"}
-        event = E.parse_event({**document, "event_type": event_type}, None, errors)
+        event = E.parse_event({**document, "event_type": event_type}, None, errors, self.checks)
         if errors or event is None:
             raise ApiError(400, "invalid request", errors)
         return event

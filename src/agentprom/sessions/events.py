@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from agentprom.bounds import AmountLimits
 from agentprom.sessions.timestamps import parse_iso
 from agentprom.text import bounded_text
 
@@ -163,6 +164,23 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
 }
 assert set(CHECKS) | {"event_type"} == {f.name for f in fields(RuntimeEvent)}
 
+
+def bounded_checks(limits: AmountLimits) -> dict[str, Callable[[Any], Any]]:
+    """``CHECKS`` with the per-span bounds of spans (bounds.py) on the amounts an ``llm_call`` adds to
+    counters: an event beyond one is refused like a span beyond one, naming the key, not the value."""
+
+    def tokens(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limits.max_tokens:
+            raise ValueError(f"must be an integer from 0 to {limits.max_tokens} (limits.max_tokens_per_span)")
+        return value
+
+    def cost(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= limits.max_cost_usd:
+            raise ValueError(f"must be a number from 0 to {limits.max_cost_usd:.15g} (limits.max_cost_usd_per_span)")
+        return float(value)
+
+    return {**CHECKS, "input_tokens": tokens, "output_tokens": tokens, "cached_tokens": tokens, "cost": cost}
+
 _COMMON = ("event_type", "session_id", "timestamp", "agent", "context_tokens_used", "context_tokens_available")
 _PHASE = ("phase_id", "phase_name")
 _CALL = (*_PHASE, "duration_ms", "success", "error_type", "attempt", "escalated")
@@ -187,8 +205,10 @@ FIELDS_BY_TYPE: dict[str, frozenset[str]] = {
 EVENT_TYPES = tuple(FIELDS_BY_TYPE)
 
 
-def parse_event(document: Any, index: int | None, errors: list[FieldError]) -> RuntimeEvent | None:
-    """One event; appends its problems to ``errors`` and returns None when there are any."""
+def parse_event(document: Any, index: int | None, errors: list[FieldError],
+                checks: dict[str, Callable[[Any], Any]] = CHECKS) -> RuntimeEvent | None:
+    """One event; appends its problems to ``errors`` and returns None when there are any.
+    ``checks`` is ``CHECKS`` or ``bounded_checks(...)``."""
     if not isinstance(document, dict):
         errors.append(FieldError(index, "", "each event must be a JSON object"))
         return None
@@ -199,7 +219,7 @@ def parse_event(document: Any, index: int | None, errors: list[FieldError]) -> R
         errors.append(FieldError(index, "event_type", "is required and must be one of " + ", ".join(EVENT_TYPES)))
     values: dict[str, Any] = {}
     for key, value in document.items():
-        check = CHECKS.get(key)
+        check = checks.get(key)
         if key == "event_type":
             continue
         if check is None:
@@ -239,11 +259,12 @@ def _reported(errors: list[FieldError], since: int, *names: str) -> bool:
     return any(e.field in names for e in errors[since:])
 
 
-def parse_events(document: Any, max_events: int) -> tuple[list[RuntimeEvent], list[FieldError], int]:
+def parse_events(document: Any, max_events: int, checks: dict[str, Callable[[Any], Any]] = CHECKS
+                 ) -> tuple[list[RuntimeEvent], list[FieldError], int]:
     """A single event object or an array of them -> (valid events, errors, events in the request)."""
     errors: list[FieldError] = []
     if isinstance(document, dict):
-        event = parse_event(document, 0, errors)
+        event = parse_event(document, 0, errors, checks)
         return ([event] if event else []), errors, 1
     if not isinstance(document, list):
         errors.append(FieldError(None, "", "the body must be one event object or a JSON array of events"))
@@ -253,7 +274,7 @@ def parse_events(document: Any, max_events: int) -> tuple[list[RuntimeEvent], li
         return [], errors, len(document)
     events = []
     for index, item in enumerate(document):
-        event = parse_event(item, index, errors)
+        event = parse_event(item, index, errors, checks)
         if event is not None:
             events.append(event)
     return events, errors, len(document)
