@@ -50,6 +50,7 @@ def store_limits(config: Config) -> StoreLimits:
     s = config.store
     return StoreLimits(
         max_series_per_metric=s.max_series_per_metric,
+        max_folded_label_sets=s.max_folded_label_sets,
         max_label_value_length=s.max_label_value_length,
         series_ttl_seconds=s.series_ttl_seconds,
         exemplars=s.exemplars,

@@ -86,6 +86,11 @@ class StoreConfig(_Model):
     """Bounds of the series store."""
 
     max_series_per_metric: int = Field(2000, ge=0, description="Series per metric before overflow (0 = unlimited).")
+    max_folded_label_sets: int = Field(
+        10000, ge=0, description="Per gauge: label sets folded into its overflow series whose last value is "
+        "remembered, so that the overflow series is their sum; updates of further ones are dropped and counted "
+        "(0 = unlimited).",
+    )
     max_label_value_length: int = Field(128, ge=0, description="Longer label values are truncated (0 = never).")
     series_ttl_seconds: float = Field(900.0, ge=0, description="Series not updated for this long disappear (0 = never).")
     exemplars: bool = Field(True, description="Attach trace_id/span_id exemplars in OpenMetrics scrapes.")

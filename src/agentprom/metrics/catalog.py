@@ -237,6 +237,10 @@ CATALOG: tuple[MetricSpec, ...] = (
     _self("agentprom_series_overflow_total", COUNTER,
           "Observations folded into a metric's otel_metric_overflow series because it reached its series limit.",
           ("metric",)),
+    _self("agentprom_series_overflow_dropped_total", COUNTER,
+          "Gauge updates left out of a gauge's otel_metric_overflow series (the sum of the last values of the "
+          "label sets folded into it) because it already remembers store.max_folded_label_sets non-zero ones.",
+          ("metric",)),
     _self("agentprom_series_expired_total", COUNTER,
           "Series removed because they were not updated within the expiry time.", ("metric",)),
     _self("agentprom_active_series", GAUGE,
@@ -350,8 +354,9 @@ def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG) -> str:
         "spans only, because agent spans often repeat their children's usage.",
         "",
         "A metric that reaches its series limit folds new label sets into one series labelled "
-        '`otel_metric_overflow="true"` (other labels empty); series not updated within the expiry '
-        "time disappear. Both are counted in the self-metrics below.",
+        '`otel_metric_overflow="true"` (other labels empty): a counter or histogram adds their '
+        "observations, a gauge's overflow series is the sum of their last values. Series not updated "
+        "within the expiry time disappear. Both are counted in the self-metrics below.",
         "",
     ]
     for group, title in GROUP_TITLES.items():
