@@ -17,6 +17,9 @@ share its limits: the per-metric series limit, label-value hygiene and expiry
   with the per-series state that the limit exists to bound. Both drops are
   counted (``agentprom_series_overflow_total`` and the translator's
   ``agentprom_metric_points_dropped_total``).
+* The store's self-metrics about these families (overflow, expired, active
+  series) label them all ``metric="otlp_in"``: their names come from the
+  sender, so one label value each would make the self-metrics unbounded.
 * A name whose samples would collide with a catalog metric, the process
   metrics, or another run-time family of another type is refused.
 * A family whose last series expired is unregistered, freeing its name.
@@ -29,7 +32,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from agentprom.metrics.catalog import COUNTER, HISTOGRAM
+from agentprom.metrics.catalog import COUNTER, HISTOGRAM, OTLP_IN_METRIC
 from agentprom.metrics.series_store import Family, Series, SeriesStore
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,7 @@ class DynamicFamily(Family):
 
     def __init__(self, spec: DynamicSpec, store: SeriesStore, ttl: float) -> None:
         super().__init__(spec, store)  # type: ignore[arg-type]
+        self.self_label = OTLP_IN_METRIC  # the name came from the sender: self-metrics stay bounded
         self.ttl = ttl
         self.label_set = frozenset(spec.labels)
         #: the exposition's cached renderer for this family (dies with it)

@@ -108,6 +108,8 @@ class Family:
     def __init__(self, spec: MetricSpec, store: SeriesStore) -> None:
         self.spec = spec
         self.name = spec.name
+        #: the ``metric`` label of the store's self-metrics about this family
+        self.self_label = spec.name
         self.store = store
         self.buckets = spec.buckets
         self.n_buckets = len(spec.buckets)
@@ -151,7 +153,7 @@ class Family:
         series = self.series.get(key)
         if series is None:
             if self._limit and len(self.series) >= self._limit:
-                self.store.count_overflow(self.name)
+                self.store.count_overflow(self.self_label)
                 return self._overflow_series()
             series = self.series_factory(key, self.n_buckets, self.store.now)
             self.series[key] = series
@@ -174,7 +176,7 @@ class Family:
         """Set (or add to) a folded gauge label set: the overflow series moves by the change."""
         change = self._folded.update(self._normalize(labels), value, self.store.now, add)
         if change is None:  # memory full: dropped, so the overflow stays the sum of what it holds
-            self.store.count_overflow_dropped(self.name)
+            self.store.count_overflow_dropped(self.self_label)
             return
         overflow = self.overflow
         overflow.value += change
@@ -305,10 +307,8 @@ class SeriesStore:
         return family
 
     def remove_family(self, name: str) -> None:
-        """Unregister a family registered at run time, with its active-series gauge."""
+        """Unregister a family registered at run time (its active series leave the gauge at the next refresh)."""
         self.families.pop(name, None)
-        if self._active is not None:
-            self._active.remove((name,))
 
     def __getitem__(self, name: str) -> Family:
         return self.families[name]
@@ -338,19 +338,25 @@ class SeriesStore:
                 continue
             gone = family.expire(now - ttl)
             if gone and self._expired is not None:
-                self._expired.inc((family.name,), gone)
+                self._expired.inc((family.self_label,), gone)
             total += gone
         for hook in self.expiry_hooks:
             hook()
         return total
 
     def refresh_self_metrics(self) -> None:
-        """Update the active-series gauge (at scrape time)."""
+        """Update the active-series gauge (at scrape time): per ``self_label``, the sum over its families."""
         if self._active is None:
             return
+        totals: dict[str, int] = {}
         for family in self.families.values():
             if family.spec.expires:
-                self._active.set((family.name,), len(family))
+                totals[family.self_label] = totals.get(family.self_label, 0) + len(family)
+        for key in self._active.series:
+            if key[0] not in totals:  # its families are gone (e.g. every OTLP-in family expired)
+                totals[key[0]] = 0
+        for label, total in totals.items():
+            self._active.set((label,), total)
 
     def value(self, name: str, labels: tuple[str, ...]) -> float:
         """A counter or gauge value (0 when the series does not exist); for tests and the API."""
