@@ -68,6 +68,8 @@ def metrics_in_settings(config: Config) -> MetricsInSettings:
         scope_labels=c.scope_labels,
         target_info=c.target_info,
         exponential_histograms=c.exponential_histograms,
+        max_histogram_buckets=c.max_histogram_buckets,
+        max_memory_bytes=int(c.max_memory_mib * 1024 * 1024),
     )
 
 

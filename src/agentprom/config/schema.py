@@ -169,6 +169,15 @@ class MetricsInConfig(_Model):
     exponential_histograms: Literal["convert", "drop"] = Field(
         "convert", description="convert: to power-of-two explicit buckets (exact le counts); drop: count and drop.",
     )
+    max_histogram_buckets: int = Field(
+        160, ge=1, le=10_000,
+        description="Bucket bounds per histogram point (exponential ones after conversion, and the union of "
+        "accumulated ones), and quantiles per summary point; points with more are dropped (too_many_buckets).",
+    )
+    max_memory_mib: float = Field(
+        64.0, ge=0, description="Estimated memory of all incoming series together (labels, buckets, accumulation "
+        "state, scrape caches); points that would need more are dropped (memory_budget). 0 = no budget.",
+    )
 
     @field_validator("promote_resource_attributes")
     @classmethod

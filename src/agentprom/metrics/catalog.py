@@ -277,7 +277,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     _self("agentprom_metric_points_dropped_total", COUNTER,
           "OTLP metric data points not exposed, by reason: invalid (e.g. invalid_buckets, "
           "unspecified_temporality), catalog_clash (the name is one of agentprom's own), type_conflict, "
-          "family_limit, series_limit, label_limit, out_of_order, exponential_histogram (dropped by config). "
+          "family_limit, series_limit, label_limit, out_of_order, exponential_histogram (dropped by config), "
+          "too_many_buckets (metrics_in.max_histogram_buckets), memory_budget (metrics_in.max_memory_mib). "
           "Also reported to the sender through partial_success.",
           ("reason",)),
     _self("agentprom_queue_spans", GAUGE,
