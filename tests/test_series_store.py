@@ -377,3 +377,23 @@ def test_folded_gauges_expire_and_move_out_when_room_frees():
     assert store.value(IN_FLIGHT, ("kept",)) == 4
     assert in_flight.overflow.value == 0
     assert _gauge_total(store, IN_FLIGHT) == 4
+
+
+def test_sessions_and_tool_calls_in_flight_past_the_limit_add_up():
+    """The red-team scenario through the session tracker: 50 agents, one session and one tool call each."""
+    from agentprom.config.loader import validate
+    from agentprom.sessions.events import RuntimeEvent
+    from agentprom.sessions.tracker import SessionTracker
+    from agentprom.translator import Translator
+
+    store, clock = make_store(max_series_per_metric=10)
+    tracker = SessionTracker(store, Translator(store).record, validate({}).sessions, clock, sink=lambda r: None)
+    for i in range(50):
+        tracker.apply(RuntimeEvent(event_type="tool_started", session_id=f"s{i}", agent=f"agent{i}",
+                                   tool_name="search", call_id="c"))
+    assert _gauge_total(store, IN_FLIGHT) == 50 and store[IN_FLIGHT].overflow.value == 40
+    assert _gauge_total(store, "agent_sessions_active") == 50
+    for i in range(0, 50, 2):
+        tracker.apply(RuntimeEvent(event_type="tool_completed", session_id=f"s{i}", agent=f"agent{i}",
+                                   tool_name="search", call_id="c"))
+    assert _gauge_total(store, IN_FLIGHT) == 25
