@@ -260,6 +260,8 @@ def test_incoming_series_expire_on_their_own_ttl(make_sidecar):
     clock.advance(2)
     text = sidecar.scrape()
     assert not [line for line in text.splitlines() if line.startswith("queue_depth")]
-    assert sidecar.value("agentprom_series_expired_total", metric="queue_depth") == 1
+    # incoming metrics are metric="otlp_in" in the self-metrics
+    assert sidecar.value("agentprom_series_expired_total", metric="otlp_in") == 1
     assert "queue_depth" not in sidecar.call(lambda: sidecar.app.metrics_translator.families.families)
     assert 'agentprom_active_series{metric="queue_depth"}' not in text
+    assert 'agentprom_active_series{metric="otlp_in"} 0\n' in text

@@ -188,7 +188,7 @@ def test_series_limit_drops_instead_of_folding():
     assert family.lookup({"k": "1"}) and family.lookup({"k": "2"})
     assert family.lookup({"k": "3"}) is None
     assert family.overflow is None
-    assert store.value("agentprom_series_overflow_total", ("g",)) == 1
+    assert store.value("agentprom_series_overflow_total", ("otlp_in",)) == 1
 
 
 # -- config ----------------------------------------------------------------------------------
@@ -203,3 +203,43 @@ def test_metrics_in_config_errors_are_located():
                      "metrics_in.series_ttl_seconds", "metrics_in.typo"]
     assert "listed twice" in str(error.value) and "entry 2 is empty" in str(error.value)
     assert validate({}).metrics_in.series_ttl_seconds == 300
+
+
+# -- self-metrics about incoming metrics ---------------------------------------------------
+
+def _gauges(names, labels: dict, time_ns: int):
+    from agentprom.metrics_in import model as m
+
+    batch = m.MetricBatch()
+    scope = m.Scope("s", "1", "", {})
+    for name in names:
+        batch.add(m.Metric(name, "", "", m.GAUGE, 0, False, [], scope, {}), [m.NumberPoint(labels, 0, time_ns, 1.0)])
+    return batch
+
+
+def test_self_metrics_name_every_incoming_metric_with_one_value():
+    """agentprom_series_{expired,overflow}_total and agentprom_active_series label incoming metrics
+    metric="otlp_in" (the names come from the sender): 400 metric names give one series each, not 400."""
+    from agentprom.metrics.catalog import OTLP_IN_METRIC
+    from agentprom.metrics_in.translator import MetricsInSettings, MetricsTranslator
+
+    clock = ManualClock()
+    store = SeriesStore(StoreLimits(max_series_per_metric=1), clock)
+    translator = MetricsTranslator(store, MetricsInSettings(series_ttl_seconds=10, max_metric_families=100),
+                                   frozenset())
+    catalog = {name for name, family in store.families.items()}
+    for round_ in range(8):
+        names = [f"round{round_}.metric{i}" for i in range(50)]
+        translator.consume(_gauges(names, {"k": "a"}, 1), "http")
+        translator.consume(_gauges(names, {"k": "b"}, 1), "http")  # over the series limit
+        store.refresh_self_metrics()
+        dynamic = sum(len(family) for family in translator.families.families.values())
+        assert store.value("agentprom_active_series", (OTLP_IN_METRIC,)) == dynamic == 50
+        clock.advance(11)
+        store.expire()
+    for name in ("agentprom_series_expired_total", "agentprom_series_overflow_total", "agentprom_active_series"):
+        assert {key[0] for key in store[name].series} <= catalog | {OTLP_IN_METRIC}, name
+    assert store.value("agentprom_series_expired_total", (OTLP_IN_METRIC,)) == 8 * 50
+    assert store.value("agentprom_series_overflow_total", (OTLP_IN_METRIC,)) == 8 * 50
+    store.refresh_self_metrics()
+    assert store.value("agentprom_active_series", (OTLP_IN_METRIC,)) == 0

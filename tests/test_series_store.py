@@ -312,3 +312,88 @@ def test_self_metrics_are_never_folded(promtool):
     assert {n for n in names if store[n].spec.group != "self"} <= folded
     assert overflow.overflow is None
     check_both_formats(promtool, store)
+
+
+# -- gauges past the series limit fold by sum ----------------------------------
+
+IN_FLIGHT = "agent_tool_calls_in_flight"
+
+
+def _gauge_total(store: SeriesStore, name: str) -> float:
+    return sum(series.value for series in store[name].all_series())
+
+
+def test_gauge_overflow_is_the_sum_of_the_folded_label_sets(promtool):
+    """50 agents with one call in flight each, 2 series allowed: the overflow series holds 48, not 1."""
+    store, _ = make_store(max_series_per_metric=2)
+    in_flight = store[IN_FLIGHT]
+    for i in range(50):
+        in_flight.set((f"agent{i}",), 1)
+    assert in_flight.overflow.value == 48
+    assert _gauge_total(store, IN_FLIGHT) == 50
+    in_flight.set(("agent10",), 5)  # a folded label set changes: the overflow moves by the delta
+    in_flight.set(("agent11",), 0)
+    in_flight.set(("agent11",), 0)  # setting the same value twice changes nothing
+    in_flight.inc(("agent12",), 2)
+    in_flight.inc(("agent13",), -1)
+    assert in_flight.overflow.value == 48 + 4 - 1 + 2 - 1
+    assert _gauge_total(store, IN_FLIGHT) == 50 + 4 - 1 + 2 - 1
+    for i in range(50):
+        in_flight.set((f"agent{i}",), 0)
+    assert in_flight.overflow.value == 0 and _gauge_total(store, IN_FLIGHT) == 0
+    assert store.value("agentprom_series_overflow_dropped_total", (IN_FLIGHT,)) == 0
+    check_both_formats(promtool, store)
+
+
+def test_gauge_fold_memory_is_bounded_and_what_it_cannot_hold_is_counted():
+    """The store remembers max_folded_label_sets folded label sets per gauge (zero values are forgotten: they
+    add nothing); updates of further label sets are dropped and counted, so the overflow never drifts."""
+    store, _ = make_store(max_series_per_metric=3, max_folded_label_sets=3)
+    active = store["agent_sessions_active"]
+    for i in range(3 + 3 + 4):  # 3 own series, 3 remembered, 4 beyond
+        active.set((f"agent{i}",), 2)
+    assert active.overflow.value == 6
+    assert store.value("agentprom_series_overflow_dropped_total", ("agent_sessions_active",)) == 4
+    active.set(("agent3",), 0)  # forgotten: frees a place
+    active.set(("agent9",), 7)
+    assert active.overflow.value == 4 + 7
+    active.set(("agent9",), 1)
+    assert active.overflow.value == 4 + 1
+    assert len(active._folded) <= 3
+
+
+def test_folded_gauges_expire_and_move_out_when_room_frees():
+    store, clock = make_store(max_series_per_metric=1, series_ttl_seconds=10)
+    in_flight = store[IN_FLIGHT]
+    in_flight.set(("own",), 1)
+    in_flight.set(("stale",), 3)
+    clock.advance(6)
+    store.tick()
+    in_flight.set(("kept",), 2)
+    clock.advance(6)
+    assert store.expire() == 1  # "own"; the overflow series stays, without "stale"
+    assert in_flight.overflow.value == 2
+    in_flight.set(("kept",), 4)  # room again: "kept" gets its own series and leaves the overflow
+    assert store.value(IN_FLIGHT, ("kept",)) == 4
+    assert in_flight.overflow.value == 0
+    assert _gauge_total(store, IN_FLIGHT) == 4
+
+
+def test_sessions_and_tool_calls_in_flight_past_the_limit_add_up():
+    """The red-team scenario through the session tracker: 50 agents, one session and one tool call each."""
+    from agentprom.config.loader import validate
+    from agentprom.sessions.events import RuntimeEvent
+    from agentprom.sessions.tracker import SessionTracker
+    from agentprom.translator import Translator
+
+    store, clock = make_store(max_series_per_metric=10)
+    tracker = SessionTracker(store, Translator(store).record, validate({}).sessions, clock, sink=lambda r: None)
+    for i in range(50):
+        tracker.apply(RuntimeEvent(event_type="tool_started", session_id=f"s{i}", agent=f"agent{i}",
+                                   tool_name="search", call_id="c"))
+    assert _gauge_total(store, IN_FLIGHT) == 50 and store[IN_FLIGHT].overflow.value == 40
+    assert _gauge_total(store, "agent_sessions_active") == 50
+    for i in range(0, 50, 2):
+        tracker.apply(RuntimeEvent(event_type="tool_completed", session_id=f"s{i}", agent=f"agent{i}",
+                                   tool_name="search", call_id="c"))
+    assert _gauge_total(store, IN_FLIGHT) == 25

@@ -52,6 +52,7 @@ def store_limits(config: Config) -> StoreLimits:
     s = config.store
     return StoreLimits(
         max_series_per_metric=s.max_series_per_metric,
+        max_folded_label_sets=s.max_folded_label_sets,
         max_label_value_length=s.max_label_value_length,
         series_ttl_seconds=s.series_ttl_seconds,
         exemplars=s.exemplars,
@@ -69,6 +70,8 @@ def metrics_in_settings(config: Config) -> MetricsInSettings:
         scope_labels=c.scope_labels,
         target_info=c.target_info,
         exponential_histograms=c.exponential_histograms,
+        max_histogram_buckets=c.max_histogram_buckets,
+        max_memory_bytes=int(c.max_memory_mib * 1024 * 1024),
     )
 
 

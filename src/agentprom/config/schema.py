@@ -92,6 +92,11 @@ class StoreConfig(_Model):
     """Bounds of the series store."""
 
     max_series_per_metric: int = Field(2000, ge=0, description="Series per metric before overflow (0 = unlimited).")
+    max_folded_label_sets: int = Field(
+        10000, ge=0, description="Per gauge: label sets folded into its overflow series whose last value is "
+        "remembered, so that the overflow series is their sum; updates of further ones are dropped and counted "
+        "(0 = unlimited).",
+    )
     max_label_value_length: int = Field(128, ge=0, description="Longer label values are truncated (0 = never).")
     series_ttl_seconds: float = Field(900.0, ge=0, description="Series not updated for this long disappear (0 = never).")
     exemplars: bool = Field(True, description="Attach trace_id/span_id exemplars in OpenMetrics scrapes.")
@@ -190,6 +195,15 @@ class MetricsInConfig(_Model):
     target_info: bool = Field(True, description="Expose each resource's attributes as a target_info series.")
     exponential_histograms: Literal["convert", "drop"] = Field(
         "convert", description="convert: to power-of-two explicit buckets (exact le counts); drop: count and drop.",
+    )
+    max_histogram_buckets: int = Field(
+        160, ge=1, le=10_000,
+        description="Bucket bounds per histogram point (exponential ones after conversion, and the union of "
+        "accumulated ones), and quantiles per summary point; points with more are dropped (too_many_buckets).",
+    )
+    max_memory_mib: float = Field(
+        64.0, ge=0, description="Estimated memory of all incoming series together (labels, buckets, accumulation "
+        "state, scrape caches); points that would need more are dropped (memory_budget). 0 = no budget.",
     )
 
     @field_validator("promote_resource_attributes")

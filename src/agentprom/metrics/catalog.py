@@ -15,6 +15,10 @@ COUNTER = "counter"
 GAUGE = "gauge"
 HISTOGRAM = "histogram"
 
+#: the ``metric`` label value of self-metrics about any family of incoming OTLP metrics: their names
+#: come from the sender, so each one as a label value would make the self-metrics unbounded
+OTLP_IN_METRIC = "otlp_in"
+
 
 def doubling(start: float, count: int) -> tuple[float, ...]:
     """``count`` bucket bounds starting at ``start``, each twice the last (rounded to 6 digits)."""
@@ -235,12 +239,20 @@ CATALOG: tuple[MetricSpec, ...] = (
           "timeout), by transport and reason. overloaded and memory_limit refusals tell the client to retry.",
           ("transport", "reason")),
     _self("agentprom_series_overflow_total", COUNTER,
-          "Observations folded into a metric's otel_metric_overflow series because it reached its series limit.",
+          "Observations folded into a metric's otel_metric_overflow series because it reached its series limit "
+          "(incoming OTLP metrics: points dropped instead). metric is the catalog name, or otlp_in for every "
+          "incoming OTLP metric.",
+          ("metric",)),
+    _self("agentprom_series_overflow_dropped_total", COUNTER,
+          "Gauge updates left out of a gauge's otel_metric_overflow series (the sum of the last values of the "
+          "label sets folded into it) because it already remembers store.max_folded_label_sets non-zero ones.",
           ("metric",)),
     _self("agentprom_series_expired_total", COUNTER,
-          "Series removed because they were not updated within the expiry time.", ("metric",)),
+          "Series removed because they were not updated within the expiry time. metric is the catalog name, or "
+          "otlp_in for every incoming OTLP metric.", ("metric",)),
     _self("agentprom_active_series", GAUGE,
-          "Series currently exposed, by metric.", ("metric",)),
+          "Series currently exposed, by metric: the catalog name, or otlp_in for all incoming OTLP metrics "
+          "together (target_info included).", ("metric",)),
     _self("agentprom_sessions_evicted_total", COUNTER,
           "Open sessions ended early (as abandoned) because sessions.max_open_sessions was reached."),
     _self("agentprom_session_state_dropped_total", COUNTER,
@@ -271,7 +283,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     _self("agentprom_metric_points_dropped_total", COUNTER,
           "OTLP metric data points not exposed, by reason: invalid (e.g. invalid_buckets, "
           "unspecified_temporality), catalog_clash (the name is one of agentprom's own), type_conflict, "
-          "family_limit, series_limit, label_limit, out_of_order, exponential_histogram (dropped by config). "
+          "family_limit, series_limit, label_limit, out_of_order, exponential_histogram (dropped by config), "
+          "too_many_buckets (metrics_in.max_histogram_buckets), memory_budget (metrics_in.max_memory_mib). "
           "Also reported to the sender through partial_success.",
           ("reason",)),
     _self("agentprom_queue_spans", GAUGE,
@@ -369,8 +382,9 @@ def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG) -> str:
         "So no counter can be pushed to +Inf.",
         "",
         "A metric that reaches its series limit folds new label sets into one series labelled "
-        '`otel_metric_overflow="true"` (other labels empty); series not updated within the expiry '
-        "time disappear. Both are counted in the self-metrics below.",
+        '`otel_metric_overflow="true"` (other labels empty): a counter or histogram adds their '
+        "observations, a gauge's overflow series is the sum of their last values. Series not updated "
+        "within the expiry time disappear. Both are counted in the self-metrics below.",
         "",
     ]
     for group, title in GROUP_TITLES.items():

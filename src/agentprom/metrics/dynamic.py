@@ -17,9 +17,18 @@ share its limits: the per-metric series limit, label-value hygiene and expiry
   with the per-series state that the limit exists to bound. Both drops are
   counted (``agentprom_series_overflow_total`` and the translator's
   ``agentprom_metric_points_dropped_total``).
+* The store's self-metrics about these families (overflow, expired, active
+  series) label them all ``metric="otlp_in"``: their names come from the
+  sender, so one label value each would make the self-metrics unbounded.
 * A name whose samples would collide with a catalog metric, the process
   metrics, or another run-time family of another type is refused.
 * A family whose last series expired is unregistered, freeing its name.
+* A memory budget across all of them (``MemoryBudget``): each series is
+  charged an estimate of what it holds (labels, one line per bucket or
+  quantile in both scrape caches, accumulation state); a point that would
+  take the total over the budget is dropped (``memory_budget``) and expiry
+  gives the room back. Counts alone do not bound memory: the series limit
+  times the family limit times a histogram's buckets is gigabytes.
 
 Like the rest of the store, this is owned by the event loop: nothing awaits.
 """
@@ -29,7 +38,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from agentprom.metrics.catalog import COUNTER, HISTOGRAM
+from agentprom.metrics.catalog import COUNTER, HISTOGRAM, OTLP_IN_METRIC
 from agentprom.metrics.series_store import Family, Series, SeriesStore
 
 log = logging.getLogger(__name__)
@@ -70,6 +79,43 @@ def exposed_names(name: str, type_: str) -> tuple[str, ...]:
     return (name,)
 
 
+class MemoryBudget:
+    """The estimated bytes held by all run-time series together, against a limit (0 = none).
+
+    The estimate (measured with tracemalloc on this code; it errs high) is a
+    base per series plus its label text, and per bucket or quantile line a
+    cached line in each exposition format: see ``estimate``.
+    """
+
+    SERIES_BYTES = 1500
+    LINE_BYTES = 64  # per cached line besides the name and label text: le, value, newline, list slots
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def estimate(self, family: DynamicFamily, series: DynamicSeries, lines: int) -> int:
+        label_bytes = sum([len(name) + len(value) + 4 for name, value in zip(family.spec.labels, series.labels)
+                           if value])
+        return self.SERIES_BYTES + 6 * label_bytes + lines * 2 * (len(family.name) + label_bytes + self.LINE_BYTES)
+
+    def charge(self, family: DynamicFamily, series: DynamicSeries, lines: int) -> bool:
+        """Account ``series`` at ``lines`` bucket or quantile lines; False (nothing changed) when that
+        would take the total over the limit."""
+        if series.cost and lines == series.lines:
+            return True
+        cost = self.estimate(family, series, lines)
+        if self.limit and cost > series.cost and self.used + cost - series.cost > self.limit:
+            return False
+        self.used += cost - series.cost
+        series.cost, series.lines = cost, lines
+        return True
+
+    def release(self, series: DynamicSeries) -> None:
+        self.used -= series.cost
+        series.cost = 0
+
+
 class DynamicSeries(Series):
     """A series plus the state the translator keeps to accumulate it.
 
@@ -81,7 +127,7 @@ class DynamicSeries(Series):
     epoch's last cumulative value (see ``metrics_in.accumulate``).
     """
 
-    __slots__ = ("bounds", "quantiles", "count", "has_sum", "start_ns", "last_ns", "base", "raw")
+    __slots__ = ("bounds", "quantiles", "count", "has_sum", "start_ns", "last_ns", "base", "raw", "cost", "lines")
 
     def __init__(self, labels: tuple[str, ...], n_buckets: int, now: float) -> None:
         super().__init__(labels, n_buckets, now)
@@ -93,13 +139,18 @@ class DynamicSeries(Series):
         self.last_ns = -1
         self.base = None
         self.raw = None
+        #: estimated bytes charged to the ``MemoryBudget`` (0 = not yet), at ``lines`` bucket/quantile lines
+        self.cost = 0
+        self.lines = 0
 
 
 class DynamicFamily(Family):
     series_factory = DynamicSeries
 
-    def __init__(self, spec: DynamicSpec, store: SeriesStore, ttl: float) -> None:
+    def __init__(self, spec: DynamicSpec, store: SeriesStore, ttl: float, budget: MemoryBudget) -> None:
         super().__init__(spec, store)  # type: ignore[arg-type]
+        self.budget = budget
+        self.self_label = OTLP_IN_METRIC  # the name came from the sender: self-metrics stay bounded
         self.ttl = ttl
         self.label_set = frozenset(spec.labels)
         #: the exposition's cached renderer for this family (dies with it)
@@ -115,6 +166,17 @@ class DynamicFamily(Family):
             return None
         key = tuple([labels.get(name, "") for name in self.spec.labels])
         return self.series.get(key) or self._resolve(key)  # type: ignore[return-value]
+
+    def remove(self, labels: tuple[str, ...]) -> None:
+        series = self.series.pop(labels, None)
+        if series is not None:
+            self.budget.release(series)
+
+    def expire(self, cutoff: float) -> int:
+        for series in self.series.values():
+            if series.updated < cutoff:
+                self.budget.release(series)
+        return super().expire(cutoff)
 
     def widen(self, names) -> bool:
         """Add label names; existing series get them empty. False past ``MAX_LABELS``."""
@@ -140,8 +202,10 @@ class DynamicFamily(Family):
 class DynamicFamilies:
     """Registers, finds and retires run-time families within their limits."""
 
-    def __init__(self, store: SeriesStore, ttl: float, max_families: int, reserved: frozenset[str]) -> None:
+    def __init__(self, store: SeriesStore, ttl: float, max_families: int, reserved: frozenset[str],
+                 max_memory_bytes: int = 0) -> None:
         self.store = store
+        self.budget = MemoryBudget(max_memory_bytes)
         self.ttl = ttl
         self.max_families = max_families
         self.reserved = reserved
@@ -169,7 +233,7 @@ class DynamicFamilies:
         if len(self.families) >= self.max_families:
             return self._refuse(spec.name, "family_limit",
                                 f"metrics_in.max_metric_families ({self.max_families}) reached")
-        family = DynamicFamily(spec, self.store, self.ttl)
+        family = DynamicFamily(spec, self.store, self.ttl, self.budget)
         self.store.register_family(family)
         self.families[spec.name] = family
         for name in names:

@@ -6,7 +6,9 @@ Design (shared/STYLE.md, OTel Collector spanmetrics, statsd_exporter):
   tuple of label values. Updates are a dict lookup and an add.
 * A per-family series limit: once reached, new label sets fold into a single
   ``otel_metric_overflow="true"`` series (other labels empty), so totals stay
-  right and the loss is visible in ``agentprom_series_overflow_total``.
+  right and the loss is visible in ``agentprom_series_overflow_total``. A
+  gauge's overflow series is the sum of the last values of the label sets
+  folded into it (``gauge_fold.py``).
 * Label hygiene on first sight of a label set: values longer than the limit are
   truncated, strings that cannot be encoded as UTF-8 are repaired, and a
   per-label allow pattern maps values outside it to ``other``.
@@ -28,7 +30,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from agentprom.clock import Clock, SystemClock
-from agentprom.metrics.catalog import COUNTER, HISTOGRAM, MetricSpec, active_catalog
+from agentprom.metrics.catalog import COUNTER, GAUGE, HISTOGRAM, MetricSpec, active_catalog
+from agentprom.metrics.gauge_fold import FoldedGauges
 
 OVERFLOW_LABEL = "otel_metric_overflow"
 OTHER_VALUE = "other"
@@ -39,6 +42,8 @@ class StoreLimits:
     """How the store bounds itself. 0 disables a limit."""
 
     max_series_per_metric: int = 2000
+    #: per gauge: folded label sets whose last value is remembered (the overflow series is their sum)
+    max_folded_label_sets: int = 10000
     max_label_value_length: int = 128
     series_ttl_seconds: float = 900.0
     exemplars: bool = True
@@ -103,6 +108,8 @@ class Family:
     def __init__(self, spec: MetricSpec, store: SeriesStore) -> None:
         self.spec = spec
         self.name = spec.name
+        #: the ``metric`` label of the store's self-metrics about this family
+        self.self_label = spec.name
         self.store = store
         self.buckets = spec.buckets
         self.n_buckets = len(spec.buckets)
@@ -116,6 +123,8 @@ class Family:
         self._limit = 0 if spec.group == "self" else limits.max_series_per_metric
         self._max_len = limits.max_label_value_length
         self._exemplars = limits.exemplars
+        #: the last value of each label set folded into a gauge's overflow series (sum, not last set)
+        self._folded = FoldedGauges(limits.max_folded_label_sets) if spec.type == GAUGE and self._limit else None
         self._label_rules()
 
     def _label_rules(self) -> None:
@@ -144,10 +153,12 @@ class Family:
         series = self.series.get(key)
         if series is None:
             if self._limit and len(self.series) >= self._limit:
-                self.store.count_overflow(self.name)
+                self.store.count_overflow(self.self_label)
                 return self._overflow_series()
             series = self.series_factory(key, self.n_buckets, self.store.now)
             self.series[key] = series
+            if self._folded is not None and self.overflow is not None:
+                self._move_out(key)
         if key != labels:
             if len(self._aliases) >= max(self._limit, 1000):
                 self._aliases.clear()  # bounded: aliases are only a lookup shortcut
@@ -160,6 +171,24 @@ class Family:
         # Counted once per observation by the caller's update; the lookup itself is
         # what we count, since every lookup is followed by exactly one update.
         return self.overflow
+
+    def _fold(self, labels: tuple[str, ...], value: float, add: bool) -> None:
+        """Set (or add to) a folded gauge label set: the overflow series moves by the change."""
+        change = self._folded.update(self._normalize(labels), value, self.store.now, add)
+        if change is None:  # memory full: dropped, so the overflow stays the sum of what it holds
+            self.store.count_overflow_dropped(self.self_label)
+            return
+        overflow = self.overflow
+        overflow.value += change
+        overflow.updated = self.store.now
+        overflow.text = overflow.om = None
+
+    def _move_out(self, key: tuple[str, ...]) -> None:
+        """A folded gauge label set got its own series: take its value out of the overflow series."""
+        value = self._folded.pop(key)
+        if value:
+            self.overflow.value -= value
+            self.overflow.text = self.overflow.om = None
 
     def _normalize(self, labels: tuple[str, ...]) -> tuple[str, ...]:
         out = []
@@ -181,6 +210,8 @@ class Family:
     def inc(self, labels: tuple[str, ...], amount: float = 1,
             exemplar: tuple[str | bytes, str | bytes] | None = None) -> None:
         series = self.series.get(labels) or self._resolve(labels)
+        if series is self.overflow and self._folded is not None:
+            return self._fold(labels, amount, True)
         series.value += amount
         series.updated = self.store.now
         series.text = series.om = None
@@ -189,6 +220,8 @@ class Family:
 
     def set(self, labels: tuple[str, ...], value: float) -> None:
         series = self.series.get(labels) or self._resolve(labels)
+        if series is self.overflow and self._folded is not None:
+            return self._fold(labels, value, False)
         series.value = value
         series.updated = self.store.now
         series.text = series.om = None
@@ -225,8 +258,15 @@ class Family:
             del self.series[key]
         if stale:
             self._aliases.clear()
+        if self._folded is not None and self.overflow is not None:
+            gone = self._folded.expire(cutoff)
+            if gone:
+                self.overflow.value -= gone
+                self.overflow.text = self.overflow.om = None
         if self.overflow is not None and self.overflow.updated < cutoff:
             self.overflow = None
+            if self._folded is not None:
+                self._folded.clear()
             stale.append(())
         return len(stale)
 
@@ -248,6 +288,7 @@ class SeriesStore:
         self._overflow = self.families.get("agentprom_series_overflow_total")
         self._expired = self.families.get("agentprom_series_expired_total")
         self._active = self.families.get("agentprom_active_series")
+        self._overflow_dropped = self.families.get("agentprom_series_overflow_dropped_total")
         #: called at the end of every ``expire()`` (e.g. to drop emptied run-time families)
         self.expiry_hooks: list[Callable[[], None]] = []
 
@@ -266,10 +307,8 @@ class SeriesStore:
         return family
 
     def remove_family(self, name: str) -> None:
-        """Unregister a family registered at run time, with its active-series gauge."""
+        """Unregister a family registered at run time (its active series leave the gauge at the next refresh)."""
         self.families.pop(name, None)
-        if self._active is not None:
-            self._active.remove((name,))
 
     def __getitem__(self, name: str) -> Family:
         return self.families[name]
@@ -284,6 +323,10 @@ class SeriesStore:
         if self._overflow is not None:
             self._overflow.inc((metric,))
 
+    def count_overflow_dropped(self, metric: str) -> None:
+        if self._overflow_dropped is not None:
+            self._overflow_dropped.inc((metric,))
+
     def expire(self) -> int:
         """Drop series not updated within their family's TTL; return how many went."""
         default_ttl = self.limits.series_ttl_seconds
@@ -295,19 +338,25 @@ class SeriesStore:
                 continue
             gone = family.expire(now - ttl)
             if gone and self._expired is not None:
-                self._expired.inc((family.name,), gone)
+                self._expired.inc((family.self_label,), gone)
             total += gone
         for hook in self.expiry_hooks:
             hook()
         return total
 
     def refresh_self_metrics(self) -> None:
-        """Update the active-series gauge (at scrape time)."""
+        """Update the active-series gauge (at scrape time): per ``self_label``, the sum over its families."""
         if self._active is None:
             return
+        totals: dict[str, int] = {}
         for family in self.families.values():
             if family.spec.expires:
-                self._active.set((family.name,), len(family))
+                totals[family.self_label] = totals.get(family.self_label, 0) + len(family)
+        for key in self._active.series:
+            if key[0] not in totals:  # its families are gone (e.g. every OTLP-in family expired)
+                totals[key[0]] = 0
+        for label, total in totals.items():
+            self._active.set((label,), total)
 
     def value(self, name: str, labels: tuple[str, ...]) -> float:
         """A counter or gauge value (0 when the series does not exist); for tests and the API."""

@@ -15,6 +15,9 @@ cumulative value; cumulative ones pass through. On top of that, per series:
   could not see). This assumes one writer per series: give concurrent
   processes distinct labels (``promote_resource_attributes``).
 * Gauges, and non-monotonic cumulative sums, are the last value.
+* Bucket bound: a histogram point whose accumulated value (the union of
+  buckets, for converted exponential histograms) would have more than
+  ``max_buckets`` bounds is dropped, leaving the series as it was.
 
 Each function returns None when the point was applied, or a drop reason.
 """
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from agentprom.metrics.dynamic import DynamicSeries
 
 OUT_OF_ORDER = "out_of_order"
+TOO_MANY_BUCKETS = "too_many_buckets"
 
 
 def _stale(series: DynamicSeries, time_ns: int) -> bool:
@@ -118,25 +122,31 @@ def _expose(series: DynamicSeries, value: Buckets) -> None:
 
 
 def add_histogram(series: DynamicSeries, start_ns: int, time_ns: int, point: Buckets, cumulative: bool,
-                  union: bool) -> str | None:
-    """A histogram point (explicit, or converted from exponential with ``union``)."""
+                  union: bool, max_buckets: int = 0) -> str | None:
+    """A histogram point (explicit, or converted from exponential with ``union``). Nothing changes
+    unless the point is applied."""
     if not cumulative:
         if _delta_rejected(series, start_ns, time_ns):
             return OUT_OF_ORDER
         current = None if series.last_ns < 0 else Buckets(series.bounds, series.counts, series.sum, series.has_sum)
         # bounds changed on an explicit histogram: the sum is undefined, start again from this point
-        _expose(series, merge(current, point, union) or merge(None, point, union))
+        exposed = merge(current, point, union) or merge(None, point, union)
+        if max_buckets and len(exposed.bounds) > max_buckets:
+            return TOO_MANY_BUCKETS
+        _expose(series, exposed)
     elif _stale(series, time_ns):
         return OUT_OF_ORDER
     else:
+        base = series.base
         if series.raw is not None and _new_epoch(series, start_ns, point.total < series.raw.total):
-            series.base = merge(series.base, series.raw, union)  # None (a fresh start) if bounds changed
-        series.raw = point
-        series.start_ns = start_ns
-        exposed = merge(series.base, point, union)
+            base = merge(base, series.raw, union)  # None (a fresh start) if bounds changed
+        exposed = merge(base, point, union)
         if exposed is None:  # bounds changed on an explicit histogram: earlier epochs cannot be added
-            series.base = None
+            base = None
             exposed = merge(None, point, union)
+        if max_buckets and len(exposed.bounds) > max_buckets:
+            return TOO_MANY_BUCKETS
+        series.base, series.raw, series.start_ns = base, point, start_ns
         _expose(series, exposed)
     series.last_ns = time_ns
     return None

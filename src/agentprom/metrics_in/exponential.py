@@ -9,7 +9,8 @@ fixed-bucket histograms"):
 * A positive scale-0 bucket ``j`` becomes the explicit bucket ``le = 2**(j+1)``.
   OTel buckets include their upper bound, as ``le`` does, so every cumulative
   ``le`` count is exact. Between the lowest and highest populated bucket every
-  power of two is listed (up to ``MAX_FILLED_BUCKETS``), and the lower edge of
+  power of two is listed (when that is fewer than ``MAX_FILLED_BUCKETS`` and the
+  caller's ``fill_limit``), and the lower edge of
   the lowest bucket is added with count 0, so ``histogram_quantile`` has the
   same resolution as the source at scale 0.
 * A negative bucket ``j`` (values in ``[-2**(j+1), -2**j)``) becomes
@@ -23,6 +24,12 @@ fixed-bucket histograms"):
 
 Because every bound is 0 or a power of two, points with different ranges can be
 merged exactly onto the union of their bounds (delta accumulation).
+
+Hostile scales and offsets stay bounded: a double has about 2,100 distinct
+powers of two (beyond them a bound is +Inf, folded into the +Inf bucket, or 0),
+so a point gives at most about 4,200 bounds (both signs) whatever its scale,
+offset or bucket count; the translator refuses points with more than
+``metrics_in.max_histogram_buckets``.
 """
 
 from __future__ import annotations
@@ -57,16 +64,18 @@ def _to_scale0(offset: int, counts: tuple[int, ...], scale: int) -> dict[int, in
     return out
 
 
-def to_explicit(point: ExponentialHistogramPoint) -> tuple[tuple[float, ...], tuple[int, ...]]:
+def to_explicit(point: ExponentialHistogramPoint,
+                fill_limit: int = MAX_FILLED_BUCKETS) -> tuple[tuple[float, ...], tuple[int, ...]]:
     """``(bounds, counts)`` of the explicit histogram; ``counts`` has one more entry (+Inf)."""
     by_bound: dict[float, int] = {}
     positive = _to_scale0(point.positive_offset, point.positive_counts, point.scale)
     if positive:
         low, high = min(positive), max(positive)
-        filled = range(low, high + 1) if high - low < MAX_FILLED_BUCKETS else sorted(positive)
+        filled = range(low, high + 1) if high - low < min(MAX_FILLED_BUCKETS, fill_limit) else sorted(positive)
         by_bound[_power(low)] = 0
-        for j in filled:
-            by_bound[_power(j + 1)] = positive.get(j, 0)
+        for j in filled:  # added, not set: far beyond the range of a double, bounds collide at 0 and +Inf
+            bound = _power(j + 1)
+            by_bound[bound] = by_bound.get(bound, 0) + positive.get(j, 0)
     for j, count in _to_scale0(point.negative_offset, point.negative_counts, point.scale).items():
         bound = -_power(j)
         by_bound[bound] = by_bound.get(bound, 0) + count

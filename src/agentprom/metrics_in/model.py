@@ -117,17 +117,25 @@ class Metric:
 
 
 _VALID_BOUNDS: set[tuple[float, ...]] = set()
+#: bounds held by the cache at most (a sender's million-bound tuples must not be kept)
+_VALID_BOUNDS_MAX = 65_536
+_valid_bounds_held = 0
 
 
 def _valid_bounds(bounds: tuple[float, ...]) -> bool:
     """Finite and strictly increasing; remembered, since a metric's points repeat one set of bounds."""
+    global _valid_bounds_held
     if bounds in _VALID_BOUNDS:
         return True
     if any(not math.isfinite(b) for b in bounds) or any(a >= b for a, b in zip(bounds, bounds[1:])):
         return False
-    if len(_VALID_BOUNDS) >= 1000:
+    if len(bounds) > 1000:
+        return True  # valid, not remembered
+    if len(_VALID_BOUNDS) >= 1000 or _valid_bounds_held + len(bounds) > _VALID_BOUNDS_MAX:
         _VALID_BOUNDS.clear()
+        _valid_bounds_held = 0
     _VALID_BOUNDS.add(bounds)
+    _valid_bounds_held += len(bounds)
     return True
 
 

@@ -18,6 +18,12 @@ The one place that knows how an OTel metric becomes Prometheus series
   (newest per bucket; an empty bucket shows the exemplar of the nearest lower
   one, as the specification asks) and rendered in OpenMetrics only.
 
+Bounds: a histogram point with more than ``max_histogram_buckets`` bounds (an
+exponential one after conversion), or a summary point with more quantiles, is
+dropped (``too_many_buckets``) before any series is made for it; a point whose
+series would take the run-time families over their memory budget is dropped
+(``memory_budget``, see ``dynamic.MemoryBudget``).
+
 Every point not exposed is counted in ``agentprom_metric_points_dropped_total``
 by reason and reported back through ``partial_success``. Never awaits: the
 store's single-owner rule holds.
@@ -26,6 +32,7 @@ store's single-owner rule holds.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from agentprom.metrics.catalog import COUNTER, HISTOGRAM
@@ -38,6 +45,7 @@ from agentprom.metrics_in.naming import LabelNamer, label_value, metric_name, un
 
 TARGET_INFO = DynamicSpec("target_info", INFO, "Target metadata: the resource attributes of each OTLP metrics source.")
 _SPEC_CACHE_LIMIT = 10_000
+MEMORY_BUDGET = "memory_budget"
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class MetricsInSettings:
     scope_labels: bool = True
     target_info: bool = True
     exponential_histograms: str = "convert"  # or "drop"
+    max_histogram_buckets: int = 160
+    max_memory_bytes: int = 64 * 1024 * 1024  # 0 = no budget
 
 
 def prometheus_type(metric: m.Metric) -> str:
@@ -65,7 +75,8 @@ class MetricsTranslator:
     def __init__(self, store: SeriesStore, settings: MetricsInSettings, reserved: frozenset[str]) -> None:
         self.store = store
         self.settings = settings
-        self.families = DynamicFamilies(store, settings.series_ttl_seconds, settings.max_metric_families, reserved)
+        self.families = DynamicFamilies(store, settings.series_ttl_seconds, settings.max_metric_families, reserved,
+                                        settings.max_memory_bytes)
         self.namer = LabelNamer()
         self._received = store.families["agentprom_metric_points_received_total"]
         self._dropped = store.families["agentprom_metric_points_dropped_total"]
@@ -114,6 +125,10 @@ class MetricsTranslator:
         if isinstance(family, str):
             return
         series = family.lookup(labels)
+        if series is not None and not self.families.budget.charge(family, series, 0):
+            if not series.cost:  # made just now: nothing to keep
+                family.remove(series.labels)
+            return
         if series is not None:
             series.value = 1
             series.updated = self.store.now
@@ -146,7 +161,12 @@ class MetricsTranslator:
         cumulative = metric.temporality == m.CUMULATIVE
         namer = self.namer
         now = self.store.now
+        budget = self.families.budget
         for point in metric.points:
+            value = self._buckets(metric.kind, point)
+            if value.__class__ is str:
+                batch.reject(value)
+                continue
             labels = dict(base)
             if point.attributes:
                 labels.update(namer.labels(point.attributes))
@@ -154,15 +174,41 @@ class MetricsTranslator:
             if series is None:
                 batch.reject("label_limit" if not family.label_set.issuperset(labels) else "series_limit")
                 continue
-            reason = self._apply(metric, family, series, point, cumulative)
+            if not budget.charge(family, series, _lines_after(series, point, value)):
+                if not series.cost:  # made just now: nothing to keep
+                    family.remove(series.labels)
+                batch.reject(MEMORY_BUDGET)
+                continue
+            reason = self._apply(metric, family, series, point, cumulative, value)
+            lines = len(series.quantiles) if metric.kind == m.SUMMARY else len(series.counts or ())
+            if lines != series.lines:  # the charge was an upper bound: now the exact size (never more)
+                budget.charge(family, series, lines)
             if reason is not None:
                 batch.reject(reason)
                 continue
             series.updated = now
             series.text = series.om = None
 
+    def _buckets(self, kind: str, point: m.Point) -> accumulate.Buckets | str | None:
+        """A histogram point's value as explicit buckets, or ``too_many_buckets`` (also for a summary
+        with too many quantiles); None for other points."""
+        limit = self.settings.max_histogram_buckets
+        if kind == m.HISTOGRAM:
+            if len(point.bounds) > limit:
+                return accumulate.TOO_MANY_BUCKETS
+            counts = point.counts or (point.count,)  # a point without buckets: everything in +Inf
+            return accumulate.Buckets(point.bounds, list(counts), point.sum or 0.0, point.sum is not None)
+        if kind == m.EXPONENTIAL_HISTOGRAM:
+            bounds, counts = to_explicit(point, limit)
+            if len(bounds) > limit:
+                return accumulate.TOO_MANY_BUCKETS
+            return accumulate.Buckets(bounds, list(counts), point.sum or 0.0, point.sum is not None)
+        if kind == m.SUMMARY and len(point.quantiles) > limit:
+            return accumulate.TOO_MANY_BUCKETS
+        return None
+
     def _apply(self, metric: m.Metric, family: DynamicFamily, series: DynamicSeries, point: m.Point,
-               cumulative: bool) -> str | None:
+               cumulative: bool, value: accumulate.Buckets | None) -> str | None:
         kind = metric.kind
         if kind == m.GAUGE:
             return accumulate.set_gauge(series, point.time_ns, point.value)
@@ -181,16 +227,10 @@ class MetricsTranslator:
             series.count, series.sum = point.count, point.sum
             series.quantiles = tuple(sorted(point.quantiles))
             return None
-        if kind == m.HISTOGRAM:
-            counts = point.counts or (point.count,)  # a point without buckets: everything in +Inf
-            value = accumulate.Buckets(point.bounds, list(counts), point.sum or 0.0, point.sum is not None)
-            union = False
-        else:
-            bounds, counts = to_explicit(point)
-            value = accumulate.Buckets(bounds, list(counts), point.sum or 0.0, point.sum is not None)
-            union = True
+        union = kind == m.EXPONENTIAL_HISTOGRAM  # power-of-two bounds merge exactly onto their union
         old_bounds = series.bounds
-        reason = accumulate.add_histogram(series, point.start_ns, point.time_ns, value, cumulative, union)
+        reason = accumulate.add_histogram(series, point.start_ns, point.time_ns, value, cumulative, union,
+                                          self.settings.max_histogram_buckets)
         if reason is None and self._exemplars and (point.exemplars or old_bounds != series.bounds):
             self._bucket_exemplars(series, point.exemplars)
         return reason
@@ -218,6 +258,19 @@ class MetricsTranslator:
                 slots[i] = previous
             previous = slots[i]
         series.exemplars = slots if any(slots) else None
+
+
+def _lines(bounds: Collection[float]) -> int:
+    return len(bounds) + 1  # one line per bound and +Inf
+
+
+def _lines_after(series: DynamicSeries, point: m.Point, value: accumulate.Buckets | None) -> int:
+    """At most how many bucket or quantile lines ``series`` has once ``point`` is applied."""
+    if value is None:
+        return len(point.quantiles) if isinstance(point, m.SummaryPoint) else 0
+    if isinstance(point, m.ExponentialHistogramPoint) and series.bounds != value.bounds and series.bounds:
+        return _lines(set(series.bounds).union(value.bounds))  # delta and epoch merges take the union
+    return len(value.counts)
 
 
 def _exemplar(e: m.Exemplar) -> Exemplar:
