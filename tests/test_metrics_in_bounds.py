@@ -138,3 +138,30 @@ def test_the_memory_budget_bounds_all_incoming_series_and_expiry_gives_it_back()
     batch = batch_of("metric0", m.HISTOGRAM, [histogram(160, {"worker": "again"}, time_ns=99)])
     translator.consume(batch, "http")
     assert batch.rejected == {}
+
+
+def test_accumulated_counters_and_histogram_sums_never_reach_infinity():
+    """Before: two delta points of 1e308 summed to +Inf, and the counter stayed there for good."""
+    store, translator, _ = make(translate_names=False)
+
+    def counter_point(value: float, time_ns: int, start_ns: int = 0) -> m.MetricBatch:
+        batch = m.MetricBatch()
+        batch.add(m.Metric("spend", "", "", m.SUM, m.DELTA, True, [], SCOPE, {}),
+                  [m.NumberPoint({}, start_ns, time_ns, value)])
+        return batch
+
+    def histogram_point(total: float, time_ns: int) -> m.MetricBatch:
+        batch = m.MetricBatch()
+        batch.add(m.Metric("latency", "", "", m.HISTOGRAM, m.DELTA, False, [], SCOPE, {}),
+                  [m.HistogramPoint({}, 0, time_ns, 1, total, (1.0,), (1, 0))])
+        return batch
+
+    for n, batch in enumerate([counter_point(1e308, 10), counter_point(1e308, 20), counter_point(5.0, 30),
+                               histogram_point(1e308, 10), histogram_point(1e308, 20)]):
+        translator.consume(batch, "grpc")
+    families = translator.families.families
+    (spend,) = [f for name, f in families.items() if "spend" in str(name)]
+    (latency,) = [f for name, f in families.items() if "latency" in str(name)]
+    assert [s.value for s in spend.series.values()] == [1e308 + 5.0]
+    assert [s.sum for s in latency.series.values()] == [1e308]
+    assert store.value(DROPPED, ("out_of_range",)) == 2

@@ -284,7 +284,8 @@ CATALOG: tuple[MetricSpec, ...] = (
           "OTLP metric data points not exposed, by reason: invalid (e.g. invalid_buckets, "
           "unspecified_temporality), catalog_clash (the name is one of agentprom's own), type_conflict, "
           "family_limit, series_limit, label_limit, out_of_order, exponential_histogram (dropped by config), "
-          "too_many_buckets (metrics_in.max_histogram_buckets), memory_budget (metrics_in.max_memory_mib). "
+          "too_many_buckets (metrics_in.max_histogram_buckets), memory_budget (metrics_in.max_memory_mib), "
+          "out_of_range (an accumulated counter or histogram sum would pass the largest double). "
           "Also reported to the sender through partial_success.",
           ("reason",)),
     _self("agentprom_queue_spans", GAUGE,

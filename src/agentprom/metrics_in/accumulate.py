@@ -18,12 +18,16 @@ cumulative value; cumulative ones pass through. On top of that, per series:
 * Bucket bound: a histogram point whose accumulated value (the union of
   buckets, for converted exponential histograms) would have more than
   ``max_buckets`` bounds is dropped, leaving the series as it was.
+* Range: a point that would take an accumulated counter or histogram sum past
+  the largest double (to infinity, where it would stay for good) is dropped,
+  leaving the series as it was.
 
 Each function returns None when the point was applied, or a drop reason.
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from dataclasses import dataclass
 
@@ -31,6 +35,8 @@ from agentprom.metrics.dynamic import DynamicSeries
 
 OUT_OF_ORDER = "out_of_order"
 TOO_MANY_BUCKETS = "too_many_buckets"
+#: an accumulated counter or histogram sum that would no longer be a finite number
+OUT_OF_RANGE = "out_of_range"
 
 
 def _stale(series: DynamicSeries, time_ns: int) -> bool:
@@ -62,7 +68,10 @@ def add_sum(series: DynamicSeries, start_ns: int, time_ns: int, value: float, cu
     if not cumulative:
         if _delta_rejected(series, start_ns, time_ns):
             return OUT_OF_ORDER
-        series.value += value
+        total = series.value + value
+        if not math.isfinite(total) and math.isfinite(value):
+            return OUT_OF_RANGE
+        series.value = total
     elif not monotonic:
         return set_gauge(series, time_ns, value)
     elif _stale(series, time_ns):
@@ -71,11 +80,15 @@ def add_sum(series: DynamicSeries, start_ns: int, time_ns: int, value: float, cu
         series.base, series.raw, series.start_ns = 0, value, start_ns
         series.value = value
     else:
-        if _new_epoch(series, start_ns, value < series.raw):
-            series.base += series.raw
+        new_epoch = _new_epoch(series, start_ns, value < series.raw)
+        base = series.base + series.raw if new_epoch else series.base
+        if not math.isfinite(base + value) and math.isfinite(value):
+            return OUT_OF_RANGE
+        if new_epoch:
+            series.base = base
             series.start_ns = start_ns
         series.raw = value
-        series.value = series.base + value
+        series.value = base + value
     series.last_ns = time_ns
     return None
 
@@ -133,6 +146,8 @@ def add_histogram(series: DynamicSeries, start_ns: int, time_ns: int, point: Buc
         exposed = merge(current, point, union) or merge(None, point, union)
         if max_buckets and len(exposed.bounds) > max_buckets:
             return TOO_MANY_BUCKETS
+        if not math.isfinite(exposed.sum) and math.isfinite(point.sum):
+            return OUT_OF_RANGE
         _expose(series, exposed)
     elif _stale(series, time_ns):
         return OUT_OF_ORDER
@@ -146,6 +161,8 @@ def add_histogram(series: DynamicSeries, start_ns: int, time_ns: int, point: Buc
             exposed = merge(None, point, union)
         if max_buckets and len(exposed.bounds) > max_buckets:
             return TOO_MANY_BUCKETS
+        if not math.isfinite(exposed.sum) and math.isfinite(point.sum):
+            return OUT_OF_RANGE
         series.base, series.raw, series.start_ns = base, point, start_ns
         _expose(series, exposed)
     series.last_ns = time_ns
