@@ -124,3 +124,40 @@ def test_grpc_errors_map_to_status_codes(make_sidecar):
     assert _grpc_export(sidecar, good_protobuf()) == ExportTraceServiceResponse()
     assert llm_calls(sidecar) == 2
     assert sidecar.value("agentprom_requests_refused_total", transport="grpc", reason="decode_error") == 1
+
+
+def _agent_request(agent: str) -> bytes:
+    request = pb_request()
+    request.resource_spans[0].scope_spans[0].spans[0].status.code = 0
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    span.attributes.add(key="gen_ai.agent.name").value.string_value = agent
+    return request.SerializeToString()
+
+
+def test_every_gzip_member_is_decoded_and_trailing_garbage_is_refused(make_sidecar):
+    """RFC 1952 2.2: a gzip body is a series of members; none may be dropped silently."""
+    sidecar = make_sidecar({"server": {"max_request_bytes": 4096}})
+    gz = {**PROTOBUF, "Content-Encoding": "gzip"}
+
+    def calls(agent: str) -> float:
+        return sidecar.value("agent_llm_calls_total", agent=agent, provider="unknown", model="unknown",
+                             operation="chat", status="ok")
+
+    # protobuf messages concatenate, so gzip(a) + gzip(b) carries both spans
+    two = gzip.compress(_agent_request("first")) + gzip.compress(_agent_request("second"))
+    assert sidecar.post("/v1/traces", two, gz)[0] == 200
+    assert calls("first") == calls("second") == 1
+    for tail in (b"garbage", b"\x00\x00\x00\x00", b"\x1f\x8b"):  # trailing bytes, padding, a truncated member
+        status, _h, payload = sidecar.post("/v1/traces", gzip.compress(_agent_request("tail")) + tail, gz)
+        assert status == 400, tail
+        assert Status.FromString(payload).code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert calls("tail") == 0
+    # the limit covers all members together
+    half = gzip.compress(b"\x0a\x00" * 1200)  # 2400 bytes of empty ResourceSpans each
+    assert sidecar.post("/v1/traces", half, gz)[0] == 200
+    assert sidecar.post("/v1/traces", half + half, gz)[0] == 413
+    # the metrics path shares the same inflation
+    status, _h, _p = sidecar.post("/v1/metrics", gzip.compress(b"") + b"garbage",
+                                  {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"})
+    assert status == 400
+    assert calls("first") == calls("second") == 1

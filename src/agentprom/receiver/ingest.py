@@ -110,17 +110,33 @@ class Refusal(Exception):
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
-    """Inflate a gzip body, refusing (without inflating the rest) once it passes ``limit``."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise Refusal("decode_error", f"body is not valid gzip: {exc}") from None
-    if len(data) > limit:
-        raise Refusal("too_large", f"request exceeds {limit} bytes after decompression")
-    if not inflater.eof:
-        raise Refusal("decode_error", "gzip body is truncated")
-    return data
+    """Inflate a gzip body, refusing (without inflating the rest) once it passes ``limit``.
+
+    RFC 1952 section 2.2: a gzip file is a series of members, so every member is
+    inflated (``gzip(a) + gzip(b)`` is ``a + b``) within the one ``limit``.
+    Anything after the last member that is not another member is refused:
+    nothing is ever dropped silently.
+    """
+    out: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            data = inflater.decompress(rest, limit - size + 1)
+        except zlib.error as exc:
+            raise Refusal("decode_error", f"body is not valid gzip: {exc}") from None
+        size += len(data)
+        if size > limit:
+            raise Refusal("too_large", f"request exceeds {limit} bytes after decompression")
+        if not inflater.eof:
+            raise Refusal("decode_error", "gzip body is truncated")
+        out.append(data)
+        rest = inflater.unused_data
+        if not rest:
+            return out[0] if len(out) == 1 else b"".join(out)
+        if not rest.startswith(b"\x1f\x8b"):
+            raise Refusal("decode_error", "gzip body has trailing data after its last member")
 
 
 class Ingest:
