@@ -279,7 +279,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     _self("agentprom_forwarded_spans_total", COUNTER,
           "Spans forwarded to the upstream OTLP endpoint and accepted by it."),
     _self("agentprom_forward_dropped_spans_total", COUNTER,
-          "Spans not forwarded, by reason (buffer_full, rejected, retries_exhausted, shutdown).", ("reason",)),
+          "Accepted spans not forwarded, by reason (buffer_full, rejected, retries_exhausted, shutdown, "
+          "unconvertible: accepted over OTLP/JSON but not representable in protobuf).", ("reason",)),
     _self("agentprom_forward_retries_total", COUNTER,
           "Failed forwarding attempts that were retried."),
     _self("agentprom_forward_buffer_bytes", GAUGE,
