@@ -70,10 +70,15 @@ _OVERLOAD_MESSAGES = {
 }
 
 
+#: longest error message sent back; messages name a path and a rule, never a value from the request
+MAX_MESSAGE_CHARS = 512
+
+
 class Refusal(Exception):
     """The whole request is refused; ``reason`` is a key of ``FAILURES``."""
 
     def __init__(self, reason: str, message: str, retry_after: int | None = None) -> None:
+        message = message[:MAX_MESSAGE_CHARS]
         super().__init__(message)
         self.reason = reason
         self.message = message

@@ -79,7 +79,7 @@ async def read_body(request: web.Request, ingest: Ingest, transport: str = "http
             raise ingest.refuse(transport, refusal.reason, refusal.message) from None
     if coding not in ("identity", ""):
         raise ingest.refuse(transport, "unsupported_encoding",
-                            f"Content-Encoding {coding!r} is not supported (use gzip or none)")
+                            "this Content-Encoding is not supported (use gzip or none)")
     return body
 
 
@@ -111,8 +111,7 @@ class OtlpHttpHandlers:
         if encoding is None:
             refusal = ingest.refuse(
                 "http", "unsupported_media_type",
-                f"Content-Type {request.content_type!r} is not supported; "
-                "use application/x-protobuf or application/json",
+                "this Content-Type is not supported; use application/x-protobuf or application/json",
             )
             return refusal_response(refusal, JSON)
         try:

@@ -70,11 +70,11 @@ def _int(value: Any, path: str, lo: int = 0, hi: int = _MAX_U64) -> int:
         try:
             number = int(value, 10)
         except ValueError:
-            raise DecodeError(f"{path}: expected an integer, got {value[:40]!r}") from None
+            raise DecodeError(f"{path}: expected an integer, got a string that is not one") from None
     else:
         raise DecodeError(f"{path}: expected an integer, got {type(value).__name__}")
     if not lo <= number <= hi:
-        raise DecodeError(f"{path}: integer {number} out of range")
+        raise DecodeError(f"{path}: integer out of range [{lo}, {hi}]")
     return number
 
 
@@ -154,12 +154,23 @@ def _keep_all(key: str) -> bool:
     return True
 
 
+def json_error(exc: Exception) -> str:
+    """Why ``json.loads`` failed, by position and rule only: never a piece of the body."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg.split(':')[0]} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 at byte {exc.start}"
+    return "a number has too many digits" if "digits" in str(exc) else "not JSON"
+
+
 def load_document(data: bytes) -> dict[str, Any]:
     """The request body as a JSON object; ``DecodeError`` if it is not one."""
     try:
         document = json.loads(data)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers past Python's digit limit
-        raise DecodeError(f"invalid JSON: {exc}") from None
+        raise DecodeError(f"invalid JSON: {json_error(exc)}") from None
     except RecursionError:
         raise DecodeError("invalid JSON: nested too deeply") from None
     return _obj(document, "$")

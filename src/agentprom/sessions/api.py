@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from agentprom.metrics.series_store import SeriesStore
+from agentprom.receiver.otlp_json import json_error
 from agentprom.sessions import events as E
 from agentprom.sessions.model import END_STATUSES, Call, Phase, Session
 from agentprom.sessions.model import new_id as new_session_id
@@ -210,7 +211,7 @@ class RuntimeApi:
 
     async def _json_body(self, request: web.Request) -> Any:
         if request.content_type not in ("application/json", "application/octet-stream", ""):
-            raise ApiError(415, f"Content-Type {request.content_type!r} is not supported; use application/json")
+            raise ApiError(415, "this Content-Type is not supported; use application/json")
         if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("identity", ""):
             raise ApiError(415, "Content-Encoding is not supported on the runtime API; send plain JSON")
         try:
@@ -220,7 +221,7 @@ class RuntimeApi:
         try:
             return json.loads(raw)
         except (ValueError, RecursionError) as exc:
-            raise ApiError(400, "body is not valid JSON", [E.FieldError(None, "", str(exc))]) from None
+            raise ApiError(400, "body is not valid JSON", [E.FieldError(None, "", json_error(exc))]) from None
 
     async def post_events(self, request: web.Request) -> web.Response:
         try:
@@ -277,7 +278,7 @@ class RuntimeApi:
         status = event.status or ("failed" if event.success is False else "completed")
         s = self.tracker.end_session(event.session_id, status, event.timestamp)
         if s is None:
-            return ApiError(404, f"unknown session {event.session_id!r}").response()
+            return ApiError(404, "unknown session", [E.FieldError(None, "session_id", "no such session")]).response()
         self._events.inc(("accepted",))
         return web.json_response({"session": session_detail(s, self.tracker)})
 
@@ -318,7 +319,7 @@ class RuntimeApi:
             session_id = request.match_info["id"]
             s = self.tracker.get(session_id)
             if s is None:
-                return ApiError(404, f"unknown session {session_id!r}").response()
+                return ApiError(404, "unknown session").response()
             return web.json_response(view(s))
 
         return handler
