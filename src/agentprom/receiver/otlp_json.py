@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from agentprom.conventions.profile import (
@@ -25,7 +27,7 @@ from agentprom.conventions.profile import (
     WANTED_RESOURCE_KEYS,
 )
 from agentprom.model import Span
-from agentprom.receiver.decode import Batch, DecodeError
+from agentprom.receiver.decode import NO_LIMITS, Batch, DecodeError, DecodeLimits, too_many_items, too_many_spans
 
 _MAX_U64 = 2**64 - 1
 _MAX_I64 = 2**63 - 1
@@ -40,12 +42,27 @@ def _obj(value: Any, path: str) -> dict[str, Any]:
     return value
 
 
+#: items allowed in one array of the document being walked (set per decode by ``with_limits``)
+_max_items: ContextVar[int] = ContextVar("max_items", default=NO_LIMITS.max_items)
+
+
 def _list(value: Any, path: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
         raise DecodeError(f"{path}: expected an array, got {type(value).__name__}")
+    if len(value) > _max_items.get():
+        raise too_many_items(path, _max_items.get())
     return value
+
+
+def with_limits(limits: DecodeLimits, decode: Callable[..., Any], *args: Any) -> Any:
+    """Run ``decode(*args)`` with ``limits.max_items`` bounding every array it reads."""
+    token = _max_items.set(limits.max_items)
+    try:
+        return decode(*args)
+    finally:
+        _max_items.reset(token)
 
 
 def _str(value: Any, path: str) -> str:
@@ -176,10 +193,15 @@ def load_document(data: bytes) -> dict[str, Any]:
     return _obj(document, "$")
 
 
-def decode_traces_json(data: bytes, wanted: frozenset[str] = WANTED_KEYS) -> Batch:
+def decode_traces_json(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS) -> Batch:
     """Parse an OTLP/JSON ``ExportTraceServiceRequest``; raise ``DecodeError`` if malformed.
-    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``)."""
-    root = load_document(data)
+    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``); ``limits``
+    bound the spans of the request and the items of each array (spans arrays excepted)."""
+    return with_limits(limits, _decode_traces, load_document(data), wanted, limits.max_spans)
+
+
+def _decode_traces(root: dict[str, Any], wanted: frozenset[str], max_spans: int) -> Batch:
+    spans_seen = 0
     batch = Batch()
     keep_span_key = _span_key_filter(wanted)
     for r, resource_spans in enumerate(_list(root.get("resourceSpans"), "resourceSpans")):
@@ -192,7 +214,14 @@ def decode_traces_json(data: bytes, wanted: frozenset[str] = WANTED_KEYS) -> Bat
             scope_spans = _obj(scope_spans, spath)
             scope = _obj(scope_spans.get("scope"), spath + ".scope")
             scope_name = _str(scope.get("name"), spath + ".scope.name")
-            for i, span in enumerate(_list(scope_spans.get("spans"), spath + ".spans")):
+            spans = scope_spans.get("spans")
+            if isinstance(spans, list):  # the request's span count is bounded, not each array's
+                spans_seen += len(spans)
+                if spans_seen > max_spans:
+                    raise too_many_spans(max_spans)
+            else:
+                spans = _list(spans, spath + ".spans")  # null, or a DecodeError
+            for i, span in enumerate(spans):
                 batch.add(_span(_obj(span, f"{spath}.spans[{i}]"), f"{spath}.spans[{i}]", resource, scope_name,
                                 keep_span_key))
     return batch

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.receiver.otlp_json import json_error
+from agentprom.server.bodies import read_limited
 from agentprom.sessions import events as E
 from agentprom.sessions.model import END_STATUSES, Call, Phase, Session
 from agentprom.sessions.model import new_id as new_session_id
@@ -31,6 +32,8 @@ from agentprom.sessions.timestamps import iso
 from agentprom.sessions.tracker import SessionTracker
 
 STATUSES = ("active", *END_STATUSES)
+#: field errors listed in a 400 answer; the rest are only counted (``errors_omitted``)
+MAX_ERRORS_SHOWN = 20
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 
@@ -43,8 +46,17 @@ class ApiError(Exception):
         self.errors = errors or []
 
     def response(self) -> web.Response:
-        body = {"error": self.message, "errors": [e.as_dict() for e in self.errors]}
+        body = {"error": self.message, **error_list(self.errors)}
         return web.json_response(body, status=self.status)
+
+
+def error_list(errors: list[E.FieldError]) -> dict[str, Any]:
+    """The first ``MAX_ERRORS_SHOWN`` errors and how many more there were: an answer stays small
+    however many problems a request has."""
+    shown = {"errors": [e.as_dict() for e in errors[:MAX_ERRORS_SHOWN]]}
+    if len(errors) > MAX_ERRORS_SHOWN:
+        shown["errors_omitted"] = len(errors) - MAX_ERRORS_SHOWN
+    return shown
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -191,9 +203,11 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 class RuntimeApi:
-    def __init__(self, tracker: SessionTracker, store: SeriesStore, max_events: int) -> None:
+    def __init__(self, tracker: SessionTracker, store: SeriesStore, max_events: int,
+                 max_request_bytes: int = 1024 * 1024) -> None:
         self.tracker = tracker
         self.max_events = max_events
+        self.max_request_bytes = max_request_bytes
         self._events = store.families["agentprom_runtime_events_total"]
 
     def install(self, app: web.Application) -> None:
@@ -214,10 +228,9 @@ class RuntimeApi:
             raise ApiError(415, "this Content-Type is not supported; use application/json")
         if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("identity", ""):
             raise ApiError(415, "Content-Encoding is not supported on the runtime API; send plain JSON")
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise ApiError(413, "request body too large (server.max_request_bytes)") from None
+        raw = await read_limited(request, self.max_request_bytes)
+        if raw is None:
+            raise ApiError(413, f"request body exceeds {self.max_request_bytes} bytes (sessions.max_request_bytes)")
         try:
             return json.loads(raw)
         except (ValueError, RecursionError) as exc:
@@ -243,7 +256,7 @@ class RuntimeApi:
             f"{rejected} of {total} event(s) rejected; "
             f"the {len(events)} valid event(s) of this request were applied"
         )
-        body["errors"] = [e.as_dict() for e in errors]
+        body.update(error_list(errors))
         return web.json_response(body, status=400)
 
     async def _one_event(self, request: web.Request, event_type: str, new_id: bool) -> E.RuntimeEvent:
