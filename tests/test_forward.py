@@ -122,3 +122,44 @@ def test_shutdown_counts_what_could_not_be_sent(make_sidecar):
     sidecar.settle()
     sidecar.call(sidecar.app.stop())
     assert sidecar.app.store.value("agentprom_forward_dropped_spans_total", ("shutdown",)) == 4
+
+
+def _json_spans(n: int, bad_ids: int, unconvertible: int) -> bytes:
+    """``n`` valid spans, then ``bad_ids`` with a non-hex spanId (rejected by the receiver), then
+    ``unconvertible`` valid ones whose unread attribute protobuf's JSON mapping refuses."""
+    spans = []
+    for i in range(n + bad_ids + unconvertible):
+        span = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": f"{i + 1:016x}", "name": "chat m",
+                "startTimeUnixNano": "1000", "endTimeUnixNano": "2000",
+                "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}}]}
+        if n <= i < n + bad_ids:
+            span["spanId"] = "not-hex-zzzzzzzz"
+        elif i >= n + bad_ids:
+            span["attributes"].append({"key": "x.unread", "value": {"arrayValue": 5}})
+        spans.append(span)
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).encode()
+
+
+@pytest.mark.parametrize("encoding", ["json", "protobuf"])
+def test_only_accepted_spans_are_forwarded_and_counted(make_sidecar, encoding):
+    upstream = make_sidecar()
+    sidecar = make_sidecar({"forward": {"endpoint": "http://" + upstream.app.addresses["otlp_grpc"], **FAST_RETRY}})
+    if encoding == "json":
+        body, headers, accepted, unconvertible = _json_spans(20, 10, 3), {"Content-Type": "application/json"}, 23, 3
+    else:
+        from tests.test_decode import pb_request
+        request = pb_request()
+        spans = request.resource_spans[0].scope_spans[0].spans
+        for i in range(29):
+            spans.add().CopyFrom(spans[0])
+            spans[-1].span_id = (i + 2).to_bytes(8, "big") if i < 19 else b"\x01\x02"  # the last 10 rejected
+        body, headers, accepted, unconvertible = request.SerializeToString(), PROTOBUF, 20, 0
+    status, _h, payload = sidecar.post("/v1/traces", body, headers)
+    assert status == 200
+    assert sidecar.value("agentprom_spans_rejected_total", reason="invalid_span_id") == 10
+    forwarded = accepted - unconvertible
+    wait_for(lambda: sidecar.value("agentprom_forwarded_spans_total") == forwarded, what="forwarding")
+    wait_for(lambda: upstream.value("agentprom_spans_received_total", transport="grpc") == forwarded, what="upstream")
+    assert upstream.value("agentprom_spans_rejected_total", reason="invalid_span_id") == 0
+    assert sidecar.value("agentprom_forward_dropped_spans_total", reason="unconvertible") == unconvertible
+    assert sidecar.value("agentprom_forward_buffer_bytes") == 0

@@ -124,3 +124,100 @@ def test_grpc_errors_map_to_status_codes(make_sidecar):
     assert _grpc_export(sidecar, good_protobuf()) == ExportTraceServiceResponse()
     assert llm_calls(sidecar) == 2
     assert sidecar.value("agentprom_requests_refused_total", transport="grpc", reason="decode_error") == 1
+
+
+def _agent_request(agent: str) -> bytes:
+    request = pb_request()
+    request.resource_spans[0].scope_spans[0].spans[0].status.code = 0
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    span.attributes.add(key="gen_ai.agent.name").value.string_value = agent
+    return request.SerializeToString()
+
+
+def test_every_gzip_member_is_decoded_and_trailing_garbage_is_refused(make_sidecar):
+    """RFC 1952 2.2: a gzip body is a series of members; none may be dropped silently."""
+    sidecar = make_sidecar({"server": {"max_request_bytes": 4096}})
+    gz = {**PROTOBUF, "Content-Encoding": "gzip"}
+
+    def calls(agent: str) -> float:
+        return sidecar.value("agent_llm_calls_total", agent=agent, provider="unknown", model="unknown",
+                             operation="chat", status="ok")
+
+    # protobuf messages concatenate, so gzip(a) + gzip(b) carries both spans
+    two = gzip.compress(_agent_request("first")) + gzip.compress(_agent_request("second"))
+    assert sidecar.post("/v1/traces", two, gz)[0] == 200
+    assert calls("first") == calls("second") == 1
+    for tail in (b"garbage", b"\x00\x00\x00\x00", b"\x1f\x8b"):  # trailing bytes, padding, a truncated member
+        status, _h, payload = sidecar.post("/v1/traces", gzip.compress(_agent_request("tail")) + tail, gz)
+        assert status == 400, tail
+        assert Status.FromString(payload).code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert calls("tail") == 0
+    # the limit covers all members together
+    half = gzip.compress(b"\x0a\x00" * 1200)  # 2400 bytes of empty ResourceSpans each
+    assert sidecar.post("/v1/traces", half, gz)[0] == 200
+    assert sidecar.post("/v1/traces", half + half, gz)[0] == 413
+    # the metrics path shares the same inflation
+    status, _h, _p = sidecar.post("/v1/metrics", gzip.compress(b"") + b"garbage",
+                                  {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"})
+    assert status == 400
+    assert calls("first") == calls("second") == 1
+
+
+SECRET = "sk-live-4111111111111111111111"
+
+
+def _span_json(**fields) -> bytes:
+    span = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", **fields}
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).encode()
+
+
+def test_error_messages_never_echo_request_values(make_sidecar, caplog):
+    """docs/security.md: error messages name a path and a rule, never a value from the request."""
+    sidecar = make_sidecar()
+    digits = SECRET.removeprefix("sk-live-")  # a secret that is also a (too large) integer
+    metric = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "m", "gauge": {"dataPoints": [
+        {"asInt": SECRET}]}}]}]}]}
+    gz = {**PROTOBUF, "Content-Encoding": "gzip"}
+    otlp_cases = [
+        ("/v1/traces", _span_json(startTimeUnixNano=SECRET), JSON),
+        ("/v1/traces", _span_json(startTimeUnixNano=int(digits)), JSON),
+        ("/v1/traces", _span_json(kind=digits), JSON),
+        ("/v1/traces", _span_json(attributes=[{"key": "gen_ai.usage.input_tokens", "value": {"intValue": SECRET}}]), JSON),
+        ("/v1/traces", _span_json(events=[{"name": "agent.checkpoint", "timeUnixNano": SECRET}]), JSON),
+        ("/v1/traces", f'{{"resourceSpans": "\\q{SECRET}"}}'.encode(), JSON),
+        ("/v1/traces", b"\xff" + SECRET.encode(), JSON),
+        ("/v1/traces", SECRET.encode(), PROTOBUF),
+        ("/v1/traces", gzip.compress(good_protobuf()) + SECRET.encode(), gz),
+        ("/v1/traces", good_protobuf(), {"Content-Type": "application/" + SECRET}),
+        ("/v1/traces", good_protobuf(), {**PROTOBUF, "Content-Encoding": SECRET}),
+        ("/v1/metrics", json.dumps(metric).encode(), JSON),
+    ]
+    event = {"event_type": "tool_completed", "session_id": "s", "tool_name": "t"}
+    event_cases = [
+        ("/runtime/event", json.dumps({**event, field: SECRET}).encode())
+        for field in ("timestamp", "duration_ms", "success", "status", "attempt", "input_tokens", "cost",
+                      "escalated", "context_tokens_used")
+    ] + [
+        ("/runtime/event", json.dumps({**event, "tool_name": SECRET * 20}).encode()),
+        ("/runtime/event", json.dumps({**event, "event_type": SECRET}).encode()),
+        ("/runtime/event", f'{{"session_id": "\\q{SECRET}"}}'.encode()),
+        ("/runtime/session/end", json.dumps({"session_id": SECRET}).encode()),
+    ]
+    with caplog.at_level("DEBUG"):
+        for path, body, headers in otlp_cases:
+            status, _h, payload = sidecar.post(path, body, headers)
+            assert status in (400, 415), (path, body[:60], status)
+            assert digits.encode() not in payload and b"sk-live" not in payload, payload
+        for path, body in event_cases:
+            status, _h, payload = sidecar.post(path, body, JSON)
+            assert status in (400, 404), (body, status)
+            assert digits.encode() not in payload and b"sk-live" not in payload, payload
+        status, _h, payload = sidecar.post("/runtime/event", json.dumps(event).encode(),
+                                           {"Content-Type": "text/" + SECRET})
+        assert status == 415 and b"sk-live" not in payload
+        with grpc.insecure_channel(sidecar.grpc_address) as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")(
+                    b"\x0a\x20" + SECRET.encode(), timeout=10)
+        assert "sk-live" not in (refused.value.details() or "")
+    assert "sk-live" not in caplog.text and digits not in caplog.text

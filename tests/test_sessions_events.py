@@ -181,7 +181,7 @@ def test_too_many_events_in_one_request(make_sidecar):
 def test_unknown_session_is_404(sidecar):
     for path in ("", "/metrics", "/phases", "/tool_calls"):
         status, body = get_json(sidecar, "/runtime/session/nope" + path)
-        assert status == 404 and "nope" in body["error"]
+        assert status == 404 and body["error"] == "unknown session"  # never echoes the id (docs/security.md)
     status, body = post_json(sidecar, "/runtime/session/end", {"session_id": "nope"})
     assert status == 404
 

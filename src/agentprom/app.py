@@ -29,7 +29,8 @@ from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.catalog import COUNTER, MetricSpec, active_catalog, all_exposed_names
 from agentprom.metrics.series_store import SeriesStore, StoreLimits
 from agentprom.metrics_in.translator import MetricsInSettings, MetricsTranslator
-from agentprom.receiver.ingest import MetricsIngest, TraceIngest
+from agentprom.receiver.decode import DecodeLimits
+from agentprom.receiver.ingest import MetricsIngest, RequestLimits, TraceIngest
 from agentprom.receiver.otlp_grpc import OtlpGrpcReceiver
 from agentprom.receiver.otlp_http import OtlpHttpHandlers
 from agentprom.receiver.pipeline import AttributeDeny, Pipeline, QueueLimits
@@ -106,9 +107,12 @@ class App:
         )
         self.amount_limits = AmountLimits.from_config(config)
         bounds = SpanBounds(self.amount_limits, weights, deny.denied)
-        self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes,
-                                  self.pipeline, queue.retry_after_seconds, wanted, bounds,
-                                  max_string_bytes=server.max_string_bytes)
+        limits = RequestLimits(
+            server.max_request_bytes, server.max_json_request_bytes,
+            DecodeLimits(server.max_spans_per_request, server.max_items_per_array, server.max_string_bytes),
+        )
+        self.ingest = TraceIngest(self.store, self.translator, limits, self.pipeline, queue.retry_after_seconds,
+                                  wanted, bounds)
         self.metrics_app = web.Application()
         self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level)
         self.metrics_routes.install(self.metrics_app)
@@ -118,7 +122,7 @@ class App:
         if config.metrics_in.enabled:
             reserved = reserved_names(catalog, registry_names(self.metrics_routes.registry))
             self.metrics_translator = MetricsTranslator(self.store, metrics_in_settings(config), reserved)
-            self.metrics_ingest = MetricsIngest(self.store, self.metrics_translator, server.max_request_bytes,
+            self.metrics_ingest = MetricsIngest(self.store, self.metrics_translator, limits,
                                                 self.pipeline, queue.retry_after_seconds)
 
         self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc, self.metrics_ingest)
@@ -147,7 +151,7 @@ class App:
         if config.sessions.enabled:
             self.translator.batch_listeners.append(self.errors.contain("sessions", self.tracker.on_spans))
             RuntimeApi(self.tracker, self.store, config.sessions.max_events_per_request,
-                       self.amount_limits).install(self.http_app)
+                       self.amount_limits, config.sessions.max_request_bytes).install(self.http_app)
             self.periodic.append(self.tracker.expire)
         if self.journal is not None:
             self.periodic.append(self.journal.publish)

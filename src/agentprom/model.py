@@ -69,15 +69,20 @@ class Span:
 
 
 def validate_span(span: Span) -> str | None:
-    """Return why a span is invalid (a rejection reason), or None when it is fine.
+    """Return why a span is invalid (a rejection reason), or None when it is fine."""
+    return span_rejection(span.trace_id, span.span_id, span.start_ns, span.end_ns)
+
+
+def span_rejection(trace_id: bytes, span_id: bytes, start_ns: int, end_ns: int) -> str | None:
+    """Why a span with these ids and times is rejected, or None (also applied to forwarded spans).
 
     OTLP requires a 16-byte non-zero trace id and an 8-byte non-zero span id;
     a span that ends before it starts has no meaningful duration.
     """
-    if len(span.trace_id) != 16 or not any(span.trace_id):
+    if len(trace_id) != 16 or not any(trace_id):
         return "invalid_trace_id"
-    if len(span.span_id) != 8 or not any(span.span_id):
+    if len(span_id) != 8 or not any(span_id):
         return "invalid_span_id"
-    if span.end_ns < span.start_ns:
+    if end_ns < start_ns:
         return "end_before_start"
     return None

@@ -71,6 +71,22 @@ class ServerConfig(_Model):
         description="Every string kept from a span (attribute values, names, ids, error types) is cut to this "
         "many bytes of UTF-8 at decoding; lone surrogates become U+FFFD.",
     )
+    max_json_request_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, le=2**31 - 1,
+        description="Largest OTLP/JSON request accepted, after decompression (a parsed JSON document takes up to "
+        "25 times its size in memory, and parsing holds the interpreter lock throughout); the smaller of this "
+        "and max_request_bytes applies.",
+    )
+    max_spans_per_request: int = Field(
+        50_000, ge=1, le=2**31 - 1,
+        description="Spans in one export request; a request with more is refused whole (413 / RESOURCE_EXHAUSTED) "
+        "before its spans are built.",
+    )
+    max_items_per_array: int = Field(
+        10_000, ge=1, le=2**31 - 1,
+        description="Items in one OTLP/JSON array (attributes, events, data points, ...; spans go by "
+        "max_spans_per_request) and events on one span; more refuse the request (400 naming the path).",
+    )
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, le=3600, description="How long in-flight requests may take to finish on SIGTERM."
     )
@@ -436,6 +452,10 @@ class SessionsConfig(_Model):
     max_tool_calls_per_session: int = Field(200, ge=0, description="Tool calls stored per session (counters go on).")
     max_phases_per_session: int = Field(50, ge=1, description="Phases stored per session (counters go on).")
     max_events_per_request: int = Field(10000, ge=1, description="Events accepted in one POST /runtime/event.")
+    max_request_bytes: int = Field(
+        1024 * 1024, ge=1024, le=2**31 - 1,
+        description="Largest body of a runtime API request (/runtime/event, /runtime/session/*); larger: 413.",
+    )
     continuity_weights: ContinuityWeights = Field(default_factory=ContinuityWeights)
     phase_spans: tuple[PhaseSpanRule, ...] = Field(DEFAULT_PHASE_SPANS, description="Other conventions' phase spans.")
 

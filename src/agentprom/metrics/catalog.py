@@ -235,8 +235,9 @@ CATALOG: tuple[MetricSpec, ...] = (
     _self("agentprom_spans_rejected_total", COUNTER,
           "Spans rejected individually (reported through partial_success), by reason.", ("reason",)),
     _self("agentprom_requests_refused_total", COUNTER,
-          "Export requests refused whole (undecodable, too large, wrong content type, overloaded, memory_limit, "
-          "timeout), by transport and reason. overloaded and memory_limit refusals tell the client to retry.",
+          "Export requests refused whole (decode_error, too_large, too_many_spans, too_many_items, "
+          "unsupported_media_type, unsupported_encoding, overloaded, memory_limit, timeout), by transport and "
+          "reason. overloaded and memory_limit refusals tell the client to retry.",
           ("transport", "reason")),
     _self("agentprom_series_overflow_total", COUNTER,
           "Observations folded into a metric's otel_metric_overflow series because it reached its series limit "
@@ -299,7 +300,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     _self("agentprom_forwarded_spans_total", COUNTER,
           "Spans forwarded to the upstream OTLP endpoint and accepted by it."),
     _self("agentprom_forward_dropped_spans_total", COUNTER,
-          "Spans not forwarded, by reason (buffer_full, rejected, retries_exhausted, shutdown).", ("reason",)),
+          "Accepted spans not forwarded, by reason (buffer_full, rejected, retries_exhausted, shutdown, "
+          "unconvertible: accepted over OTLP/JSON but not representable in protobuf).", ("reason",)),
     _self("agentprom_forward_retries_total", COUNTER,
           "Failed forwarding attempts that were retried."),
     _self("agentprom_forward_buffer_bytes", GAUGE,

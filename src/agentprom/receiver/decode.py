@@ -24,6 +24,7 @@ from agentprom.conventions.profile import (
     WANTED_RESOURCE_KEYS,
 )
 from agentprom.model import Span, validate_span
+from agentprom.receiver.span_count import count_spans
 from agentprom.receiver.trace_view import ExportTraceServiceRequestView
 from agentprom.text import DEFAULT_MAX_STRING_BYTES, bounded_text
 
@@ -36,6 +37,38 @@ _ZERO_SPAN_ID = bytes(8)
 
 class DecodeError(ValueError):
     """The request body is not a valid OTLP message; the whole request is refused."""
+
+
+class LimitExceeded(DecodeError):
+    """The request passes a per-request bound; ``reason`` is a key of ``ingest.FAILURES``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """Work bounds of one request (config ``server.max_spans_per_request``, ``server.max_items_per_array``,
+    ``server.max_string_bytes``)."""
+
+    #: spans in one request; more refuse it whole, before anything is built (``too_many_spans``)
+    max_spans: int = 2**62
+    #: items of one JSON array (attributes, events, data points, ...) and events of one protobuf span
+    max_items: int = 2**62
+    #: every kept string is cut to this many bytes of UTF-8 (``server.max_string_bytes``; text.py)
+    max_string_bytes: int = DEFAULT_MAX_STRING_BYTES
+
+
+NO_LIMITS = DecodeLimits()
+
+
+def too_many_spans(limit: int) -> LimitExceeded:
+    return LimitExceeded("too_many_spans", f"request has more than {limit} spans (server.max_spans_per_request)")
+
+
+def too_many_items(path: str, limit: int) -> LimitExceeded:
+    return LimitExceeded("too_many_items", f"{path}: more than {limit} items (server.max_items_per_array)")
 
 
 @dataclass(slots=True)
@@ -124,16 +157,21 @@ def key_filter(wanted: frozenset[str]) -> KeyFilter:
     return found
 
 
-def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS,
-                  max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> Batch:
+def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS) -> Batch:
     """Parse an ``ExportTraceServiceRequest`` body; raise ``DecodeError`` if it is not one.
-    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``); kept strings
-    are cut to ``max_string_bytes`` (protobuf has already checked that they are valid UTF-8)."""
+    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``); kept strings are
+    cut to ``limits.max_string_bytes`` (protobuf has already checked that they are valid UTF-8)."""
+    too_many = False
     try:
-        request = ExportTraceServiceRequestView.FromString(data)
-    except (_PbDecodeError, RuntimeError, ValueError) as exc:
+        # counted on the wire first: parsing allocates per span (span_count.py)
+        too_many = limits is not NO_LIMITS and count_spans(data, limits.max_spans) > limits.max_spans
+        if not too_many:
+            request = ExportTraceServiceRequestView.FromString(data)
+    except (_PbDecodeError, RuntimeError, ValueError) as exc:  # ValueError includes span_count.Malformed
         raise DecodeError(f"cannot parse ExportTraceServiceRequest: {exc}") from None
-    return traces_from_request(request, wanted, max_string_bytes)
+    if too_many:
+        raise too_many_spans(limits.max_spans)
+    return traces_from_request(request, wanted, limits.max_items, limits.max_string_bytes)
 
 
 def _bounded_values(values: dict[str, Any], limit: int) -> dict[str, Any]:
@@ -143,7 +181,7 @@ def _bounded_values(values: dict[str, Any], limit: int) -> dict[str, Any]:
     return values
 
 
-def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS,
+def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_events: int = 2**62,
                         max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> Batch:
     """Our spans from a parsed ``ExportTraceServiceRequestView``."""
     # The hot path of ingestion (bench/decode.py measures it): locals instead of globals,
@@ -180,6 +218,8 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS,
                 exception_type = None
                 own_events = None
                 events = s.events
+                if events and len(events) > max_events:
+                    raise too_many_items("a span's events", max_events)
                 for event in events if events else ():
                     name = event.name
                     if name == EXCEPTION_EVENT and exception_type is None:

@@ -15,8 +15,10 @@ trailer (read by Go and Java clients and collectors) and as the
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +35,11 @@ from agentprom.conventions.profile import WANTED_KEYS
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.metrics_in.model import MetricBatch
 from agentprom.metrics_in.translator import MetricsTranslator
-from agentprom.receiver.decode import Batch, DecodeError, decode_traces
+from agentprom.receiver.decode import NO_LIMITS, Batch, DecodeError, DecodeLimits, LimitExceeded, decode_traces
 from agentprom.receiver.metrics_decode import decode_metrics
 from agentprom.receiver.metrics_json import decode_metrics_json
 from agentprom.receiver.otlp_json import decode_traces_json
 from agentprom.receiver.pipeline import Pipeline
-from agentprom.text import DEFAULT_MAX_STRING_BYTES
 from agentprom.translator import Translator
 
 PROTOBUF = "protobuf"
@@ -57,6 +58,10 @@ class FailureMapping:
 FAILURES: dict[str, FailureMapping] = {
     "decode_error": FailureMapping(400, grpc.StatusCode.INVALID_ARGUMENT),
     "too_large": FailureMapping(413, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    # more spans than server.max_spans_per_request: refused whole before they are built
+    "too_many_spans": FailureMapping(413, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    # a JSON array (or a span's events) longer than server.max_items_per_array
+    "too_many_items": FailureMapping(400, grpc.StatusCode.INVALID_ARGUMENT),
     "unsupported_media_type": FailureMapping(415, grpc.StatusCode.INVALID_ARGUMENT),
     "unsupported_encoding": FailureMapping(415, grpc.StatusCode.UNIMPLEMENTED),
     "overloaded": FailureMapping(503, grpc.StatusCode.UNAVAILABLE, retryable=True),
@@ -72,10 +77,15 @@ _OVERLOAD_MESSAGES = {
 }
 
 
+#: longest error message sent back; messages name a path and a rule, never a value from the request
+MAX_MESSAGE_CHARS = 512
+
+
 class Refusal(Exception):
     """The whole request is refused; ``reason`` is a key of ``FAILURES``."""
 
     def __init__(self, reason: str, message: str, retry_after: int | None = None) -> None:
+        message = message[:MAX_MESSAGE_CHARS]
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -112,17 +122,68 @@ class Refusal(Exception):
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
-    """Inflate a gzip body, refusing (without inflating the rest) once it passes ``limit``."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise Refusal("decode_error", f"body is not valid gzip: {exc}") from None
-    if len(data) > limit:
-        raise Refusal("too_large", f"request exceeds {limit} bytes after decompression")
-    if not inflater.eof:
-        raise Refusal("decode_error", "gzip body is truncated")
-    return data
+    """Inflate a gzip body, refusing (without inflating the rest) once it passes ``limit``.
+
+    RFC 1952 section 2.2: a gzip file is a series of members, so every member is
+    inflated (``gzip(a) + gzip(b)`` is ``a + b``) within the one ``limit``.
+    Anything after the last member that is not another member is refused:
+    nothing is ever dropped silently.
+    """
+    out: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            data = inflater.decompress(rest, limit - size + 1)
+        except zlib.error as exc:
+            raise Refusal("decode_error", f"body is not valid gzip: {exc}") from None
+        size += len(data)
+        if size > limit:
+            raise Refusal("too_large", f"request exceeds {limit} bytes after decompression")
+        if not inflater.eof:
+            raise Refusal("decode_error", "gzip body is truncated")
+        out.append(data)
+        rest = inflater.unused_data
+        if not rest:
+            return out[0] if len(out) == 1 else b"".join(out)
+        if not rest.startswith(b"\x1f\x8b"):
+            raise Refusal("decode_error", "gzip body has trailing data after its last member")
+
+
+#: Bodies at least this large are decoded in a worker thread, so the event loop (health,
+#: /metrics, other requests) keeps running during the decode; smaller ones decode inline.
+OFFLOAD_BYTES = 256 * 1024
+#: Decoded memory per body byte, reserved against ``queue.memory_limit_mib`` while a request
+#: decodes (measured: agent spans about 7x protobuf and 8x JSON, empty JSON spans 25x; empty
+#: protobuf spans cost more, which ``server.max_spans_per_request`` bounds before parsing).
+DECODED_BYTES_PER_BYTE = {PROTOBUF: 8, JSON: 25}
+
+_decode_pool: ThreadPoolExecutor | None = None
+
+
+def decode_pool() -> ThreadPoolExecutor:
+    """One worker for large decodes: they hold the GIL mostly, so more threads would not
+    decode faster, and one at a time bounds their memory."""
+    global _decode_pool
+    if _decode_pool is None:
+        _decode_pool = ThreadPoolExecutor(1, thread_name_prefix="agentprom-decode")
+    return _decode_pool
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """Per-request bounds (``server.*`` in the config)."""
+
+    max_request_bytes: int
+    #: JSON bodies (a parsed JSON document costs far more memory than its bytes); 0 = as above
+    max_json_request_bytes: int = 0
+    decode: DecodeLimits = NO_LIMITS
+
+    def max_bytes(self, encoding: str) -> int:
+        if encoding == JSON and self.max_json_request_bytes:
+            return min(self.max_request_bytes, self.max_json_request_bytes)
+        return self.max_request_bytes
 
 
 class Ingest:
@@ -130,16 +191,19 @@ class Ingest:
 
     Subclasses name their decoders (by encoding) and the translator that counts a
     decoded batch: ``translator.consume(batch, transport)``, which never awaits.
-    With a ``pipeline``, admission (queue bound, memory ceiling) is checked before
-    decoding, so refusing under load stays cheap.
+    With a ``pipeline``, admission (queue bound, memory ceiling, and a reservation of
+    the decoded size against it) is checked before decoding, so refusing under load
+    stays cheap. ``receive`` decodes large bodies off the event loop; counting and
+    everything that touches the store stays on the loop.
     """
 
-    decoders: dict[str, Callable[[bytes], Any]] = {}
+    decoders: dict[str, Callable[..., Any]] = {}
 
-    def __init__(self, store: SeriesStore, translator: Any, max_request_bytes: int,
+    def __init__(self, store: SeriesStore, translator: Any, limits: RequestLimits | int,
                  pipeline: Pipeline | None = None, retry_after_seconds: int = 1) -> None:
         self.translator = translator
-        self.max_request_bytes = max_request_bytes
+        self.limits = limits if isinstance(limits, RequestLimits) else RequestLimits(limits)
+        self.max_request_bytes = self.limits.max_request_bytes
         #: the bounded queue to translation; None translates synchronously
         self.pipeline = pipeline
         self.retry_after_seconds = retry_after_seconds
@@ -153,25 +217,72 @@ class Ingest:
         self._refused.inc((transport, reason))
         return Refusal(reason, message, self.retry_after_seconds)
 
+    def max_bytes(self, encoding: str) -> int:
+        return self.limits.max_bytes(encoding)
+
+    def too_large(self, transport: str, encoding: str) -> Refusal:
+        key = "server.max_json_request_bytes" if self.max_bytes(encoding) < self.max_request_bytes \
+            else "server.max_request_bytes"
+        return self.refuse(transport, "too_large", f"request exceeds {self.max_bytes(encoding)} bytes ({key})")
+
     def decode(self, body: bytes, encoding: str) -> Any:
+        """Runs in a worker thread for large bodies: must not touch the store."""
         return self.decoders[encoding](body)
 
-    def export(self, body: bytes, encoding: str, transport: str) -> Any:
-        if len(body) > self.max_request_bytes:
-            raise self.refuse(transport, "too_large", f"request exceeds {self.max_request_bytes} bytes")
+    def _admit(self, body: bytes, encoding: str, transport: str) -> int:
+        """Check size and admission; return the bytes reserved (give them back with ``_release``)."""
+        if len(body) > self.max_bytes(encoding):
+            raise self.too_large(transport, encoding)
         pipeline = self.pipeline
-        if pipeline is not None:
-            reason = pipeline.admit()  # before decoding: refusing under load must be cheap
-            if reason is not None:
-                raise self.refuse(transport, reason, _OVERLOAD_MESSAGES[reason])
-        try:
-            batch = self.decode(body, encoding)
-        except DecodeError as exc:
-            raise self.refuse(transport, "decode_error", str(exc)) from None
+        if pipeline is None:
+            return 0
+        reserve = len(body) * DECODED_BYTES_PER_BYTE.get(encoding, DECODED_BYTES_PER_BYTE[JSON])
+        reason = pipeline.admit(reserve)  # before decoding: refusing under load must be cheap
+        if reason is not None:
+            raise self.refuse(transport, reason, _OVERLOAD_MESSAGES[reason])
+        return reserve
+
+    def _release(self, reserved: int) -> None:
+        if reserved and self.pipeline is not None:
+            self.pipeline.release(reserved)
+
+    def _refuse_decode_error(self, exc: DecodeError, transport: str) -> Refusal:
+        reason = exc.reason if isinstance(exc, LimitExceeded) else "decode_error"
+        return self.refuse(transport, reason, str(exc))
+
+    def _accept(self, body: bytes, encoding: str, batch: Any, transport: str) -> Any:
         self.count(batch, transport)
         for sink in self.accepted:
             sink(body, encoding, batch)
         return batch
+
+    def export(self, body: bytes, encoding: str, transport: str) -> Any:
+        """Admit, decode (on this thread) and count one request."""
+        reserved = self._admit(body, encoding, transport)
+        try:
+            try:
+                batch = self.decode(body, encoding)
+            except DecodeError as exc:
+                raise self._refuse_decode_error(exc, transport) from None
+            return self._accept(body, encoding, batch, transport)
+        finally:
+            self._release(reserved)
+
+    async def receive(self, body: bytes, encoding: str, transport: str) -> Any:
+        """``export`` for the receivers: a large body is decoded in the worker thread while the
+        loop serves others; refusals, counting and sinks run on the loop."""
+        if len(body) < OFFLOAD_BYTES:
+            return self.export(body, encoding, transport)
+        reserved = self._admit(body, encoding, transport)
+        try:
+            loop = asyncio.get_running_loop()
+            try:
+                batch = await loop.run_in_executor(decode_pool(), self.decode, body, encoding)
+            except DecodeError as exc:
+                raise self._refuse_decode_error(exc, transport) from None
+            return self._accept(body, encoding, batch, transport)
+        finally:
+            self._release(reserved)
 
     def count(self, batch: Any, transport: str) -> None:
         """Translate a decoded batch now (subclasses may queue it instead)."""
@@ -185,19 +296,16 @@ class TraceIngest(Ingest):
     translator: Translator
     decoders = {PROTOBUF: decode_traces, JSON: decode_traces_json}
 
-    def __init__(self, store: SeriesStore, translator: Translator, max_request_bytes: int,
+    def __init__(self, store: SeriesStore, translator: Translator, limits: RequestLimits | int,
                  pipeline: Pipeline | None = None, retry_after_seconds: int = 1,
-                 wanted_keys: frozenset[str] = WANTED_KEYS, bounds: SpanBounds | None = None,
-                 max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> None:
-        super().__init__(store, translator, max_request_bytes, pipeline, retry_after_seconds)
+                 wanted_keys: frozenset[str] = WANTED_KEYS, bounds: SpanBounds | None = None) -> None:
+        super().__init__(store, translator, limits, pipeline, retry_after_seconds)
         #: span attribute keys the decoders keep (the conventions' keys plus configured ones)
         self.wanted_keys = wanted_keys
         self.bounds = bounds or SpanBounds(AmountLimits.defaults(), translator.weights)
-        #: the decoders cut every kept string to this many bytes (text.py)
-        self.max_string_bytes = max_string_bytes
 
     def decode(self, body: bytes, encoding: str) -> Batch:
-        batch = self.decoders[encoding](body, self.wanted_keys, self.max_string_bytes)
+        batch = self.decoders[encoding](body, self.wanted_keys, self.limits.decode)
         self.bounds.check(batch)
         return batch
 
@@ -218,6 +326,11 @@ class MetricsIngest(Ingest):
 
     translator: MetricsTranslator
     decoders = {PROTOBUF: decode_metrics, JSON: decode_metrics_json}
+
+    def decode(self, body: bytes, encoding: str) -> MetricBatch:
+        if encoding == JSON:
+            return decode_metrics_json(body, self.limits.decode)
+        return decode_metrics(body)
 
 
 def export_response(batch: Batch | MetricBatch) -> ExportTraceServiceResponse | ExportMetricsServiceResponse:

@@ -28,7 +28,7 @@ from agentprom.metrics_in.model import (
     Scope,
     SummaryPoint,
 )
-from agentprom.receiver.decode import DecodeError
+from agentprom.receiver.decode import NO_LIMITS, DecodeError, DecodeLimits
 from agentprom.receiver.otlp_json import (
     _MAX_I64,
     _MIN_I64,
@@ -40,6 +40,7 @@ from agentprom.receiver.otlp_json import (
     _str,
     any_value,
     load_document,
+    with_limits,
 )
 
 #: JSON key of each data kind -> our kind
@@ -167,9 +168,13 @@ def _metric(m: dict[str, Any], path: str, scope: Scope, resource: dict[str, Any]
     batch.add(metric, points)
 
 
-def decode_metrics_json(data: bytes) -> MetricBatch:
-    """Parse an OTLP/JSON ``ExportMetricsServiceRequest``; raise ``DecodeError`` if malformed."""
-    root = load_document(data)
+def decode_metrics_json(data: bytes, limits: DecodeLimits = NO_LIMITS) -> MetricBatch:
+    """Parse an OTLP/JSON ``ExportMetricsServiceRequest``; raise ``DecodeError`` if malformed.
+    ``limits.max_items`` bounds every array."""
+    return with_limits(limits, _decode_metrics, load_document(data))
+
+
+def _decode_metrics(root: dict[str, Any]) -> MetricBatch:
     batch = MetricBatch()
     for r, resource_metrics in enumerate(_list(root.get("resourceMetrics"), "resourceMetrics")):
         rpath = f"resourceMetrics[{r}]"

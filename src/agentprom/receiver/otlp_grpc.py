@@ -75,7 +75,7 @@ class OtlpGrpcReceiver:
 
     async def _handle(self, request: bytes, context: grpc.aio.ServicerContext, ingest: Ingest) -> bytes:
         try:
-            batch = ingest.export(request, PROTOBUF, "grpc")
+            batch = await ingest.receive(request, PROTOBUF, "grpc")
         except Refusal as refusal:
             await context.abort(refusal.mapping.grpc_code, refusal.message, refusal.grpc_trailers())
         except Exception:  # never let a bug take the agent's exporter down with a crash

@@ -27,6 +27,7 @@ from agentprom.receiver.ingest import (
     export_response,
     gunzip,
 )
+from agentprom.server.bodies import read_limited
 
 log = logging.getLogger(__name__)
 
@@ -62,24 +63,23 @@ def refusal_response(refusal: Refusal, encoding: str, headers: dict[str, str] | 
                         headers=headers)
 
 
-async def read_body(request: web.Request, ingest: Ingest, transport: str = "http") -> bytes:
-    """Read a request body within the size limit, inflating gzip safely."""
-    limit = ingest.max_request_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise ingest.refuse(transport, "too_large", f"request exceeds {limit} bytes")
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise ingest.refuse(transport, "too_large", f"request exceeds {limit} bytes") from None
+async def read_body(request: web.Request, ingest: Ingest, encoding: str, transport: str = "http") -> bytes:
+    """Read a request body within the encoding's size limit, inflating gzip safely."""
+    limit = ingest.max_bytes(encoding)
+    body = await read_limited(request, limit)
+    if body is None:
+        raise ingest.too_large(transport, encoding)
     coding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if coding == "gzip":
         try:
             return gunzip(body, limit)
         except Refusal as refusal:
+            if refusal.reason == "too_large":
+                raise ingest.too_large(transport, encoding) from None
             raise ingest.refuse(transport, refusal.reason, refusal.message) from None
     if coding not in ("identity", ""):
         raise ingest.refuse(transport, "unsupported_encoding",
-                            f"Content-Encoding {coding!r} is not supported (use gzip or none)")
+                            "this Content-Encoding is not supported (use gzip or none)")
     return body
 
 
@@ -111,13 +111,12 @@ class OtlpHttpHandlers:
         if encoding is None:
             refusal = ingest.refuse(
                 "http", "unsupported_media_type",
-                f"Content-Type {request.content_type!r} is not supported; "
-                "use application/x-protobuf or application/json",
+                "this Content-Type is not supported; use application/x-protobuf or application/json",
             )
             return refusal_response(refusal, JSON)
         try:
-            body = await read_body(request, ingest)
-            batch = ingest.export(body, encoding, "http")
+            body = await read_body(request, ingest, encoding)
+            batch = await ingest.receive(body, encoding, "http")
         except Refusal as refusal:
             return refusal_response(refusal, encoding)
         except Exception:  # never answer a bug with a dropped connection; say so in OTLP's terms

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from agentprom.conventions.profile import (
@@ -25,7 +27,7 @@ from agentprom.conventions.profile import (
     WANTED_RESOURCE_KEYS,
 )
 from agentprom.model import Span
-from agentprom.receiver.decode import Batch, DecodeError
+from agentprom.receiver.decode import NO_LIMITS, Batch, DecodeError, DecodeLimits, too_many_items, too_many_spans
 from agentprom.text import DEFAULT_MAX_STRING_BYTES, bounded_text
 
 _MAX_U64 = 2**64 - 1
@@ -41,12 +43,27 @@ def _obj(value: Any, path: str) -> dict[str, Any]:
     return value
 
 
+#: items allowed in one array of the document being walked (set per decode by ``with_limits``)
+_max_items: ContextVar[int] = ContextVar("max_items", default=NO_LIMITS.max_items)
+
+
 def _list(value: Any, path: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
         raise DecodeError(f"{path}: expected an array, got {type(value).__name__}")
+    if len(value) > _max_items.get():
+        raise too_many_items(path, _max_items.get())
     return value
+
+
+def with_limits(limits: DecodeLimits, decode: Callable[..., Any], *args: Any) -> Any:
+    """Run ``decode(*args)`` with ``limits.max_items`` bounding every array it reads."""
+    token = _max_items.set(limits.max_items)
+    try:
+        return decode(*args)
+    finally:
+        _max_items.reset(token)
 
 
 def _str(value: Any, path: str) -> str:
@@ -72,11 +89,11 @@ def _int(value: Any, path: str, lo: int = 0, hi: int = _MAX_U64) -> int:
         try:
             number = int(value, 10)
         except ValueError:
-            raise DecodeError(f"{path}: expected an integer, got {value[:40]!r}") from None
+            raise DecodeError(f"{path}: expected an integer, got a string that is not one") from None
     else:
         raise DecodeError(f"{path}: expected an integer, got {type(value).__name__}")
     if not lo <= number <= hi:
-        raise DecodeError(f"{path}: integer {number} out of range")
+        raise DecodeError(f"{path}: integer out of range [{lo}, {hi}]")
     return number
 
 
@@ -158,23 +175,39 @@ def _keep_all(key: str) -> bool:
     return True
 
 
+def json_error(exc: Exception) -> str:
+    """Why ``json.loads`` failed, by position and rule only: never a piece of the body."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg.split(':')[0]} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 at byte {exc.start}"
+    return "a number has too many digits" if "digits" in str(exc) else "not JSON"
+
+
 def load_document(data: bytes) -> dict[str, Any]:
     """The request body as a JSON object; ``DecodeError`` if it is not one."""
     try:
         document = json.loads(data)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers past Python's digit limit
-        raise DecodeError(f"invalid JSON: {exc}") from None
+        raise DecodeError(f"invalid JSON: {json_error(exc)}") from None
     except RecursionError:
         raise DecodeError("invalid JSON: nested too deeply") from None
     return _obj(document, "$")
 
 
-def decode_traces_json(data: bytes, wanted: frozenset[str] = WANTED_KEYS,
-                       max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> Batch:
+def decode_traces_json(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS) -> Batch:
     """Parse an OTLP/JSON ``ExportTraceServiceRequest``; raise ``DecodeError`` if malformed.
-    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``); kept strings
-    are cut to ``max_string_bytes``."""
-    root = load_document(data)
+    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``); ``limits``
+    bound the spans of the request, the items of each array (spans arrays excepted) and the
+    length of every kept string."""
+    return with_limits(limits, _decode_traces, load_document(data), wanted, limits.max_spans,
+                       limits.max_string_bytes)
+
+
+def _decode_traces(root: dict[str, Any], wanted: frozenset[str], max_spans: int, max_string_bytes: int) -> Batch:
+    spans_seen = 0
     batch = Batch()
     keep_span_key = _span_key_filter(wanted)
     limit = max_string_bytes
@@ -189,7 +222,14 @@ def decode_traces_json(data: bytes, wanted: frozenset[str] = WANTED_KEYS,
             scope_spans = _obj(scope_spans, spath)
             scope = _obj(scope_spans.get("scope"), spath + ".scope")
             scope_name = bounded_text(_str(scope.get("name"), spath + ".scope.name"), limit)
-            for i, span in enumerate(_list(scope_spans.get("spans"), spath + ".spans")):
+            spans = scope_spans.get("spans")
+            if isinstance(spans, list):  # the request's span count is bounded, not each array's
+                spans_seen += len(spans)
+                if spans_seen > max_spans:
+                    raise too_many_spans(max_spans)
+            else:
+                spans = _list(spans, spath + ".spans")  # null, or a DecodeError
+            for i, span in enumerate(spans):
                 batch.add(_span(_obj(span, f"{spath}.spans[{i}]"), f"{spath}.spans[{i}]", resource, scope_name,
                                 keep_span_key, limit))
     return batch

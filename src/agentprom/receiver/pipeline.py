@@ -4,7 +4,9 @@ Receivers decode a request (to validate it and to answer partial success),
 ``submit`` the batch here and answer at once; one task on the event loop
 translates the queued batches in arrival order. Admission control lives here
 too: while the queue holds ``max_spans`` spans, or the process's resident
-memory is above the ceiling, new exports are refused with a retryable refusal
+memory is above the ceiling, or it would be once the requests being decoded
+(each reserves an estimate of its decoded size) are decoded, new exports are
+refused with a retryable refusal
 (HTTP 503 + Retry-After, gRPC UNAVAILABLE + RetryInfo: ``ingest.FAILURES``), so
 the client's own retry takes over and nothing is dropped silently.
 
@@ -107,6 +109,8 @@ class Pipeline:
         self._rss = rss
         self._queue: deque[tuple[Batch, str]] = deque()
         self.queued_spans = 0
+        #: estimated decoded bytes of the requests being decoded now (``admit`` / ``release``)
+        self.reserved_bytes = 0
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -118,14 +122,27 @@ class Pipeline:
 
     # -- admission (called by TraceIngest on the request path) -----------------
 
-    def admit(self) -> str | None:
-        """Why a new export must be refused now (a ``FAILURES`` reason), or None to accept it."""
+    def admit(self, reserve: int = 0) -> str | None:
+        """Why a new export must be refused now (a ``FAILURES`` reason), or None to accept it.
+
+        Accepting reserves ``reserve`` bytes (the request's estimated decoded size) until
+        ``release``: concurrent decodes share the memory budget. A request alone is admitted
+        whenever resident memory is under the ceiling, or one larger than the budget could
+        never get in (``server.max_request_bytes`` bounds it).
+        """
         if self.queued_spans >= self.limits.max_spans:
             return "overloaded"
         limit = self.limits.memory_limit_bytes
-        if limit and self._rss() > limit:
-            return "memory_limit"
+        if limit:
+            resident = self._rss()
+            if resident > limit or (self.reserved_bytes and resident + self.reserved_bytes + reserve > limit):
+                return "memory_limit"
+        self.reserved_bytes += reserve
         return None
+
+    def release(self, reserved: int) -> None:
+        """Give back what ``admit`` reserved, once the request is decoded and counted (or refused)."""
+        self.reserved_bytes -= reserved
 
     def fits(self, spans: int) -> bool:
         """Whether a decoded batch fits. An empty queue takes any batch, or a request

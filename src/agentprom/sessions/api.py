@@ -24,6 +24,8 @@ from aiohttp import web
 
 from agentprom.bounds import AmountLimits
 from agentprom.metrics.series_store import SeriesStore
+from agentprom.receiver.otlp_json import json_error
+from agentprom.server.bodies import read_limited
 from agentprom.sessions import events as E
 from agentprom.sessions.model import END_STATUSES, Call, Phase, Session
 from agentprom.sessions.model import new_id as new_session_id
@@ -31,6 +33,8 @@ from agentprom.sessions.timestamps import iso
 from agentprom.sessions.tracker import SessionTracker
 
 STATUSES = ("active", *END_STATUSES)
+#: field errors listed in a 400 answer; the rest are only counted (``errors_omitted``)
+MAX_ERRORS_SHOWN = 20
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 
@@ -43,8 +47,17 @@ class ApiError(Exception):
         self.errors = errors or []
 
     def response(self) -> web.Response:
-        body = {"error": self.message, "errors": [e.as_dict() for e in self.errors]}
+        body = {"error": self.message, **error_list(self.errors)}
         return web.json_response(body, status=self.status)
+
+
+def error_list(errors: list[E.FieldError]) -> dict[str, Any]:
+    """The first ``MAX_ERRORS_SHOWN`` errors and how many more there were: an answer stays small
+    however many problems a request has."""
+    shown = {"errors": [e.as_dict() for e in errors[:MAX_ERRORS_SHOWN]]}
+    if len(errors) > MAX_ERRORS_SHOWN:
+        shown["errors_omitted"] = len(errors) - MAX_ERRORS_SHOWN
+    return shown
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -193,11 +206,12 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 class RuntimeApi:
     def __init__(self, tracker: SessionTracker, store: SeriesStore, max_events: int,
-                 limits: AmountLimits | None = None) -> None:
+                 limits: AmountLimits | None = None, max_request_bytes: int = 1024 * 1024) -> None:
         self.tracker = tracker
         self.max_events = max_events
         #: field checks with the per-span amount bounds (bounds.py) on tokens and cost
         self.checks = E.bounded_checks(limits or AmountLimits.defaults())
+        self.max_request_bytes = max_request_bytes
         self._events = store.families["agentprom_runtime_events_total"]
 
     def install(self, app: web.Application) -> None:
@@ -215,17 +229,16 @@ class RuntimeApi:
 
     async def _json_body(self, request: web.Request) -> Any:
         if request.content_type not in ("application/json", "application/octet-stream", ""):
-            raise ApiError(415, f"Content-Type {request.content_type!r} is not supported; use application/json")
+            raise ApiError(415, "this Content-Type is not supported; use application/json")
         if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("identity", ""):
             raise ApiError(415, "Content-Encoding is not supported on the runtime API; send plain JSON")
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise ApiError(413, "request body too large (server.max_request_bytes)") from None
+        raw = await read_limited(request, self.max_request_bytes)
+        if raw is None:
+            raise ApiError(413, f"request body exceeds {self.max_request_bytes} bytes (sessions.max_request_bytes)")
         try:
             return json.loads(raw)
         except (ValueError, RecursionError) as exc:
-            raise ApiError(400, "body is not valid JSON", [E.FieldError(None, "", str(exc))]) from None
+            raise ApiError(400, "body is not valid JSON", [E.FieldError(None, "", json_error(exc))]) from None
 
     async def post_events(self, request: web.Request) -> web.Response:
         try:
@@ -247,7 +260,7 @@ class RuntimeApi:
             f"{rejected} of {total} event(s) rejected; "
             f"the {len(events)} valid event(s) of this request were applied"
         )
-        body["errors"] = [e.as_dict() for e in errors]
+        body.update(error_list(errors))
         return web.json_response(body, status=400)
 
     async def _one_event(self, request: web.Request, event_type: str, new_id: bool) -> E.RuntimeEvent:
@@ -282,7 +295,7 @@ class RuntimeApi:
         status = event.status or ("failed" if event.success is False else "completed")
         s = self.tracker.end_session(event.session_id, status, event.timestamp)
         if s is None:
-            return ApiError(404, f"unknown session {event.session_id!r}").response()
+            return ApiError(404, "unknown session", [E.FieldError(None, "session_id", "no such session")]).response()
         self._events.inc(("accepted",))
         return web.json_response({"session": session_detail(s, self.tracker)})
 
@@ -323,7 +336,7 @@ class RuntimeApi:
             session_id = request.match_info["id"]
             s = self.tracker.get(session_id)
             if s is None:
-                return ApiError(404, f"unknown session {session_id!r}").response()
+                return ApiError(404, "unknown session").response()
             return web.json_response(view(s))
 
         return handler

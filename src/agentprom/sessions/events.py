@@ -20,6 +20,8 @@ from agentprom.sessions.timestamps import parse_iso
 from agentprom.text import bounded_text
 
 MAX_TEXT = 256
+#: an unknown field's name is echoed in its error up to this length (values are never echoed)
+MAX_FIELD_NAME = 64
 #: Bounds that keep every value representable downstream: counts stay exact as float64 in the
 #: series store, amounts cannot sum to infinity (the JSONL log refuses non-finite numbers), and
 #: times stay within what ISO 8601 output and ``time.gmtime`` can express.
@@ -223,7 +225,7 @@ def parse_event(document: Any, index: int | None, errors: list[FieldError],
         if key == "event_type":
             continue
         if check is None:
-            errors.append(FieldError(index, str(key), "unknown field"))
+            errors.append(FieldError(index, str(key)[:MAX_FIELD_NAME], "unknown field"))
             continue
         if allowed is not None and key not in allowed:
             errors.append(FieldError(index, key, f"not a field of {event_type} events"))

@@ -10,9 +10,11 @@ request bytes it accepted to a collector, Tempo or Jaeger. Design:
 * One sender task merges buffered requests into batches of up to
   ``max_batch_bytes``. Serialized ``ExportTraceServiceRequest`` messages
   concatenate into one valid message (protobuf merges repeated fields), so a
-  batch is the received bytes, unchanged, back to back. OTLP/JSON requests
-  are converted to protobuf first (ids hex -> bytes), since gRPC and our
-  batching speak protobuf.
+  batch is the received bytes, unchanged, back to back. Only accepted spans
+  are forwarded: a request with rejected spans (partial success) is rebuilt
+  without them, and OTLP/JSON requests are converted to protobuf
+  (``forward_payload.py``, in a worker thread). An accepted span that cannot
+  be converted is counted as dropped (``unconvertible``), never as forwarded.
 * Failures the OTLP specification calls retryable (gRPC UNAVAILABLE, ...,
   HTTP 429/502/503/504, connection errors) are retried with exponential
   backoff, honouring RetryInfo / Retry-After, until ``retry_max_elapsed_seconds``;
@@ -27,8 +29,6 @@ received bytes. See docs/security.md.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import ssl
 import zlib
@@ -37,15 +37,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import grpc
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from agentprom.config.schema import ForwardConfig
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.receiver.decode import Batch
+from agentprom.sinks.forward_payload import Piece, accepted_payload
 
 log = logging.getLogger(__name__)
 
@@ -56,29 +55,8 @@ RETRYABLE_GRPC = frozenset({
     grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS,
 })
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
-_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId"})
 
 OK, RETRY, REJECT = "ok", "retry", "reject"
-
-
-def _hex_ids_to_base64(node) -> None:
-    """OTLP/JSON carries ids as hex; protobuf's JSON mapping expects base64."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_KEYS and isinstance(value, str):
-                node[key] = base64.b64encode(bytes.fromhex(value)).decode()
-            else:
-                _hex_ids_to_base64(value)
-    elif isinstance(node, list):
-        for item in node:
-            _hex_ids_to_base64(item)
-
-
-def otlp_json_to_protobuf(body: bytes) -> bytes:
-    """Re-encode an OTLP/JSON trace request as protobuf, keeping its content."""
-    document = json.loads(body)
-    _hex_ids_to_base64(document)
-    return json_format.ParseDict(document, ExportTraceServiceRequest(), ignore_unknown_fields=True).SerializeToString()
 
 
 def _retry_info_delay(seconds: int, nanos: int) -> float:
@@ -97,7 +75,7 @@ class Forwarder:
         path = url.path if url.path not in ("", "/") else TRACES_PATH
         self.url = f"{url.scheme}://{self.target}{path}"
         self.gzip = config.compression == "gzip"
-        self._pending: deque[tuple[bytes, str, int]] = deque()
+        self._pending: deque[Piece] = deque()
         self._pending_bytes = 0
         self._wakeup = asyncio.Event()
         self._closing = asyncio.Event()
@@ -116,14 +94,16 @@ class Forwarder:
     # -- the ingestion side: never blocks ---------------------------------------
 
     def offer(self, body: bytes, encoding: str, batch: Batch) -> None:
-        spans = batch.received_count
+        spans = len(batch.spans)  # what was accepted; rejected spans are never forwarded
+        if not spans:
+            return
         if self._closing.is_set():
             self._dropped.inc(("shutdown",), spans)
             return
         if self._pending_bytes + len(body) > self.config.buffer_max_bytes:
             self._dropped.inc(("buffer_full",), spans)
             return
-        self._pending.append((body, encoding, spans))
+        self._pending.append(Piece(body, encoding, spans, not batch.rejected))
         self._pending_bytes += len(body)
         self._buffer.set((), self._pending_bytes)
         self._wakeup.set()
@@ -152,12 +132,12 @@ class Forwarder:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="trace-forwarder")
         log.info("forwarding traces to %s over %s", self.url if cfg.protocol == "http" else self.target, cfg.protocol)
 
-    def _take_batch(self) -> tuple[list[tuple[bytes, str, int]], int]:
+    def _take_batch(self) -> tuple[list[Piece], int]:
         taken, size = [], 0
-        while self._pending and (not taken or size + len(self._pending[0][0]) <= self.config.max_batch_bytes):
+        while self._pending and (not taken or size + len(self._pending[0].body) <= self.config.max_batch_bytes):
             item = self._pending.popleft()
             taken.append(item)
-            size += len(item[0])
+            size += len(item.body)
         return taken, size
 
     async def _run(self) -> None:
@@ -172,12 +152,10 @@ class Forwarder:
                     and self._pending_bytes < self.config.max_batch_bytes):
                 await self._sleep(self.config.flush_interval_seconds)  # let a batch fill up
             items, size = self._take_batch()
-            spans = sum(n for _b, _e, n in items)
+            spans = sum(item.accepted for item in items)
             try:
-                payload = self._payload(items)
-                if payload is None:
-                    self._dropped.inc(("rejected",), spans)
-                else:
+                payload, spans = await self._payload(items)
+                if spans:
                     await self._deliver(payload, spans)
             except asyncio.CancelledError:  # shutdown grace ran out mid-delivery
                 self._dropped.inc(("shutdown",), spans)
@@ -186,17 +164,18 @@ class Forwarder:
                 self._pending_bytes -= size
                 self._buffer.set((), self._pending_bytes)
 
-    def _payload(self, items: list[tuple[bytes, str, int]]) -> bytes | None:
-        parts = []
-        for body, encoding, _n in items:
-            if encoding == "json":
-                try:
-                    body = otlp_json_to_protobuf(body)
-                except (ValueError, json_format.ParseError, DecodeError, RecursionError) as exc:
-                    log.warning("cannot convert an OTLP/JSON request for forwarding; dropped (%s)", type(exc).__name__)
-                    continue
-            parts.append(body)
-        return b"".join(parts) if parts else None
+    async def _payload(self, items: list[Piece]) -> tuple[bytes, int]:
+        """The protobuf request of the accepted spans of ``items`` and how many spans it holds;
+        accepted spans that cannot be converted are counted as dropped here."""
+        if all(item.whole and item.encoding != "json" for item in items):
+            return b"".join(item.body for item in items), sum(item.accepted for item in items)
+        # parsing and re-encoding is CPU work: keep it off the event loop
+        payload, kept, unconvertible = await asyncio.get_running_loop().run_in_executor(
+            None, accepted_payload, items)
+        if unconvertible:
+            self._dropped.inc(("unconvertible",), unconvertible)
+            log.warning("forwarding: %d accepted span(s) could not be converted to protobuf; dropped", unconvertible)
+        return payload, kept
 
     async def _sleep(self, seconds: float) -> None:
         """Wait ``seconds``, or less if shutdown begins."""
@@ -277,7 +256,7 @@ class Forwarder:
                 except asyncio.CancelledError:
                     pass
             self._task = None
-        left = sum(n for _b, _e, n in self._pending)
+        left = sum(item.accepted for item in self._pending)
         if left:
             self._dropped.inc(("shutdown",), left)
             log.warning("forwarding: %d spans not sent before shutdown", left)
