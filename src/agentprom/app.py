@@ -33,6 +33,7 @@ from agentprom.receiver.otlp_http import OtlpHttpHandlers
 from agentprom.receiver.pipeline import AttributeDeny, Pipeline, QueueLimits
 from agentprom.sampling import SamplingWeights
 from agentprom.server import security, slow_clients
+from agentprom.server.request_errors import RequestErrorLog
 from agentprom.server.metrics_routes import MetricsRoutes, registry_names
 from agentprom.sinks.forward import Forwarder
 from agentprom.sessions.api import RuntimeApi
@@ -110,9 +111,9 @@ class App:
             self.metrics_ingest = MetricsIngest(self.store, self.metrics_translator, server.max_request_bytes,
                                                 self.pipeline, queue.retry_after_seconds)
 
-        self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc, self.metrics_ingest)
+        self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc, self.metrics_ingest, self.clock)
         self.http_app = web.Application(client_max_size=server.max_request_bytes)
-        self.http_handlers = OtlpHttpHandlers(self.ingest, self.metrics_ingest)
+        self.http_handlers = OtlpHttpHandlers(self.ingest, self.metrics_ingest, self.clock)
         self.http_handlers.install(self.http_app)
         self._secure_listeners()
         #: optional trace forwarding to an upstream collector (sinks/forward.py)
@@ -196,6 +197,8 @@ class App:
             access_log=None,
             auto_decompress=False,  # we inflate request bodies ourselves, within limits
             shutdown_timeout=self.config.server.shutdown_grace_seconds,
+            # aiohttp's own per-request error lines: counted, rate-limited, no tracebacks for bad input
+            logger=RequestErrorLog(name, self.store["agentprom_malformed_requests_total"], self.clock),
             **slow_clients.runner_options(self.config.server.http_header_timeout_seconds),
         )
         await runner.setup()

@@ -276,6 +276,9 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Resident memory above which exports are refused as memory_limit (0 = no limit)."),
     _self("agentprom_auth_failures_total", COUNTER,
           "Requests refused for missing or wrong credentials (or client certificate), by listener.", ("listener",)),
+    _self("agentprom_malformed_requests_total", COUNTER,
+          "HTTP requests that could not be parsed (answered 400 before authentication), by listener; "
+          "logged at most once per interval.", ("listener",)),
     _self("agentprom_forwarded_spans_total", COUNTER,
           "Spans forwarded to the upstream OTLP endpoint and accepted by it."),
     _self("agentprom_forward_dropped_spans_total", COUNTER,

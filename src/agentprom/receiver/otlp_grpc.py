@@ -13,6 +13,8 @@ import logging
 
 import grpc
 
+from agentprom.clock import Clock
+from agentprom.log_limit import RateLimitedLog
 from agentprom.receiver.ingest import PROTOBUF, Ingest, MetricsIngest, Refusal, TraceIngest, export_response
 
 log = logging.getLogger(__name__)
@@ -22,8 +24,11 @@ METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 
 
 class OtlpGrpcReceiver:
-    def __init__(self, ingest: TraceIngest, address: str, metrics: MetricsIngest | None = None) -> None:
+    def __init__(self, ingest: TraceIngest, address: str, metrics: MetricsIngest | None = None,
+                 clock: Clock | None = None) -> None:
         self.ingest = ingest
+        #: any client can trigger a bug once per request: never log it once per request
+        self.errors = RateLimitedLog(log, clock=clock)
         self.metrics = metrics
         self.address = address
         self.server: grpc.aio.Server | None = None
@@ -79,6 +84,6 @@ class OtlpGrpcReceiver:
         except Refusal as refusal:
             await context.abort(refusal.mapping.grpc_code, refusal.message, refusal.grpc_trailers())
         except Exception:  # never let a bug take the agent's exporter down with a crash
-            log.exception("internal error while handling an OTLP/gRPC export")
+            self.errors.exception("internal error while handling an OTLP/gRPC export")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         return export_response(batch).SerializeToString()

@@ -24,12 +24,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agentprom.log_limit import RateLimitedLog
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Span
 from agentprom.receiver.decode import Batch
 from agentprom.translator import Translator
 
 log = logging.getLogger(__name__)
+#: a bug a client's data can trigger would otherwise log once per batch
+_errors = RateLimitedLog(log)
 
 #: Spans translated per turn of the event loop before the consumer lets receivers run.
 TURN_SPANS = 4096
@@ -147,7 +150,7 @@ class Pipeline:
                 self.deny.apply(batch.spans)
             self.translator.consume(batch, transport)
         except Exception:  # a bug must not stop the consumer: everything after it would be lost
-            log.exception("translation failed for a batch of %d spans", len(batch.spans))
+            _errors.exception("translation failed for a batch of %d spans", len(batch.spans))
 
     def _translate_some(self) -> None:
         budget = TURN_SPANS

@@ -44,10 +44,13 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from agentprom.config.schema import ForwardConfig
+from agentprom.log_limit import RateLimitedLog
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.receiver.decode import Batch
 
 log = logging.getLogger(__name__)
+#: for lines a client's request can cause
+_per_request = RateLimitedLog(log)
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 TRACES_PATH = "/v1/traces"
@@ -193,7 +196,7 @@ class Forwarder:
                 try:
                     body = otlp_json_to_protobuf(body)
                 except (ValueError, json_format.ParseError, DecodeError, RecursionError) as exc:
-                    log.warning("cannot convert an OTLP/JSON request for forwarding; dropped (%s)", type(exc).__name__)
+                    _per_request.warning("cannot convert an OTLP/JSON request for forwarding; dropped (%s)", type(exc).__name__)
                     continue
             parts.append(body)
         return b"".join(parts) if parts else None
