@@ -100,7 +100,9 @@ class App:
         self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes,
                                   self.pipeline, queue.retry_after_seconds, wanted)
         self.metrics_app = web.Application()
-        self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level)
+        self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level,
+                                            max_concurrent=server.max_concurrent_scrapes,
+                                            write_timeout=server.scrape_write_timeout_seconds, clock=self.clock)
         self.metrics_routes.install(self.metrics_app)
 
         self.metrics_ingest: MetricsIngest | None = None

@@ -77,6 +77,14 @@ class ServerConfig(_Model):
     http_request_timeout_seconds: float = Field(
         30.0, gt=0, le=3600, description="An HTTP request's body must arrive and be answered within this long (408)."
     )
+    max_concurrent_scrapes: int = Field(
+        4, ge=1, le=1000,
+        description="/metrics scrapes served at once (concurrent scrapes share one rendered body); more get 503.",
+    )
+    scrape_write_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600,
+        description="A /metrics client must read the whole body within this long, or its connection is closed.",
+    )
 
 
 _LABELS = frozenset(label for spec in CATALOG for label in spec.labels)

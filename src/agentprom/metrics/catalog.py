@@ -279,6 +279,10 @@ CATALOG: tuple[MetricSpec, ...] = (
     _self("agentprom_malformed_requests_total", COUNTER,
           "HTTP requests that could not be parsed (answered 400 before authentication), by listener; "
           "logged at most once per interval.", ("listener",)),
+    _self("agentprom_scrapes_failed_total", COUNTER,
+          "/metrics scrapes not served in full, by reason: concurrency_limit (answered 503 while "
+          "server.max_concurrent_scrapes were in progress), write_timeout (the client did not read the body "
+          "within server.scrape_write_timeout_seconds; the connection was closed).", ("reason",)),
     _self("agentprom_forwarded_spans_total", COUNTER,
           "Spans forwarded to the upstream OTLP endpoint and accepted by it."),
     _self("agentprom_forward_dropped_spans_total", COUNTER,
