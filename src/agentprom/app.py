@@ -28,7 +28,7 @@ from agentprom.metrics.catalog import COUNTER, MetricSpec, active_catalog, all_e
 from agentprom.metrics.series_store import SeriesStore, StoreLimits
 from agentprom.metrics_in.translator import MetricsInSettings, MetricsTranslator
 from agentprom.receiver.ingest import MetricsIngest, TraceIngest
-from agentprom.receiver.otlp_grpc import OtlpGrpcReceiver
+from agentprom.receiver.otlp_grpc import ConnectionLimits, OtlpGrpcReceiver
 from agentprom.receiver.otlp_http import OtlpHttpHandlers
 from agentprom.receiver.pipeline import AttributeDeny, Pipeline, QueueLimits
 from agentprom.sampling import SamplingWeights
@@ -113,7 +113,9 @@ class App:
             self.metrics_ingest = MetricsIngest(self.store, self.metrics_translator, server.max_request_bytes,
                                                 self.pipeline, queue.retry_after_seconds)
 
-        self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc, self.metrics_ingest, self.clock)
+        self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc, self.metrics_ingest, self.clock, ConnectionLimits(
+            server.grpc_max_connections, server.grpc_max_concurrent_streams,
+            server.grpc_max_connection_idle_seconds, server.http_header_timeout_seconds))
         self.http_app = web.Application(client_max_size=server.max_request_bytes)
         self.http_handlers = OtlpHttpHandlers(self.ingest, self.metrics_ingest, self.clock)
         self.http_handlers.install(self.http_app)

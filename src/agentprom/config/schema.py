@@ -77,6 +77,18 @@ class ServerConfig(_Model):
     http_request_timeout_seconds: float = Field(
         30.0, gt=0, le=3600, description="An HTTP request's body must arrive and be answered within this long (408)."
     )
+    grpc_max_connections: int = Field(
+        512, ge=1, le=1_000_000,
+        description="OTLP/gRPC connections open at once; more are closed as they arrive (each costs a file "
+        "descriptor: see docs/deploy.md on the open-files limit).",
+    )
+    grpc_max_concurrent_streams: int = Field(
+        100, ge=1, le=1_000_000, description="Export calls in progress at once on one OTLP/gRPC connection.",
+    )
+    grpc_max_connection_idle_seconds: float = Field(
+        300.0, gt=0, le=86400,
+        description="An OTLP/gRPC connection without calls for this long is closed (GOAWAY); exporters reconnect.",
+    )
     max_concurrent_scrapes: int = Field(
         4, ge=1, le=1000,
         description="/metrics scrapes served at once (concurrent scrapes share one rendered body); more get 503.",
