@@ -94,7 +94,7 @@ class App:
         queue = config.queue
         self.pipeline = Pipeline(
             self.translator, self.store,
-            QueueLimits(queue.max_spans, queue.memory_limit_mib * 1024 * 1024),
+            QueueLimits(queue.max_spans, queue.memory_limit_mib * 1024 * 1024, queue.transport_share),
             AttributeDeny(config.security.attribute_deny),
         )
         self.ingest = TraceIngest(self.store, self.translator, server.max_request_bytes,

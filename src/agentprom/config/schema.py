@@ -204,6 +204,11 @@ class QueueConfig(_Model):
     memory_limit_mib: int = Field(
         0, ge=0, description="Refuse exports (retryable) while resident memory is above this many MiB (0 = no limit)."
     )
+    transport_share: float = Field(
+        0.5, gt=0, le=1,
+        description="Share of max_spans one transport (OTLP/HTTP or OTLP/gRPC) may hold; past it its exports are "
+        "refused (retryable), so the other always finds room (1 = no bound).",
+    )
     retry_after_seconds: int = Field(
         1, ge=1, le=3600, description="Delay suggested to refused clients (HTTP Retry-After, gRPC RetryInfo)."
     )

@@ -59,6 +59,8 @@ FAILURES: dict[str, FailureMapping] = {
     "unsupported_encoding": FailureMapping(415, grpc.StatusCode.UNIMPLEMENTED),
     "overloaded": FailureMapping(503, grpc.StatusCode.UNAVAILABLE, retryable=True),
     "memory_limit": FailureMapping(503, grpc.StatusCode.UNAVAILABLE, retryable=True),
+    # this transport holds its share of the queue (receiver/pipeline.py, fairness between transports)
+    "fair_share": FailureMapping(503, grpc.StatusCode.UNAVAILABLE, retryable=True),
     # a body that does not arrive in time (slowloris); not retryable in OTLP on purpose
     "timeout": FailureMapping(408, grpc.StatusCode.DEADLINE_EXCEEDED),
     "unauthenticated": FailureMapping(401, grpc.StatusCode.UNAUTHENTICATED),
@@ -67,6 +69,7 @@ FAILURES: dict[str, FailureMapping] = {
 _OVERLOAD_MESSAGES = {
     "overloaded": "the sidecar's queue is full; retry later",
     "memory_limit": "the sidecar is above its memory limit; retry later",
+    "fair_share": "this transport's share of the sidecar's queue is full; retry later",
 }
 
 
@@ -159,7 +162,7 @@ class Ingest:
             raise self.refuse(transport, "too_large", f"request exceeds {self.max_request_bytes} bytes")
         pipeline = self.pipeline
         if pipeline is not None:
-            reason = pipeline.admit()  # before decoding: refusing under load must be cheap
+            reason = pipeline.admit(transport)  # before decoding: refusing under load must be cheap
             if reason is not None:
                 raise self.refuse(transport, reason, _OVERLOAD_MESSAGES[reason])
         try:
@@ -197,10 +200,11 @@ class TraceIngest(Ingest):
         pipeline = self.pipeline
         if pipeline is None:
             self.translator.consume(batch, transport)
-        elif pipeline.fits(len(batch.spans)):
-            pipeline.submit(batch, transport)
         else:
-            raise self.refuse(transport, "overloaded", _OVERLOAD_MESSAGES["overloaded"])
+            reason = pipeline.fits(len(batch.spans), transport)
+            if reason is not None:
+                raise self.refuse(transport, reason, _OVERLOAD_MESSAGES[reason])
+            pipeline.submit(batch, transport)
 
 
 class MetricsIngest(Ingest):
