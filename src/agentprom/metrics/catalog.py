@@ -232,7 +232,8 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Spans rejected individually (reported through partial_success), by reason.", ("reason",)),
     _self("agentprom_requests_refused_total", COUNTER,
           "Export requests refused whole (undecodable, too large, wrong content type, overloaded, memory_limit, "
-          "timeout), by transport and reason. overloaded and memory_limit refusals tell the client to retry.",
+          "fair_share, timeout), by transport and reason. overloaded, memory_limit and fair_share refusals tell "
+          "the client to retry.",
           ("transport", "reason")),
     _self("agentprom_series_overflow_total", COUNTER,
           "Observations folded into a metric's otel_metric_overflow series because it reached its series limit.",
