@@ -11,6 +11,7 @@ import urllib.request
 from agentprom.clock import ManualClock
 from agentprom.config.loader import validate
 from agentprom.internal_errors import InternalErrors
+from agentprom.model import Span
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.sessions.events import RuntimeEvent
 from agentprom.sessions.tracker import SessionTracker
@@ -122,8 +123,7 @@ def test_a_listener_that_raises_is_counted_and_the_others_still_run():
 # -- per-session state is bounded, and what the bounds drop is counted ------------------------------
 
 
-def _phase_span(n: int, attributes: dict, parent: bytes) -> "Span":
-    from agentprom.model import Span
+def _phase_span(n: int, attributes: dict, parent: bytes) -> Span:
 
     t = 1_700_000_000_000_000_000 + n * 1000
     return Span(trace_id=b"\x01" * 16, span_id=(n + 1).to_bytes(8, "big"), parent_span_id=parent, name="step",

@@ -30,7 +30,7 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
 
 
 def test_full_queue_refuses_retryably_and_drains_everything_accepted(make_sidecar):
-    sidecar = make_sidecar({"queue": {"max_spans": 3, "retry_after_seconds": 2}})
+    sidecar = make_sidecar({"queue": {"max_spans": 3, "retry_after_seconds": 2, "transport_share": 1}})
     body = good_protobuf()  # one span each
 
     def burst():  # runs on the loop in one go, so the consumer cannot drain in between
@@ -51,6 +51,24 @@ def test_full_queue_refuses_retryably_and_drains_everything_accepted(make_sideca
     assert sidecar.value("agentprom_queue_limit_spans") == 3
     assert sidecar.value("agentprom_requests_refused_total", transport="http", reason="overloaded") == 2
     assert sidecar.post("/v1/traces", body, PROTOBUF)[0] == 200
+
+
+def test_a_transport_alone_has_the_whole_queue(make_sidecar):
+    """The fair share applies only while another transport is active."""
+    sidecar = make_sidecar({"queue": {"max_spans": 4, "transport_share": 0.5}})
+    body = good_protobuf()
+
+    def burst():
+        outcomes = []
+        for _ in range(5):
+            try:
+                sidecar.app.ingest.export(body, "protobuf", "http")
+                outcomes.append("accepted")
+            except Refusal as refusal:
+                outcomes.append(refusal.reason)
+        return outcomes
+
+    assert sidecar.call(burst) == ["accepted"] * 4 + ["overloaded"]
     assert llm_calls(sidecar) == 4
 
 
@@ -186,3 +204,31 @@ def test_concurrent_sdk_exporters_against_a_tiny_queue_lose_nothing(make_sidecar
     assert counted == senders * per_sender, f"lost {senders * per_sender - counted} spans ({refused} refusals)"
     for n in range(senders):
         assert sidecar.value("agent_invocations_total", agent=f"agent-{n}", status="ok") == per_sender
+
+
+def test_one_transport_cannot_take_the_whole_queue(make_sidecar):
+    """Fairness: HTTP may hold only its share of the queue, so gRPC exports still find room."""
+    sidecar = make_sidecar({"queue": {"max_spans": 4, "transport_share": 0.5, "retry_after_seconds": 2}})
+    body = good_protobuf()  # one span each
+
+    def burst():  # in one go on the loop, so the consumer cannot drain in between
+        outcomes = []
+        alone = sidecar.app.pipeline.admit("grpc")  # gRPC is active: HTTP has to share
+        assert alone is None
+        for transport in ("http", "http", "http", "grpc", "grpc", "grpc"):
+            try:
+                sidecar.app.ingest.export(body, "protobuf", transport)
+                outcomes.append((transport, "accepted"))
+            except Refusal as refusal:
+                outcomes.append((transport, refusal.reason, refusal.retry_after, refusal.mapping.http_status,
+                                 refusal.mapping.grpc_code))
+        return outcomes
+
+    refused = ("fair_share", 2, 503, grpc.StatusCode.UNAVAILABLE)
+    assert sidecar.call(burst) == [("http", "accepted"), ("http", "accepted"), ("http", *refused),
+                                   ("grpc", "accepted"), ("grpc", "accepted"), ("grpc", "overloaded", 2, 503,
+                                                                                grpc.StatusCode.UNAVAILABLE)]
+    assert llm_calls(sidecar) == 4
+    assert sidecar.value("agentprom_requests_refused_total", transport="http", reason="fair_share") == 1
+    # once translated, the queue takes HTTP again
+    assert sidecar.post("/v1/traces", body, PROTOBUF)[0] == 200

@@ -113,7 +113,7 @@ def test_decoded_size_is_reserved_against_the_memory_budget(make_sidecar):
     assert sidecar.post("/v1/traces", body, PROTOBUF)[0] == 200
     assert sidecar.call(lambda: pipeline.reserved_bytes) == 0  # released after counting
     # another large request is decoding: its reservation leaves no room for this one
-    assert sidecar.call(lambda: pipeline.admit(195 * 1024 * 1024)) is None
+    assert sidecar.call(lambda: pipeline.admit("http", 195 * 1024 * 1024)) is None
     status, headers, _p = sidecar.post("/v1/traces", body, PROTOBUF)
     assert status == 503 and headers["Retry-After"] == "1"
     assert refused(sidecar, "memory_limit") == 1

@@ -1,9 +1,10 @@
-"""Slowloris: HTTP clients that trickle their headers or body are cut off within the configured time."""
+"""Slow clients: HTTP clients that trickle their headers or body, and scrapers that never read, are cut off."""
 
 from __future__ import annotations
 
 import socket
 import time
+import urllib.request
 
 import pytest
 
@@ -74,3 +75,60 @@ def test_a_trickled_body_gets_408_and_the_connection_closed(make_sidecar):
     # the receiver still serves well-behaved clients
     status, _h, _b = sidecar.post("/v1/traces", b'{"resourceSpans": []}', {"Content-Type": "application/json"})
     assert status == 200
+
+
+SCRAPE_LIMITS = {"server": {"max_concurrent_scrapes": 2, "scrape_write_timeout_seconds": 1.0},
+                 "store": {"max_series_per_metric": 0}}
+
+
+def fill_store(sidecar, series: int = 3500) -> None:
+    """About 8 MB of exposition: more than loopback socket buffers hold for a client that never reads."""
+    def fill():
+        family = sidecar.app.store["agent_llm_duration_seconds"]
+        for i in range(series):
+            family.observe((f"agent-{i}", "provider", f"a-model-with-a-rather-long-name-{i}", "chat"), 0.5)
+    sidecar.call(fill)
+
+
+def scrape_and_never_read(address: str) -> socket.socket:
+    host, port = address.rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, as a stalled reader has
+    sock.settimeout(5)
+    sock.connect((host, int(port)))
+    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    return sock
+
+
+def test_scrapes_that_are_not_read_are_bounded_shared_and_cut_off(make_sidecar):
+    from tests.test_overload import wait_for
+
+    sidecar = make_sidecar(SCRAPE_LIMITS)
+    fill_store(sidecar)
+    routes = sidecar.app.metrics_routes
+    renders = []
+    render = routes.render
+    routes.render = lambda openmetrics: renders.append(openmetrics) or render(openmetrics)
+    failed = "agentprom_scrapes_failed_total"
+
+    stalled = [scrape_and_never_read(sidecar.app.addresses["metrics"]) for _ in range(5)]
+    try:
+        wait_for(lambda: sidecar.value(failed, reason="concurrency_limit") == 3, 10, "3 scrapes refused")
+        # health stays responsive while the two admitted scrapes are stalled
+        start = time.monotonic()
+        with urllib.request.urlopen(sidecar.metrics_url + "/-/healthy", timeout=2) as response:
+            assert response.status == 200
+        assert time.monotonic() - start < 1.0
+        assert sidecar.call(lambda: routes.active) == 2
+        wait_for(lambda: sidecar.value(failed, reason="write_timeout") == 2, 10, "stalled scrapes cut off")
+        assert sidecar.call(lambda: routes.active) == 0
+        status_lines = sorted(sock.recv(64).split(b"\r\n", 1)[0] for sock in stalled)
+        assert status_lines == [b"HTTP/1.1 200 OK"] * 2 + [b"HTTP/1.1 503 Service Unavailable"] * 3
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert renders == [False]  # the two admitted scrapes shared one body
+    # a well-behaved scraper afterwards gets a fresh, complete body
+    body = sidecar.scrape()
+    assert body.count('agent_llm_duration_seconds_count{') == 3500
+    assert len(renders) == 2

@@ -31,11 +31,12 @@ from agentprom.metrics.series_store import SeriesStore, StoreLimits
 from agentprom.metrics_in.translator import MetricsInSettings, MetricsTranslator
 from agentprom.receiver.decode import DecodeLimits
 from agentprom.receiver.ingest import MetricsIngest, RequestLimits, TraceIngest
-from agentprom.receiver.otlp_grpc import OtlpGrpcReceiver
+from agentprom.receiver.otlp_grpc import ConnectionLimits, OtlpGrpcReceiver
 from agentprom.receiver.otlp_http import OtlpHttpHandlers
 from agentprom.receiver.pipeline import AttributeDeny, Pipeline, QueueLimits
 from agentprom.sampling import SamplingWeights
 from agentprom.server import security, slow_clients
+from agentprom.server.request_errors import RequestErrorLog
 from agentprom.server.metrics_routes import MetricsRoutes, registry_names
 from agentprom.sinks.forward import Forwarder
 from agentprom.sessions.api import RuntimeApi
@@ -102,7 +103,7 @@ class App:
         deny = AttributeDeny(config.security.attribute_deny)
         self.pipeline = Pipeline(
             self.translator, self.store,
-            QueueLimits(queue.max_spans, queue.memory_limit_mib * 1024 * 1024),
+            QueueLimits(queue.max_spans, queue.memory_limit_mib * 1024 * 1024, queue.transport_share),
             deny, errors=self.errors,
         )
         self.amount_limits = AmountLimits.from_config(config)
@@ -114,7 +115,9 @@ class App:
         self.ingest = TraceIngest(self.store, self.translator, limits, self.pipeline, queue.retry_after_seconds,
                                   wanted, bounds)
         self.metrics_app = web.Application()
-        self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level)
+        self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level,
+                                            max_concurrent=server.max_concurrent_scrapes,
+                                            write_timeout=server.scrape_write_timeout_seconds, clock=self.clock)
         self.metrics_routes.install(self.metrics_app)
 
         self.metrics_ingest: MetricsIngest | None = None
@@ -125,9 +128,11 @@ class App:
             self.metrics_ingest = MetricsIngest(self.store, self.metrics_translator, limits,
                                                 self.pipeline, queue.retry_after_seconds)
 
-        self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc, self.metrics_ingest)
+        self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc, self.metrics_ingest, self.clock, ConnectionLimits(
+            server.grpc_max_connections, server.grpc_max_concurrent_streams,
+            server.grpc_max_connection_idle_seconds, server.http_header_timeout_seconds))
         self.http_app = web.Application(client_max_size=server.max_request_bytes)
-        self.http_handlers = OtlpHttpHandlers(self.ingest, self.metrics_ingest)
+        self.http_handlers = OtlpHttpHandlers(self.ingest, self.metrics_ingest, self.clock)
         self.http_handlers.install(self.http_app)
         self._secure_listeners()
         #: optional trace forwarding to an upstream collector (sinks/forward.py)
@@ -213,6 +218,8 @@ class App:
             access_log=None,
             auto_decompress=False,  # we inflate request bodies ourselves, within limits
             shutdown_timeout=self.config.server.shutdown_grace_seconds,
+            # aiohttp's own per-request error lines: counted, rate-limited, no tracebacks for bad input
+            logger=RequestErrorLog(name, self.store["agentprom_malformed_requests_total"], self.clock),
             **slow_clients.runner_options(self.config.server.http_header_timeout_seconds),
         )
         await runner.setup()

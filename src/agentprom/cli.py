@@ -163,12 +163,38 @@ def serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     setup_logging(config.log.level, config.log.format)
     log.info("agentprom %s starting (config: %s)", __version__, path or "built-in defaults")
+    raise_open_files_limit()
     try:
         asyncio.run(_run(config))
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+#: soft open-files limit taken when the hard limit is "unlimited" (Linux's default fs.nr_open)
+_NOFILE_UNLIMITED = 1024 * 1024
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (every connection costs a descriptor);
+    return (soft limit before, soft limit now). Without ``resource`` (not POSIX) nothing changes."""
+    try:
+        import resource
+    except ImportError:
+        return (0, 0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = _NOFILE_UNLIMITED if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open files limit stays %d (cannot raise it to %d: %s)", soft, target, exc)
+            return soft, soft
+        log.info("open files limit raised from %d to %d (the hard limit)", soft, target)
+        return soft, target
+    log.info("open files limit: %d", soft)
+    return soft, soft
 
 
 async def _run(config) -> None:

@@ -99,6 +99,26 @@ class ServerConfig(_Model):
     http_request_timeout_seconds: float = Field(
         30.0, gt=0, le=3600, description="An HTTP request's body must arrive and be answered within this long (408)."
     )
+    grpc_max_connections: int = Field(
+        512, ge=1, le=1_000_000,
+        description="OTLP/gRPC connections open at once; more are closed as they arrive (each costs a file "
+        "descriptor: see docs/deploy.md on the open-files limit).",
+    )
+    grpc_max_concurrent_streams: int = Field(
+        100, ge=1, le=1_000_000, description="Export calls in progress at once on one OTLP/gRPC connection.",
+    )
+    grpc_max_connection_idle_seconds: float = Field(
+        300.0, gt=0, le=86400,
+        description="An OTLP/gRPC connection without calls for this long is closed (GOAWAY); exporters reconnect.",
+    )
+    max_concurrent_scrapes: int = Field(
+        4, ge=1, le=1000,
+        description="/metrics scrapes served at once (concurrent scrapes share one rendered body); more get 503.",
+    )
+    scrape_write_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600,
+        description="A /metrics client must read the whole body within this long, or its connection is closed.",
+    )
 
 
 _LABELS = frozenset(label for spec in CATALOG for label in spec.labels)
@@ -240,6 +260,12 @@ class QueueConfig(_Model):
     )
     memory_limit_mib: int = Field(
         0, ge=0, description="Refuse exports (retryable) while resident memory is above this many MiB (0 = no limit)."
+    )
+    transport_share: float = Field(
+        0.5, gt=0, le=1,
+        description="Share of max_spans one transport (OTLP/HTTP or OTLP/gRPC) may hold while the other has "
+        "exported in the last 10 s; past it its exports are refused (retryable), so the other always finds room "
+        "(1 = no bound). A transport alone has the whole queue.",
     )
     retry_after_seconds: int = Field(
         1, ge=1, le=3600, description="Delay suggested to refused clients (HTTP Retry-After, gRPC RetryInfo)."

@@ -236,8 +236,8 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Spans rejected individually (reported through partial_success), by reason.", ("reason",)),
     _self("agentprom_requests_refused_total", COUNTER,
           "Export requests refused whole (decode_error, too_large, too_many_spans, too_many_items, "
-          "unsupported_media_type, unsupported_encoding, overloaded, memory_limit, timeout), by transport and "
-          "reason. overloaded and memory_limit refusals tell the client to retry.",
+          "unsupported_media_type, unsupported_encoding, overloaded, memory_limit, fair_share, timeout), by "
+          "transport and reason. overloaded, memory_limit and fair_share refusals tell the client to retry.",
           ("transport", "reason")),
     _self("agentprom_series_overflow_total", COUNTER,
           "Observations folded into a metric's otel_metric_overflow series because it reached its series limit "
@@ -297,6 +297,13 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Resident memory above which exports are refused as memory_limit (0 = no limit)."),
     _self("agentprom_auth_failures_total", COUNTER,
           "Requests refused for missing or wrong credentials (or client certificate), by listener.", ("listener",)),
+    _self("agentprom_malformed_requests_total", COUNTER,
+          "HTTP requests that could not be parsed (answered 400 before authentication), by listener; "
+          "logged at most once per interval.", ("listener",)),
+    _self("agentprom_scrapes_failed_total", COUNTER,
+          "/metrics scrapes not served in full, by reason: concurrency_limit (answered 503 while "
+          "server.max_concurrent_scrapes were in progress), write_timeout (the client did not read the body "
+          "within server.scrape_write_timeout_seconds; the connection was closed).", ("reason",)),
     _self("agentprom_forwarded_spans_total", COUNTER,
           "Spans forwarded to the upstream OTLP endpoint and accepted by it."),
     _self("agentprom_forward_dropped_spans_total", COUNTER,

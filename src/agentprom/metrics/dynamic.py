@@ -38,10 +38,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
+from agentprom.log_limit import RateLimitedLog
 from agentprom.metrics.catalog import COUNTER, HISTOGRAM, OTLP_IN_METRIC
 from agentprom.metrics.series_store import Family, Series, SeriesStore
 
 log = logging.getLogger(__name__)
+#: names come from clients: once per name is still one line per request for a client inventing names
+_drops = RateLimitedLog(log)
 
 GAUGE = "gauge"
 SUMMARY = "summary"
@@ -243,7 +246,7 @@ class DynamicFamilies:
     def _refuse(self, name: str, reason: str, why: str) -> str:
         if name not in self._warned and len(self._warned) < 10_000:
             self._warned.add(name)
-            log.warning("dropping incoming metric %s (%s): %s; logged once per name", name, reason, why)
+            _drops.warning("dropping incoming metric %s (%s): %s; logged once per name and interval", name, reason, why)
         return reason
 
     def prune(self) -> None:

@@ -66,6 +66,8 @@ FAILURES: dict[str, FailureMapping] = {
     "unsupported_encoding": FailureMapping(415, grpc.StatusCode.UNIMPLEMENTED),
     "overloaded": FailureMapping(503, grpc.StatusCode.UNAVAILABLE, retryable=True),
     "memory_limit": FailureMapping(503, grpc.StatusCode.UNAVAILABLE, retryable=True),
+    # this transport holds its share of the queue (receiver/pipeline.py, fairness between transports)
+    "fair_share": FailureMapping(503, grpc.StatusCode.UNAVAILABLE, retryable=True),
     # a body that does not arrive in time (slowloris); not retryable in OTLP on purpose
     "timeout": FailureMapping(408, grpc.StatusCode.DEADLINE_EXCEEDED),
     "unauthenticated": FailureMapping(401, grpc.StatusCode.UNAUTHENTICATED),
@@ -74,6 +76,7 @@ FAILURES: dict[str, FailureMapping] = {
 _OVERLOAD_MESSAGES = {
     "overloaded": "the sidecar's queue is full; retry later",
     "memory_limit": "the sidecar is above its memory limit; retry later",
+    "fair_share": "this transport's share of the sidecar's queue is full; retry later",
 }
 
 
@@ -237,7 +240,7 @@ class Ingest:
         if pipeline is None:
             return 0
         reserve = len(body) * DECODED_BYTES_PER_BYTE.get(encoding, DECODED_BYTES_PER_BYTE[JSON])
-        reason = pipeline.admit(reserve)  # before decoding: refusing under load must be cheap
+        reason = pipeline.admit(transport, reserve)  # before decoding: refusing under load must be cheap
         if reason is not None:
             raise self.refuse(transport, reason, _OVERLOAD_MESSAGES[reason])
         return reserve
@@ -314,10 +317,11 @@ class TraceIngest(Ingest):
         pipeline = self.pipeline
         if pipeline is None:
             self.translator.consume(batch, transport)
-        elif pipeline.fits(len(batch.spans)):
-            pipeline.submit(batch, transport)
         else:
-            raise self.refuse(transport, "overloaded", _OVERLOAD_MESSAGES["overloaded"])
+            reason = pipeline.fits(len(batch.spans), transport)
+            if reason is not None:
+                raise self.refuse(transport, reason, _OVERLOAD_MESSAGES[reason])
+            pipeline.submit(batch, transport)
 
 
 class MetricsIngest(Ingest):

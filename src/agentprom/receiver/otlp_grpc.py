@@ -5,14 +5,22 @@ protobuf parse happens in our decoder (one place for errors and limits) and
 the response is serialized once. gRPC itself decompresses ``grpc-encoding:
 gzip`` and enforces ``max_receive_message_length`` on the decompressed size
 (answering RESOURCE_EXHAUSTED).
+
+Connections are bounded by gRPC core's own options (``ConnectionLimits``): a
+cap on open connections (more are closed as they are accepted), streams per
+connection, a handshake timeout and an idle timeout (GOAWAY), so idle or
+half-open clients cannot exhaust the process's file descriptors.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import grpc
 
+from agentprom.clock import Clock
+from agentprom.log_limit import RateLimitedLog
 from agentprom.receiver.ingest import PROTOBUF, Ingest, MetricsIngest, Refusal, TraceIngest, export_response
 
 log = logging.getLogger(__name__)
@@ -21,9 +29,32 @@ TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Bounds on connections (``server.grpc_*`` in the config)."""
+
+    max_connections: int = 512
+    max_concurrent_streams: int = 100
+    idle_seconds: float = 300.0
+    handshake_seconds: float = 10.0
+
+    def options(self) -> list[tuple[str, int]]:
+        """gRPC core channel arguments (grpc/include/grpc/impl/channel_arg_names.h)."""
+        return [
+            ("grpc.max_allowed_incoming_connections", self.max_connections),
+            ("grpc.max_concurrent_streams", self.max_concurrent_streams),
+            ("grpc.max_connection_idle_ms", int(self.idle_seconds * 1000)),
+            ("grpc.server_handshake_timeout_ms", int(self.handshake_seconds * 1000)),
+        ]
+
+
 class OtlpGrpcReceiver:
-    def __init__(self, ingest: TraceIngest, address: str, metrics: MetricsIngest | None = None) -> None:
+    def __init__(self, ingest: TraceIngest, address: str, metrics: MetricsIngest | None = None,
+                 clock: Clock | None = None, limits: ConnectionLimits | None = None) -> None:
         self.ingest = ingest
+        self.limits = limits or ConnectionLimits()
+        #: any client can trigger a bug once per request: never log it once per request
+        self.errors = RateLimitedLog(log, clock=clock)
         self.metrics = metrics
         self.address = address
         self.server: grpc.aio.Server | None = None
@@ -42,6 +73,7 @@ class OtlpGrpcReceiver:
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", 4 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
+                *self.limits.options(),
             ]
         )
         handler = grpc.unary_unary_rpc_method_handler(self._export)  # raw bytes in and out
@@ -79,6 +111,6 @@ class OtlpGrpcReceiver:
         except Refusal as refusal:
             await context.abort(refusal.mapping.grpc_code, refusal.message, refusal.grpc_trailers())
         except Exception:  # never let a bug take the agent's exporter down with a crash
-            log.exception("internal error while handling an OTLP/gRPC export")
+            self.errors.exception("internal error while handling an OTLP/gRPC export")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         return export_response(batch).SerializeToString()

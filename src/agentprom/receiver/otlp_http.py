@@ -15,6 +15,8 @@ import logging
 from aiohttp import web
 from google.rpc.status_pb2 import Status
 
+from agentprom.clock import Clock
+from agentprom.log_limit import RateLimitedLog
 from agentprom.metrics_in.model import MetricBatch
 from agentprom.receiver.decode import Batch
 from agentprom.receiver.ingest import (
@@ -86,9 +88,11 @@ async def read_body(request: web.Request, ingest: Ingest, encoding: str, transpo
 class OtlpHttpHandlers:
     """The ``/v1/traces`` and ``/v1/metrics`` routes; added to the HTTP application by ``app.py``."""
 
-    def __init__(self, ingest: TraceIngest, metrics: MetricsIngest | None = None) -> None:
+    def __init__(self, ingest: TraceIngest, metrics: MetricsIngest | None = None, clock: Clock | None = None) -> None:
         self.ingest = ingest
         self.metrics = metrics
+        #: any client can trigger a bug once per request: never log it once per request
+        self.errors = RateLimitedLog(log, clock=clock)
 
     def install(self, app: web.Application) -> None:
         app.router.add_post("/v1/traces", self.traces)
@@ -120,7 +124,7 @@ class OtlpHttpHandlers:
         except Refusal as refusal:
             return refusal_response(refusal, encoding)
         except Exception:  # never answer a bug with a dropped connection; say so in OTLP's terms
-            log.exception("internal error while handling an OTLP/HTTP export")
+            self.errors.exception("internal error while handling an OTLP/HTTP export")
             payload, content_type = status_body(encoding, 13, "internal error")  # 13 = INTERNAL
             return web.Response(status=500, body=payload, content_type=content_type)
         payload, content_type = success_body(encoding, batch)

@@ -10,6 +10,13 @@ refused with a retryable refusal
 (HTTP 503 + Retry-After, gRPC UNAVAILABLE + RetryInfo: ``ingest.FAILURES``), so
 the client's own retry takes over and nothing is dropped silently.
 
+Fairness between transports: while another transport has exported within the
+last ``ACTIVE_SECONDS``, one transport may hold at most ``transport_share`` of
+the queue; past it, its exports are refused (``fair_share``, retryable) and
+the rest stays for the other. A transport alone has the whole queue. Without it, aiohttp (which accepts many requests
+per turn of the loop) filled the queue while grpc.aio (one call per turn)
+waited: gRPC exports took 10 times as long as HTTP ones (bench/fairness.py).
+
 Shutdown: ``stop()`` translates everything accepted before it returns; the App
 calls it after the receivers have stopped, so no accepted span is lost.
 
@@ -33,9 +40,15 @@ from agentprom.receiver.decode import Batch
 from agentprom.translator import Translator
 
 log = logging.getLogger(__name__)
+#: a bug a client's data can trigger would otherwise log once per batch
 
-#: Spans translated per turn of the event loop before the consumer lets receivers run.
-TURN_SPANS = 4096
+#: Spans translated per turn of the event loop before the consumer lets receivers run. Small, because
+#: a grpc.aio call needs several turns of the loop to be answered: with 4096 (about 100 ms a turn under
+#: backlog) gRPC exports took 10 times as long as HTTP ones (bench/fairness.py).
+TURN_SPANS = 512
+
+#: a transport that exported within this many seconds shares the queue with the others
+ACTIVE_SECONDS = 10.0
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -54,6 +67,11 @@ class QueueLimits:
     max_spans: int = 100_000
     #: refuse while resident memory is above this many bytes (0 = no limit)
     memory_limit_bytes: int = 0
+    #: the share of ``max_spans`` one transport may hold (1 = no fairness bound)
+    transport_share: float = 0.5
+
+    def transport_spans(self) -> int:
+        return max(1, int(self.max_spans * self.transport_share))
 
 
 class AttributeDeny:
@@ -111,6 +129,11 @@ class Pipeline:
         self.queued_spans = 0
         #: estimated decoded bytes of the requests being decoded now (``admit`` / ``release``)
         self.reserved_bytes = 0
+        #: transport -> spans of it in the queue
+        self.queued_by_transport: dict[str, int] = {}
+        #: transport -> monotonic time of its latest export (a few transports: bounded)
+        self._last_export: dict[str, float] = {}
+        self._clock = store.clock
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -122,7 +145,7 @@ class Pipeline:
 
     # -- admission (called by TraceIngest on the request path) -----------------
 
-    def admit(self, reserve: int = 0) -> str | None:
+    def admit(self, transport: str = "", reserve: int = 0) -> str | None:
         """Why a new export must be refused now (a ``FAILURES`` reason), or None to accept it.
 
         Accepting reserves ``reserve`` bytes (the request's estimated decoded size) until
@@ -132,6 +155,10 @@ class Pipeline:
         """
         if self.queued_spans >= self.limits.max_spans:
             return "overloaded"
+        now = self._clock.monotonic()
+        self._last_export[transport] = now
+        if self.queued_by_transport.get(transport, 0) >= self.limits.transport_spans() and self._shared(transport):
+            return "fair_share"
         limit = self.limits.memory_limit_bytes
         if limit:
             resident = self._rss()
@@ -144,10 +171,21 @@ class Pipeline:
         """Give back what ``admit`` reserved, once the request is decoded and counted (or refused)."""
         self.reserved_bytes -= reserved
 
-    def fits(self, spans: int) -> bool:
-        """Whether a decoded batch fits. An empty queue takes any batch, or a request
-        larger than the queue could never get in."""
-        return not self._queue or self.queued_spans + spans <= self.limits.max_spans
+    def fits(self, spans: int, transport: str = "") -> str | None:
+        """None if a decoded batch fits, else why not (a ``FAILURES`` reason). An empty queue takes
+        any batch, or a request larger than the queue could never get in; likewise a transport
+        with nothing queued."""
+        if self._queue and self.queued_spans + spans > self.limits.max_spans:
+            return "overloaded"
+        held = self.queued_by_transport.get(transport, 0)
+        if held and held + spans > self.limits.transport_spans() and self._shared(transport):
+            return "fair_share"
+        return None
+
+    def _shared(self, transport: str) -> bool:
+        """Whether another transport has exported recently (then the queue is shared fairly)."""
+        now = self._clock.monotonic()
+        return any(other != transport and now - seen < ACTIVE_SECONDS for other, seen in self._last_export.items())
 
     def submit(self, batch: Batch, transport: str) -> None:
         if self._task is None:  # not running (before start or after stop): translate now, lose nothing
@@ -155,6 +193,7 @@ class Pipeline:
             return
         self._queue.append((batch, transport))
         self.queued_spans += len(batch.spans)
+        self.queued_by_transport[transport] = self.queued_by_transport.get(transport, 0) + len(batch.spans)
         self._depth.set((), self.queued_spans)
         self._idle.clear()
         self._wakeup.set()
@@ -176,6 +215,7 @@ class Pipeline:
             batch, transport = queue.popleft()
             n = len(batch.spans)
             self.queued_spans -= n
+            self.queued_by_transport[transport] -= n
             self._translate(batch, transport)
             budget -= max(n, 1)
         self._depth.set((), self.queued_spans)

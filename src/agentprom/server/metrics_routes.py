@@ -6,6 +6,21 @@ global one). OpenMetrics is chosen when the scraper's Accept header asks for
 it, as Prometheus does when exemplar storage is on. Compression runs in a
 worker thread (zlib releases the GIL), so a large scrape does not hold up
 ingestion while it is gzipped.
+
+Scrapes are bounded, because a scraper that asks and never reads would
+otherwise hold a full copy of a possibly large body per connection:
+
+* at most ``max_concurrent`` scrapes are served at once; more are answered 503
+  (with ``Retry-After``) and their connection closed;
+* scrapes of the same format and encoding that overlap share one rendered body
+  (rendered at most once per ``_SHARE_SECONDS`` while scrapes are in progress;
+  a scrape that starts when none is in progress always renders afresh);
+* the body is written in chunks, waiting for the client to read each (the
+  transport buffers one chunk, not a copy of the body), and a client that has
+  not read it all within ``write_timeout`` seconds has its connection aborted.
+
+Both are counted in ``agentprom_scrapes_failed_total{reason}``. The health
+endpoints are never limited.
 """
 
 from __future__ import annotations
@@ -13,17 +28,23 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client import generate_latest as generate_text
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from agentprom.clock import Clock, SystemClock
 from agentprom.metrics.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Renderer
 from agentprom.metrics.series_store import SeriesStore
 
 #: Bodies smaller than this are not worth compressing.
 _GZIP_MIN_BYTES = 1024
+#: Overlapping scrapes reuse a body rendered at most this long ago.
+_SHARE_SECONDS = 1.0
+#: Bytes handed to the transport at a time; the next waits until the client has read them.
+_CHUNK_BYTES = 256 * 1024
 
 
 def process_registry() -> CollectorRegistry:
@@ -60,12 +81,23 @@ class MetricsRoutes:
         ready: Callable[[], tuple[bool, dict[str, str]]],
         gzip_level: int = 1,
         extra_registry: CollectorRegistry | None = None,
+        max_concurrent: int = 4,
+        write_timeout: float = 30.0,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.renderer = Renderer(store)
         self.registry = extra_registry or process_registry()
         self.ready = ready
         self.gzip_level = gzip_level
+        self.max_concurrent = max_concurrent
+        self.write_timeout = write_timeout
+        self.clock = clock or SystemClock()
+        self._failed = store.families["agentprom_scrapes_failed_total"]
+        #: scrapes in progress (rendering or writing)
+        self.active = 0
+        #: (openmetrics, gzip) -> (monotonic time rendered, the task making the body); emptied when idle
+        self._shared: dict[tuple[bool, bool], tuple[float, asyncio.Task]] = {}
 
     def install(self, app: web.Application) -> None:
         app.router.add_get("/metrics", self.metrics)
@@ -84,19 +116,61 @@ class MetricsRoutes:
             return (ours + extra).encode()  # extra ends with "# EOF\n"
         return ours.encode() + generate_text(self.registry)
 
-    async def metrics(self, request: web.Request) -> web.Response:
-        openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+    async def _make_body(self, openmetrics: bool, gzip: bool) -> tuple[bytes, bool]:
+        """The body and whether it is gzipped (small bodies are not)."""
         body = self.render(openmetrics)
-        headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE}
-        if (
-            self.gzip_level
-            and len(body) >= _GZIP_MIN_BYTES
-            and "gzip" in request.headers.get("Accept-Encoding", "").lower()
-        ):
+        if gzip and self.gzip_level and len(body) >= _GZIP_MIN_BYTES:
             loop = asyncio.get_running_loop()
-            body = await loop.run_in_executor(None, _gzip, body, self.gzip_level)
-            headers["Content-Encoding"] = "gzip"
-        return web.Response(body=body, headers=headers)
+            return await loop.run_in_executor(None, _gzip, body, self.gzip_level), True
+        return body, False
+
+    async def body(self, openmetrics: bool, gzip: bool) -> tuple[bytes, bool]:
+        """The body for a scrape, shared with the scrapes in progress that asked for the same."""
+        key = (openmetrics, gzip)
+        now = self.clock.monotonic()
+        entry = self._shared.get(key)
+        if entry is None or now - entry[0] >= _SHARE_SECONDS:
+            # a task of its own, so a scraper that goes away does not cancel the others' body
+            entry = (now, asyncio.get_running_loop().create_task(self._make_body(openmetrics, gzip)))
+            self._shared[key] = entry
+        return await asyncio.shield(entry[1])
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        if self.active >= self.max_concurrent:
+            self._failed.inc(("concurrency_limit",))
+            response = web.Response(status=503, text="too many scrapes in progress; retry later\n",
+                                    headers={"Retry-After": "1"})
+            response.force_close()
+            return response
+        self.active += 1
+        try:
+            openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+            gzip = "gzip" in request.headers.get("Accept-Encoding", "").lower()
+            body, gzipped = await self.body(openmetrics, gzip)
+            headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE}
+            if gzipped:
+                headers["Content-Encoding"] = "gzip"
+            return await self._write(request, body, headers)
+        finally:
+            self.active -= 1
+            if not self.active:
+                self._shared.clear()  # hold no body between scrapes
+
+    async def _write(self, request: web.Request, body: bytes, headers: dict[str, Any]) -> web.StreamResponse:
+        response = web.StreamResponse(headers=headers)
+        response.content_length = len(body)
+        view = memoryview(body)
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                await response.prepare(request)
+                for start in range(0, len(view), _CHUNK_BYTES):
+                    await response.write(view[start:start + _CHUNK_BYTES])  # waits while the client is behind
+                await response.write_eof()
+        except TimeoutError:
+            self._failed.inc(("write_timeout",))
+            if request.transport is not None:
+                request.transport.abort()  # drops what the transport still buffers
+        return response  # aiohttp sees the closed transport and ends the connection quietly
 
     async def healthy(self, request: web.Request) -> web.Response:
         return web.Response(text="OK\n")

@@ -42,11 +42,14 @@ from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
 
 from agentprom.config.schema import ForwardConfig
+from agentprom.log_limit import RateLimitedLog
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.receiver.decode import Batch
 from agentprom.sinks.forward_payload import Piece, accepted_payload
 
 log = logging.getLogger(__name__)
+#: for lines a client's request can cause
+_per_request = RateLimitedLog(log)
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 TRACES_PATH = "/v1/traces"
@@ -174,7 +177,8 @@ class Forwarder:
             None, accepted_payload, items)
         if unconvertible:
             self._dropped.inc(("unconvertible",), unconvertible)
-            log.warning("forwarding: %d accepted span(s) could not be converted to protobuf; dropped", unconvertible)
+            _per_request.warning("forwarding: %d accepted span(s) could not be converted to protobuf; dropped",
+                                 unconvertible)
         return payload, kept
 
     async def _sleep(self, seconds: float) -> None:
