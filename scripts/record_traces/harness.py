@@ -199,13 +199,40 @@ def _hex_ids(node: Any) -> Any:
     return node
 
 
+def _machine_paths() -> list[tuple[str, str]]:
+    """Folders of this machine that stack traces name, longest first, with the placeholder for each."""
+    import sys
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    pairs = [(paths.get("purelib"), "<site-packages>"), (paths.get("platlib"), "<site-packages>"),
+             (paths.get("stdlib"), "<stdlib>"), (str(ROOT), "<repo>"), (sys.prefix, "<venv>"),
+             (sys.base_prefix, "<python>"), (str(Path.home()), "<home>")]
+    found = {p: placeholder for p, placeholder in pairs if p and len(p) > 1}
+    return sorted(found.items(), key=lambda pair: -len(pair[0]))
+
+
+def _scrub_paths(node: Any, pairs: list[tuple[str, str]]) -> Any:
+    """Exception stack traces and status messages name the recording machine's folders (the
+    virtualenv, the work tree): replace them with placeholders so that fixtures are the same
+    wherever they are recorded and leak no machine's layout."""
+    if isinstance(node, dict):
+        return {k: _scrub_paths(v, pairs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_scrub_paths(item, pairs) for item in node]
+    if isinstance(node, str):
+        for path, placeholder in pairs:
+            node = node.replace(path, placeholder)
+    return node
+
+
 def otlp_json(spans: Iterable[Any]) -> dict[str, Any]:
-    """Finished SDK spans as an OTLP/JSON ``ExportTraceServiceRequest`` document."""
+    """Finished SDK spans as an OTLP/JSON ``ExportTraceServiceRequest`` document (machine paths scrubbed)."""
     from google.protobuf.json_format import MessageToDict
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
     request = encode_spans(list(spans))
-    return _hex_ids(MessageToDict(request, use_integers_for_enums=True))
+    return _scrub_paths(_hex_ids(MessageToDict(request, use_integers_for_enums=True)), _machine_paths())
 
 
 def write_fixture(name: str, spans: Iterable[Any], about: dict[str, Any]) -> Path:
