@@ -40,10 +40,12 @@ OPENINFERENCE_OPERATIONS: dict[str, str] = {"LLM": "chat", "EMBEDDING": "embeddi
 
 #: OTel GenAI ``gen_ai.operation.name`` values and what they are.
 GENAI_OPERATION = "gen_ai.operation.name"
+#: ``create_agent`` (building an agent, e.g. OpenLLMetry when ``create_react_agent()`` runs) and
+#: ``invoke_workflow`` (a workflow around agents) are not agent invocations.
 GENAI_OPERATIONS: dict[str, Kind] = {
     "invoke_agent": Kind.AGENT,
-    "invoke_workflow": Kind.AGENT,
-    "create_agent": Kind.AGENT,
+    "invoke_workflow": Kind.OTHER,
+    "create_agent": Kind.OTHER,
     "execute_tool": Kind.TOOL,
     "chat": Kind.LLM,
     "text_completion": Kind.LLM,
@@ -74,9 +76,40 @@ LLM_REQUEST_TYPES: dict[str, str] = {
 # --- Label sources (first key present wins) ---------------------------------
 
 AGENT_NAME_KEYS = ("gen_ai.agent.name", "agent.name")
-#: ``traceloop.entity.name`` names the agent only on agent spans and the tool
-#: only on tool spans.
+#: ``traceloop.entity.name`` names the agent only on ``traceloop.span.kind=agent`` spans and the
+#: tool only on tool spans.
 ENTITY_NAME = "traceloop.entity.name"
+
+
+class SpanNameAgent:
+    """An instrumentation whose agent spans carry no agent name where the span name is one.
+
+    OpenInference's LangChain instrumentation marks every run whose name contains "agent" as an
+    AGENT span, none with ``agent.name``: the LangGraph graph (span name = the graph's name, e.g.
+    ``weather_agent``) and each of its node runs (e.g. ``agent``). Node runs carry ``langgraph_node``
+    in their ``metadata`` attribute; the graph's run does not. So an AGENT span of that scope
+    without a name and without the marker is named by its span name, and node runs stay unnamed
+    (steps of the graph). Recorded in tests/golden/frameworks/langgraph_openinference.
+    """
+
+    __slots__ = ("scope", "attribute", "marker")
+
+    def __init__(self, scope: str, attribute: str, marker: str) -> None:
+        self.scope, self.attribute, self.marker = scope, attribute, marker
+
+    def applies(self, scope_name: str, attrs: dict) -> bool:
+        if scope_name != self.scope:
+            return False
+        value = attrs.get(self.attribute)
+        return not (isinstance(value, str) and self.marker in value)
+
+
+#: scope name -> its rule (agent spans only)
+SPAN_NAME_AGENTS: dict[str, SpanNameAgent] = {
+    rule.scope: rule for rule in (
+        SpanNameAgent("openinference.instrumentation.langchain", "metadata", '"langgraph_node"'),
+    )
+}
 TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name")
 #: span-name prefixes stripped to get a tool name when no attribute names it
 #: (OTel GenAI ``execute_tool {tool}``, MCP ``tools/call {tool}``)
@@ -166,6 +199,7 @@ def _wanted_keys() -> frozenset[str]:
         LLM_REQUEST_TYPE,
         ENTITY_NAME,
         ERROR_TYPE,
+        *(rule.attribute for rule in SPAN_NAME_AGENTS.values()),
         *AGENT_NAME_KEYS,
         *TOOL_NAME_KEYS,
         *MODEL_KEYS,
