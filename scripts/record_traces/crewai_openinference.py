@@ -26,6 +26,11 @@ Scenario: one crew, one agent (role "Weather researcher", model gpt-4o-mini via
 ``LLM(base_url=<fake>, api_key="sk-fake", max_retries=0)``), one task using one tool
 ``get_weather``. Run 1 (trace 1): the model calls get_weather, the tool runs, the model answers.
 Run 2 (trace 2): a new crew of the same shape; the model answers HTTP 500.
+
+With ``--event-listener`` it records fixture ``crewai_openinference_events`` instead: the
+instrumentor's event-listener mode (``instrument(use_event_listener=True)``, which by default
+also makes LLM spans from CrewAI's LLMCall* events), still with the openai instrumentor, i.e. a
+user who turns on both; same scenario.
 """
 
 from __future__ import annotations
@@ -49,8 +54,9 @@ import harness  # noqa: E402
 from harness import FakeOpenAI, Reply  # noqa: E402
 from scrub import scrub_fixture  # noqa: E402
 
-NAME = "crewai_openinference"
-SERVICE = "crewai-oi-demo"
+EVENT_LISTENER = "--event-listener" in sys.argv[1:]
+NAME = "crewai_openinference_events" if EVENT_LISTENER else "crewai_openinference"
+SERVICE = "crewai-oi-events-demo" if EVENT_LISTENER else "crewai-oi-demo"
 
 
 class Policy:
@@ -91,7 +97,7 @@ def main() -> None:
     from openinference.instrumentation.crewai import CrewAIInstrumentor
     from openinference.instrumentation.openai import OpenAIInstrumentor
 
-    CrewAIInstrumentor().instrument(tracer_provider=provider)
+    CrewAIInstrumentor().instrument(tracer_provider=provider, use_event_listener=EVENT_LISTENER)
     OpenAIInstrumentor().instrument(tracer_provider=provider)
 
     policy = Policy()
@@ -117,8 +123,10 @@ def main() -> None:
                                      "openinference-semantic-conventions", "opentelemetry-sdk",
                                      "opentelemetry-api", "opentelemetry-exporter-otlp-proto-common", "litellm"),
         "python": sys.version.split()[0],
-        "instrumentation": "CrewAIInstrumentor (default wrapper mode) + OpenAIInstrumentor for the model calls "
-                           "(CrewAI 1.x native OpenAI provider; LiteLLM not used)",
+        "instrumentation": ("CrewAIInstrumentor(use_event_listener=True) (event-listener mode, LLM spans from "
+                            "CrewAI events on)" if EVENT_LISTENER else "CrewAIInstrumentor (default wrapper mode)")
+                           + " + OpenAIInstrumentor for the model calls (CrewAI 1.x native OpenAI provider; "
+                             "LiteLLM not used)",
         "scenario": "one crew, agent role 'Weather researcher' (gpt-4o-mini), one task, tool get_weather. "
                     "Run 1 (trace 1): model calls get_weather, tool runs, model answers. Run 2 (trace 2): "
                     "new crew of the same shape, the model answers HTTP 500 (max_retries=0, max_retry_limit=0).",
