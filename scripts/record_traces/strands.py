@@ -18,6 +18,10 @@ Scenario: one agent ``weather_agent`` (OpenAIModel, model ``gpt-4o-mini``) with 
 ``get_weather``. Run 1: the model asks for the tool, the tool runs, the model answers.
 Run 2: the model answers HTTP 500 (the OpenAI client's retries are off: ``max_retries=0``).
 Both runs share one TracerProvider; each run is its own trace.
+
+With ``--latest-semconv`` it records fixture ``strands_latest_semconv`` instead, with
+``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`` (Strands' opt-in to the newest
+GenAI conventions); same scenario.
 """
 
 from __future__ import annotations
@@ -27,7 +31,11 @@ import sys
 from pathlib import Path
 
 os.environ.pop("OTEL_SDK_DISABLED", None)
-os.environ.pop("OTEL_SEMCONV_STABILITY_OPT_IN", None)
+LATEST = "--latest-semconv" in sys.argv[1:]
+if LATEST:
+    os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
+else:
+    os.environ.pop("OTEL_SEMCONV_STABILITY_OPT_IN", None)
 # this file is named strands.py: keep its folder last on the path so ``import strands`` is the package
 _HERE = str(Path(__file__).resolve().parent)
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != Path(_HERE)] + [_HERE]
@@ -36,8 +44,8 @@ import harness  # noqa: E402
 from scrub import scrub_fixture  # noqa: E402
 from harness import FakeOpenAI, Reply, Scripted  # noqa: E402
 
-NAME = "strands"
-SERVICE = "strands-demo"
+NAME = "strands_latest_semconv" if LATEST else "strands"
+SERVICE = "strands-latest-demo" if LATEST else "strands-demo"
 
 
 def main() -> None:
@@ -84,7 +92,8 @@ def main() -> None:
         "packages": harness.versions("strands-agents", "openai", "opentelemetry-sdk", "opentelemetry-api",
                                      "opentelemetry-exporter-otlp-proto-common"),
         "python": sys.version.split()[0],
-        "semconv": "default (OTEL_SEMCONV_STABILITY_OPT_IN unset)",
+        "semconv": ("OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental" if LATEST
+                    else "default (OTEL_SEMCONV_STABILITY_OPT_IN unset)"),
         "scenario": "agent weather_agent (OpenAIModel gpt-4o-mini, tool get_weather). Run 1 (trace 1): model "
                     "calls get_weather, tool runs, model answers. Run 2 (trace 2): the model answers HTTP 500, "
                     "OpenAI client max_retries=0.",
