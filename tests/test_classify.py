@@ -22,8 +22,10 @@ def make(attrs=None, name="span", status=STATUS_OK, resource=None, exception_typ
     ("attrs", "kind", "operation"),
     [
         ({"gen_ai.operation.name": "invoke_agent"}, Kind.AGENT, ""),
-        ({"gen_ai.operation.name": "invoke_workflow"}, Kind.AGENT, ""),
-        ({"gen_ai.operation.name": "create_agent"}, Kind.AGENT, ""),
+        # building an agent, or a workflow around agents, is not an agent invocation
+        ({"gen_ai.operation.name": "invoke_workflow"}, Kind.OTHER, ""),
+        ({"gen_ai.operation.name": "create_agent"}, Kind.OTHER, ""),
+        ({"gen_ai.operation.name": "create_agent", "gen_ai.request.model": "m"}, Kind.OTHER, ""),
         ({"gen_ai.operation.name": "execute_tool"}, Kind.TOOL, ""),
         ({"gen_ai.operation.name": "chat"}, Kind.LLM, "chat"),
         ({"gen_ai.operation.name": "text_completion"}, Kind.LLM, "text_completion"),
@@ -140,3 +142,41 @@ def test_error_type_sources():
     assert classify(make(tool, status=STATUS_ERROR)).error_type == "_OTHER"
     ok = classify(make({**tool, "error.type": "Timeout"}))
     assert ok.ok and ok.error_type == ""
+
+
+def test_error_type_is_the_last_dotted_component_in_every_convention():
+    tool = {"gen_ai.operation.name": "execute_tool"}
+    for raw in ("openai.InternalServerError", "InternalServerError",
+                "langchain_openai.chat_models.base.InternalServerError"):
+        assert classify(make({**tool, "error.type": raw}, status=STATUS_ERROR)).error_type == "InternalServerError"
+        assert classify(make(tool, status=STATUS_ERROR, exception_type=raw)).error_type == "InternalServerError"
+    assert classify(make({**tool, "error.type": "trailing."}, status=STATUS_ERROR)).error_type == "trailing."
+    assert classify(make({**tool, "error.type": "_OTHER"}, status=STATUS_ERROR)).error_type == "_OTHER"
+
+
+def test_own_agent_names_by_convention():
+    def agent(attrs, name="span", scope=""):
+        span = make(attrs, name=name)
+        span.scope_name = scope
+        c = classify(span)
+        return c.agent, c.named
+
+    assert agent({"gen_ai.operation.name": "chat", "gen_ai.agent.name": "a"}) == ("a", True)
+    assert agent({"openinference.span.kind": "AGENT", "agent.name": "b"}) == ("b", True)
+    assert agent({"traceloop.span.kind": "agent", "traceloop.entity.name": "c"}) == ("c", True)
+    # the entity name of a tool names the tool, not an agent
+    assert agent({"traceloop.span.kind": "tool", "traceloop.entity.name": "t"}) == ("svc", False)
+    # CrewAI via OpenInference: the role only in graph.node.id
+    assert agent({"openinference.span.kind": "AGENT", "graph.node.id": "Weather researcher"}) == (
+        "Weather researcher", True)
+    assert agent({"openinference.span.kind": "TOOL", "graph.node.id": "x"}) == ("svc", False)
+    # OpenInference LangChain: a LangGraph graph is named by its span name, its node runs are not
+    langchain = "openinference.instrumentation.langchain"
+    graph = {"openinference.span.kind": "AGENT", "metadata": '{"ls_integration": "langgraph"}'}
+    node = {"openinference.span.kind": "AGENT",
+            "metadata": '{"ls_integration": "langgraph", "langgraph_step": 1, "langgraph_node": "agent"}'}
+    assert agent(graph, "weather_agent", langchain) == ("weather_agent", True)
+    assert agent(node, "agent", langchain) == ("svc", False)
+    assert agent(graph, "weather_agent", "another.scope") == ("svc", False)
+    assert agent({"gen_ai.operation.name": "chat"}) == ("svc", False)
+    assert agent({}) == ("svc", False)

@@ -244,6 +244,9 @@ VALID_VALUES = {
     ),
     "amount": st.one_of(st.floats(min_value=0, max_value=1e12), st.integers(0, 10**12)),
     "count": st.integers(min_value=0, max_value=2**53),
+    # an LLM call's tokens and cost have the per-span bounds (limits.max_tokens_per_span, max_cost_usd_per_span)
+    "tokens": st.integers(min_value=0, max_value=10**8),
+    "cost": st.one_of(st.floats(min_value=0, max_value=1e4), st.integers(0, 10**4)),
     "attempt": st.integers(min_value=1, max_value=2**53),
     "bool": st.booleans(),
     "status": st.sampled_from(["completed", "failed"]),
@@ -259,6 +262,9 @@ INVALID_VALUES = {
     "amount": st.one_of(st.floats(max_value=-1e-9), st.integers(max_value=-1), st.floats(min_value=1.0001e12),
                         st.integers(min_value=10**12 + 1), NOT_JSON_NUMBER),
     "count": st.one_of(st.integers(max_value=-1), st.integers(min_value=2**53 + 1), st.floats(), NOT_JSON_NUMBER),
+    "tokens": st.one_of(st.integers(max_value=-1), st.integers(min_value=10**8 + 1), st.floats(), NOT_JSON_NUMBER),
+    "cost": st.one_of(st.floats(max_value=-1e-9), st.integers(max_value=-1), st.floats(min_value=1.0001e4),
+                      st.integers(min_value=10**4 + 1), NOT_JSON_NUMBER),
     "attempt": st.one_of(st.integers(max_value=0), st.integers(min_value=2**53 + 1), st.floats(), NOT_JSON_NUMBER),
     "bool": st.one_of(st.integers(), st.floats(), st.text(max_size=5), st.none().map(lambda _: [])),
     "status": st.one_of(st.text(max_size=8).filter(lambda s: s not in ("completed", "failed")), st.integers(),
@@ -268,7 +274,7 @@ FIELD_KINDS = {
     "session_id": "text", "timestamp": "timestamp", "agent": "text", "model": "text", "provider": "text",
     "phase_id": "text", "phase_name": "text", "tool_name": "text", "call_id": "text", "duration_ms": "amount",
     "success": "bool", "status": "status", "error_type": "text", "attempt": "attempt", "escalated": "bool",
-    "input_tokens": "count", "output_tokens": "count", "cached_tokens": "count", "cost": "amount",
+    "input_tokens": "tokens", "output_tokens": "tokens", "cached_tokens": "tokens", "cost": "cost",
     "context_tokens_used": "count", "context_tokens_available": "count",
 }
 #: fuzzed events stay off the baseline session and agent, whose numbers must not change

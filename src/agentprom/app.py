@@ -24,6 +24,7 @@ from agentprom import __version__
 from agentprom.bounds import AmountLimits, SpanBounds
 from agentprom.clock import Clock, SystemClock
 from agentprom.config.schema import Config, parse_address
+from agentprom.context.stage import TraceContext
 from agentprom.conventions.profile import WANTED_KEYS
 from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.catalog import COUNTER, MetricSpec, active_catalog, all_exposed_names
@@ -97,7 +98,9 @@ class App:
         self.errors = InternalErrors(self.store)
         sampling = config.sampling
         weights = SamplingWeights(sampling.tracestate, sampling.probability_attribute)
-        self.translator = Translator(self.store, weights, self.errors)
+        #: the trace-context stage: agents, invocations and nested calls resolved from the trace tree
+        self.context = TraceContext(config.attribution, self.store)
+        self.translator = Translator(self.store, weights, self.errors, self.context)
         wanted = WANTED_KEYS | {sampling.probability_attribute} if sampling.probability_attribute else WANTED_KEYS
         queue = config.queue
         deny = AttributeDeny(config.security.attribute_deny)
@@ -142,7 +145,7 @@ class App:
             self.ingest.accepted.append(self.forwarder.offer)
 
         #: called every HOUSEKEEPING_SECONDS on the event loop (must not block)
-        self.periodic: list[Callable[[], None]] = [self.store.expire]
+        self.periodic: list[Callable[[], None]] = [self.store.expire, self.translator.expire]
         #: name -> "host:port" actually bound (port 0 resolved)
         self.addresses: dict[str, str] = {}
         #: extra readiness checks: name -> () -> (ok, detail)
@@ -275,7 +278,10 @@ class App:
             receivers.append(self._runners.pop("otlp_http").cleanup())
         await asyncio.gather(*receivers, return_exceptions=True)
         drained = await self.pipeline.stop()
-        log.info("translation queue drained (%d spans were waiting)", drained)
+        waiting = len(self.context.pending)
+        self.translator.drain()  # spans still waiting for their ancestors are counted as they are
+        log.info("translation queue drained (%d spans were queued, %d waited for their ancestors)",
+                 drained, waiting)
         if self.forwarder is not None:
             await self.forwarder.stop(grace)
         if self._housekeeping is not None:

@@ -47,7 +47,7 @@ class GenAiMetrics:
 
     def __call__(self, span: Span, c: Classified) -> None:
         kind = c.kind
-        if kind is Kind.OTHER:
+        if kind is Kind.OTHER or not c.counted:  # as the catalog's own metrics: no wrappers, steps, outer calls
             return
         attrs = span.attributes
         w = c.weight

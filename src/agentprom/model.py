@@ -17,6 +17,10 @@ STATUS_UNSET = 0
 STATUS_OK = 1
 STATUS_ERROR = 2
 
+#: OTLP ``SpanFlags`` (opentelemetry/proto/trace/v1/trace.proto): the parent's is-remote bit is known,
+#: and set
+SPAN_FLAGS_PARENT_REMOTE = 0x100 | 0x200
+
 # OTLP Span.kind values.
 SPAN_KIND_NAMES = {
     0: "SPAN_KIND_UNSPECIFIED",
@@ -54,6 +58,9 @@ class Span:
     scope_name: str = ""
     #: agentprom's own span events (name starts with ``agent.``): (name, time_ns, attributes)
     events: Sequence[tuple[str, int, dict[str, Any]]] = ()
+    #: the parent span is in another process (OTLP ``Span.flags``: the context-has-is-remote and
+    #: context-is-remote bits): this span is a local root of its trace
+    parent_remote: bool = False
 
     @property
     def duration_s(self) -> float:

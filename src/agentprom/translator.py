@@ -1,10 +1,13 @@
-"""Turn decoded, classified spans into updates of the catalog's series.
+"""Turn decoded spans into updates of the catalog's series: classify, resolve in the trace, count.
 
-The one place that knows which span kind feeds which metric. Listeners (the
-compat outputs, sinks) receive every valid span with its classification after
-its metrics are updated; batch listeners (the session tracker) receive a whole
-batch's spans and classifications at once, after the batch's metrics are
-updated, so their per-span loop runs with its lookups hoisted.
+The one place that knows which span kind feeds which metric. A batch's spans
+are classified, then handed to the trace-context stage (context/stage.py),
+which returns the spans whose agent and role are now known (perhaps spans of
+earlier batches that waited for their ancestors); those are counted.
+Listeners (the compat outputs, sinks) receive every resolved span with its
+classification after its metrics are updated; batch listeners (the session
+tracker) receive each resolved group at once, so their per-span loop runs with
+its lookups hoisted.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from agentprom.compat import compat_outputs
+from agentprom.context.stage import TraceContext
 from agentprom.conventions.classify import Classified, classify
 from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.series_store import SeriesStore
@@ -27,8 +31,10 @@ OTHER, TOOL, LLM, AGENT = Kind.OTHER, Kind.TOOL, Kind.LLM, Kind.AGENT  # plain g
 
 class Translator:
     def __init__(self, store: SeriesStore, weights: SamplingWeights | None = None,
-                 errors: InternalErrors | None = None) -> None:
+                 errors: InternalErrors | None = None, context: TraceContext | None = None) -> None:
         self.store = store
+        #: the trace-context stage (context/stage.py); None counts each span on its own, as classified
+        self.context = context
         #: a listener's failure is counted here and does not stop the span's other listeners
         self.errors = errors or InternalErrors(store)
         #: optional compat outputs first (they are metrics too), then sessions, sinks, ...
@@ -67,35 +73,65 @@ class Translator:
         return self.spans((span,))
 
     def spans(self, spans: list[Span] | tuple[Span, ...]) -> Classified | None:
-        """Count spans in order; return the last one's classification (the per-span hot path)."""
-        record, listeners, weigh = self.record, self.listeners, self.weights.weight
-        weigh_attribute, exemplars = self._weigh_attribute, self._exemplars
-        classified: list[Classified] | None = [] if self.batch_listeners else None
-        c = None
-        for span in spans:
-            c = classify(span)
+        """Classify spans, resolve them in their trace (when there is a trace context) and count
+        what is resolved; return the last span's classification (the per-span hot path)."""
+        weigh = self.weights.weight
+        weigh_attribute = self._weigh_attribute
+        classified = list(map(classify, spans))
+        for span, c in zip(spans, classified):
             # A sampled span stands for 1/p spans: calls, errors, tokens and cost are all scaled
             # (the unbiased estimate of the unsampled totals); spans_received stays a raw count.
-            w = c.weight = weigh(span) if (span.trace_state or weigh_attribute) else 1
+            if span.trace_state or weigh_attribute:
+                c.weight = weigh(span)
+        context = self.context
+        if context is None:
+            self._count(spans, classified)
+        else:
+            resolved = context.add(spans, classified)
+            if resolved:
+                self._count(*zip(*resolved))
+        return classified[-1] if classified else None
+
+    def expire(self) -> None:
+        """Count the spans whose ancestors did not arrive in time (periodic)."""
+        if self.context is not None:
+            self.store.tick()
+            resolved = self.context.expire()
+            if resolved:
+                self._count(*zip(*resolved))
+
+    def drain(self) -> None:
+        """Count every span still waiting for its ancestors (shutdown)."""
+        if self.context is not None:
+            self.store.tick()
+            resolved = self.context.drain()
+            if resolved:
+                self._count(*zip(*resolved))
+
+    def _count(self, spans: Sequence[Span], classified: Sequence[Classified]) -> None:
+        """Count resolved spans and hand them to the listeners, in order."""
+        record, listeners, exemplars = self.record, self.listeners, self._exemplars
+        for span, c in zip(spans, classified):
             if c.kind is not OTHER:
                 # raw ids: the exemplar turns them into hex only if a scrape shows it
-                record(c, (span.end_ns - span.start_ns) / 1e9, (span.trace_id, span.span_id) if exemplars else None, w)
+                record(c, (span.end_ns - span.start_ns) / 1e9, (span.trace_id, span.span_id) if exemplars else None,
+                       c.weight)
             for listener in listeners:
                 try:
                     listener(span, c)
                 except Exception:
                     self.errors.record("listener", getattr(listener, "__qualname__", repr(listener)))
-            if classified is not None:
-                classified.append(c)
         if classified:
             for batch_listener in self.batch_listeners:
                 batch_listener(spans, classified)
-        return c
 
     def record(self, c: Classified, duration: float, exemplar: tuple[str | bytes, str | bytes] | None = None,
                w: float = 1) -> None:
         """Count one agent, LLM or tool call, standing for ``w`` calls (sampling weight);
-        spans and the runtime event API both come here."""
+        spans and the runtime event API both come here. Wrapper and step agent spans and outer
+        LLM calls (``c.counted`` false) count nothing."""
+        if not c.counted:
+            return
         kind = c.kind
         status = "ok" if c.ok else "error"
         agent = c.agent

@@ -464,6 +464,25 @@ DEFAULT_PHASE_SPANS = (
 )
 
 
+class AttributionConfig(_Model):
+    """The trace-context stage: how long and how many spans may wait for their ancestors
+    (docs/conventions.md, "Attribution from the trace tree")."""
+
+    max_wait_seconds: float = Field(
+        60.0, gt=0, le=3600,
+        description="A span that needs its ancestors (an LLM or tool call without an agent name, an agent span) "
+        "waits at most this long for them; then it is counted with what is known (a fallback, counted).",
+    )
+    max_pending_spans: int = Field(
+        100_000, ge=1, description="Spans waiting for their ancestors; past it the oldest are counted as they are."
+    )
+    max_indexed_spans: int = Field(
+        100_000, ge=1,
+        description="Spans remembered across traces for their descendants to find; past it the least recently "
+        "active trace is forgotten (its waiting spans counted as they are).",
+    )
+
+
 class SessionsConfig(_Model):
     """Runtime sessions and phases (docs/sessions.md)."""
 
@@ -509,5 +528,6 @@ class Config(_Model):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     forward: ForwardConfig = Field(default_factory=ForwardConfig)
+    attribution: AttributionConfig = Field(default_factory=AttributionConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     jsonl: JsonlConfig = Field(default_factory=JsonlConfig)

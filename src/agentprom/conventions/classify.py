@@ -53,6 +53,12 @@ class Classified:
     cost: float | None = None
     #: how many spans this one stands for (its sampling adjusted count); set by the translator
     weight: float = 1
+    #: ``agent`` is the span's own agent name (else the resource's service.name, until the trace
+    #: context resolves it from the span's ancestors)
+    named: bool = True
+    #: whether the span feeds the call metrics: the trace context clears it for wrapper and step
+    #: agent spans and for outer LLM calls (docs/conventions.md, "Attribution from the trace tree")
+    counted: bool = True
 
 
 def _first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str | None:
@@ -144,13 +150,30 @@ def tool_from_span_name(name: str) -> str:
 
 
 def error_type(span: Span) -> str:
-    """``error.type``, else the first exception event's type, else ``_OTHER``."""
+    """The last dotted component of ``error.type``, else of the first exception event's type, else
+    ``_OTHER``: ``openai.InternalServerError`` and ``InternalServerError`` are one failure, whichever
+    convention reported it."""
     value = span.attributes.get(P.ERROR_TYPE)
-    if value is not None and value != "":
-        return str(value)
-    if span.exception_type:
-        return span.exception_type
-    return P.ERROR_TYPE_FALLBACK
+    if value is None or value == "":
+        value = span.exception_type
+        if not value:
+            return P.ERROR_TYPE_FALLBACK
+    elif value.__class__ is not str:
+        value = str(value)
+    return value.rsplit(".", 1)[-1] or value
+
+
+def _agent_span_name(span: Span, attrs: dict[str, Any]) -> str | None:
+    """The name an agent span has in a convention's agent-span-only places (profile.py)."""
+    for kind_key, kind_value, key in P.AGENT_SPAN_NAME_KEYS:
+        if attrs.get(kind_key) == kind_value:
+            name = _first_str(attrs, (key,))
+            if name is not None:
+                return name
+    rule = P.SPAN_NAME_AGENTS.get(span.scope_name)
+    if rule is not None and span.name and rule.applies(span.scope_name, attrs):
+        return span.name
+    return None
 
 
 def _service(span: Span) -> str:
@@ -161,23 +184,29 @@ def _service(span: Span) -> str:
     return name if name.__class__ is str else str(name)
 
 
+#: for the trace context (context/stage.py): the fallback agent of an agent span without a name
+service_name = _service
+
+
 def classify(span: Span) -> Classified:
     attrs = span.attributes
     ok = span.status_code != STATUS_ERROR
     if not attrs:  # fast path: no convention attribute at all (HTTP, DB, ... spans)
-        return Classified(_OTHER, _service(span), ok, "" if ok else error_type(span))
+        return Classified(_OTHER, _service(span), ok, "" if ok else error_type(span), named=False)
     kind, operation = span_kind(attrs)
 
     # _first_str(attrs, AGENT_NAME_KEYS), with the usual case (a string under the first key) inline
     agent = attrs.get(_AGENT_KEY)
+    named = True
     if agent.__class__ is not str or not agent:
         agent = _first_str(attrs, P.AGENT_NAME_KEYS)
         if agent is None and kind is _AGENT:
-            agent = _first_str(attrs, (P.ENTITY_NAME,))
+            agent = _agent_span_name(span, attrs)
         if agent is None:
             agent = _service(span)
+            named = False
 
-    out = Classified(kind, agent, ok, "" if ok else error_type(span))
+    out = Classified(kind, agent, ok, "" if ok else error_type(span), named=named)
     if kind is _TOOL:
         tool = _first_str(attrs, _TOOL_NAME_KEYS) or _first_str(attrs, (P.ENTITY_NAME,))
         out.tool = tool or tool_from_span_name(span.name)

@@ -81,6 +81,16 @@ AGENT_NAME_KEYS = ("gen_ai.agent.name", "agent.name")
 ENTITY_NAME = "traceloop.entity.name"
 
 
+#: Agent-name keys read on agent spans only, by the kind attribute and value that mark the span:
+#: OpenLLMetry's entity name on its ``agent`` spans; OpenInference's ``graph.node.id`` on AGENT
+#: spans (CrewAI puts the agent's role only there and in the span name; the OpenAI Agents SDK
+#: sets it equal to ``agent.name``). Recorded in tests/golden/frameworks/crewai_openinference.
+AGENT_SPAN_NAME_KEYS: tuple[tuple[str, str, str], ...] = (
+    (TRACELOOP_SPAN_KIND, "agent", ENTITY_NAME),
+    (OPENINFERENCE_SPAN_KIND, "AGENT", "graph.node.id"),
+)
+
+
 class SpanNameAgent:
     """An instrumentation whose agent spans carry no agent name where the span name is one.
 
@@ -200,6 +210,7 @@ def _wanted_keys() -> frozenset[str]:
         ENTITY_NAME,
         ERROR_TYPE,
         *(rule.attribute for rule in SPAN_NAME_AGENTS.values()),
+        *(key for _kind, _value, key in AGENT_SPAN_NAME_KEYS),
         *AGENT_NAME_KEYS,
         *TOOL_NAME_KEYS,
         *MODEL_KEYS,

@@ -262,6 +262,14 @@ CATALOG: tuple[MetricSpec, ...] = (
           "pending_calls; trace_sessions for the tracker's trace-to-session index). Counts stay exact; what "
           "is lost is attribution (a call's phase, a recovery). The runtime API shows it per session.",
           ("structure",)),
+    _self("agentprom_attribution_pending_spans", GAUGE,
+          "Spans waiting for their ancestors before they are counted (attribution.max_pending_spans is the "
+          "limit)."),
+    _self("agentprom_attribution_fallbacks_total", COUNTER,
+          "Spans counted with their trace tree incomplete, by reason: timeout (their ancestors did not arrive "
+          "within attribution.max_wait_seconds), overflow (attribution.max_pending_spans or max_indexed_spans "
+          "reached), shutdown, cycle (a span that is its own ancestor), duplicate_span_id (resolved, not "
+          "indexed). Such spans are counted as if the missing ancestors did not exist.", ("reason",)),
     _self("agentprom_runtime_events_total", COUNTER,
           "Runtime API events by outcome (accepted, rejected).", ("outcome",)),
     _self("agentprom_jsonl_records_total", COUNTER,

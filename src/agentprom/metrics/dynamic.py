@@ -44,7 +44,6 @@ from agentprom.metrics.series_store import Family, Series, SeriesStore
 
 log = logging.getLogger(__name__)
 #: names come from clients: once per name is still one line per request for a client inventing names
-_drops = RateLimitedLog(log)
 
 GAUGE = "gauge"
 SUMMARY = "summary"
@@ -208,6 +207,8 @@ class DynamicFamilies:
     def __init__(self, store: SeriesStore, ttl: float, max_families: int, reserved: frozenset[str],
                  max_memory_bytes: int = 0) -> None:
         self.store = store
+        #: lines about refused names, rate-limited (a sender can invent a name per request)
+        self._drops = RateLimitedLog(log, clock=store.clock)
         self.budget = MemoryBudget(max_memory_bytes)
         self.ttl = ttl
         self.max_families = max_families
@@ -246,7 +247,8 @@ class DynamicFamilies:
     def _refuse(self, name: str, reason: str, why: str) -> str:
         if name not in self._warned and len(self._warned) < 10_000:
             self._warned.add(name)
-            _drops.warning("dropping incoming metric %s (%s): %s; logged once per name and interval", name, reason, why)
+            self._drops.warning("dropping incoming metric %s (%s): %s; logged once per name and interval", name,
+                                reason, why)
         return reason
 
     def prune(self) -> None:

@@ -23,7 +23,7 @@ from agentprom.conventions.profile import (
     WANTED_KEYS,
     WANTED_RESOURCE_KEYS,
 )
-from agentprom.model import Span, validate_span
+from agentprom.model import SPAN_FLAGS_PARENT_REMOTE, Span, validate_span
 from agentprom.receiver.span_count import count_spans
 from agentprom.receiver.trace_view import ExportTraceServiceRequestView
 from agentprom.text import DEFAULT_MAX_STRING_BYTES, bounded_text
@@ -31,6 +31,7 @@ from agentprom.text import DEFAULT_MAX_STRING_BYTES, bounded_text
 #: attribute keys remembered per key filter (beyond the wanted ones); past it, new keys are
 #: still filtered correctly, one by one
 KNOWN_KEYS_LIMIT = 4096
+_PARENT_REMOTE = SPAN_FLAGS_PARENT_REMOTE
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 
@@ -251,6 +252,7 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_
                     spans_out.append(span_type(
                         trace_id, span_id, s.parent_span_id, name, s.kind, start, end, s.status.code,
                         attrs, resource, exception_type, s.trace_state, scope_name, own_events or (),
+                        s.flags & _PARENT_REMOTE == _PARENT_REMOTE,
                     ))
                     continue
                 rejected[reason] = rejected.get(reason, 0) + 1

@@ -26,7 +26,7 @@ from agentprom.conventions.profile import (
     WANTED_KEYS,
     WANTED_RESOURCE_KEYS,
 )
-from agentprom.model import Span
+from agentprom.model import SPAN_FLAGS_PARENT_REMOTE, Span
 from agentprom.receiver.decode import NO_LIMITS, Batch, DecodeError, DecodeLimits, too_many_items, too_many_spans
 from agentprom.text import DEFAULT_MAX_STRING_BYTES, bounded_text
 
@@ -270,4 +270,6 @@ def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: st
         trace_state=_str(s.get("traceState"), path + ".traceState"),
         scope_name=scope_name,
         events=own_events or (),
+        parent_remote=_int(s.get("flags"), path + ".flags", 0, 2**32 - 1) & SPAN_FLAGS_PARENT_REMOTE
+        == SPAN_FLAGS_PARENT_REMOTE,
     )

@@ -294,7 +294,8 @@ class SessionTracker:
                 if s.last_seen is None or end > s.last_seen:
                     s.last_seen = end
                 parent = span.parent_span_id
-                is_call = kind is TOOL or kind is LLM
+                # an outer LLM call (the trace context found the request's own span below it) is no call
+                is_call = kind is TOOL or (kind is LLM and c.counted)
                 # calls are leaves of the span tree: only the spans between a call and its phase need remembering
                 if parent and not is_call and is_open:
                     if len(s.parents) >= max_parents:

@@ -49,7 +49,6 @@ from agentprom.sinks.forward_payload import Piece, accepted_payload
 
 log = logging.getLogger(__name__)
 #: for lines a client's request can cause
-_per_request = RateLimitedLog(log)
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 TRACES_PATH = "/v1/traces"
@@ -68,6 +67,8 @@ def _retry_info_delay(seconds: int, nanos: int) -> float:
 
 class Forwarder:
     def __init__(self, config: ForwardConfig, store: SeriesStore) -> None:
+        #: lines a sender can cause per request, rate-limited
+        self._per_request = RateLimitedLog(log, clock=store.clock)
         self.config = config
         url = urlsplit(config.endpoint)
         self.secure = url.scheme == "https"
@@ -177,8 +178,8 @@ class Forwarder:
             None, accepted_payload, items)
         if unconvertible:
             self._dropped.inc(("unconvertible",), unconvertible)
-            _per_request.warning("forwarding: %d accepted span(s) could not be converted to protobuf; dropped",
-                                 unconvertible)
+            self._per_request.warning("forwarding: %d accepted span(s) could not be converted to protobuf; dropped",
+                                      unconvertible)
         return payload, kept
 
     async def _sleep(self, seconds: float) -> None:

@@ -1,0 +1,280 @@
+"""Resolve each span's agent, invocation role and nested calls from its trace tree, bounded and on time.
+
+The stage between classification and counting (docs/conventions.md, "Attribution
+from the trace tree"). Spans of one trace reach us together, so where a span
+carries no agent name its ancestors can give one. The rules:
+
+* Resolved agent of an agent span: its own name; else that of its nearest
+  named agent-span ancestor; else its resource's ``service.name``.
+* A **wrapper** (an agent span with no name, no agent-span ancestor and a named
+  agent span below it, e.g. the OpenAI Agents SDK's ``Agent workflow``) is not
+  counted and is transparent to the rules below.
+* A **step** (an agent span whose nearest non-wrapper agent-span ancestor
+  resolves to the same agent: graph nodes inside one run) is not counted. A
+  sub-agent (a different agent) is its own invocation.
+* LLM-call and tool spans: their own name, else their nearest agent-span
+  ancestor's resolved agent, else ``service.name``.
+* An LLM-call span with an LLM-call span below it is an outer call (a framework
+  span around a provider client's span for one request) and is not counted.
+
+Waiting: a span is emitted (handed on to be counted) as soon as what it needs
+is known. A span that names its own agent, and any span of kind other, needs
+nothing from above and is emitted at once; the others wait until their parent
+is decided, which happens when the chain above them reaches a local root (no
+parent, or a parent in another process by the OTLP span flags) or an ancestor
+already decided. Past ``attribution.max_wait_seconds``, or beyond
+``max_pending_spans`` waiting or ``max_indexed_spans`` remembered, the oldest
+waiting chain is decided as if its missing ancestors did not exist, and every
+span so emitted is counted in ``agentprom_attribution_fallbacks_total{reason}``
+(``timeout``, ``overflow``, ``shutdown``; ``cycle`` for a span that is its own
+ancestor; ``duplicate_span_id`` for a span id seen twice in a trace, which is
+resolved but not indexed). ``drain`` (SIGTERM) emits everything still waiting.
+
+Spans decided together are emitted children first, the order in which they
+ended, which is what the session tracker expects.
+
+Concurrency: owned by the event loop like the series store; no method awaits.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from agentprom.config.schema import AttributionConfig
+from agentprom.context.tree import MAX_WALK, Node, Tree
+from agentprom.conventions.classify import Classified, service_name
+from agentprom.metrics.series_store import SeriesStore
+from agentprom.model import Kind, Span
+
+AGENT, LLM, OTHER = Kind.AGENT, Kind.LLM, Kind.OTHER
+#: what a local root inherits: no named agent, no agent span above
+ROOT: tuple[str | None, bool, bool] = (None, False, False)
+
+Resolved = list[tuple[Span, Classified]]
+
+
+class TraceContext:
+    def __init__(self, config: AttributionConfig, store: SeriesStore) -> None:
+        self.max_wait = config.max_wait_seconds
+        self.max_pending = config.max_pending_spans
+        self.max_indexed = config.max_indexed_spans
+        self._clock = store.clock
+        #: trace id -> its tree, least recently touched first
+        self.traces: OrderedDict[bytes, Tree] = OrderedDict()
+        #: undecided nodes, oldest first (a dict as an ordered set)
+        self.pending: dict[Node, None] = {}
+        #: nodes held by all trees
+        self.indexed = 0
+        self._m_pending = store.families["agentprom_attribution_pending_spans"]
+        self._m_fallbacks = store.families["agentprom_attribution_fallbacks_total"]
+        self._m_pending.set((), 0)
+
+    # -- the stage's entry points ----------------------------------------------------------------
+
+    def add(self, spans: Sequence[Span], classified: Sequence[Classified]) -> Resolved:
+        """Take a batch's spans with their classifications; return those resolved now, ready to
+        count (some of this batch, perhaps spans of earlier batches that waited for these).
+
+        The whole batch is indexed and marked before anything is decided, so within a batch the
+        order of spans does not matter (parents first or children first)."""
+        out: Resolved = []
+        deadline = self._clock.monotonic() + self.max_wait
+        traces = self.traces
+        tree: Tree | None = None
+        placed: list[Node] = []
+        for span, c in zip(spans, classified):
+            trace_id = span.trace_id
+            if tree is None or tree.trace_id != trace_id:  # spans of a trace mostly come together
+                tree = traces.get(trace_id)
+                if tree is None:
+                    tree = traces[trace_id] = Tree(trace_id)
+                else:
+                    traces.move_to_end(trace_id)
+            placed.append(self._index(tree, span, c))
+        for node in placed:
+            self._mark(node)
+        for node in placed:
+            self._place(node, deadline, out)
+        self._bound(out)
+        return out
+
+    def expire(self) -> Resolved:
+        """Emit the chains that waited longer than ``max_wait_seconds`` (periodic)."""
+        out: Resolved = []
+        now = self._clock.monotonic()
+        pending = self.pending
+        while pending:
+            node = next(iter(pending))
+            if node.deadline > now:
+                break
+            self._force(node, "timeout", out)
+        self._m_pending.set((), len(pending))
+        return out
+
+    def drain(self) -> Resolved:
+        """Emit everything still waiting (shutdown): nothing accepted is lost."""
+        out: Resolved = []
+        while self.pending:
+            self._force(next(iter(self.pending)), "shutdown", out)
+        self._m_pending.set((), 0)
+        return out
+
+    # -- placing a span ----------------------------------------------------------------------------
+
+    def _index(self, tree: Tree, span: Span, c: Classified) -> Node:
+        span_id = span.span_id
+        node = Node(span_id, span.parent_span_id, tree, c.kind, c.agent if c.named else None, span, c)
+        nodes = tree.nodes
+        if span_id in nodes:
+            self._m_fallbacks.inc(("duplicate_span_id",))
+        else:
+            nodes[span_id] = node
+            self.indexed += 1
+        return node
+
+    @staticmethod
+    def _mark(node: Node) -> None:
+        """Marks for the ancestors: from this span, or passed on from below it (a descendant that
+        arrived before it stopped marking at its id)."""
+        tree, kind, span_id = node.tree, node.kind, node.span_id
+        if kind is LLM or span_id in tree.llm_below:
+            tree.mark(tree.llm_below, node.parent_id)
+        if (kind is AGENT and node.own is not None) or span_id in tree.named_below:
+            tree.mark(tree.named_below, node.parent_id)
+
+    def _place(self, node: Node, deadline: float, out: Resolved) -> None:
+        span, c, tree = node.span, node.c, node.tree
+        span_id, parent_id, kind = node.span_id, node.parent_id, node.kind
+        nodes = tree.nodes
+        if kind is OTHER or (c.named and kind is not AGENT):
+            self._emit(node, out)  # needs nothing from its ancestors; its place in the tree is settled below
+        if not parent_id or span.parent_remote:
+            self._settle(node, ROOT, out)
+            return
+        if parent_id == span_id:
+            self._settle(node, ROOT, out, "cycle")
+            return
+        above = nodes.get(parent_id)
+        if above is not None and above.decided:
+            self._settle(node, above.inherited(), out)
+            return
+        node.deadline = deadline
+        tree.waiting.setdefault(parent_id, []).append(node)
+        self.pending[node] = None
+        if above is not None and self._is_ancestor(node, above):
+            self._unwait(node)
+            self._settle(node, ROOT, out, "cycle")
+
+    @staticmethod
+    def _is_ancestor(node: Node, start: Node) -> bool:
+        """Whether ``node`` is ``start`` or above it (a parent cycle), within ``MAX_WALK`` steps."""
+        nodes, current = node.tree.nodes, start
+        for _ in range(MAX_WALK):
+            if current is node:
+                return True
+            current = nodes.get(current.parent_id)
+            if current is None or current.decided:
+                return False
+        return False
+
+    def _unwait(self, node: Node) -> None:
+        waiting = node.tree.waiting
+        siblings = waiting.get(node.parent_id)
+        if siblings is not None:
+            try:
+                siblings.remove(node)
+            except ValueError:
+                pass
+            if not siblings:
+                del waiting[node.parent_id]
+        self.pending.pop(node, None)
+
+    # -- deciding ----------------------------------------------------------------------------------
+
+    def _settle(self, node: Node, inherited: tuple[str | None, bool, bool], out: Resolved,
+                reason: str | None = None) -> None:
+        """Decide ``node`` and, down the waiting lists, everything that waited for it; emit the
+        spans among them children first. ``reason`` names a fallback (spans emitted are counted)."""
+        pending = self.pending
+        order: list[Node] = []
+        stack = [(node, inherited)]
+        while stack:
+            current, (ctx, agent_above, any_agent) = stack.pop()
+            pending.pop(current, None)
+            self._decide(current, ctx, agent_above, any_agent)
+            if current.c is not None:
+                order.append(current)
+            waiting = current.tree.waiting.pop(current.span_id, None)
+            if waiting:
+                passed = current.inherited()
+                stack.extend((child, passed) for child in waiting)
+        if reason is not None and order:
+            self._m_fallbacks.inc((reason,), len(order))
+        for current in reversed(order):
+            self._emit(current, out)
+
+    @staticmethod
+    def _decide(node: Node, ctx: str | None, agent_above: bool, any_agent: bool) -> None:
+        node.decided = True
+        c = node.c
+        if node.kind is not AGENT:
+            node.ctx, node.agent_above, node.any_agent = ctx, agent_above, any_agent
+            if c is not None and ctx is not None and not c.named:
+                c.agent = ctx
+            return
+        own = node.own
+        node.any_agent = True
+        if own is None and not any_agent and node.span_id in node.tree.named_below:
+            # a wrapper: not counted, and transparent to what is below it
+            node.ctx, node.agent_above = ctx, agent_above
+            if c is not None:
+                c.counted = False
+            return
+        node.ctx = own or ctx
+        node.agent_above = True
+        if c is not None:
+            fallback = service_name(node.span)
+            resolved = own or ctx or fallback
+            c.agent = resolved
+            # a step of the same agent's run (its nearest agent-span ancestor resolves alike)
+            c.counted = not (agent_above and resolved == (ctx or fallback))
+
+    @staticmethod
+    def _emit(node: Node, out: Resolved) -> None:
+        c = node.c
+        if c.kind is LLM and node.span_id in node.tree.llm_below:
+            c.counted = False  # an outer call: the innermost LLM span is the request that was made
+        out.append((node.span, c))
+        node.span = node.c = None
+
+    # -- fallbacks and bounds ---------------------------------------------------------------------
+
+    def _force(self, node: Node, reason: str, out: Resolved) -> None:
+        """Decide the chain ``node`` waits in as if its missing ancestors did not exist."""
+        nodes, top = node.tree.nodes, node
+        for _ in range(MAX_WALK):
+            above = nodes.get(top.parent_id)
+            if above is None or above.decided or above is node or above not in self.pending:
+                break
+            top = above
+        above = nodes.get(top.parent_id)
+        self._unwait(top)
+        self._settle(top, above.inherited() if above is not None and above.decided else ROOT, out, reason)
+        if node in self.pending:  # not below ``top`` after all (a corrupt chain): on its own
+            self._unwait(node)
+            self._settle(node, ROOT, out, reason)
+
+    def _bound(self, out: Resolved) -> None:
+        pending = self.pending
+        while len(pending) > self.max_pending:
+            self._force(next(iter(pending)), "overflow", out)
+        traces = self.traces
+        while self.indexed > self.max_indexed and traces:
+            _trace_id, tree = traces.popitem(last=False)  # the least recently touched trace goes
+            node = tree.undecided()
+            while node is not None:
+                self._force(node, "overflow", out)
+                node = tree.undecided()
+            self.indexed -= len(tree.nodes)
+        self._m_pending.set((), len(pending))

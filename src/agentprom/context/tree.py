@@ -1,0 +1,88 @@
+"""What the trace-context stage remembers of each trace: its nodes, who waits for whom, marks from below.
+
+A ``Node`` stands for one span. Until it is *decided* it keeps the span and its
+classification; once decided it keeps only what its descendants inherit from
+it (``ctx``: the nearest named agent at or above it; ``agent_above``: whether it
+is, or is below, an agent span that is not a wrapper; ``any_agent``: whether it
+is, or is below, any agent span). A child is decided from its parent's node
+alone, so resolution never walks a long chain: a span waits (``Tree.waiting``)
+until its parent is decided, and a decision cascades down to the spans that
+waited for it.
+
+Marks travel the other way. Children usually arrive before their parents (a
+span is exported when it ends), so "has an LLM-call descendant" (an outer LLM
+call) and "has an agent descendant with a name" (a wrapper) are recorded, when
+the descendant arrives, as marks on its ancestors' span ids, known or not yet
+arrived (``Tree.mark``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentprom.model import Kind
+
+#: how far ``mark`` and the stage's walks go up a chain (a bound against hostile depths and cycles)
+MAX_WALK = 256
+
+
+class Node:
+    __slots__ = ("span_id", "parent_id", "tree", "kind", "own", "span", "c", "decided", "ctx", "agent_above",
+                 "any_agent", "deadline")
+
+    def __init__(self, span_id: bytes, parent_id: bytes, tree: Tree, kind: Kind, own: str | None,
+                 span: Any, c: Any) -> None:
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.tree = tree
+        self.kind = kind
+        #: the span's own agent name (None: it has none)
+        self.own = own
+        #: the span and its classification until they are emitted (then None)
+        self.span = span
+        self.c = c
+        self.decided = False
+        self.ctx: str | None = None
+        self.agent_above = False
+        self.any_agent = False
+        self.deadline = 0.0
+
+    def inherited(self) -> tuple[str | None, bool, bool]:
+        """What a child of this decided node inherits: (ctx, agent_above, any_agent)."""
+        return self.ctx, self.agent_above, self.any_agent
+
+
+class Tree:
+    """One trace: its nodes by span id, the nodes waiting for each parent id, and marks from below."""
+
+    __slots__ = ("trace_id", "nodes", "waiting", "llm_below", "named_below")
+
+    def __init__(self, trace_id: bytes) -> None:
+        self.trace_id = trace_id
+        self.nodes: dict[bytes, Node] = {}
+        #: parent span id -> undecided nodes waiting for it to be decided
+        self.waiting: dict[bytes, list[Node]] = {}
+        #: span ids with an LLM-call span below them
+        self.llm_below: set[bytes] = set()
+        #: span ids with an agent span that has its own name below them
+        self.named_below: set[bytes] = set()
+
+    def mark(self, marks: set[bytes], span_id: bytes) -> None:
+        """Record in ``marks`` that ``span_id`` and its known ancestors have the descendant just seen
+        (stops at the first id already marked: its ancestors are marked too)."""
+        nodes = self.nodes
+        for _ in range(MAX_WALK):
+            if not span_id or span_id in marks:
+                return
+            marks.add(span_id)
+            node = nodes.get(span_id)
+            if node is None:
+                return
+            span_id = node.parent_id
+
+    def undecided(self) -> Node | None:
+        """Any node of this trace still waiting (the first of the first parent waited for)."""
+        for nodes in self.waiting.values():
+            if nodes:
+                return nodes[0]
+        return None

@@ -1,0 +1,92 @@
+"""Recorded span trees of real agent frameworks, replayed: the metrics must be the ones derived by hand.
+
+Each folder of tests/golden/frameworks/ holds one framework's real spans as OTLP/JSON
+(``trace.json``, recorded once by ``scripts/record_traces/NAME.py`` against a fake model
+server), the tree as text, and ``expected.json``: the counter values the attribution rules
+(docs/conventions.md, "Attribution from the trace tree") give, with a derivation line per span.
+An expected entry lists some labels; the test sums the family's series over the others, and
+checks that the entries of a family account for all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from agentprom.clock import ManualClock
+from agentprom.config.loader import validate
+from agentprom.context.stage import TraceContext
+from agentprom.metrics.series_store import SeriesStore
+from agentprom.receiver.decode import Batch
+from agentprom.receiver.otlp_json import decode_traces_json
+from agentprom.translator import Translator
+
+FRAMEWORKS = Path(__file__).parent / "golden" / "frameworks"
+FIXTURES = sorted(p.name for p in FRAMEWORKS.iterdir() if (p / "expected.json").exists())
+
+
+def replay(batches: list[list], **attribution) -> SeriesStore:
+    clock = ManualClock()
+    store = SeriesStore(clock=clock)
+    context = TraceContext(validate({"attribution": attribution}).attribution, store)
+    translator = Translator(store, context=context)
+    for spans in batches:
+        translator.consume(Batch(spans=spans), "http")
+    assert not context.pending, "a complete recorded trace leaves nothing waiting"
+    return store
+
+
+def spans_of(name: str) -> list:
+    batch = decode_traces_json((FRAMEWORKS / name / "trace.json").read_bytes())
+    assert not batch.rejected
+    return batch.spans
+
+
+def observed(store: SeriesStore, family: str, labels: dict[str, str]) -> float:
+    spec = store[family].spec
+    return sum(series.value for series in store[family].all_series()
+               if all(series.labels[spec.labels.index(k)] == v for k, v in labels.items()))
+
+
+def check(store: SeriesStore, expected: dict) -> None:
+    for family, entries in expected.items():
+        total = 0.0
+        for entry in entries:
+            labels = {k: v for k, v in entry.items() if k != "value"}
+            assert observed(store, family, labels) == pytest.approx(entry["value"]), (family, labels)
+            total += entry["value"]
+        assert observed(store, family, {}) == pytest.approx(total), f"{family}: series beyond the expected ones"
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_recorded_framework_trees_give_the_metrics_derived_by_hand(name):
+    expected = json.loads((FRAMEWORKS / name / "expected.json").read_text())
+    check(replay([spans_of(name)]), expected["expected"])
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_arrival_order_does_not_change_the_result(name):
+    """Children first (as spans end), parents first, shuffled, and one span per request."""
+    expected = json.loads((FRAMEWORKS / name / "expected.json").read_text())["expected"]
+    spans = spans_of(name)
+    by_end = sorted(spans, key=lambda s: (s.end_ns, -s.start_ns))
+    shuffled = spans[:]
+    random.Random(7).shuffle(shuffled)
+    check(replay([by_end]), expected)
+    check(replay([list(reversed(by_end))]), expected)
+    check(replay([shuffled]), expected)
+    check(replay([[span] for span in by_end]), expected)
+
+
+def test_every_fixture_has_its_recording_script_and_tree():
+    for name in FIXTURES:
+        folder = FRAMEWORKS / name
+        assert (folder / "tree.txt").exists() and (folder / "recorded.json").exists()
+        about = json.loads((folder / "recorded.json").read_text())
+        assert about, name
+    recorders = {p.stem for p in (FRAMEWORKS.parents[2] / "scripts" / "record_traces").glob("*.py")}
+    assert {"langgraph_openinference", "langgraph_openllmetry", "crewai_openinference", "strands",
+            "openai_agents_openinference"} <= recorders
