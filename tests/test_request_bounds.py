@@ -79,7 +79,7 @@ def test_span_cap_refuses_before_any_span_is_built(make_sidecar):
         with pytest.raises(grpc.RpcError) as error:
             channel.unary_unary(EXPORT)(body, timeout=10)
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 15  # a bound against parsing the spans (seconds), not a speed test
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 100 * 1024  # KiB: under 100 MB
     assert refused(sidecar, "too_many_spans") == 2 and refused(sidecar, "too_many_spans", "grpc") == 1
     assert sidecar.post("/v1/traces", empty_spans_protobuf(1000), PROTOBUF)[0] == 200
@@ -123,22 +123,32 @@ def test_decoded_size_is_reserved_against_the_memory_budget(make_sidecar):
 
 
 def test_the_loop_stays_responsive_during_a_large_decode(make_sidecar):
+    """A large body is decoded on a worker thread, and the loop answers health checks meanwhile.
+    (Not a timing assertion: where the decode ran, and that the loop answered while it did.)"""
     sidecar = make_sidecar()
     body = json_spans(9_500, attributes=4)  # just under the default JSON limit: about 0.8 s of decoding
     assert len(body) > 3.9 * 1024 * 1024
+    ingest = sidecar.app.ingest
+    decoded_on: list[str] = []
+    decode = ingest.decode
+
+    def watched(data: bytes, encoding: str):
+        decoded_on.append(threading.current_thread().name)
+        return decode(data, encoding)
+
+    ingest.decode = watched
     answer: list[int] = []
     poster = threading.Thread(target=lambda: answer.append(sidecar.post("/v1/traces", body, JSON)[0]))
     poster.start()
-    worst, polls = 0.0, 0
+    polls = 0
     while poster.is_alive():
-        started = time.monotonic()
         with urllib.request.urlopen(sidecar.metrics_url + "/-/healthy", timeout=10) as response:
             assert response.status == 200
-        worst = max(worst, time.monotonic() - started)
         polls += 1
     poster.join()
     assert answer == [200]
-    assert polls >= 5 and worst < 0.5, (polls, worst)  # decoding on the loop stalls it about 0.8 s
+    assert decoded_on and "sidecar-loop" not in decoded_on, decoded_on
+    assert polls >= 2, polls  # decoding on the loop: the first poll waits for the whole decode
 
 
 def test_event_api_errors_are_capped(sidecar):

@@ -62,8 +62,10 @@ class TraceContext:
         self._clock = store.clock
         #: trace id -> its tree, least recently touched first
         self.traces: OrderedDict[bytes, Tree] = OrderedDict()
-        #: undecided nodes, oldest first (a dict as an ordered set)
-        self.pending: dict[Node, None] = {}
+        #: nodes waiting to be counted (undecided and not yet emitted), oldest first (an ordered set:
+        #: an OrderedDict finds its oldest entry in constant time however many were removed before
+        #: it); nodes already emitted wait in their tree only, to be decided for their children
+        self.pending: OrderedDict[Node, None] = OrderedDict()
         #: nodes held by all trees
         self.indexed = 0
         self._m_pending = store.families["agentprom_attribution_pending_spans"]
@@ -96,6 +98,7 @@ class TraceContext:
             self._mark(node)
         for node in placed:
             self._place(node, deadline, out)
+        self._break_cycles(placed, out)
         self._bound(out)
         return out
 
@@ -139,9 +142,9 @@ class TraceContext:
         arrived before it stopped marking at its id)."""
         tree, kind, span_id = node.tree, node.kind, node.span_id
         if kind is LLM or span_id in tree.llm_below:
-            tree.mark(tree.llm_below, node.parent_id)
+            tree.mark_llm(node.parent_id, span_id)
         if (kind is AGENT and node.own is not None) or span_id in tree.named_below:
-            tree.mark(tree.named_below, node.parent_id)
+            tree.mark_named(node.parent_id, span_id)
 
     def _place(self, node: Node, deadline: float, out: Resolved) -> None:
         span, c, tree = node.span, node.c, node.tree
@@ -161,22 +164,28 @@ class TraceContext:
             return
         node.deadline = deadline
         tree.waiting.setdefault(parent_id, []).append(node)
-        self.pending[node] = None
-        if above is not None and self._is_ancestor(node, above):
-            self._unwait(node)
-            self._settle(node, ROOT, out, "cycle")
+        if node.c is not None:  # not emitted yet: it waits to be counted (an emitted one only to be decided)
+            self.pending[node] = None
 
-    @staticmethod
-    def _is_ancestor(node: Node, start: Node) -> bool:
-        """Whether ``node`` is ``start`` or above it (a parent cycle), within ``MAX_WALK`` steps."""
-        nodes, current = node.tree.nodes, start
-        for _ in range(MAX_WALK):
-            if current is node:
-                return True
-            current = nodes.get(current.parent_id)
-            if current is None or current.decided:
-                return False
-        return False
+    def _break_cycles(self, placed: list[Node], out: Resolved) -> None:
+        """Settle the parent cycles among the batch's undecided spans (else they would wait for each
+        other until the timeout). Each walk stops at a node already walked: linear in the batch."""
+        walked: set[Node] = set()
+        for node in placed:
+            path: set[Node] = set()
+            current: Node | None = node
+            while current is not None and not current.decided and current not in walked:
+                if current in path:  # back on the path: a cycle; it becomes a root, its marks are void
+                    tree = current.tree
+                    self._unwait(current)
+                    for marks in (tree.llm_below, tree.named_below):
+                        if current.span_id in marks:
+                            marks.discard(current.span_id)
+                    self._settle(current, ROOT, out, "cycle")
+                    break
+                path.add(current)
+                current = current.tree.nodes.get(current.parent_id)
+            walked |= path
 
     def _unwait(self, node: Node) -> None:
         waiting = node.tree.waiting
@@ -255,7 +264,7 @@ class TraceContext:
         nodes, top = node.tree.nodes, node
         for _ in range(MAX_WALK):
             above = nodes.get(top.parent_id)
-            if above is None or above.decided or above is node or above not in self.pending:
+            if above is None or above.decided or above is node:
                 break
             top = above
         above = nodes.get(top.parent_id)

@@ -22,6 +22,9 @@ from typing import Any
 
 from agentprom.model import Kind
 
+#: the marks of a tree before anything is marked (shared, never written)
+_NONE: frozenset = frozenset()
+
 #: how far ``mark`` and the stage's walks go up a chain (a bound against hostile depths and cycles)
 MAX_WALK = 256
 
@@ -62,17 +65,28 @@ class Tree:
         self.nodes: dict[bytes, Node] = {}
         #: parent span id -> undecided nodes waiting for it to be decided
         self.waiting: dict[bytes, list[Node]] = {}
-        #: span ids with an LLM-call span below them
-        self.llm_below: set[bytes] = set()
-        #: span ids with an agent span that has its own name below them
-        self.named_below: set[bytes] = set()
+        #: span ids with an LLM-call span below them (made when first needed: most traces are small)
+        self.llm_below: set[bytes] | frozenset = _NONE
+        #: span ids with an agent span that has its own name below them (likewise)
+        self.named_below: set[bytes] | frozenset = _NONE
 
-    def mark(self, marks: set[bytes], span_id: bytes) -> None:
-        """Record in ``marks`` that ``span_id`` and its known ancestors have the descendant just seen
-        (stops at the first id already marked: its ancestors are marked too)."""
+    def mark_llm(self, span_id: bytes, origin: bytes) -> None:
+        if self.llm_below is _NONE:
+            self.llm_below = set()
+        self._mark(self.llm_below, span_id, origin)
+
+    def mark_named(self, span_id: bytes, origin: bytes) -> None:
+        if self.named_below is _NONE:
+            self.named_below = set()
+        self._mark(self.named_below, span_id, origin)
+
+    def _mark(self, marks: set[bytes], span_id: bytes, origin: bytes) -> None:
+        """Record in ``marks`` that ``span_id`` and its known ancestors have a descendant, ``origin``
+        (stops at the first id already marked: its ancestors are marked too; and at ``origin``
+        itself, should a parent cycle lead back to it)."""
         nodes = self.nodes
         for _ in range(MAX_WALK):
-            if not span_id or span_id in marks:
+            if not span_id or span_id in marks or span_id == origin:
                 return
             marks.add(span_id)
             node = nodes.get(span_id)
