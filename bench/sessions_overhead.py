@@ -1,14 +1,16 @@
-"""Measure what session tracking adds to the per-span translator cost; prints JSON.
+"""Measure what the trace context and session tracking add to the per-span translator cost; prints JSON.
 
 Usage: python3 bench/sessions_overhead.py [--spans N] [--repeat R]
 
 Feeds the same decoded spans (agent runs: an agent span, an LLM call and two tool calls per
-trace, half of the traces keyed by gen_ai.conversation.id, so the other half are trace-id
-sessions that start and end within 4-5 spans; a quarter inside an own-convention phase) through
-a Translator without listeners, through one with the session tracker, and through one with the
-tracker and the JSONL log (its writer thread not started, so only the event-loop side counts).
-Reports spans per CPU-second for each and the ratios, measured in one run (shared/PERF.md:
-compare within a run, the machine is shared).
+trace, children first as spans end; in half of the traces the calls name their agent, in the
+other half only the agent span does, so they wait for it in the trace context; half of the
+traces keyed by gen_ai.conversation.id, so the other half are trace-id sessions that start and
+end within 4-5 spans; a quarter inside an own-convention phase) through a Translator without
+listeners, with the trace context, with the session tracker alone (the default before the
+trace context), with both (the default), and with both and the JSONL log (its writer thread
+not started, so only the event-loop side counts). Reports spans per CPU-second for each and
+the differences, measured in one run: the machine is shared, so compare within a run.
 """
 
 from __future__ import annotations
@@ -25,12 +27,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from agentprom.clock import ManualClock  # noqa: E402
+from agentprom.context.stage import TraceContext  # noqa: E402
 from agentprom.config.loader import validate  # noqa: E402
 from agentprom.metrics.series_store import SeriesStore  # noqa: E402
 from agentprom.model import Span  # noqa: E402
 from agentprom.sessions.tracker import SessionTracker  # noqa: E402
 from agentprom.sinks.jsonl import JsonlWriter  # noqa: E402
 from agentprom.translator import Translator  # noqa: E402
+
+
+#: translator alone; with the trace context; with sessions (no context: the default before the
+#: context existed); the default (context and sessions); the default with the JSONL log
+MODES = ("translator", "context", "sessions", "default", "jsonl")
 
 
 def make_spans(n: int) -> list[Span]:
@@ -40,7 +48,8 @@ def make_spans(n: int) -> list[Span]:
     for i in range(traces):
         trace = os.urandom(16)
         root, phase = os.urandom(8), os.urandom(8)
-        common = {"gen_ai.agent.name": f"agent{i % 5}"}
+        agent = {"gen_ai.agent.name": f"agent{i % 5}"}
+        common = dict(agent) if i % 4 < 2 else {}  # the calls of every other pair of traces name no agent
         if i % 2:
             common["gen_ai.conversation.id"] = f"conv{i % 200}"
         in_phase = i % 4 == 0
@@ -59,7 +68,7 @@ def make_spans(n: int) -> list[Span]:
             spans.append(Span(trace, phase, root, "phase", 1, start, start + 6_000_000, 0,
                               {**common, "agent.phase.name": "work"}, {"service.name": "svc"}))
         spans.append(Span(trace, root, b"", "invoke_agent", 1, start, start + 8_000_000, 0,
-                          {**common, "gen_ai.operation.name": "invoke_agent"}, {"service.name": "svc"}))
+                          {**common, **agent, "gen_ai.operation.name": "invoke_agent"}, {"service.name": "svc"}))
     return spans
 
 
@@ -67,8 +76,10 @@ def run(spans: list[Span], mode: str, directory: str) -> float:
     config = validate({})
     clock = ManualClock()
     store = SeriesStore(clock=clock)
-    translator = Translator(store)
-    if mode != "translator":
+    # the trace context (context/stage.py) is part of the default configuration, as the App runs it
+    context = TraceContext(config.attribution, store) if mode in ("context", "default", "jsonl") else None
+    translator = Translator(store, context=context)
+    if mode not in ("translator", "context"):
         sink = None
         if mode == "jsonl":
             sink = JsonlWriter(directory, 1 << 30, 1, len(spans) * 2).append
@@ -92,20 +103,24 @@ def main() -> None:
     gc.collect()
     gc.freeze()
     with tempfile.TemporaryDirectory() as directory:
-        best = {mode: 0.0 for mode in ("translator", "sessions", "jsonl")}
+        best = {mode: 0.0 for mode in MODES}
         for _ in range(args.repeat):  # interleaved, so a busy moment hits every mode alike
             for mode in best:
                 best[mode] = max(best[mode], run(spans, mode, directory))
     base, tracked, logged = best["translator"], best["sessions"], best["jsonl"]
+    context, default = best["context"], best["default"]
     print(json.dumps({
         "spans": len(spans),
         "translator_spans_per_cpu_second": round(base),
+        "with_context_spans_per_cpu_second": round(context),
         "with_sessions_spans_per_cpu_second": round(tracked),
-        "with_sessions_and_jsonl_spans_per_cpu_second": round(logged),
-        "sessions_ratio": round(tracked / base, 3),
-        "sessions_and_jsonl_ratio": round(logged / base, 3),
+        "default_spans_per_cpu_second": round(default),
+        "default_with_jsonl_spans_per_cpu_second": round(logged),
+        "context_us_per_span": round(1e6 / context - 1e6 / base, 2),
         "sessions_us_per_span": round(1e6 / tracked - 1e6 / base, 2),
-        "jsonl_us_per_span": round(1e6 / logged - 1e6 / tracked, 2),
+        "default_us_per_span": round(1e6 / default - 1e6 / base, 2),
+        "default_over_sessions_without_context": round(default / tracked, 3),
+        "jsonl_us_per_span": round(1e6 / logged - 1e6 / default, 2),
     }))
 
 

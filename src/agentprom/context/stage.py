@@ -79,12 +79,15 @@ class TraceContext:
         count (some of this batch, perhaps spans of earlier batches that waited for these).
 
         The whole batch is indexed and marked before anything is decided, so within a batch the
-        order of spans does not matter (parents first or children first)."""
+        order of spans does not matter (parents first or children first). The per-span hot path
+        (bench/sessions_overhead.py): index and marks in one loop, placing in another; only what
+        is still undecided after the batch joins the pending set (with its deadline)."""
         out: Resolved = []
-        deadline = self._clock.monotonic() + self.max_wait
         traces = self.traces
         tree: Tree | None = None
         placed: list[Node] = []
+        append = placed.append
+        duplicates = 0
         for span, c in zip(spans, classified):
             trace_id = span.trace_id
             if tree is None or tree.trace_id != trace_id:  # spans of a trace mostly come together
@@ -93,12 +96,33 @@ class TraceContext:
                     tree = traces[trace_id] = Tree(trace_id)
                 else:
                     traces.move_to_end(trace_id)
-            placed.append(self._index(tree, span, c))
+            span_id = span.span_id
+            node = Node(span_id, span.parent_span_id, tree, c.kind, c.agent if c.named else None, span, c)
+            nodes = tree.nodes
+            if span_id in nodes:
+                duplicates += 1
+            else:
+                nodes[span_id] = node
+            append(node)
+        self.indexed += len(placed) - duplicates
+        if duplicates:
+            self._m_fallbacks.inc(("duplicate_span_id",), duplicates)
         for node in placed:
-            self._mark(node)
+            kind, tree = node.kind, node.tree
+            if kind is LLM or node.span_id in tree.llm_below:
+                tree.mark_llm(node.parent_id, node.span_id)
+            if (kind is AGENT and node.own is not None) or node.span_id in tree.named_below:
+                tree.mark_named(node.parent_id, node.span_id)
         for node in placed:
-            self._place(node, deadline, out)
-        self._break_cycles(placed, out)
+            self._place(node, out)
+        if any(not node.decided for node in placed):
+            self._break_cycles(placed, out)
+            deadline = self._clock.monotonic() + self.max_wait
+            pending = self.pending
+            for node in placed:
+                if not node.decided and node.c is not None:  # an emitted one waits only to be decided
+                    node.deadline = deadline
+                    pending[node] = None
         self._bound(out)
         return out
 
@@ -125,47 +149,23 @@ class TraceContext:
 
     # -- placing a span ----------------------------------------------------------------------------
 
-    def _index(self, tree: Tree, span: Span, c: Classified) -> Node:
-        span_id = span.span_id
-        node = Node(span_id, span.parent_span_id, tree, c.kind, c.agent if c.named else None, span, c)
-        nodes = tree.nodes
-        if span_id in nodes:
-            self._m_fallbacks.inc(("duplicate_span_id",))
-        else:
-            nodes[span_id] = node
-            self.indexed += 1
-        return node
-
-    @staticmethod
-    def _mark(node: Node) -> None:
-        """Marks for the ancestors: from this span, or passed on from below it (a descendant that
-        arrived before it stopped marking at its id)."""
-        tree, kind, span_id = node.tree, node.kind, node.span_id
-        if kind is LLM or span_id in tree.llm_below:
-            tree.mark_llm(node.parent_id, span_id)
-        if (kind is AGENT and node.own is not None) or span_id in tree.named_below:
-            tree.mark_named(node.parent_id, span_id)
-
-    def _place(self, node: Node, deadline: float, out: Resolved) -> None:
-        span, c, tree = node.span, node.c, node.tree
-        span_id, parent_id, kind = node.span_id, node.parent_id, node.kind
-        nodes = tree.nodes
+    def _place(self, node: Node, out: Resolved) -> None:
+        c, kind = node.c, node.kind
+        remote = node.span.parent_remote
         if kind is OTHER or (c.named and kind is not AGENT):
             self._emit(node, out)  # needs nothing from its ancestors; its place in the tree is settled below
-        if not parent_id or span.parent_remote:
+        parent_id = node.parent_id
+        if not parent_id or remote:
             self._settle(node, ROOT, out)
             return
-        if parent_id == span_id:
+        if parent_id == node.span_id:
             self._settle(node, ROOT, out, "cycle")
             return
-        above = nodes.get(parent_id)
+        above = node.tree.nodes.get(parent_id)
         if above is not None and above.decided:
             self._settle(node, above.inherited(), out)
             return
-        node.deadline = deadline
-        tree.waiting.setdefault(parent_id, []).append(node)
-        if node.c is not None:  # not emitted yet: it waits to be counted (an emitted one only to be decided)
-            self.pending[node] = None
+        node.tree.waiting.setdefault(parent_id, []).append(node)
 
     def _break_cycles(self, placed: list[Node], out: Resolved) -> None:
         """Settle the parent cycles among the batch's undecided spans (else they would wait for each
