@@ -52,7 +52,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
 from harness import FakeOpenAI, Reply  # noqa: E402
-from scrub import scrub_fixture  # noqa: E402
 
 EVENT_LISTENER = "--event-listener" in sys.argv[1:]
 NAME = "crewai_openinference_events" if EVENT_LISTENER else "crewai_openinference"
@@ -133,7 +132,7 @@ def main() -> None:
         "run2_exception": errors,
     })
     (folder / "tree.txt").write_text(harness.tree(spans) + "\n")
-    scrub_fixture(folder)
+    harness.scrub_fixture(folder)  # tree.txt too, written after write_fixture
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -235,13 +236,37 @@ def otlp_json(spans: Iterable[Any]) -> dict[str, Any]:
     return _scrub_paths(_hex_ids(MessageToDict(request, use_integers_for_enums=True)), _machine_paths())
 
 
+#: what a folder of a machine looks like in text: any left after scrubbing fails the recording
+_LEFTOVER = re.compile(r"(/tmp/|/work/|/home/|/root/|/usr/|/opt/)")
+
+
+def scrub_fixture(folder: Path, names: tuple[str, ...] = ("trace.json", "recorded.json", "tree.txt")) -> None:
+    """Rewrite the files of ``folder`` with placeholders for this machine's folders; stop the
+    recording if any machine path is left (a fixture must not depend on, or reveal, where it was
+    recorded)."""
+    for name in names:
+        path = folder / name
+        if not path.exists():
+            continue
+        text = path.read_text()
+        for local, placeholder in _machine_paths():
+            text = text.replace(local, placeholder)
+        left = _LEFTOVER.search(text)
+        if left:
+            start = max(0, left.start() - 60)
+            raise SystemExit(f"{path}: machine-specific path left: ...{text[start:left.end() + 60]}...")
+        path.write_text(text)
+
+
 def write_fixture(name: str, spans: Iterable[Any], about: dict[str, Any]) -> Path:
-    """Write ``tests/golden/frameworks/NAME/trace.json`` (and ``recorded.json``: what ran, with versions)."""
+    """Write ``tests/golden/frameworks/NAME/trace.json`` (and ``recorded.json``: what ran, with versions),
+    scrubbed of this machine's paths."""
     spans = list(spans)
     folder = FIXTURES / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "trace.json").write_text(json.dumps(otlp_json(spans), indent=1, sort_keys=True) + "\n")
     (folder / "recorded.json").write_text(json.dumps(about, indent=1, sort_keys=True) + "\n")
+    scrub_fixture(folder)
     print(f"wrote {len(spans)} spans to {folder / 'trace.json'}")
     return folder
 

@@ -41,7 +41,6 @@ _HERE = str(Path(__file__).resolve().parent)
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != Path(_HERE)] + [_HERE]
 
 import harness  # noqa: E402
-from scrub import scrub_fixture  # noqa: E402
 from harness import FakeOpenAI, Reply, Scripted  # noqa: E402
 
 NAME = "strands_latest_semconv" if LATEST else "strands"
@@ -100,7 +99,7 @@ def main() -> None:
         "run2_exception": errors,
     })
     (folder / "tree.txt").write_text(harness.tree(spans) + "\n")
-    scrub_fixture(folder)
+    harness.scrub_fixture(folder)  # tree.txt too, written after write_fixture
 
 
 if __name__ == "__main__":
