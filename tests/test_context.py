@@ -218,7 +218,6 @@ def test_a_trace_split_across_grpc_and_http(make_sidecar):
 
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-    from tests.otel import tracer  # noqa: F401 (the real SDK path is covered elsewhere)
     from tests.test_hostile_input import request_with
     from tests.test_receiver_errors import JSON
 

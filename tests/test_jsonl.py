@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from agentprom.sessions.records import parse_record
 from agentprom.sinks.jsonl import LOG_NAME, JsonlWriter, ReadStats, log_files, read_records, repair_tail
 from tests.conftest import Sidecar
 from tests.otel import tracer
@@ -170,7 +171,7 @@ def test_reader_skips_and_counts_malformed_lines(tmp_path):
         "\xff\xfe",
     ]) + "\n")
     stats = ReadStats()
-    assert [r["duration_ms"] for r in read_records([path], stats)] == [1, 2]
+    assert [r["duration_ms"] for r in read_records([path], stats, parse_record)] == [1, 2]
     assert (stats.records, stats.malformed) == (2, 4)
 
 

@@ -41,7 +41,7 @@ from agentprom.server.request_errors import RequestErrorLog
 from agentprom.server.metrics_routes import MetricsRoutes, registry_names
 from agentprom.sinks.forward import Forwarder
 from agentprom.sessions.api import RuntimeApi
-from agentprom.sessions.journal import SessionJournal
+from agentprom.journal import SessionJournal
 from agentprom.sessions.tracker import SessionTracker
 from agentprom.translator import Translator
 

@@ -215,7 +215,7 @@ def report_path(path: str | Path, bucket_seconds: float = 60.0) -> dict[str, Any
     if not files:
         raise FileNotFoundError(f"no invocations.jsonl in {path}")
     stats = ReadStats()
-    report = build_report(read_records(files, stats), stats, bucket_seconds)
+    report = build_report(read_records(files, stats, R.parse_record), stats, bucket_seconds)
     report["source"]["files"] = [str(f) for f in files]
     return report
 

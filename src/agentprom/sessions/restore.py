@@ -1,4 +1,4 @@
-"""Rebuild session state from the JSONL invocation log at start (sessions/journal.py replays it).
+"""Rebuild session state from the JSONL invocation log at start (journal.py replays it).
 
 Nothing is counted in the metrics and nothing is written: sessions with a
 ``session`` record are ended; the others are open again, with the counters

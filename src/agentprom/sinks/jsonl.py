@@ -48,14 +48,16 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from agentprom.clock import Clock, SystemClock
-from agentprom.sessions.records import RecordError, parse_record
 
 log = logging.getLogger(__name__)
+
+#: checks one decoded line; raises ValueError when it is not a record
+Parse = Callable[[Any], dict[str, Any]]
 
 LOG_NAME = "invocations.jsonl"
 #: the writer hands the kernel at most this much per write
@@ -85,8 +87,18 @@ class ReadStats:
         self.malformed = 0
 
 
-def read_records(paths: Iterable[Path], stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
-    """Every valid record of the given files, in order; malformed lines are skipped and counted."""
+def json_object(value: Any) -> dict[str, Any]:
+    """The least a line must be: a JSON object (``parse`` for readers that know no record format)."""
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+def read_records(paths: Iterable[Path], stats: ReadStats | None = None,
+                 parse: Parse = json_object) -> Iterator[dict[str, Any]]:
+    """Every valid record of the given files, in order; malformed lines are skipped and counted.
+    ``parse`` checks a decoded line (the record format: sessions/records.py) and raises
+    ``ValueError`` for one that is not a record."""
     stats = stats if stats is not None else ReadStats()
     for path in paths:
         with open(path, "rb") as handle:
@@ -95,8 +107,8 @@ def read_records(paths: Iterable[Path], stats: ReadStats | None = None) -> Itera
                 if not line.strip():
                     continue
                 try:
-                    record = parse_record(json.loads(line))
-                except (ValueError, RecordError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                    record = parse(json.loads(line))
+                except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and record errors are ValueErrors
                     stats.malformed += 1
                     if stats.malformed <= WARN_LINES:
                         log.warning("%s line %d skipped: not a valid record (%s)", path, number, exc)
@@ -111,9 +123,10 @@ CUT = "cut"
 TERMINATED = "terminated"
 
 
-def repair_tail(path: Path) -> str | None:
+def repair_tail(path: Path, parse: Parse = json_object) -> str | None:
     """Make ``path`` end with a complete line: ``CUT`` when a torn last line was removed,
-    ``TERMINATED`` when a whole last record only lacked its newline, None when all was well."""
+    ``TERMINATED`` when a whole last record (by ``parse``) only lacked its newline, None when all
+    was well."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -139,8 +152,8 @@ def repair_tail(path: Path) -> str | None:
         handle.seek(start)
         tail = handle.read()
         try:
-            parse_record(json.loads(tail))
-        except (ValueError, RecordError):
+            parse(json.loads(tail))
+        except ValueError:
             log.warning("%s: cutting off a torn last line (%d bytes) left by an interrupted write", path, len(tail))
             handle.truncate(start)
             return CUT
@@ -201,11 +214,12 @@ class JsonlWriter:
 
     # -- loop side ----------------------------------------------------------------
 
-    def prepare(self) -> tuple[list[Path], bool]:
-        """Create the directory and repair the current file's tail; return the files to load
-        (oldest first) and whether a torn last line was cut off."""
+    def prepare(self, parse: Parse = json_object) -> tuple[list[Path], bool]:
+        """Create the directory and repair the current file's tail (a complete last line is one
+        ``parse`` takes); return the files to load (oldest first) and whether a torn last line was
+        cut off."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        cut = repair_tail(self.path) == CUT
+        cut = repair_tail(self.path, parse) == CUT
         return log_files(self.directory, self.keep_files), cut
 
     def start(self) -> None:

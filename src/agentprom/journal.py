@@ -18,6 +18,7 @@ from agentprom.config.schema import JsonlConfig
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.sessions.timestamps import iso
 from agentprom.sessions.tracker import SessionTracker
+from agentprom.sessions.records import parse_record
 from agentprom.sinks.jsonl import JsonlWriter, ReadStats, read_records
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,10 @@ class SessionJournal:
 
     async def open(self, tracker: SessionTracker) -> ReadStats:
         started = time.monotonic()
-        files, cut = self.writer.prepare()
+        files, cut = self.writer.prepare(parse_record)
         stats = ReadStats()
         stats.malformed += cut  # the torn line counts as a malformed line skipped
-        for n, record in enumerate(read_records(files, stats), 1):
+        for n, record in enumerate(read_records(files, stats, parse_record), 1):
             tracker.restore(record)
             if n % RESTORE_SLICE == 0:
                 await asyncio.sleep(0)
