@@ -84,7 +84,7 @@ def run(spans: list[Span], mode: str, directory: str) -> float:
         if mode == "jsonl":
             sink = JsonlWriter(directory, 1 << 30, 1, len(spans) * 2).append
         tracker = SessionTracker(store, translator.record, config.sessions, clock, sink=sink)
-        translator.batch_listeners.append(tracker.on_spans)  # as the App subscribes it
+        translator.listeners.append(tracker.on_spans)  # as the App subscribes it
     feed = translator.spans
     began = time.process_time()
     for index in range(0, len(spans), 512):  # the batches a 512-span export request makes

@@ -48,7 +48,8 @@ class Rig:
         self.context = TraceContext(validate({"attribution": attribution}).attribution, self.store)
         self.translator = Translator(self.store, context=self.context)
         self.seen: list[tuple[bytes, str, bool]] = []
-        self.translator.listeners.append(lambda s, c: self.seen.append((s.span_id, c.agent, c.counted)))
+        self.translator.listeners.append(
+            lambda spans, cs: self.seen.extend((s.span_id, c.agent, c.counted) for s, c in zip(spans, cs)))
 
     def send(self, *spans: Span) -> None:
         self.translator.consume(Batch(spans=list(spans)), "grpc")

@@ -113,11 +113,12 @@ def test_a_listener_that_raises_is_counted_and_the_others_still_run():
     store = SeriesStore(clock=ManualClock())
     translator = Translator(store)
     seen = []
-    translator.listeners[:0] = [lambda span, c: _explode({}), lambda span, c: seen.append(span.span_id)]
+    translator.listeners[:0] = [lambda spans, cs: _explode({}), lambda spans, cs: seen.extend(s.span_id for s in spans)]
     translator.spans([_span(1, b""), _span(2, b"")])
-    assert len(seen) == 2
-    assert store.value("agentprom_internal_errors_total", ("listener",)) == 2
-    assert store.value("agent_tool_calls_total", ("svc", "t", "ok")) == 2
+    translator.spans([_span(3, b"")])
+    assert len(seen) == 3
+    assert store.value("agentprom_internal_errors_total", ("listener",)) == 2  # once per batch it failed on
+    assert store.value("agent_tool_calls_total", ("svc", "t", "ok")) == 3
 
 
 # -- per-session state is bounded, and what the bounds drop is counted ------------------------------

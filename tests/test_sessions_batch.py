@@ -69,9 +69,9 @@ def run(spans: list[Span], batched: bool) -> tuple[str, list[dict], list[dict]]:
     records: list[dict] = []
     tracker = SessionTracker(store, translator.record, config.sessions, clock, sink=records.append)
     if batched:
-        translator.batch_listeners.append(tracker.on_spans)  # as the App subscribes it
-    else:
-        translator.listeners.append(tracker.on_span)  # span by span, between the span metrics
+        translator.listeners.append(tracker.on_spans)  # as the App subscribes it
+    else:  # span by span: the reference the batched loop must match
+        translator.listeners.append(lambda spans, cs: [tracker.on_span(s, c) for s, c in zip(spans, cs)])
     for index in range(0, len(spans), 37):
         translator.consume(Batch(spans=spans[index:index + 37]), "grpc")
     details = [_without_ids(session_detail(s, tracker)) for s in tracker.all_sessions()]
@@ -112,10 +112,9 @@ def write_golden(result: tuple[str, list[dict], list[dict]]) -> None:
 
 def test_the_app_subscribes_the_tracker_per_batch_only_when_sessions_are_on():
     on = App(validate({}))
-    assert on.tracker.on_spans in [getattr(f, "__wrapped__", f) for f in on.translator.batch_listeners]
+    assert on.tracker.on_spans in [getattr(f, "__wrapped__", f) for f in on.translator.listeners]
     off = App(validate({"sessions": {"enabled": False}}))
-    assert off.tracker.on_spans not in off.translator.batch_listeners
-    assert off.tracker.on_span not in off.translator.listeners
+    assert off.tracker.on_spans not in [getattr(f, "__wrapped__", f) for f in off.translator.listeners]
 
 
 def test_a_span_the_tracker_fails_on_does_not_cost_the_rest_of_its_batch():
@@ -125,7 +124,7 @@ def test_a_span_the_tracker_fails_on_does_not_cost_the_rest_of_its_batch():
     store = SeriesStore(clock=clock)
     translator = Translator(store)
     tracker = SessionTracker(store, translator.record, config.sessions, clock)
-    translator.batch_listeners.append(tracker.on_spans)
+    translator.listeners.append(tracker.on_spans)
     broken = Span(b"\x01" * 16, b"\x02" * 8, b"", "bad", 1, T0, T0 + 1, 0,
                   {"agent.session.id": "x", "agent.context.tokens_used": 5, "agent.context.tokens_available": 10},
                   {})

@@ -157,7 +157,7 @@ class App:
         self.tracker = SessionTracker(self.store, self.translator.record, config.sessions, self.clock,
                                       sink=sink, errors=self.errors)
         if config.sessions.enabled:
-            self.translator.batch_listeners.append(self.errors.contain("sessions", self.tracker.on_spans))
+            self.translator.listeners.append(self.errors.contain("sessions", self.tracker.on_spans))
             RuntimeApi(self.tracker, self.store, config.sessions.max_events_per_request,
                        self.amount_limits, config.sessions.max_request_bytes).install(self.http_app)
             self.periodic.append(self.tracker.expire)

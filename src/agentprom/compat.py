@@ -19,7 +19,7 @@ Both honour the span's sampling weight, like the core metrics.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from agentprom.conventions import profile as P
 from agentprom.conventions.classify import Classified, first_str
@@ -45,7 +45,11 @@ class GenAiMetrics:
         self._tool = f["gen_ai_execute_tool_duration_seconds"]
         self._exemplars = store.limits.exemplars
 
-    def __call__(self, span: Span, c: Classified) -> None:
+    def __call__(self, spans: Sequence[Span], classified: Sequence[Classified]) -> None:
+        for span, c in zip(spans, classified):
+            self.one(span, c)
+
+    def one(self, span: Span, c: Classified) -> None:
         kind = c.kind
         if kind is Kind.OTHER or not c.counted:  # as the catalog's own metrics: no wrappers, steps, outer calls
             return
@@ -86,7 +90,11 @@ class SpanMetrics:
         self._duration = store.families["traces_span_metrics_duration_seconds"]
         self._exemplars = store.limits.exemplars
 
-    def __call__(self, span: Span, c: Classified) -> None:
+    def __call__(self, spans: Sequence[Span], classified: Sequence[Classified]) -> None:
+        for span, c in zip(spans, classified):
+            self.one(span, c)
+
+    def one(self, span: Span, c: Classified) -> None:
         service = span.resource.get(P.SERVICE_NAME)
         labels = (
             service if isinstance(service, str) and service else UNKNOWN_SERVICE,
@@ -99,13 +107,15 @@ class SpanMetrics:
         self._duration.observe(labels, span.duration_s, exemplar, c.weight)
 
 
-OUTPUTS: dict[str, Callable[[SeriesStore], Callable[[Span, Classified], None]]] = {
+Listener = Callable[[Sequence[Span], Sequence[Classified]], None]
+
+OUTPUTS: dict[str, Callable[[SeriesStore], Listener]] = {
     "genai_metrics": GenAiMetrics,
     "span_metrics": SpanMetrics,
 }
 
 
-def compat_outputs(store: SeriesStore) -> list[Callable[[Span, Classified], None]]:
+def compat_outputs(store: SeriesStore) -> list[Listener]:
     """A listener for every compat output whose families the store registered."""
     return [
         make(store)

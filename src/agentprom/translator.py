@@ -4,10 +4,9 @@ The one place that knows which span kind feeds which metric. A batch's spans
 are classified, then handed to the trace-context stage (context/stage.py),
 which returns the spans whose agent and role are now known (perhaps spans of
 earlier batches that waited for their ancestors); those are counted.
-Listeners (the compat outputs, sinks) receive every resolved span with its
-classification after its metrics are updated; batch listeners (the session
-tracker) receive each resolved group at once, so their per-span loop runs with
-its lookups hoisted.
+Listeners (the compat outputs, the session tracker) receive each resolved
+group of spans with their classifications at once, after the group's metrics
+are updated, so their per-span loops run with their lookups hoisted.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ from agentprom.model import Kind, Span
 from agentprom.receiver.decode import Batch
 from agentprom.sampling import SamplingWeights
 
-Listener = Callable[[Span, Classified], None]
-BatchListener = Callable[[Sequence[Span], Sequence[Classified]], None]
+Listener = Callable[[Sequence[Span], Sequence[Classified]], None]
 
 OTHER, TOOL, LLM, AGENT = Kind.OTHER, Kind.TOOL, Kind.LLM, Kind.AGENT  # plain globals: cheaper per span
 
@@ -37,10 +35,9 @@ class Translator:
         self.context = context
         #: a listener's failure is counted here and does not stop the span's other listeners
         self.errors = errors or InternalErrors(store)
-        #: optional compat outputs first (they are metrics too), then sessions, sinks, ...
+        #: called once per resolved group with its spans and their classifications, in order: the
+        #: optional compat outputs first (they are metrics too), then sessions
         self.listeners: list[Listener] = compat_outputs(store)
-        #: called once per batch with its spans and their classifications, in order
-        self.batch_listeners: list[BatchListener] = []
         #: sampling-aware counting: each span counts as its adjusted count (sampling.py)
         self.weights = weights or SamplingWeights()
         self._weigh_attribute = bool(self.weights.probability_attribute)
@@ -109,21 +106,19 @@ class Translator:
                 self._count(*zip(*resolved))
 
     def _count(self, spans: Sequence[Span], classified: Sequence[Classified]) -> None:
-        """Count resolved spans and hand them to the listeners, in order."""
-        record, listeners, exemplars = self.record, self.listeners, self._exemplars
+        """Count resolved spans, then hand them to the listeners."""
+        record, exemplars = self.record, self._exemplars
         for span, c in zip(spans, classified):
             if c.kind is not OTHER:
                 # raw ids: the exemplar turns them into hex only if a scrape shows it
                 record(c, (span.end_ns - span.start_ns) / 1e9, (span.trace_id, span.span_id) if exemplars else None,
                        c.weight)
-            for listener in listeners:
+        if classified:
+            for listener in self.listeners:
                 try:
-                    listener(span, c)
+                    listener(spans, classified)
                 except Exception:
                     self.errors.record("listener", getattr(listener, "__qualname__", repr(listener)))
-        if classified:
-            for batch_listener in self.batch_listeners:
-                batch_listener(spans, classified)
 
     def record(self, c: Classified, duration: float, exemplar: tuple[str | bytes, str | bytes] | None = None,
                w: float = 1) -> None:
