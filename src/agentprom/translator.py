@@ -86,7 +86,7 @@ class Translator:
         else:
             resolved = context.add(spans, classified)
             if resolved:
-                self._count(*zip(*resolved))
+                self._count(resolved.spans, resolved.classified)
         return classified[-1] if classified else None
 
     def expire(self) -> None:
@@ -95,7 +95,7 @@ class Translator:
             self.store.tick()
             resolved = self.context.expire()
             if resolved:
-                self._count(*zip(*resolved))
+                self._count(resolved.spans, resolved.classified)
 
     def drain(self) -> None:
         """Count every span still waiting for its ancestors (shutdown)."""
@@ -103,7 +103,7 @@ class Translator:
             self.store.tick()
             resolved = self.context.drain()
             if resolved:
-                self._count(*zip(*resolved))
+                self._count(resolved.spans, resolved.classified)
 
     def _count(self, spans: Sequence[Span], classified: Sequence[Classified]) -> None:
         """Count resolved spans, then hand them to the listeners."""

@@ -51,7 +51,21 @@ AGENT, LLM, OTHER = Kind.AGENT, Kind.LLM, Kind.OTHER
 #: what a local root inherits: no named agent, no agent span above
 ROOT: tuple[str | None, bool, bool] = (None, False, False)
 
-Resolved = list[tuple[Span, Classified]]
+class Resolved:
+    """Spans resolved together, with their classifications, in the order to count them (two
+    parallel lists: no pair is built per span)."""
+
+    __slots__ = ("spans", "classified")
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+        self.classified: list[Classified] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.spans)
+
+    def __len__(self) -> int:
+        return len(self.spans)
 
 
 class TraceContext:
@@ -82,7 +96,7 @@ class TraceContext:
         order of spans does not matter (parents first or children first). The per-span hot path
         (bench/sessions_overhead.py): index and marks in one loop, placing in another; only what
         is still undecided after the batch joins the pending set (with its deadline)."""
-        out: Resolved = []
+        out = Resolved()
         traces = self.traces
         tree: Tree | None = None
         placed: list[Node] = []
@@ -96,25 +110,41 @@ class TraceContext:
                     tree = traces[trace_id] = Tree(trace_id)
                 else:
                     traces.move_to_end(trace_id)
-            span_id = span.span_id
-            node = Node(span_id, span.parent_span_id, tree, c.kind, c.agent if c.named else None, span, c)
+            span_id, kind, named = span.span_id, c.kind, c.named
+            node = Node(span_id, span.parent_span_id, tree, kind, c.agent if named else None, span, c)
             nodes = tree.nodes
             if span_id in nodes:
                 duplicates += 1
             else:
                 nodes[span_id] = node
             append(node)
+            # marks for the ancestors, from this span or passed on from a descendant that came before
+            # it (so the order within the batch does not matter: a mark waits at a missing id)
+            if kind is LLM or span_id in tree.llm_below:
+                tree.mark_llm(node.parent_id, span_id)
+            if (kind is AGENT and named) or span_id in tree.named_below:
+                tree.mark_named(node.parent_id, span_id)
         self.indexed += len(placed) - duplicates
         if duplicates:
             self._m_fallbacks.inc(("duplicate_span_id",), duplicates)
+        place, settle, decide, emit = self._place, self._settle, self._decide, self._emit
         for node in placed:
-            kind, tree = node.kind, node.tree
-            if kind is LLM or node.span_id in tree.llm_below:
-                tree.mark_llm(node.parent_id, node.span_id)
-            if (kind is AGENT and node.own is not None) or node.span_id in tree.named_below:
-                tree.mark_named(node.parent_id, node.span_id)
-        for node in placed:
-            self._place(node, out)
+            # the common case inline: a span whose parent is decided (or that has none), that no
+            # span waits for; anything else goes the general way
+            parent_id = node.parent_id
+            if parent_id:
+                above = node.tree.nodes.get(parent_id)
+                if above.__class__ is not tuple or node.span.parent_remote or parent_id == node.span_id \
+                        or node.span_id in node.tree.waiting:
+                    place(node, out)
+                    continue
+                decide(node, above[0], above[1], above[2])
+            elif node.span_id in node.tree.waiting:
+                settle(node, ROOT, out)
+                continue
+            else:
+                decide(node, None, False, False)
+            emit(node, out)
         if any(not node.decided for node in placed):
             self._break_cycles(placed, out)
             deadline = self._clock.monotonic() + self.max_wait
@@ -128,7 +158,7 @@ class TraceContext:
 
     def expire(self) -> Resolved:
         """Emit the chains that waited longer than ``max_wait_seconds`` (periodic)."""
-        out: Resolved = []
+        out = Resolved()
         now = self._clock.monotonic()
         pending = self.pending
         while pending:
@@ -141,7 +171,7 @@ class TraceContext:
 
     def drain(self) -> Resolved:
         """Emit everything still waiting (shutdown): nothing accepted is lost."""
-        out: Resolved = []
+        out = Resolved()
         while self.pending:
             self._force(next(iter(self.pending)), "shutdown", out)
         self._m_pending.set((), 0)
@@ -162,8 +192,8 @@ class TraceContext:
             self._settle(node, ROOT, out, "cycle")
             return
         above = node.tree.nodes.get(parent_id)
-        if above is not None and above.decided:
-            self._settle(node, above.inherited(), out)
+        if above.__class__ is tuple:  # decided
+            self._settle(node, above[:3], out)
             return
         node.tree.waiting.setdefault(parent_id, []).append(node)
 
@@ -174,7 +204,7 @@ class TraceContext:
         for node in placed:
             path: set[Node] = set()
             current: Node | None = node
-            while current is not None and not current.decided and current not in walked:
+            while current.__class__ is Node and not current.decided and current not in walked:
                 if current in path:  # back on the path: a cycle; it becomes a root, its marks are void
                     tree = current.tree
                     self._unwait(current)
@@ -223,8 +253,18 @@ class TraceContext:
         for current in reversed(order):
             self._emit(current, out)
 
+    @classmethod
+    def _decide(cls, node: Node, ctx: str | None, agent_above: bool, any_agent: bool) -> None:
+        """Decide ``node``; its tree then keeps only what descendants inherit from it, as a tuple
+        of plain values (``Decided``): the garbage collector does not traverse those, and a busy
+        sidecar keeps a hundred thousand of them."""
+        cls._judge(node, ctx, agent_above, any_agent)
+        nodes = node.tree.nodes
+        if nodes.get(node.span_id) is node:  # a duplicate id keeps the first span's entry
+            nodes[node.span_id] = (node.ctx, node.agent_above, node.any_agent, node.parent_id)
+
     @staticmethod
-    def _decide(node: Node, ctx: str | None, agent_above: bool, any_agent: bool) -> None:
+    def _judge(node: Node, ctx: str | None, agent_above: bool, any_agent: bool) -> None:
         node.decided = True
         c = node.c
         if node.kind is not AGENT:
@@ -252,9 +292,12 @@ class TraceContext:
     @staticmethod
     def _emit(node: Node, out: Resolved) -> None:
         c = node.c
+        if c is None:  # emitted already (it needed nothing from its ancestors)
+            return
         if c.kind is LLM and node.span_id in node.tree.llm_below:
             c.counted = False  # an outer call: the innermost LLM span is the request that was made
-        out.append((node.span, c))
+        out.spans.append(node.span)
+        out.classified.append(c)
         node.span = node.c = None
 
     # -- fallbacks and bounds ---------------------------------------------------------------------
@@ -264,12 +307,12 @@ class TraceContext:
         nodes, top = node.tree.nodes, node
         for _ in range(MAX_WALK):
             above = nodes.get(top.parent_id)
-            if above is None or above.decided or above is node:
+            if above.__class__ is not Node or above.decided or above is node:
                 break
             top = above
         above = nodes.get(top.parent_id)
         self._unwait(top)
-        self._settle(top, above.inherited() if above is not None and above.decided else ROOT, out, reason)
+        self._settle(top, above[:3] if above.__class__ is tuple else ROOT, out, reason)
         if node in self.pending:  # not below ``top`` after all (a corrupt chain): on its own
             self._unwait(node)
             self._settle(node, ROOT, out, reason)

@@ -45,24 +45,27 @@ class Node:
         self.span = span
         self.c = c
         self.decided = False
-        self.ctx: str | None = None
-        self.agent_above = False
-        self.any_agent = False
-        self.deadline = 0.0
+        # ctx, agent_above and any_agent are set when the node is decided, deadline when it waits
 
     def inherited(self) -> tuple[str | None, bool, bool]:
         """What a child of this decided node inherits: (ctx, agent_above, any_agent)."""
         return self.ctx, self.agent_above, self.any_agent
 
 
+#: what a tree keeps of a decided span: (ctx, agent_above, any_agent, parent span id); plain values,
+#: so the garbage collector need not traverse them
+Decided = tuple
+
+
 class Tree:
-    """One trace: its nodes by span id, the nodes waiting for each parent id, and marks from below."""
+    """One trace: its nodes by span id (a ``Node`` until decided, then a ``Decided`` tuple), the
+    nodes waiting for each parent id, and marks from below."""
 
     __slots__ = ("trace_id", "nodes", "waiting", "llm_below", "named_below")
 
     def __init__(self, trace_id: bytes) -> None:
         self.trace_id = trace_id
-        self.nodes: dict[bytes, Node] = {}
+        self.nodes: dict[bytes, Node | tuple] = {}
         #: parent span id -> undecided nodes waiting for it to be decided
         self.waiting: dict[bytes, list[Node]] = {}
         #: span ids with an LLM-call span below them (made when first needed: most traces are small)
@@ -92,7 +95,7 @@ class Tree:
             node = nodes.get(span_id)
             if node is None:
                 return
-            span_id = node.parent_id
+            span_id = node[3] if node.__class__ is tuple else node.parent_id
 
     def undecided(self) -> Node | None:
         """Any node of this trace still waiting (the first of the first parent waited for)."""
