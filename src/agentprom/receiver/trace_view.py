@@ -5,8 +5,8 @@ has exactly the wire form of a protobuf ``map<string, AnyValue>``: a map entry i
 a message with the key in field 1 and the value in field 2, which is what a
 ``KeyValue`` is. Parsed as a map, upb hands Python the attribute keys without
 building a ``KeyValue`` wrapper per attribute, and set operations over the map
-run in C, so the decoder touches only the attributes it keeps (bench/decode.py:
-the attribute walk is the ingest hot path; bench/decode.py measures it).
+run in C, so the decoder touches only the attributes it keeps (the attribute walk is
+the ingest hot path; bench/decode.py measures it).
 
 The view is the published ``trace.proto`` descriptor copied into the package
 ``agentprom.otlp_view`` with that one field changed; every other field, type and
