@@ -114,7 +114,7 @@ def main() -> None:
     spans = exporter.get_finished_spans()
     print(harness.tree(spans))
     print("run 2 raised:", errors)
-    folder = harness.write_fixture(NAME, spans, {
+    harness.write_fixture(NAME, spans, {
         "date": "2026-12-03",
         "service.name": SERVICE,
         "packages": harness.versions("crewai", "openai", "openinference-instrumentation-crewai",
@@ -131,8 +131,6 @@ def main() -> None:
                     "new crew of the same shape, the model answers HTTP 500 (max_retries=0, max_retry_limit=0).",
         "run2_exception": errors,
     })
-    (folder / "tree.txt").write_text(harness.tree(spans) + "\n")
-    harness.scrub_fixture(folder)  # tree.txt too, written after write_fixture
 
 
 if __name__ == "__main__":

@@ -259,13 +259,14 @@ def scrub_fixture(folder: Path, names: tuple[str, ...] = ("trace.json", "recorde
 
 
 def write_fixture(name: str, spans: Iterable[Any], about: dict[str, Any]) -> Path:
-    """Write ``tests/golden/frameworks/NAME/trace.json`` (and ``recorded.json``: what ran, with versions),
-    scrubbed of this machine's paths."""
+    """Write ``tests/golden/frameworks/NAME/``: ``trace.json``, ``recorded.json`` (what ran, with
+    versions) and ``tree.txt`` (the tree as text), scrubbed of this machine's paths."""
     spans = list(spans)
     folder = FIXTURES / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "trace.json").write_text(json.dumps(otlp_json(spans), indent=1, sort_keys=True) + "\n")
     (folder / "recorded.json").write_text(json.dumps(about, indent=1, sort_keys=True) + "\n")
+    (folder / "tree.txt").write_text(tree(spans) + "\n")
     scrub_fixture(folder)
     print(f"wrote {len(spans)} spans to {folder / 'trace.json'}")
     return folder

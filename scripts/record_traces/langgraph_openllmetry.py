@@ -93,10 +93,8 @@ def main() -> None:
                                      "opentelemetry-instrumentation", "opentelemetry-semantic-conventions-ai",
                                      "opentelemetry-api", "opentelemetry-sdk"),
     }
-    folder = harness.write_fixture(NAME, spans, about)
-    text = harness.tree(spans)
-    (folder / "tree.txt").write_text(text + "\n")
-    print(text)
+    harness.write_fixture(NAME, spans, about)
+    print(harness.tree(spans))
 
 
 if __name__ == "__main__":

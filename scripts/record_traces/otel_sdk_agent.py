@@ -173,10 +173,8 @@ def main() -> None:
                                      "opentelemetry-instrumentation-openai", "opentelemetry-instrumentation",
                                      "opentelemetry-semantic-conventions-ai"),
     }
-    folder = harness.write_fixture(NAME, spans, about)
-    text = harness.tree(spans)
-    (folder / "tree.txt").write_text(text + "\n")
-    print(text)
+    harness.write_fixture(NAME, spans, about)
+    print(harness.tree(spans))
 
 
 if __name__ == "__main__":
