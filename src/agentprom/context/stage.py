@@ -235,59 +235,65 @@ class TraceContext:
                 reason: str | None = None) -> None:
         """Decide ``node`` and, down the waiting lists, everything that waited for it; emit the
         spans among them children first. ``reason`` names a fallback (spans emitted are counted)."""
-        pending = self.pending
+        pending, decide = self.pending, self._decide
         order: list[Node] = []
-        stack = [(node, inherited)]
-        while stack:
-            current, (ctx, agent_above, any_agent) = stack.pop()
-            pending.pop(current, None)
-            self._decide(current, ctx, agent_above, any_agent)
-            if current.c is not None:
-                order.append(current)
-            waiting = current.tree.waiting.pop(current.span_id, None)
-            if waiting:
-                passed = current.inherited()
-                stack.extend((child, passed) for child in waiting)
+        ctx, agent_above, any_agent = inherited
+        decide(node, ctx, agent_above, any_agent)
+        pending.pop(node, None)
+        if node.c is not None:
+            order.append(node)
+        waiting_for = node.tree.waiting
+        parents = [node] if node.span_id in waiting_for else []
+        while parents:  # each waiting node is decided from the node it waited for, decided just before
+            parent = parents.pop()
+            waiting = waiting_for.pop(parent.span_id, None)
+            if not waiting:
+                continue
+            ctx, agent_above, any_agent = parent.ctx, parent.agent_above, parent.any_agent
+            for child in waiting:
+                pending.pop(child, None)
+                decide(child, ctx, agent_above, any_agent)
+                if child.c is not None:
+                    order.append(child)
+                if child.span_id in waiting_for:
+                    parents.append(child)
         if reason is not None and order:
             self._m_fallbacks.inc((reason,), len(order))
         for current in reversed(order):
             self._emit(current, out)
 
-    @classmethod
-    def _decide(cls, node: Node, ctx: str | None, agent_above: bool, any_agent: bool) -> None:
-        """Decide ``node``; its tree then keeps only what descendants inherit from it, as a tuple
-        of plain values (``Decided``): the garbage collector does not traverse those, and a busy
-        sidecar keeps a hundred thousand of them."""
-        cls._judge(node, ctx, agent_above, any_agent)
-        nodes = node.tree.nodes
-        if nodes.get(node.span_id) is node:  # a duplicate id keeps the first span's entry
-            nodes[node.span_id] = (node.ctx, node.agent_above, node.any_agent, node.parent_id)
-
     @staticmethod
-    def _judge(node: Node, ctx: str | None, agent_above: bool, any_agent: bool) -> None:
+    def _decide(node: Node, ctx: str | None, agent_above: bool, any_agent: bool) -> None:
+        """Decide ``node`` (the rules in the module docstring) from what its parent passes down.
+        Its tree then keeps only what descendants inherit from it, as a tuple of plain values
+        (``Decided``): the garbage collector does not traverse those, and a busy sidecar keeps a
+        hundred thousand of them."""
         node.decided = True
         c = node.c
         if node.kind is not AGENT:
             node.ctx, node.agent_above, node.any_agent = ctx, agent_above, any_agent
             if c is not None and ctx is not None and not c.named:
                 c.agent = ctx
-            return
-        own = node.own
-        node.any_agent = True
-        if own is None and not any_agent and node.span_id in node.tree.named_below:
-            # a wrapper: not counted, and transparent to what is below it
-            node.ctx, node.agent_above = ctx, agent_above
-            if c is not None:
-                c.counted = False
-            return
-        node.ctx = own or ctx
-        node.agent_above = True
-        if c is not None:
-            fallback = service_name(node.span)
-            resolved = own or ctx or fallback
-            c.agent = resolved
-            # a step of the same agent's run (its nearest agent-span ancestor resolves alike)
-            c.counted = not (agent_above and resolved == (ctx or fallback))
+        else:
+            own = node.own
+            node.any_agent = True
+            if own is None and not any_agent and node.span_id in node.tree.named_below:
+                # a wrapper: not counted, and transparent to what is below it
+                node.ctx, node.agent_above = ctx, agent_above
+                if c is not None:
+                    c.counted = False
+            else:
+                node.ctx = own or ctx
+                node.agent_above = True
+                if c is not None:
+                    fallback = service_name(node.span)
+                    resolved = own or ctx or fallback
+                    c.agent = resolved
+                    # a step of the same agent's run (its nearest agent-span ancestor resolves alike)
+                    c.counted = not (agent_above and resolved == (ctx or fallback))
+        nodes = node.tree.nodes
+        if nodes.get(node.span_id) is node:  # a duplicate id keeps the first span's entry
+            nodes[node.span_id] = (node.ctx, node.agent_above, node.any_agent, node.parent_id)
 
     @staticmethod
     def _emit(node: Node, out: Resolved) -> None:
