@@ -90,3 +90,26 @@ def test_every_fixture_has_its_recording_script_and_tree():
     recorders = {p.stem for p in (FRAMEWORKS.parents[2] / "scripts" / "record_traces").glob("*.py")}
     assert {"langgraph_openinference", "langgraph_openllmetry", "crewai_openinference", "strands",
             "openai_agents_openinference"} <= recorders
+
+
+WAITING = sorted(p.name for p in FRAMEWORKS.iterdir() if (p / "expected_after_wait.json").exists())
+
+
+@pytest.mark.parametrize("name", WAITING)
+def test_a_recorded_trace_missing_its_root_is_counted_after_the_wait(name):
+    """A trace whose agent span never arrives (smolagents never exports the run span of a failed
+    run): nothing is counted until attribution.max_wait_seconds, then the fallback is counted."""
+    expected = json.loads((FRAMEWORKS / name / "expected_after_wait.json").read_text())["expected"]
+    clock = ManualClock()
+    store = SeriesStore(clock=clock)
+    context = TraceContext(validate({}).attribution, store)
+    translator = Translator(store, context=context)
+    translator.consume(Batch(spans=spans_of(name)), "http")
+    assert context.pending and observed(store, "agent_llm_calls_total", {}) == 0
+    clock.advance(59)
+    translator.expire()
+    assert context.pending
+    clock.advance(2)
+    translator.expire()
+    assert not context.pending
+    check(store, expected)

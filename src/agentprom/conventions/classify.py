@@ -36,6 +36,7 @@ _AGENT_KEY = P.AGENT_NAME_KEYS[0]
 _TOOL_NAME_KEYS, _MODEL_KEYS, _PROVIDER_KEYS = P.TOOL_NAME_KEYS, P.MODEL_KEYS, P.PROVIDER_KEYS
 _TOKEN_KEYS = tuple(P.TOKEN_KEYS.items())
 _COST_KEYS, _LLM_OPERATIONS, _SERVICE_NAME = P.COST_KEYS, P.LLM_OPERATIONS, P.SERVICE_NAME
+_NOT_LLM_CALLS = P.NOT_LLM_CALLS
 
 
 @dataclass(slots=True)
@@ -172,8 +173,8 @@ def _agent_span_name(span: Span, attrs: dict[str, Any]) -> str | None:
             if name is not None:
                 return name
     rule = P.SPAN_NAME_AGENTS.get(span.scope_name)
-    if rule is not None and span.name and rule.applies(span.scope_name, attrs):
-        return span.name
+    if rule is not None:
+        return rule.name_of(span.name, attrs)
     return None
 
 
@@ -195,6 +196,8 @@ def classify(span: Span) -> Classified:
     if not attrs:  # fast path: no convention attribute at all (HTTP, DB, ... spans)
         return Classified(_OTHER, _service(span), ok, "" if ok else error_type(span), named=False)
     kind, operation = span_kind(attrs)
+    if kind is _LLM and span.scope_name in _NOT_LLM_CALLS and span.name.endswith(_NOT_LLM_CALLS[span.scope_name]):
+        kind, operation = _OTHER, ""  # an instrumentation's span around preparing a request (profile.py)
 
     # _first_str(attrs, AGENT_NAME_KEYS), with the usual case (a string under the first key) inline
     agent = attrs.get(_AGENT_KEY)

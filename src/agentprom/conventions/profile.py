@@ -94,31 +94,47 @@ AGENT_SPAN_NAME_KEYS: tuple[tuple[str, str, str], ...] = (
 class SpanNameAgent:
     """An instrumentation whose agent spans carry no agent name where the span name is one.
 
-    OpenInference's LangChain instrumentation marks every run whose name contains "agent" as an
-    AGENT span, none with ``agent.name``: the LangGraph graph (span name = the graph's name, e.g.
-    ``weather_agent``) and each of its node runs (e.g. ``agent``). Node runs carry ``langgraph_node``
-    in their ``metadata`` attribute; the graph's run does not. So an AGENT span of that scope
-    without a name and without the marker is named by its span name, and node runs stay unnamed
-    (steps of the graph). Recorded in tests/golden/frameworks/langgraph_openinference.
+    * OpenInference's LangChain instrumentation marks every run whose name contains "agent" as an
+      AGENT span, none with ``agent.name``: the LangGraph graph (span name = the graph's name,
+      e.g. ``weather_agent``) and each of its node runs (e.g. ``agent``). Node runs carry
+      ``langgraph_node`` in their ``metadata`` attribute; the graph's run does not. So an AGENT
+      span of that scope without a name and without the marker is named by its span name, and
+      node runs stay unnamed (steps of the graph). Recorded in tests/golden/frameworks/langgraph_openinference.
+    * OpenInference's smolagents instrumentation names the agent's run span ``{name}.run``
+      without ``agent.name``. Recorded in tests/golden/frameworks/smolagents_openinference.
     """
 
-    __slots__ = ("scope", "attribute", "marker")
+    __slots__ = ("scope", "attribute", "marker", "suffix")
 
-    def __init__(self, scope: str, attribute: str, marker: str) -> None:
-        self.scope, self.attribute, self.marker = scope, attribute, marker
+    def __init__(self, scope: str, attribute: str = "", marker: str = "", suffix: str = "") -> None:
+        self.scope, self.attribute, self.marker, self.suffix = scope, attribute, marker, suffix
 
-    def applies(self, scope_name: str, attrs: dict) -> bool:
-        if scope_name != self.scope:
-            return False
-        value = attrs.get(self.attribute)
-        return not (isinstance(value, str) and self.marker in value)
+    def name_of(self, span_name: str, attrs: dict) -> str | None:
+        """The agent name this span's name gives, or None."""
+        if self.marker:
+            value = attrs.get(self.attribute)
+            if isinstance(value, str) and self.marker in value:
+                return None
+        if self.suffix:
+            if not span_name.endswith(self.suffix):
+                return None
+            span_name = span_name[:-len(self.suffix)]
+        return span_name or None
 
 
 #: scope name -> its rule (agent spans only)
 SPAN_NAME_AGENTS: dict[str, SpanNameAgent] = {
     rule.scope: rule for rule in (
-        SpanNameAgent("openinference.instrumentation.langchain", "metadata", '"langgraph_node"'),
+        SpanNameAgent("openinference.instrumentation.langchain", attribute="metadata", marker='"langgraph_node"'),
+        SpanNameAgent("openinference.instrumentation.smolagents", suffix=".run"),
     )
+}
+
+#: LLM-kind spans that are not requests, by scope: span-name suffixes. OpenInference's LlamaIndex
+#: instrumentation marks ``OpenAI._prepare_chat_with_tools`` (building the request) as an LLM span
+#: beside the span of the request itself (recorded in tests/golden/frameworks/llamaindex_openinference).
+NOT_LLM_CALLS: dict[str, tuple[str, ...]] = {
+    "openinference.instrumentation.llama_index": ("._prepare_chat_with_tools",),
 }
 TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name")
 #: span-name prefixes stripped to get a tool name when no attribute names it
@@ -209,7 +225,7 @@ def _wanted_keys() -> frozenset[str]:
         LLM_REQUEST_TYPE,
         ENTITY_NAME,
         ERROR_TYPE,
-        *(rule.attribute for rule in SPAN_NAME_AGENTS.values()),
+        *(rule.attribute for rule in SPAN_NAME_AGENTS.values() if rule.attribute),
         *(key for _kind, _value, key in AGENT_SPAN_NAME_KEYS),
         *AGENT_NAME_KEYS,
         *TOOL_NAME_KEYS,
