@@ -51,6 +51,7 @@ AGENT, LLM, OTHER = Kind.AGENT, Kind.LLM, Kind.OTHER
 #: what a local root inherits: no named agent, no agent span above
 ROOT: tuple[str | None, bool, bool] = (None, False, False)
 
+
 class Resolved:
     """Spans resolved together, with their classifications, in the order to count them (two
     parallel lists: no pair is built per span)."""
