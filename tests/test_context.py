@@ -304,3 +304,12 @@ def test_each_span_is_emitted_exactly_once(order):
         rig.send(s)
     ids = [span_id for span_id, _agent, _counted in rig.seen]
     assert sorted(ids) == sorted(s.span_id for s in run)
+
+
+def test_spans_decided_together_are_emitted_in_the_order_they_arrived():
+    """Sessions read order: a tool that failed and then succeeded is a recovery only in that order."""
+    rig = Rig()
+    first, second, agent = span(3, 1, TOOL, error=True), span(2, 1, TOOL), span(1, None, named(AGENT, "a"))
+    rig.send(first, second)
+    rig.send(agent)
+    assert [span_id for span_id, _agent, _counted in rig.seen] == [first.span_id, second.span_id, agent.span_id]

@@ -30,8 +30,9 @@ span so emitted is counted in ``agentprom_attribution_fallbacks_total{reason}``
 ancestor; ``duplicate_span_id`` for a span id seen twice in a trace, which is
 resolved but not indexed). ``drain`` (SIGTERM) emits everything still waiting.
 
-Spans decided together are emitted children first, the order in which they
-ended, which is what the session tracker expects.
+Spans decided together are emitted in the order they arrived (children first, as
+spans end), which is what the session tracker expects: a tool call that failed
+and then succeeded is a recovery only in that order.
 
 Concurrency: owned by the event loop like the series store; no method awaits.
 """
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from operator import attrgetter
 
 from agentprom.config.schema import AttributionConfig
 from agentprom.context.tree import MAX_WALK, Node, Tree
@@ -48,6 +50,7 @@ from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind, Span
 
 AGENT, LLM, OTHER = Kind.AGENT, Kind.LLM, Kind.OTHER
+_arrival = attrgetter("seq")
 #: what a local root inherits: no named agent, no agent span above
 ROOT: tuple[str | None, bool, bool] = (None, False, False)
 
@@ -83,6 +86,8 @@ class TraceContext:
         self.pending: OrderedDict[Node, None] = OrderedDict()
         #: nodes held by all trees
         self.indexed = 0
+        #: spans seen so far (each node's arrival number)
+        self._seq = 0
         self._m_pending = store.families["agentprom_attribution_pending_spans"]
         self._m_fallbacks = store.families["agentprom_attribution_fallbacks_total"]
         self._m_pending.set((), 0)
@@ -103,6 +108,7 @@ class TraceContext:
         placed: list[Node] = []
         append = placed.append
         duplicates = 0
+        seq = self._seq
         for span, c in zip(spans, classified):
             trace_id = span.trace_id
             if tree is None or tree.trace_id != trace_id:  # spans of a trace mostly come together
@@ -112,7 +118,8 @@ class TraceContext:
                 else:
                     traces.move_to_end(trace_id)
             span_id, kind, named = span.span_id, c.kind, c.named
-            node = Node(span_id, span.parent_span_id, tree, kind, c.agent if named else None, span, c)
+            seq += 1
+            node = Node(span_id, span.parent_span_id, tree, kind, c.agent if named else None, span, c, seq)
             nodes = tree.nodes
             if span_id in nodes:
                 duplicates += 1
@@ -125,6 +132,7 @@ class TraceContext:
                 tree.mark_llm(node.parent_id, span_id)
             if (kind is AGENT and named) or span_id in tree.named_below:
                 tree.mark_named(node.parent_id, span_id)
+        self._seq = seq
         self.indexed += len(placed) - duplicates
         if duplicates:
             self._m_fallbacks.inc(("duplicate_span_id",), duplicates)
@@ -235,7 +243,7 @@ class TraceContext:
     def _settle(self, node: Node, inherited: tuple[str | None, bool, bool], out: Resolved,
                 reason: str | None = None) -> None:
         """Decide ``node`` and, down the waiting lists, everything that waited for it; emit the
-        spans among them children first. ``reason`` names a fallback (spans emitted are counted)."""
+        spans among them in the order they arrived. ``reason`` names a fallback (spans emitted are counted)."""
         pending, decide = self.pending, self._decide
         order: list[Node] = []
         ctx, agent_above, any_agent = inherited
@@ -260,7 +268,9 @@ class TraceContext:
                     parents.append(child)
         if reason is not None and order:
             self._m_fallbacks.inc((reason,), len(order))
-        for current in reversed(order):
+        if len(order) > 1:
+            order.sort(key=_arrival)  # as they arrived (children first, as spans end): sessions see that order
+        for current in order:
             self._emit(current, out)
 
     @staticmethod

@@ -31,11 +31,13 @@ MAX_WALK = 256
 
 class Node:
     __slots__ = ("span_id", "parent_id", "tree", "kind", "own", "span", "c", "decided", "ctx", "agent_above",
-                 "any_agent", "deadline")
+                 "any_agent", "deadline", "seq")
 
     def __init__(self, span_id: bytes, parent_id: bytes, tree: Tree, kind: Kind, own: str | None,
-                 span: Any, c: Any) -> None:
+                 span: Any, c: Any, seq: int) -> None:
         self.span_id = span_id
+        #: arrival order: spans decided together are emitted in the order they arrived
+        self.seq = seq
         self.parent_id = parent_id
         self.tree = tree
         self.kind = kind
