@@ -41,14 +41,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="documents to process (default 3)")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="chance that a read fails (default 0)")
-    parser.add_argument("--seed", default=None, help="random seed, any text (default: random)")
+    parser.add_argument("--seed", default=None,
+                        help="random seed, any text (default: the run index agentprom bench gives, else 0: "
+                        "a benchmark is repeatable)")
     parser.add_argument("--step-ms", type=float, default=5.0, help="wall-clock time per call (default 5)")
     parser.add_argument("--hang-after", type=int, default=None, metavar="N",
                         help="after N steps, send the spans so far and hang forever")
     parser.add_argument("--exit-code", type=int, default=None, help="exit with this status regardless")
     args = parser.parse_args()
 
-    rng = random.Random(args.seed)
+    seed = args.seed if args.seed is not None else os.environ.get("AGENTPROM_RUN_INDEX", "0")
+    rng = random.Random(f"toy-agent-{seed}")
     session_id = os.environ.get("AGENTPROM_SESSION_ID") or f"toy-{uuid.uuid4().hex[:12]}"
     provider = TracerProvider(resource=Resource.create({"service.name": "toy-agent"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
