@@ -83,7 +83,7 @@ def run(spans: list[Span], mode: str, directory: str) -> float:
         sink = None
         if mode == "jsonl":
             sink = JsonlWriter(directory, 1 << 30, 1, len(spans) * 2).append
-        tracker = SessionTracker(store, translator.record, config.sessions, clock, sink=sink)
+        tracker = SessionTracker(store, config.sessions, clock, sink=sink)
         translator.listeners.append(tracker.on_spans)  # as the App subscribes it
     feed = translator.spans
     gc.collect()  # what earlier runs left is not this run's cost

@@ -74,7 +74,7 @@ def _tracker(sink) -> tuple[SessionTracker, ManualClock, SeriesStore]:
     clock = ManualClock()
     store = SeriesStore(clock=clock)
     config = validate({"sessions": {"inactivity_timeout_seconds": 10, "max_open_sessions": 3}})
-    return SessionTracker(store, Translator(store).record, config.sessions, clock, sink=sink), clock, store
+    return SessionTracker(store, config.sessions, clock, sink=sink), clock, store
 
 
 def _explode(record: dict) -> None:

@@ -384,10 +384,9 @@ def test_sessions_and_tool_calls_in_flight_past_the_limit_add_up():
     from agentprom.config.loader import validate
     from agentprom.sessions.events import RuntimeEvent
     from agentprom.sessions.tracker import SessionTracker
-    from agentprom.translator import Translator
 
     store, clock = make_store(max_series_per_metric=10)
-    tracker = SessionTracker(store, Translator(store).record, validate({}).sessions, clock, sink=lambda r: None)
+    tracker = SessionTracker(store, validate({}).sessions, clock, sink=lambda r: None)
     for i in range(50):
         tracker.apply(RuntimeEvent(event_type="tool_started", session_id=f"s{i}", agent=f"agent{i}",
                                    tool_name="search", call_id="c"))

@@ -67,7 +67,7 @@ def run(spans: list[Span], batched: bool) -> tuple[str, list[dict], list[dict]]:
     store = SeriesStore(clock=clock)
     translator = Translator(store)
     records: list[dict] = []
-    tracker = SessionTracker(store, translator.record, config.sessions, clock, sink=records.append)
+    tracker = SessionTracker(store, config.sessions, clock, sink=records.append)
     if batched:
         translator.listeners.append(tracker.on_spans)  # as the App subscribes it
     else:  # span by span: the reference the batched loop must match
@@ -123,7 +123,7 @@ def test_a_span_the_tracker_fails_on_does_not_cost_the_rest_of_its_batch():
     clock = ManualClock()
     store = SeriesStore(clock=clock)
     translator = Translator(store)
-    tracker = SessionTracker(store, translator.record, config.sessions, clock)
+    tracker = SessionTracker(store, config.sessions, clock)
     translator.listeners.append(tracker.on_spans)
     broken = Span(b"\x01" * 16, b"\x02" * 8, b"", "bad", 1, T0, T0 + 1, 0,
                   {"agent.session.id": "x", "agent.context.tokens_used": 5, "agent.context.tokens_available": 10},
@@ -132,7 +132,7 @@ def test_a_span_the_tracker_fails_on_does_not_cost_the_rest_of_its_batch():
     translator.consume(Batch(spans=[broken, *spans]), "grpc")
     assert tracker.errors.counts["sessions"] == 1
     assert store.value("agentprom_internal_errors_total", ("sessions",)) == 1
-    reference = SessionTracker(SeriesStore(clock=clock), Translator(SeriesStore()).record, config.sessions, clock)
+    reference = SessionTracker(SeriesStore(clock=clock), config.sessions, clock)
     reference.on_spans(spans, [c for c in map(_classify, spans)])
     assert sorted(s.session_id for s in tracker.all_sessions()) == sorted(
         [*(s.session_id for s in reference.all_sessions()), "x"])

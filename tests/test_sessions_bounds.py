@@ -20,7 +20,7 @@ def make(**sessions) -> tuple[SessionTracker, list[dict], SeriesStore]:
     store = SeriesStore(clock=clock)
     translator = Translator(store)
     written: list[dict] = []
-    tracker = SessionTracker(store, translator.record, config.sessions, clock, sink=written.append)
+    tracker = SessionTracker(store, config.sessions, clock, sink=written.append)
     translator.listeners.append(tracker.on_spans)
     tracker.feed = translator.span  # type: ignore[attr-defined]
     return tracker, written, store

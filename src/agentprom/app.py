@@ -154,12 +154,14 @@ class App:
         # runtime sessions (fed by spans and the /runtime API) and their JSONL log
         self.journal = SessionJournal(config.jsonl, self.store) if config.jsonl.enabled else None
         sink = self.errors.contain("jsonl", self.journal.writer.append) if self.journal else None
-        self.tracker = SessionTracker(self.store, self.translator.record, config.sessions, self.clock,
+        self.tracker = SessionTracker(self.store, config.sessions, self.clock,
                                       sink=sink, errors=self.errors)
         if config.sessions.enabled:
             self.translator.listeners.append(self.errors.contain("sessions", self.tracker.on_spans))
+            self.translator.sessions = self.tracker  # runtime events enter where spans do
             RuntimeApi(self.tracker, self.store, config.sessions.max_events_per_request,
-                       self.amount_limits, config.sessions.max_request_bytes).install(self.http_app)
+                       self.amount_limits, config.sessions.max_request_bytes,
+                       apply=self.translator.event).install(self.http_app)
             self.periodic.append(self.tracker.expire)
         if self.journal is not None:
             self.periodic.append(self.journal.publish)

@@ -7,11 +7,15 @@ earlier batches that waited for their ancestors); those are counted.
 Listeners (the compat outputs, the session tracker) receive each resolved
 group of spans with their classifications at once, after the group's metrics
 are updated, so their per-span loops run with their lookups hoisted.
+
+Runtime API events enter here too (``event``): the session tracker applies them,
+and the tool or LLM call an event made is counted like a span's call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from agentprom.compat import compat_outputs
 from agentprom.context.stage import TraceContext
@@ -21,6 +25,11 @@ from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind, Span
 from agentprom.receiver.decode import Batch
 from agentprom.sampling import SamplingWeights
+from agentprom.sessions.events import RuntimeEvent
+from agentprom.sessions.model import TOOL_CALL, Call, Session
+
+if TYPE_CHECKING:
+    from agentprom.sessions.tracker import SessionTracker
 
 Listener = Callable[[Sequence[Span], Sequence[Classified]], None]
 
@@ -33,6 +42,8 @@ class Translator:
         self.store = store
         #: the trace-context stage (context/stage.py); None counts each span on its own, as classified
         self.context = context
+        #: the session tracker that runtime API events are applied to (``event``); set by the App
+        self.sessions: SessionTracker | None = None
         #: a listener's failure is counted here and does not stop the span's other listeners
         self.errors = errors or InternalErrors(store)
         #: called once per resolved group with its spans and their classifications, in order: the
@@ -88,6 +99,15 @@ class Translator:
             if resolved:
                 self._count(resolved.spans, resolved.classified)
         return classified[-1] if classified else None
+
+    def event(self, event: RuntimeEvent) -> Session:
+        """A runtime API event enters here, as spans do: the session tracker (``sessions``) applies
+        it, and the call it made (a tool or LLM call event) is counted in the core metrics like a
+        span's call. Return the event's session."""
+        session, call = self.sessions.apply_event(event)
+        if call is not None:
+            self.record(_meaning_of(call), call.duration_ms / 1000.0)
+        return session
 
     def expire(self) -> None:
         """Count the spans whose ancestors did not arrive in time (periodic)."""
@@ -152,3 +172,19 @@ class Translator:
             self._invocation_duration.observe((agent,), duration, exemplar, w)
             if not c.ok:
                 self._errors.inc((agent, "agent", c.error_type), w)
+
+
+def _meaning_of(call: Call) -> Classified:
+    """What a runtime event's call means to the catalog, as classification says it of a span."""
+    is_tool = call.kind == TOOL_CALL
+    c = Classified(TOOL if is_tool else LLM, call.agent, call.success, call.error_class or "")
+    if is_tool:
+        c.tool = call.name
+    else:
+        # the tracker filled model and provider from the event, else the session, else "unknown"
+        c.operation, c.model, c.provider, c.cost = "chat", call.model, call.provider, call.cost
+        for token_type, value in (("input", call.input_tokens), ("output", call.output_tokens),
+                                  ("cache_read", call.cached_tokens)):
+            if value is not None:
+                c.tokens[token_type] = value
+    return c

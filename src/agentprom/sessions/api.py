@@ -206,8 +206,12 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 class RuntimeApi:
     def __init__(self, tracker: SessionTracker, store: SeriesStore, max_events: int,
-                 limits: AmountLimits | None = None, max_request_bytes: int = 1024 * 1024) -> None:
+                 limits: AmountLimits | None = None, max_request_bytes: int = 1024 * 1024,
+                 apply: Callable[[E.RuntimeEvent], Session] | None = None) -> None:
         self.tracker = tracker
+        #: where a validated event enters: the translator (``Translator.event``), as spans do, so the
+        #: calls events make are counted like spans' calls; the tracker alone when sessions stand alone
+        self.apply = apply or tracker.apply
         self.max_events = max_events
         #: field checks with the per-span amount bounds (bounds.py) on tokens and cost
         self.checks = E.bounded_checks(limits or AmountLimits.defaults())
@@ -247,7 +251,7 @@ class RuntimeApi:
             return error.response()
         events, errors, total = E.parse_events(document, self.max_events, self.checks)
         for event in events:
-            self.tracker.apply(event)
+            self.apply(event)
         rejected = total - len(events)
         if events:
             self._events.inc(("accepted",), len(events))
@@ -284,7 +288,7 @@ class RuntimeApi:
         except ApiError as error:
             return error.response()
         self._events.inc(("accepted",))
-        s = self.tracker.apply(event)
+        s = self.apply(event)
         return web.json_response({"session": session_detail(s, self.tracker)}, status=201)
 
     async def post_end(self, request: web.Request) -> web.Response:

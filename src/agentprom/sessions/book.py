@@ -35,7 +35,7 @@ from typing import Any
 from agentprom.clock import Clock
 from agentprom.config.schema import SessionsConfig
 from agentprom.conventions import profile as P
-from agentprom.conventions.classify import UNKNOWN, Classified
+from agentprom.conventions.classify import UNKNOWN
 from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.sessions import records as R
@@ -54,14 +54,11 @@ MIN_OPEN_STATE = 64
 
 
 class SessionBook:
-    def __init__(self, store: SeriesStore, record_call: Callable[[Classified, float], None],
-                 config: SessionsConfig, clock: Clock, sink: Sink | None = None,
+    def __init__(self, store: SeriesStore, config: SessionsConfig, clock: Clock, sink: Sink | None = None,
                  errors: InternalErrors | None = None) -> None:
-        """``record_call`` counts an event-API call in the core metrics (``Translator.record``);
-        ``sink`` takes every record for the log (the App passes it contained: ``InternalErrors``)."""
+        """``sink`` takes every record for the log (the App passes it contained: ``InternalErrors``)."""
         self.store = store
         self.errors = errors or InternalErrors(store)
-        self.record_call = record_call
         self.config = config
         self.clock = clock
         self.sink = sink

@@ -2,8 +2,9 @@
 
 ``session_started`` ... ``session_completed``, tool and LLM calls, phases,
 checkpoints, context resets and memory operations, as docs/sessions.md
-describes; a call event is also counted in the core metrics through
-``record_call`` (the translator's ``record``).
+describes. Events enter where spans do, through the translator
+(``Translator.event``): it hands each event here and counts the call an event
+made (``apply_event`` returns it) in the core metrics, as it counts spans.
 """
 
 from __future__ import annotations
@@ -11,33 +12,37 @@ from __future__ import annotations
 import logging
 
 from agentprom.conventions import profile as P
-from agentprom.conventions.classify import UNKNOWN, Classified
-from agentprom.model import Kind
+from agentprom.conventions.classify import UNKNOWN
 from agentprom.sessions import events as E
 from agentprom.sessions.book import SessionBook
 from agentprom.sessions.model import COMPLETED, FAILED, LLM_CALL, TOOL_CALL, Call, Session, new_id
 
 log = logging.getLogger(__name__)
 
-LLM, TOOL = Kind.LLM, Kind.TOOL
 
 
 class EventSessions(SessionBook):
     """The event path of the session tracker."""
 
     def apply(self, event: E.RuntimeEvent) -> Session:
-        """Apply one validated event; return its session."""
+        """Apply one validated event; return its session (for the event's call metrics, go through
+        ``Translator.event``)."""
+        return self.apply_event(event)[0]
+
+    def apply_event(self, event: E.RuntimeEvent) -> tuple[Session, Call | None]:
+        """Apply one validated event; return its session and the call it made, if any."""
         self.store.tick()
         t = event.timestamp if event.timestamp is not None else self.clock.now()
         kind = event.event_type
         if kind == E.SESSION_STARTED:
-            return self.start_session(event.session_id, t, event.agent, event.model, event.provider)
+            return self.start_session(event.session_id, t, event.agent, event.model, event.provider), None
         s = self._session(event.session_id, event.agent, 2)
         agent = event.agent or s.agent
         if event.context_tokens_used is not None and event.context_tokens_available:
             self._observe_context(s, agent, event.context_tokens_used, event.context_tokens_available)
+        call = None
         if kind in (E.TOOL_COMPLETED, E.TOOL_FAILED, E.LLM_CALL_EVENT):
-            self._event_call(s, event, agent, t)
+            call = self._event_call(s, event, agent, t)
             s.cover(t, t)
         elif kind == E.TOOL_STARTED:
             self._tool_started(s, event, agent, t)
@@ -63,7 +68,7 @@ class EventSessions(SessionBook):
                 self._memory(s, agent, "read")
             elif kind == E.MEMORY_WRITE:
                 self._memory(s, agent, "write")
-        return s
+        return s, call
 
     def start_session(self, session_id: str, t: float, agent: str | None = None,
                       model: str | None = None, provider: str | None = None) -> Session:
@@ -93,7 +98,7 @@ class EventSessions(SessionBook):
             self._end(s, status, t)
         return s
 
-    def _event_call(self, s: Session, event: E.RuntimeEvent, agent: str, t: float) -> None:
+    def _event_call(self, s: Session, event: E.RuntimeEvent, agent: str, t: float) -> Call:
         is_tool = event.event_type != E.LLM_CALL_EVENT
         success = event.event_type != E.TOOL_FAILED and event.success is not False
         started = None
@@ -116,27 +121,17 @@ class EventSessions(SessionBook):
         call.attempt = attempt
         call.retry_source = "agent" if attempt > 1 else None
         call.escalated = bool(event.escalated)
-        classified = Classified(kind=TOOL if is_tool else LLM, agent=agent, ok=success,
-                                error_type=error_type)
-        if is_tool:
-            classified.tool = call.name
-        else:
+        if not is_tool:
             call.model, call.provider = model, provider
             call.input_tokens, call.output_tokens = event.input_tokens, event.output_tokens
             call.cached_tokens, call.cost = event.cached_tokens, event.cost
-            classified.operation, classified.model, classified.provider = "chat", model, provider
-            classified.cost = event.cost
-            for token_type, value in (("input", event.input_tokens), ("output", event.output_tokens),
-                                      ("cache_read", event.cached_tokens)):
-                if value is not None:
-                    classified.tokens[token_type] = value
-        self.record_call(classified, duration_ms / 1000.0)
         phase = None
         if event.phase_key:
             phase = self._phase_ref(s, event.phase_key, event.phase_name or event.phase_key)
         elif s.current_phase is not None and not s.current_phase.ended:
             phase = s.current_phase
         self._add_call(s, call, phase, True)
+        return call
 
     def _tool_started(self, s: Session, event: E.RuntimeEvent, agent: str, t: float) -> None:
         s.cover(t, t)
