@@ -31,18 +31,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
-from harness import FakeOpenAI, Reply  # noqa: E402
+import langgraph_react  # noqa: E402
 
 NAME = "langgraph_openinference"
 SERVICE = "langgraph-oi-demo"
-
-
-def policy(request: dict) -> Reply:
-    """Run 2's question mentions 'Oslo': its first model call fails with HTTP 500."""
-    messages = request.get("messages") or []
-    if any("Oslo" in str(m.get("content")) for m in messages):
-        return Reply(error_status=500)
-    return harness.tool_then_answer(request, arguments='{"city": "Paris"}')
 
 
 def main() -> None:
@@ -51,43 +43,13 @@ def main() -> None:
     from openinference.instrumentation.langchain import LangChainInstrumentor
 
     LangChainInstrumentor().instrument(tracer_provider=provider)
-
-    from langchain_core.tools import tool
-    from langchain_openai import ChatOpenAI
-    from langgraph.prebuilt import create_react_agent
-
-    @tool
-    def get_weather(city: str) -> str:
-        """Get the current weather for a city."""
-        return f"It is sunny in {city}."
-
-    with FakeOpenAI(policy) as fake:
-        model = ChatOpenAI(model="gpt-4o-mini", api_key="sk-fake", base_url=fake.base_url, max_retries=0)
-        graph = create_react_agent(model, [get_weather], name="weather_agent")
-        graph.invoke({"messages": [("user", "What is the weather in Paris?")]})
-        try:
-            graph.invoke({"messages": [("user", "What is the weather in Oslo?")]})
-        except Exception as error:  # the expected failure of run 2
-            print(f"run 2 failed as planned: {type(error).__module__}.{type(error).__name__}")
-        print(f"fake model got {len(fake.requests)} requests")
-
-    provider.force_flush()
-    spans = exporter.get_finished_spans()
-    about = {
-        "date": "2026-12-03",
-        "service.name": SERVICE,
-        "scenario": ("LangGraph create_react_agent graph 'weather_agent' with one tool get_weather, "
-                     "ChatOpenAI(model='gpt-4o-mini', max_retries=0) against a fake OpenAI server. "
-                     "Run 1: LLM (tool call) -> get_weather -> LLM (answer). "
-                     "Run 2: the first model call gets HTTP 500; the graph fails."),
+    langgraph_react.record(NAME, SERVICE, provider, exporter, {
+        "scenario": langgraph_react.SCENARIO + "",
         "instrumentation": "openinference-instrumentation-langchain (LangChainInstrumentor)",
-        "versions": harness.versions("langgraph", "langgraph-prebuilt", "langchain-core", "langchain-openai",
-                                     "openai", "openinference-instrumentation-langchain",
-                                     "openinference-instrumentation", "openinference-semantic-conventions",
-                                     "opentelemetry-api", "opentelemetry-sdk"),
-    }
-    harness.write_fixture(NAME, spans, about)
-    print(harness.tree(spans))
+        "versions": harness.versions(*langgraph_react.PACKAGES,
+                                     "openinference-instrumentation-langchain",
+                                     "openinference-instrumentation", "openinference-semantic-conventions"),
+    })
 
 
 if __name__ == "__main__":
