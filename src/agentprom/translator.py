@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from agentprom.compat import compat_outputs
-from agentprom.context.stage import TraceContext
+from agentprom.context.stage import Resolved, TraceContext
 from agentprom.conventions.classify import Classified, classify
 from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.series_store import SeriesStore
@@ -85,19 +85,19 @@ class Translator:
         what is resolved; return the last span's classification (the per-span hot path)."""
         weigh = self.weights.weight
         weigh_attribute = self._weigh_attribute
-        classified = list(map(classify, spans))
-        for span, c in zip(spans, classified):
+        classified = []
+        append = classified.append
+        for span in spans:
+            c = classify(span)
             # A sampled span stands for 1/p spans: calls, errors, tokens and cost are all scaled
             # (the unbiased estimate of the unsampled totals); spans_received stays a raw count.
             if span.trace_state or weigh_attribute:
                 c.weight = weigh(span)
-        context = self.context
-        if context is None:
+            append(c)
+        if self.context is None:
             self._count(spans, classified)
         else:
-            resolved = context.add(spans, classified)
-            if resolved:
-                self._count(resolved.spans, resolved.classified)
+            self._count_resolved(self.context.add(spans, classified))
         return classified[-1] if classified else None
 
     def event(self, event: RuntimeEvent) -> Session:
@@ -113,17 +113,17 @@ class Translator:
         """Count the spans whose ancestors did not arrive in time (periodic)."""
         if self.context is not None:
             self.store.tick()
-            resolved = self.context.expire()
-            if resolved:
-                self._count(resolved.spans, resolved.classified)
+            self._count_resolved(self.context.expire())
 
     def drain(self) -> None:
         """Count every span still waiting for its ancestors (shutdown)."""
         if self.context is not None:
             self.store.tick()
-            resolved = self.context.drain()
-            if resolved:
-                self._count(resolved.spans, resolved.classified)
+            self._count_resolved(self.context.drain())
+
+    def _count_resolved(self, resolved: Resolved) -> None:
+        if resolved:
+            self._count(resolved.spans, resolved.classified)
 
     def _count(self, spans: Sequence[Span], classified: Sequence[Classified]) -> None:
         """Count resolved spans, then hand them to the listeners."""
