@@ -53,22 +53,27 @@ def test_full_queue_refuses_retryably_and_drains_everything_accepted(make_sideca
     assert sidecar.post("/v1/traces", body, PROTOBUF)[0] == 200
 
 
+def export_all(sidecar, body: bytes, transports) -> list:
+    """Export ``body`` once per transport in one go on the loop, so the consumer cannot drain in
+    between; each outcome is "accepted" or the ``Refusal``."""
+    def burst():
+        outcomes = []
+        for transport in transports:
+            try:
+                sidecar.app.ingest.export(body, "protobuf", transport)
+                outcomes.append("accepted")
+            except Refusal as refusal:
+                outcomes.append(refusal)
+        return outcomes
+
+    return sidecar.call(burst)
+
+
 def test_a_transport_alone_has_the_whole_queue(make_sidecar):
     """The fair share applies only while another transport is active."""
     sidecar = make_sidecar({"queue": {"max_spans": 4, "transport_share": 0.5}})
-    body = good_protobuf()
-
-    def burst():
-        outcomes = []
-        for _ in range(5):
-            try:
-                sidecar.app.ingest.export(body, "protobuf", "http")
-                outcomes.append("accepted")
-            except Refusal as refusal:
-                outcomes.append(refusal.reason)
-        return outcomes
-
-    assert sidecar.call(burst) == ["accepted"] * 4 + ["overloaded"]
+    outcomes = export_all(sidecar, good_protobuf(), ["http"] * 5)
+    assert [o if o == "accepted" else o.reason for o in outcomes] == ["accepted"] * 4 + ["overloaded"]
     assert llm_calls(sidecar) == 4
 
 
@@ -210,24 +215,17 @@ def test_one_transport_cannot_take_the_whole_queue(make_sidecar):
     """Fairness: HTTP may hold only its share of the queue, so gRPC exports still find room."""
     sidecar = make_sidecar({"queue": {"max_spans": 4, "transport_share": 0.5, "retry_after_seconds": 2}})
     body = good_protobuf()  # one span each
-
-    def burst():  # in one go on the loop, so the consumer cannot drain in between
-        outcomes = []
-        alone = sidecar.app.pipeline.admit("grpc")  # gRPC is active: HTTP has to share
-        assert alone is None
-        for transport in ("http", "http", "http", "grpc", "grpc", "grpc"):
-            try:
-                sidecar.app.ingest.export(body, "protobuf", transport)
-                outcomes.append((transport, "accepted"))
-            except Refusal as refusal:
-                outcomes.append((transport, refusal.reason, refusal.retry_after, refusal.mapping.http_status,
-                                 refusal.mapping.grpc_code))
-        return outcomes
-
+    assert sidecar.call(lambda: sidecar.app.pipeline.admit("grpc")) is None  # gRPC is active: HTTP has to share
+    transports = ("http", "http", "http", "grpc", "grpc", "grpc")
+    outcomes = [
+        (transport, "accepted") if o == "accepted" else
+        (transport, o.reason, o.retry_after, o.mapping.http_status, o.mapping.grpc_code)
+        for transport, o in zip(transports, export_all(sidecar, body, transports))
+    ]
     refused = ("fair_share", 2, 503, grpc.StatusCode.UNAVAILABLE)
-    assert sidecar.call(burst) == [("http", "accepted"), ("http", "accepted"), ("http", *refused),
-                                   ("grpc", "accepted"), ("grpc", "accepted"), ("grpc", "overloaded", 2, 503,
-                                                                                grpc.StatusCode.UNAVAILABLE)]
+    assert outcomes == [("http", "accepted"), ("http", "accepted"), ("http", *refused),
+                        ("grpc", "accepted"), ("grpc", "accepted"),
+                        ("grpc", "overloaded", 2, 503, grpc.StatusCode.UNAVAILABLE)]
     assert llm_calls(sidecar) == 4
     assert sidecar.value("agentprom_requests_refused_total", transport="http", reason="fair_share") == 1
     # once translated, the queue takes HTTP again
