@@ -96,7 +96,7 @@ def test_expiry_and_eviction_make_progress_when_the_subscriber_raises():
     assert store.value("agentprom_internal_errors_total", ("sessions",)) >= 3
 
 
-def test_a_contained_subscriber_is_counted_and_never_breaks_its_caller():
+def test_a_contained_subscriber_is_counted_and_never_breaks_its_caller(caplog):
     tracker, clock, store = _tracker(None)
     errors = InternalErrors(store)
     tracker.sink = errors.contain("jsonl", _explode)
@@ -105,6 +105,8 @@ def test_a_contained_subscriber_is_counted_and_never_breaks_its_caller():
     assert tracker.get("s").ended
     assert store.value("agentprom_internal_errors_total", ("jsonl",)) == 2  # the call and the session record
     assert store.value("agentprom_internal_errors_total", ("sessions",)) == 0
+    logged = [r for r in caplog.records if "jsonl failed" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info  # once per interval, with its traceback
 
 
 def test_a_listener_that_raises_is_counted_and_the_others_still_run():

@@ -3,9 +3,9 @@
 A subscriber that raises (the JSONL log on a record it cannot encode, a listener
 with a bug) must not break whoever called it: an expiry loop that cannot end a
 session would otherwise meet it again on every turn (docs/security.md). Each
-contained failure is counted in ``agentprom_internal_errors_total{component}``;
-the first of a component and then every ``LOG_EVERY``-th is logged with its
-traceback, so a failure on every span cannot flood the log.
+contained failure is counted in ``agentprom_internal_errors_total{component}``
+and logged with its traceback at most once per interval and component
+(``log_limit.RateLimitedLog``), so a failure on every span cannot flood the log.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from agentprom.log_limit import RateLimitedLog
 from agentprom.metrics.series_store import SeriesStore
 
 log = logging.getLogger(__name__)
-
-#: after the first failure of a component, log only every this-many-th
-LOG_EVERY = 1000
 
 #: the components that may report (a fixed set: the metric's label is bounded)
 COMPONENTS = frozenset({"pipeline", "listener", "sessions", "jsonl"})
@@ -33,6 +31,7 @@ class InternalErrors:
     def __init__(self, store: SeriesStore) -> None:
         self._counter = store.families["agentprom_internal_errors_total"]
         self.counts: Counter[str] = Counter()
+        self._log = RateLimitedLog(log, clock=store.clock)
 
     def record(self, component: str, what: str) -> None:
         """Count a failure being handled now (call from an ``except`` block: it logs the traceback)."""
@@ -40,9 +39,9 @@ class InternalErrors:
             raise ValueError(f"unknown component {component!r}")
         self.counts[component] += 1
         self._counter.inc((component,))
-        n = self.counts[component]
-        if n == 1 or n % LOG_EVERY == 0:
-            log.exception("%s failed: %s (%d failure(s) of %s so far; contained)", component, what, n, component)
+        # one template per component (a fixed set), so one component's failures do not hide another's
+        self._log.exception(f"{component} failed: %s (%d failure(s) so far; contained)", what,
+                            self.counts[component])
 
     def contain(self, component: str, subscriber: Callable[..., Any]) -> Callable[..., Any]:
         """``subscriber`` that never raises: a failure is recorded and the call returns None."""
