@@ -10,6 +10,7 @@ import pytest
 from agentprom.clock import ManualClock
 from agentprom.config.loader import validate
 from agentprom.context.stage import TraceContext
+from agentprom.conventions.classify import Classified
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import STATUS_ERROR, Span
 from agentprom.receiver.decode import Batch
@@ -42,14 +43,21 @@ def named(attrs: dict, agent: str) -> dict:
 class Rig:
     """A translator with a trace context on a manual clock."""
 
-    def __init__(self, **attribution) -> None:
+    def __init__(self, keep_settled: bool = True, **attribution) -> None:
+        self.keep_settled = keep_settled  # the million-span tests keep nothing per span
         self.clock = ManualClock()
         self.store = SeriesStore(clock=self.clock)
         self.context = TraceContext(validate({"attribution": attribution}).attribution, self.store)
         self.translator = Translator(self.store, context=self.context)
         self.seen: list[tuple[bytes, str, bool]] = []
-        self.translator.listeners.append(
-            lambda spans, cs: self.seen.extend((s.span_id, c.agent, c.counted) for s, c in zip(spans, cs)))
+        #: spans settled (their session and phase known), in the order handed on
+        self.settled: list[tuple[bytes, Classified]] = []
+        self.translator.listeners.append(self._listen)
+
+    def _listen(self, resolved) -> None:
+        self.seen.extend((s.span_id, c.agent, c.counted) for s, c in zip(resolved.spans, resolved.classified))
+        if self.keep_settled:
+            self.settled.extend((s.span_id, c) for s, c in zip(resolved.settled_spans, resolved.settled))
 
     def send(self, *spans: Span) -> None:
         self.translator.consume(Batch(spans=list(spans)), "grpc")
@@ -136,6 +144,85 @@ def test_create_agent_and_invoke_workflow_spans_are_not_invocations():
     assert rig.value("agent_invocations_total") == 0
 
 
+# -- sessions and phases, resolved in the same stage ---------------------------------------------
+
+
+def _settled(rig: Rig) -> dict[int, Classified]:
+    return {int.from_bytes(span_id, "big"): c for span_id, c in rig.settled}
+
+
+def test_a_call_is_settled_with_its_trace_session_and_the_phase_span_above_it():
+    rig = Rig()
+    session = {"agent.session.id": "s-1"}
+    rig.send(span(4, 3, TOOL), span(5, 3, CHAT))  # children first, across requests
+    rig.send(span(3, 2, {"agent.phase.name": "plan", "agent.phase.id": "p1"}))
+    assert not rig.settled  # nothing knows its session yet: the root has not arrived
+    rig.send(span(2, 1, CHAIN), span(1, None, {**named(AGENT, "planner"), **session}))
+    settled = _settled(rig)
+    assert [int.from_bytes(i, "big") for i, _c in rig.settled] == [4, 5, 3, 2, 1]  # in arrival order
+    assert {n: c.session for n, c in settled.items()} == dict.fromkeys(range(1, 6), "s-1")
+    assert settled[4].phase == settled[5].phase == (sid(3), "p1", "plan")
+    assert settled[3].own_phase == ("p1", "plan")
+    assert settled[3].phase == (sid(2), sid(2).hex(), "s2")  # a CHAIN right below an agent span
+    assert not any(c.joins for c in settled.values())
+
+
+def test_a_chain_right_below_an_agent_span_is_a_phase():
+    rig = Rig()
+    rig.send(span(4, 3, TOOL), span(3, 2, CHAIN), span(2, 1, CHAIN, name="research"),
+             span(1, None, named(AGENT, "planner")))
+    settled = _settled(rig)
+    assert settled[2].own_phase == (sid(2).hex(), "research")
+    assert settled[3].own_phase is None  # a CHAIN whose parent is no agent span is no phase
+    assert settled[4].phase == (sid(2), sid(2).hex(), "research") and settled[4].session is None
+
+
+def test_a_key_seen_after_spans_went_to_the_trace_id_session_joins_it():
+    rig = Rig()
+    rig.send(span(2, 9, TOOL, remote=True))  # a local root (its parent is in another process), no key
+    rig.send(span(3, 8, {**TOOL, "session.id": "conv"}, remote=True))
+    settled = _settled(rig)
+    assert settled[2].session is None and not settled[2].joins
+    assert settled[3].session == "conv" and settled[3].joins
+
+
+def test_sessions_follow_the_tree_in_the_tracker():
+    """End to end through the tracker: one session, the calls in their phase, nothing waiting."""
+    from agentprom.sessions.tracker import SessionTracker
+
+    rig = Rig()
+    config = validate({})
+    records: list[dict] = []
+    tracker = SessionTracker(rig.store, config.sessions, rig.clock, sink=records.append)
+    rig.translator.listeners.append(tracker.on_resolved)
+    rig.send(span(3, 2, TOOL), span(4, 2, TOOL, error=True))
+    rig.send(span(2, 1, {"agent.phase.name": "build"}))
+    rig.send(span(1, None, {**named(AGENT, "coder"), "agent.session.id": "s-9", "agent.span.kind": "session"}))
+    s = tracker.get("s-9")
+    assert [x.session_id for x in tracker.all_sessions()] == ["s-9"] and s.status == "completed"
+    assert s.agent == "coder" and s.tool_calls == 2 and s.tool_errors == 1 and not s.pending
+    calls = [r for r in records if r["kind"] == "tool_call"]
+    assert [(r["phase"], r["agent"]) for r in calls] == [("build", "coder"), ("build", "coder")]
+
+
+def test_ending_a_session_through_the_api_settles_its_waiting_spans_first():
+    """A hung run's root span never comes: the end signal settles what the run sent into the session."""
+    from agentprom.sessions.tracker import SessionTracker
+
+    rig = Rig()
+    tracker = SessionTracker(rig.store, validate({}).sessions, rig.clock)
+    rig.translator.listeners.append(tracker.on_resolved)
+    rig.translator.sessions = tracker
+    keyed = {"agent.session.id": "hung"}
+    other_trace = span(5, 2, TOOL, trace=b"\x02" * 16)
+    rig.send(span(3, 1, {**TOOL, **keyed}), span(4, 1, {**CHAT, **keyed}), other_trace)
+    assert tracker.get("hung") is None and len(rig.context.pending) == 3
+    s = rig.translator.end_session("hung", "failed")
+    assert s.status == "failed" and s.tool_calls == 1 and s.llm_calls == 1
+    assert rig.fallbacks("session_end") == 2 and len(rig.context.pending) == 1  # the other trace waits on
+    assert rig.translator.end_session("nobody", "failed") is None
+
+
 # -- waiting ---------------------------------------------------------------------------------------
 
 
@@ -143,7 +230,13 @@ def test_a_span_with_its_own_agent_name_is_counted_at_once():
     rig = Rig()
     rig.send(span(2, 1, named(CHAT, "planner")))
     assert rig.value("agent_llm_calls_total", agent="planner") == 1
-    assert not rig.context.pending
+    # it still waits to be settled (its session and phase come from above), not to be counted
+    assert len(rig.context.pending) == 1 and not rig.settled
+    rig.clock.advance(61)
+    rig.translator.expire()
+    assert rig.value("agent_llm_calls_total", agent="planner") == 1
+    assert rig.fallbacks("timeout") == 0  # a fallback counts only the spans it emits
+    assert [span_id for span_id, _c in rig.settled] == [(2).to_bytes(8, "big")] and not rig.context.pending
 
 
 def test_children_wait_for_their_parents_across_requests():
@@ -269,7 +362,7 @@ def test_duplicate_span_ids_are_counted_once_each_and_never_hang():
 
 
 def test_a_trace_of_a_million_spans_is_bounded():
-    rig = Rig(max_pending_spans=10_000, max_indexed_spans=20_000)
+    rig = Rig(False, max_pending_spans=10_000, max_indexed_spans=20_000)
     tracemalloc.start()
     started = time.process_time()
     for first in range(1, 1_000_001, 50_000):  # a chain of tool spans, children first, in requests of 50,000
@@ -285,7 +378,7 @@ def test_a_trace_of_a_million_spans_is_bounded():
 
 
 def test_a_million_traces_of_one_span_each_are_bounded():
-    rig = Rig(max_pending_spans=5_000, max_indexed_spans=10_000)
+    rig = Rig(False, max_pending_spans=5_000, max_indexed_spans=10_000)
     for first in range(0, 1_000_000, 50_000):
         rig.send(*[span(2, 1, CHAT, trace=(n + 1).to_bytes(16, "big")) for n in range(first, first + 50_000)])
     assert len(rig.context.pending) <= 5_000 and len(rig.context.traces) <= 10_000 + 50_000

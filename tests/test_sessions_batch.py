@@ -1,4 +1,4 @@
-"""The session tracker gives the same result fed a batch at a time (as the App feeds it) as span by span."""
+"""The session tracker gives the same result whatever the request size, and what it gave before."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from agentprom.app import App
 from agentprom.clock import ManualClock
 from agentprom.config.loader import validate
+from agentprom.context.stage import TraceContext
 from agentprom.metrics.exposition import Renderer
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Span
@@ -19,8 +20,9 @@ from agentprom.sessions.tracker import SessionTracker
 from agentprom.translator import Translator
 
 T0 = 1_700_000_000_000_000_000
-#: what the tracker made of ``mixed_spans()`` before its hot path was rewritten for speed (commit
-#: c6552c1, span by span); regenerate deliberately with AGENTPROM_UPDATE_GOLDEN=1
+#: what the tracker made of ``mixed_spans()`` once the trace context resolved sessions and phases
+#: (it was first recorded span by span before the hot path was rewritten for speed, commit c6552c1);
+#: regenerate deliberately with AGENTPROM_UPDATE_GOLDEN=1
 GOLDEN = Path(__file__).parent / "golden" / "sessions" / "mixed_spans.json"
 
 
@@ -61,19 +63,23 @@ def mixed_spans(seed: int = 7, traces: int = 90) -> list[Span]:
     return spans
 
 
-def run(spans: list[Span], batched: bool) -> tuple[str, list[dict], list[dict]]:
+def _rig(sink=None) -> tuple[Translator, SessionTracker, SeriesStore]:
+    """A translator with the trace context and the tracker subscribed, as the App wires them."""
     config = validate({})
     clock = ManualClock()
     store = SeriesStore(clock=clock)
-    translator = Translator(store)
+    translator = Translator(store, context=TraceContext(config.attribution, store))
+    tracker = SessionTracker(store, config.sessions, clock, sink=sink)
+    translator.listeners.append(tracker.on_resolved)
+    return translator, tracker, store
+
+
+def run(spans: list[Span], batched: bool) -> tuple[str, list[dict], list[dict]]:
     records: list[dict] = []
-    tracker = SessionTracker(store, config.sessions, clock, sink=records.append)
-    if batched:
-        translator.listeners.append(tracker.on_spans)  # as the App subscribes it
-    else:  # span by span: the reference the batched loop must match
-        translator.listeners.append(lambda spans, cs: [tracker.on_span(s, c) for s, c in zip(spans, cs)])
-    for index in range(0, len(spans), 37):
-        translator.consume(Batch(spans=spans[index:index + 37]), "grpc")
+    translator, tracker, store = _rig(records.append)
+    size = 37 if batched else 1  # span by span: the reference the batched loop must match
+    for index in range(0, len(spans), size):
+        translator.consume(Batch(spans=spans[index:index + size]), "grpc")
     details = [_without_ids(session_detail(s, tracker)) for s in tracker.all_sessions()]
     return Renderer(store).render(False), [_without_ids(r) for r in records], details
 
@@ -110,21 +116,16 @@ def write_golden(result: tuple[str, list[dict], list[dict]]) -> None:
     GOLDEN.write_text(json.dumps(document, indent=0, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def test_the_app_subscribes_the_tracker_per_batch_only_when_sessions_are_on():
+def test_the_app_subscribes_the_tracker_only_when_sessions_are_on():
     on = App(validate({}))
-    assert on.tracker.on_spans in [getattr(f, "__wrapped__", f) for f in on.translator.listeners]
+    assert on.tracker.on_resolved in [getattr(f, "__wrapped__", f) for f in on.translator.listeners]
     off = App(validate({"sessions": {"enabled": False}}))
-    assert off.tracker.on_spans not in [getattr(f, "__wrapped__", f) for f in off.translator.listeners]
+    assert off.tracker.on_resolved not in [getattr(f, "__wrapped__", f) for f in off.translator.listeners]
 
 
 def test_a_span_the_tracker_fails_on_does_not_cost_the_rest_of_its_batch():
     spans = mixed_spans(traces=20)
-    config = validate({})
-    clock = ManualClock()
-    store = SeriesStore(clock=clock)
-    translator = Translator(store)
-    tracker = SessionTracker(store, config.sessions, clock)
-    translator.listeners.append(tracker.on_spans)
+    translator, tracker, store = _rig()
     broken = Span(b"\x01" * 16, b"\x02" * 8, b"", "bad", 1, T0, T0 + 1, 0,
                   {"agent.session.id": "x", "agent.context.tokens_used": 5, "agent.context.tokens_available": 10},
                   {})
@@ -132,13 +133,7 @@ def test_a_span_the_tracker_fails_on_does_not_cost_the_rest_of_its_batch():
     translator.consume(Batch(spans=[broken, *spans]), "grpc")
     assert tracker.errors.counts["sessions"] == 1
     assert store.value("agentprom_internal_errors_total", ("sessions",)) == 1
-    reference = SessionTracker(SeriesStore(clock=clock), config.sessions, clock)
-    reference.on_spans(spans, [c for c in map(_classify, spans)])
+    reference_translator, reference, _store = _rig()
+    reference_translator.consume(Batch(spans=spans), "grpc")
     assert sorted(s.session_id for s in tracker.all_sessions()) == sorted(
         [*(s.session_id for s in reference.all_sessions()), "x"])
-
-
-def _classify(span: Span):
-    from agentprom.conventions.classify import classify
-
-    return classify(span)

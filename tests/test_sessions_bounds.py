@@ -6,6 +6,7 @@ import os
 
 from agentprom.clock import ManualClock
 from agentprom.config.loader import validate
+from agentprom.context.stage import TraceContext
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Span
 from agentprom.sessions.events import RuntimeEvent
@@ -18,10 +19,10 @@ def make(**sessions) -> tuple[SessionTracker, list[dict], SeriesStore]:
     config = validate({"sessions": sessions})
     clock = ManualClock()
     store = SeriesStore(clock=clock)
-    translator = Translator(store)
+    translator = Translator(store, context=TraceContext(config.attribution, store))
     written: list[dict] = []
     tracker = SessionTracker(store, config.sessions, clock, sink=written.append)
-    translator.listeners.append(tracker.on_spans)
+    translator.listeners.append(tracker.on_resolved)
     tracker.feed = translator.span  # type: ignore[attr-defined]
     return tracker, written, store
 
@@ -71,14 +72,19 @@ def _span(n: int, parent: bytes, trace: bytes = b"\x01" * 16) -> Span:
 
 def test_calls_waiting_for_a_phase_span_are_capped():
     tracker, written, _store = make(max_tool_calls_per_session=10)  # pending cap: max(64, 10)
-    missing_parent = os.urandom(8)
+    phase_span = (1000).to_bytes(8, "big")
     for n in range(1, 101):
-        tracker.feed(_span(n, missing_parent))
+        tracker.feed(_span(n, phase_span))  # each waits in the trace context for its parent
+    assert tracker.get("big") is None
+    phase = _span(1000, b"")
+    phase.attributes = {"agent.phase.name": "build", "agent.session.id": "big"}
+    tracker.feed(phase)  # settles the 100 calls, then the phase span: the calls wait in the session
     s = tracker.get("big")
-    assert len(s.pending) == 64
-    assert len(written) == 36  # the oldest, logged without a phase once there was no room to wait
-    assert all(r["phase"] is None for r in written)
-    assert len(s.parents) <= 64 and s.tool_calls == 100 and len(s.calls) == 10
+    calls = [r for r in written if r["kind"] == "tool_call"]
+    assert len(calls) == 100 and s.tool_calls == 100 and len(s.calls) == 10
+    # the oldest 36, logged without a phase once there was no room to wait; the rest in their phase
+    assert [r["phase"] for r in calls].count(None) == 36 and s.state_dropped == {"pending_calls": 36}
+    assert [r["phase"] for r in calls].count("build") == 64 and not s.pending
 
 
 def test_hostile_attribute_values_do_not_break_tracking():

@@ -24,6 +24,7 @@ from agentprom import __version__
 from agentprom.bounds import AmountLimits, SpanBounds
 from agentprom.clock import Clock, SystemClock
 from agentprom.config.schema import Config, parse_address
+from agentprom.context.scope import PhaseRules
 from agentprom.context.stage import TraceContext
 from agentprom.conventions.profile import WANTED_KEYS
 from agentprom.internal_errors import InternalErrors
@@ -99,7 +100,7 @@ class App:
         sampling = config.sampling
         weights = SamplingWeights(sampling.tracestate, sampling.probability_attribute)
         #: the trace-context stage: agents, invocations and nested calls resolved from the trace tree
-        self.context = TraceContext(config.attribution, self.store)
+        self.context = TraceContext(config.attribution, self.store, PhaseRules(config.sessions.phase_spans))
         self.translator = Translator(self.store, weights, self.errors, self.context)
         wanted = WANTED_KEYS | {sampling.probability_attribute} if sampling.probability_attribute else WANTED_KEYS
         queue = config.queue
@@ -157,11 +158,11 @@ class App:
         self.tracker = SessionTracker(self.store, config.sessions, self.clock,
                                       sink=sink, errors=self.errors)
         if config.sessions.enabled:
-            self.translator.listeners.append(self.errors.contain("sessions", self.tracker.on_spans))
+            self.translator.listeners.append(self.errors.contain("sessions", self.tracker.on_resolved))
             self.translator.sessions = self.tracker  # runtime events enter where spans do
             RuntimeApi(self.tracker, self.store, config.sessions.max_events_per_request,
                        self.amount_limits, config.sessions.max_request_bytes,
-                       apply=self.translator.event).install(self.http_app)
+                       apply=self.translator.event, end=self.translator.end_session).install(self.http_app)
             self.periodic.append(self.tracker.expire)
         if self.journal is not None:
             self.periodic.append(self.journal.publish)

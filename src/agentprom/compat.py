@@ -19,13 +19,17 @@ Both honour the span's sampling weight, like the core metrics.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agentprom.conventions import profile as P
 from agentprom.conventions.classify import Classified, first_str
 from agentprom.metrics.catalog import COMPAT_OUTPUTS
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import SPAN_KIND_NAMES, Kind, Span
+
+if TYPE_CHECKING:
+    from agentprom.context.stage import Resolved
 
 STATUS_CODE_NAMES = {0: "STATUS_CODE_UNSET", 1: "STATUS_CODE_OK", 2: "STATUS_CODE_ERROR"}
 #: what the OTel SDKs call a service that did not name itself
@@ -45,8 +49,8 @@ class GenAiMetrics:
         self._tool = f["gen_ai_execute_tool_duration_seconds"]
         self._exemplars = store.limits.exemplars
 
-    def __call__(self, spans: Sequence[Span], classified: Sequence[Classified]) -> None:
-        for span, c in zip(spans, classified):
+    def __call__(self, resolved: Resolved) -> None:
+        for span, c in zip(resolved.spans, resolved.classified):
             self.one(span, c)
 
     def one(self, span: Span, c: Classified) -> None:
@@ -90,8 +94,8 @@ class SpanMetrics:
         self._duration = store.families["traces_span_metrics_duration_seconds"]
         self._exemplars = store.limits.exemplars
 
-    def __call__(self, spans: Sequence[Span], classified: Sequence[Classified]) -> None:
-        for span, c in zip(spans, classified):
+    def __call__(self, resolved: Resolved) -> None:
+        for span, c in zip(resolved.spans, resolved.classified):
             self.one(span, c)
 
     def one(self, span: Span, c: Classified) -> None:
@@ -107,7 +111,7 @@ class SpanMetrics:
         self._duration.observe(labels, span.duration_s, exemplar, c.weight)
 
 
-Listener = Callable[[Sequence[Span], Sequence[Classified]], None]
+Listener = Callable[["Resolved"], None]
 
 OUTPUTS: dict[str, Callable[[SeriesStore], Listener]] = {
     "genai_metrics": GenAiMetrics,

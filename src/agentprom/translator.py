@@ -2,11 +2,13 @@
 
 The one place that knows which span kind feeds which metric. A batch's spans
 are classified, then handed to the trace-context stage (context/stage.py),
-which returns the spans whose agent and role are now known (perhaps spans of
-earlier batches that waited for their ancestors); those are counted.
-Listeners (the compat outputs, the session tracker) receive each resolved
-group of spans with their classifications at once, after the group's metrics
-are updated, so their per-span loops run with their lookups hoisted.
+which returns a ``Resolved``: the spans whose agent and role are now known
+(perhaps spans of earlier batches that waited for their ancestors), which are
+counted, and the spans settled in their trace (with session and phase).
+Listeners (the compat outputs, the session tracker) receive each ``Resolved``
+after its metrics are updated, so their per-span loops run with their lookups
+hoisted. Without a trace context (tests, bench/decode.py) spans are counted as
+classified and nothing is settled.
 
 Runtime API events enter here too (``event``): the session tracker applies them,
 and the tool or LLM call an event made is counted like a span's call.
@@ -25,13 +27,13 @@ from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind, Span
 from agentprom.receiver.decode import Batch
 from agentprom.sampling import SamplingWeights
-from agentprom.sessions.events import RuntimeEvent
+from agentprom.sessions.events import SESSION_COMPLETED, RuntimeEvent
 from agentprom.sessions.model import TOOL_CALL, Call, Session
 
 if TYPE_CHECKING:
     from agentprom.sessions.tracker import SessionTracker
 
-Listener = Callable[[Sequence[Span], Sequence[Classified]], None]
+Listener = Callable[[Resolved], None]
 
 OTHER, TOOL, LLM, AGENT = Kind.OTHER, Kind.TOOL, Kind.LLM, Kind.AGENT  # plain globals: cheaper per span
 
@@ -46,8 +48,8 @@ class Translator:
         self.sessions: SessionTracker | None = None
         #: a listener's failure is counted here and does not stop the span's other listeners
         self.errors = errors or InternalErrors(store)
-        #: called once per resolved group with its spans and their classifications, in order: the
-        #: optional compat outputs first (they are metrics too), then sessions
+        #: called once per ``Resolved``, in order: the optional compat outputs first (they read the
+        #: spans counted, and are metrics too), then sessions (they read the spans settled)
         self.listeners: list[Listener] = compat_outputs(store)
         #: sampling-aware counting: each span counts as its adjusted count (sampling.py)
         self.weights = weights or SamplingWeights()
@@ -95,7 +97,7 @@ class Translator:
                 c.weight = weigh(span)
             append(c)
         if self.context is None:
-            self._count(spans, classified)
+            self._count_resolved(Resolved(spans, classified))
         else:
             self._count_resolved(self.context.add(spans, classified))
         return classified[-1] if classified else None
@@ -104,10 +106,23 @@ class Translator:
         """A runtime API event enters here, as spans do: the session tracker (``sessions``) applies
         it, and the call it made (a tool or LLM call event) is counted in the core metrics like a
         span's call. Return the event's session."""
+        if event.event_type == SESSION_COMPLETED:
+            self._settle_session(event.session_id)
         session, call = self.sessions.apply_event(event)
         if call is not None:
             self.record(_meaning_of(call), call.duration_ms / 1000.0)
         return session
+
+    def end_session(self, session_id: str, status: str, t: float | None = None) -> Session | None:
+        """``POST /runtime/session/end``: the session's spans still waiting for their ancestors are
+        resolved first (counted as fallbacks), so the session ends with what it did."""
+        self._settle_session(session_id)
+        return self.sessions.end_session(session_id, status, t)
+
+    def _settle_session(self, session_id: str) -> None:
+        if self.context is not None:
+            self.store.tick()
+            self._count_resolved(self.context.settle_session(session_id))
 
     def expire(self) -> None:
         """Count the spans whose ancestors did not arrive in time (periodic)."""
@@ -122,23 +137,20 @@ class Translator:
             self._count_resolved(self.context.drain())
 
     def _count_resolved(self, resolved: Resolved) -> None:
-        if resolved:
-            self._count(resolved.spans, resolved.classified)
-
-    def _count(self, spans: Sequence[Span], classified: Sequence[Classified]) -> None:
-        """Count resolved spans, then hand them to the listeners."""
+        """Count the spans resolved, then hand the whole to the listeners."""
+        if not resolved:
+            return
         record, exemplars = self.record, self._exemplars
-        for span, c in zip(spans, classified):
+        for span, c in zip(resolved.spans, resolved.classified):
             if c.kind is not OTHER:
                 # raw ids: the exemplar turns them into hex only if a scrape shows it
                 record(c, (span.end_ns - span.start_ns) / 1e9, (span.trace_id, span.span_id) if exemplars else None,
                        c.weight)
-        if classified:
-            for listener in self.listeners:
-                try:
-                    listener(spans, classified)
-                except Exception:
-                    self.errors.record("listener", getattr(listener, "__qualname__", repr(listener)))
+        for listener in self.listeners:
+            try:
+                listener(resolved)
+            except Exception:
+                self.errors.record("listener", getattr(listener, "__qualname__", repr(listener)))
 
     def record(self, c: Classified, duration: float, exemplar: tuple[str | bytes, str | bytes] | None = None,
                w: float = 1) -> None:

@@ -112,13 +112,15 @@ class SidecarClient:
     def wait_ended(self, session_id: str, timeout: float, end_as: str | None = None) -> Fetched:
         """Poll until the session has ended in the sidecar, for at most ``timeout`` seconds.
 
-        ``end_as``: when the session is still open, end it right away with this status
-        instead of waiting (the harness knows the agent is done: its process has exited).
+        ``end_as``: when the session is still open, or not known yet, end it right away with this
+        status instead of waiting (the harness knows the agent is done: its process has exited). A
+        session can be unknown while its spans wait in the sidecar for their run's root span (a
+        hung run's never comes): the end signal settles them into the session first.
         """
         deadline = self.clock.monotonic() + timeout
         while True:
             metrics = self.metrics(session_id)
-            if metrics is not None and metrics.get("status") == "active" and end_as is not None:
+            if end_as is not None and (metrics is None or metrics.get("status") == "active"):
                 self.end(session_id, end_as)
                 metrics = self.metrics(session_id)
             if metrics is not None and metrics.get("status") != "active":

@@ -1,4 +1,4 @@
-"""Resolve each span's agent, invocation role and nested calls from its trace tree, bounded and on time.
+"""Resolve each span's agent, invocation role, session and phase from its trace tree, bounded and on time.
 
 The stage between classification and counting (docs/conventions.md, "Attribution
 from the trace tree"). Spans of one trace reach us together, so where a span
@@ -17,6 +17,10 @@ carries no agent name its ancestors can give one. The rules:
 * An LLM-call span with an LLM-call span below it is an outer call (a framework
   span around a provider client's span for one request) and is not counted.
 
+Sessions and phases (scope.py): a span's session is the one it names, else the
+one the latest keyed span of its trace named; a call's phase is the nearest
+phase span above it. Both are settled when the span is decided (below).
+
 Waiting: a span is emitted (handed on to be counted) as soon as what it needs
 is known. A span that names its own agent, and any span of kind other, needs
 nothing from above and is emitted at once; the others wait until their parent
@@ -26,13 +30,18 @@ already decided. Past ``attribution.max_wait_seconds``, or beyond
 ``max_pending_spans`` waiting or ``max_indexed_spans`` remembered, the oldest
 waiting chain is decided as if its missing ancestors did not exist, and every
 span so emitted is counted in ``agentprom_attribution_fallbacks_total{reason}``
-(``timeout``, ``overflow``, ``shutdown``; ``cycle`` for a span that is its own
+(``timeout``, ``overflow``, ``shutdown``, ``session_end`` when the runtime API ends the
+session a waiting span belongs to; ``cycle`` for a span that is its own
 ancestor; ``duplicate_span_id`` for a span id seen twice in a trace, which is
 resolved but not indexed). ``drain`` (SIGTERM) emits everything still waiting.
 
-Spans decided together are emitted in the order they arrived (children first, as
-spans end), which is what the session tracker expects: a tool call that failed
-and then succeeded is a recovery only in that order.
+A span is *settled* (handed on with its session and phase, to the session
+tracker) when it is decided: then its ancestors up to a local root are known.
+Spans decided together are settled in the order they arrived (children first,
+as spans end), which is what the session tracker expects: a tool call that
+failed and then succeeded is a recovery only in that order. A span emitted
+before it is decided waits in the pending set like the others (it holds its
+span until settled), but a fallback counts only the spans it emits.
 
 Concurrency: owned by the event loop like the series store; no method awaits.
 """
@@ -43,46 +52,52 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from operator import attrgetter
 
-from agentprom.config.schema import AttributionConfig
-from agentprom.context.tree import MAX_WALK, Node, Tree
+from agentprom.config.schema import DEFAULT_PHASE_SPANS, AttributionConfig
+from agentprom.context.scope import PhaseRules, session_keys, session_of
+from agentprom.context.tree import MAX_WALK, Node, Passes, Tree
 from agentprom.conventions.classify import Classified, service_name
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind, Span
 
-AGENT, LLM, OTHER = Kind.AGENT, Kind.LLM, Kind.OTHER
+AGENT, LLM, TOOL, OTHER = Kind.AGENT, Kind.LLM, Kind.TOOL, Kind.OTHER
 _arrival = attrgetter("seq")
-#: what a local root inherits: no named agent, no agent span above
-ROOT: tuple[str | None, bool, bool] = (None, False, False)
+#: what a local root inherits (tree.Passes): no named agent, no agent span above, no phase
+ROOT: Passes = (None, False, False, None, False)
 
 
 class Resolved:
-    """Spans resolved together, with their classifications, in the order to count them (two
-    parallel lists: no pair is built per span)."""
+    """What the stage hands on at once: spans to count now (``spans``/``classified``, two parallel
+    lists: no pair is built per span) and spans settled now (``settled_spans``/``settled``: decided,
+    with their session and phase, in arrival order). Most spans are both at once; a span that
+    needs nothing from above is counted first and settled when its ancestors are known."""
 
-    __slots__ = ("spans", "classified")
+    __slots__ = ("spans", "classified", "settled_spans", "settled")
 
-    def __init__(self) -> None:
-        self.spans: list[Span] = []
-        self.classified: list[Classified] = []
+    def __init__(self, spans: Sequence[Span] | None = None, classified: Sequence[Classified] | None = None) -> None:
+        self.spans: Sequence[Span] = [] if spans is None else spans
+        self.classified: Sequence[Classified] = [] if classified is None else classified
+        self.settled_spans: list[Span] = []
+        self.settled: list[Classified] = []
 
     def __bool__(self) -> bool:
-        return bool(self.spans)
+        return bool(self.spans) or bool(self.settled_spans)
 
     def __len__(self) -> int:
         return len(self.spans)
 
 
 class TraceContext:
-    def __init__(self, config: AttributionConfig, store: SeriesStore) -> None:
+    def __init__(self, config: AttributionConfig, store: SeriesStore, phases: PhaseRules | None = None) -> None:
+        #: which spans are phase spans (the sessions config's ``phase_spans``)
+        self.phases = phases or PhaseRules(DEFAULT_PHASE_SPANS)
         self.max_wait = config.max_wait_seconds
         self.max_pending = config.max_pending_spans
         self.max_indexed = config.max_indexed_spans
         self._clock = store.clock
         #: trace id -> its tree, least recently touched first
         self.traces: OrderedDict[bytes, Tree] = OrderedDict()
-        #: nodes waiting to be counted (undecided and not yet emitted), oldest first (an ordered set:
-        #: an OrderedDict finds its oldest entry in constant time however many were removed before
-        #: it); nodes already emitted wait in their tree only, to be decided for their children
+        #: undecided nodes, oldest first (an ordered set: an OrderedDict finds its oldest entry in
+        #: constant time however many were removed before it)
         self.pending: OrderedDict[Node, None] = OrderedDict()
         #: nodes held by all trees
         self.indexed = 0
@@ -95,8 +110,8 @@ class TraceContext:
     # -- the stage's entry points ----------------------------------------------------------------
 
     def add(self, spans: Sequence[Span], classified: Sequence[Classified]) -> Resolved:
-        """Take a batch's spans with their classifications; return those resolved now, ready to
-        count (some of this batch, perhaps spans of earlier batches that waited for these).
+        """Take a batch's spans with their classifications; return those resolved now (some of
+        this batch, perhaps spans of earlier batches that waited for these).
 
         The whole batch is indexed and marked before anything is decided, so within a batch the
         order of spans does not matter (parents first or children first). The per-span hot path
@@ -132,11 +147,16 @@ class TraceContext:
                 tree.mark_llm(node.parent_id, span_id)
             if (kind is AGENT and named) or span_id in tree.named_below:
                 tree.mark_named(node.parent_id, span_id)
+            # a session key is the trace's before anything of the batch is decided
+            if not session_keys.isdisjoint(span.attributes):
+                key = session_of(span.attributes)
+                if key is not None:
+                    c.session = tree.session = key
         self._seq = seq
         self.indexed += len(placed) - duplicates
         if duplicates:
             self._m_fallbacks.inc(("duplicate_span_id",), duplicates)
-        place, settle, decide, emit = self._place, self._settle, self._decide, self._emit
+        place, settle, decide, finish = self._place, self._settle, self._decide, self._finish
         for node in placed:
             # the common case inline: a span whose parent is decided (or that has none), that no
             # span waits for; anything else goes the general way
@@ -147,26 +167,26 @@ class TraceContext:
                         or node.span_id in node.tree.waiting:
                     place(node, out)
                     continue
-                decide(node, above[0], above[1], above[2])
+                decide(node, above)
             elif node.span_id in node.tree.waiting:
                 settle(node, ROOT, out)
                 continue
             else:
-                decide(node, None, False, False)
-            emit(node, out)
+                decide(node, ROOT)
+            finish(node, out)
         if any(not node.decided for node in placed):
             self._break_cycles(placed, out)
             deadline = self._clock.monotonic() + self.max_wait
             pending = self.pending
             for node in placed:
-                if not node.decided and node.c is not None:  # an emitted one waits only to be decided
+                if not node.decided:
                     node.deadline = deadline
                     pending[node] = None
         self._bound(out)
         return out
 
     def expire(self) -> Resolved:
-        """Emit the chains that waited longer than ``max_wait_seconds`` (periodic)."""
+        """Resolve the chains that waited longer than ``max_wait_seconds`` (periodic)."""
         out = Resolved()
         now = self._clock.monotonic()
         pending = self.pending
@@ -178,8 +198,21 @@ class TraceContext:
         self._m_pending.set((), len(pending))
         return out
 
+    def settle_session(self, session_id: str) -> Resolved:
+        """Resolve now the spans still waiting that belong to ``session_id``, whose end the runtime
+        API signals: what the session did must be in it when it ends (a hung run's root span never
+        comes). Looks through the pending set: one end per session, at most ``max_pending_spans``."""
+        out = Resolved()
+        pending = self.pending
+        mine = [node for node in pending if (node.c.session or node.tree.session) == session_id]
+        for node in mine:
+            if node in pending:  # not settled already with an earlier one's chain
+                self._force(node, "session_end", out)
+        self._m_pending.set((), len(pending))
+        return out
+
     def drain(self) -> Resolved:
-        """Emit everything still waiting (shutdown): nothing accepted is lost."""
+        """Resolve everything still waiting (shutdown): nothing accepted is lost."""
         out = Resolved()
         while self.pending:
             self._force(next(iter(self.pending)), "shutdown", out)
@@ -190,11 +223,10 @@ class TraceContext:
 
     def _place(self, node: Node, out: Resolved) -> None:
         c, kind = node.c, node.kind
-        remote = node.span.parent_remote
         if kind is OTHER or (c.named and kind is not AGENT):
-            self._emit(node, out)  # needs nothing from its ancestors; its place in the tree is settled below
+            self._emit(node, out)  # counted at once: it needs nothing from above to be counted
         parent_id = node.parent_id
-        if not parent_id or remote:
+        if not parent_id or node.span.parent_remote:
             self._settle(node, ROOT, out)
             return
         if parent_id == node.span_id:
@@ -202,7 +234,7 @@ class TraceContext:
             return
         above = node.tree.nodes.get(parent_id)
         if above.__class__ is tuple:  # decided
-            self._settle(node, above[:3], out)
+            self._settle(node, above, out)
             return
         node.tree.waiting.setdefault(parent_id, []).append(node)
 
@@ -240,17 +272,14 @@ class TraceContext:
 
     # -- deciding ----------------------------------------------------------------------------------
 
-    def _settle(self, node: Node, inherited: tuple[str | None, bool, bool], out: Resolved,
-                reason: str | None = None) -> None:
-        """Decide ``node`` and, down the waiting lists, everything that waited for it; emit the
-        spans among them in the order they arrived. ``reason`` names a fallback (spans emitted are counted)."""
+    def _settle(self, node: Node, above: Passes, out: Resolved, reason: str | None = None) -> None:
+        """Decide ``node`` from what its parent passes (``above``) and, down the waiting lists,
+        everything that waited for it; hand them on in the order they arrived. ``reason`` names a
+        fallback (the spans it emits, counted before their ancestors were known, are counted)."""
         pending, decide = self.pending, self._decide
-        order: list[Node] = []
-        ctx, agent_above, any_agent = inherited
-        decide(node, ctx, agent_above, any_agent)
+        decide(node, above)
         pending.pop(node, None)
-        if node.c is not None:
-            order.append(node)
+        order = [node]
         waiting_for = node.tree.waiting
         parents = [node] if node.span_id in waiting_for else []
         while parents:  # each waiting node is decided from the node it waited for, decided just before
@@ -258,63 +287,86 @@ class TraceContext:
             waiting = waiting_for.pop(parent.span_id, None)
             if not waiting:
                 continue
-            ctx, agent_above, any_agent = parent.ctx, parent.agent_above, parent.any_agent
+            passes = parent.passes
             for child in waiting:
                 pending.pop(child, None)
-                decide(child, ctx, agent_above, any_agent)
-                if child.c is not None:
-                    order.append(child)
+                decide(child, passes)
+                order.append(child)
                 if child.span_id in waiting_for:
                     parents.append(child)
-        if reason is not None and order:
-            self._m_fallbacks.inc((reason,), len(order))
+        if reason is not None:
+            forced = sum(not current.emitted for current in order)
+            if forced:
+                self._m_fallbacks.inc((reason,), forced)
         if len(order) > 1:
             order.sort(key=_arrival)  # as they arrived (children first, as spans end): sessions see that order
+        finish = self._finish
         for current in order:
-            self._emit(current, out)
+            finish(current, out)
 
-    @staticmethod
-    def _decide(node: Node, ctx: str | None, agent_above: bool, any_agent: bool) -> None:
+    def _decide(self, node: Node, above: Passes) -> None:
         """Decide ``node`` (the rules in the module docstring) from what its parent passes down.
         Its tree then keeps only what descendants inherit from it, as a tuple of plain values
-        (``Decided``): the garbage collector does not traverse those, and a busy sidecar keeps a
-        hundred thousand of them."""
+        (``tree.Decided``): the garbage collector does not traverse those, and a busy sidecar keeps
+        a hundred thousand of them."""
         node.decided = True
-        c = node.c
-        if node.kind is not AGENT:
-            node.ctx, node.agent_above, node.any_agent = ctx, agent_above, any_agent
-            if c is not None and ctx is not None and not c.named:
+        c, tree = node.c, node.tree
+        ctx, agent_above, any_agent, phase = above[0], above[1], above[2], above[3]
+        session = c.session
+        if session is None:
+            session = c.session = tree.session
+        if session is None:
+            tree.unkeyed = True  # handed on to a trace-id session
+        elif tree.unkeyed:
+            c.joins, tree.unkeyed = True, False
+        c.phase = phase
+        kind = node.kind
+        span = node.span
+        if not self.phases.keys.isdisjoint(span.attributes) \
+                and kind is not TOOL and not (kind is LLM and node.span_id not in tree.llm_below):
+            own_phase = self.phases.phase_of(span, above[4])
+            if own_phase is not None:
+                c.own_phase = own_phase
+                phase = (node.span_id, *own_phase)
+        if kind is not AGENT:
+            passes = (ctx, agent_above, any_agent, phase, False)
+            if ctx is not None and not c.named:
                 c.agent = ctx
         else:
             own = node.own
-            node.any_agent = True
-            if own is None and not any_agent and node.span_id in node.tree.named_below:
+            if own is None and not any_agent and node.span_id in tree.named_below:
                 # a wrapper: not counted, and transparent to what is below it
-                node.ctx, node.agent_above = ctx, agent_above
-                if c is not None:
-                    c.counted = False
+                passes = (ctx, agent_above, True, phase, True)
+                c.counted = False
             else:
-                node.ctx = own or ctx
-                node.agent_above = True
-                if c is not None:
-                    fallback = service_name(node.span)
-                    resolved = own or ctx or fallback
-                    c.agent = resolved
-                    # a step of the same agent's run (its nearest agent-span ancestor resolves alike)
-                    c.counted = not (agent_above and resolved == (ctx or fallback))
-        nodes = node.tree.nodes
+                passes = (own or ctx, True, True, phase, True)
+                fallback = service_name(span)
+                resolved = own or ctx or fallback
+                c.agent = resolved
+                # a step of the same agent's run (its nearest agent-span ancestor resolves alike)
+                c.counted = not (agent_above and resolved == (ctx or fallback))
+        node.passes = passes
+        nodes = tree.nodes
         if nodes.get(node.span_id) is node:  # a duplicate id keeps the first span's entry
-            nodes[node.span_id] = (node.ctx, node.agent_above, node.any_agent, node.parent_id)
+            nodes[node.span_id] = (*passes, node.parent_id)
 
     @staticmethod
     def _emit(node: Node, out: Resolved) -> None:
+        """Hand ``node`` on to be counted."""
         c = node.c
-        if c is None:  # emitted already (it needed nothing from its ancestors)
-            return
         if c.kind is LLM and node.span_id in node.tree.llm_below:
             c.counted = False  # an outer call: the innermost LLM span is the request that was made
         out.spans.append(node.span)
         out.classified.append(c)
+        node.emitted = True
+
+    def _finish(self, node: Node, out: Resolved) -> None:
+        """Hand a decided ``node`` on: to be counted, unless it was already, and settled; then
+        forget its span."""
+        if not node.emitted:
+            self._emit(node, out)
+        out.settled_spans.append(node.span)
+        out.settled.append(node.c)
         node.span = node.c = None
 
     # -- fallbacks and bounds ---------------------------------------------------------------------
@@ -329,7 +381,7 @@ class TraceContext:
             top = above
         above = nodes.get(top.parent_id)
         self._unwait(top)
-        self._settle(top, above[:3] if above.__class__ is tuple else ROOT, out, reason)
+        self._settle(top, above if above.__class__ is tuple else ROOT, out, reason)
         if node in self.pending:  # not below ``top`` after all (a corrupt chain): on its own
             self._unwait(node)
             self._settle(node, ROOT, out, reason)

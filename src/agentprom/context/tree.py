@@ -1,11 +1,9 @@
 """What the trace-context stage remembers of each trace: its nodes, who waits for whom, marks from below.
 
-A ``Node`` stands for one span. Until it is *decided* it keeps the span and its
-classification; once decided it keeps only what its descendants inherit from
-it (``ctx``: the nearest named agent at or above it; ``agent_above``: whether it
-is, or is below, an agent span that is not a wrapper; ``any_agent``: whether it
-is, or is below, any agent span). A child is decided from its parent's node
-alone, so resolution never walks a long chain: a span waits (``Tree.waiting``)
+A ``Node`` stands for one span. Until it is *decided* and handed on it keeps
+the span and its classification; once decided it keeps only what its
+descendants inherit from it (``Passes``). A child is decided from its parent's
+node alone, so resolution never walks a long chain: a span waits (``Tree.waiting``)
 until its parent is decided, and a decision cascades down to the spans that
 waited for it.
 
@@ -30,8 +28,8 @@ MAX_WALK = 256
 
 
 class Node:
-    __slots__ = ("span_id", "parent_id", "tree", "kind", "own", "span", "c", "decided", "ctx", "agent_above",
-                 "any_agent", "deadline", "seq")
+    __slots__ = ("span_id", "parent_id", "tree", "kind", "own", "span", "c", "decided", "emitted", "passes",
+                 "deadline", "seq")
 
     def __init__(self, span_id: bytes, parent_id: bytes, tree: Tree, kind: Kind, own: str | None,
                  span: Any, c: Any, seq: int) -> None:
@@ -43,27 +41,31 @@ class Node:
         self.kind = kind
         #: the span's own agent name (None: it has none)
         self.own = own
-        #: the span and its classification until they are emitted (then None)
+        #: the span and its classification until they are decided and emitted (then None)
         self.span = span
         self.c = c
         self.decided = False
-        # ctx, agent_above and any_agent are set when the node is decided, deadline when it waits
-
-    def inherited(self) -> tuple[str | None, bool, bool]:
-        """What a child of this decided node inherits: (ctx, agent_above, any_agent)."""
-        return self.ctx, self.agent_above, self.any_agent
+        #: handed on to be counted (a span that needs nothing from above is, before it is decided)
+        self.emitted = False
+        # passes is set when the node is decided, deadline when it waits
 
 
-#: what a tree keeps of a decided span: (ctx, agent_above, any_agent, parent span id); plain values,
-#: so the garbage collector need not traverse them
+#: what a decided node passes to its children: (ctx: the nearest named agent at or above it,
+#: agent_above: it is or is below an agent span that is not a wrapper, any_agent: it is or is below
+#: any agent span, phase: the phase span at or above it as (span id, phase id, name) or None,
+#: is_agent: it is an agent span)
+Passes = tuple
+#: what a tree keeps of a decided span: its ``Passes`` and its parent span id (index ``PARENT``);
+#: plain values, so the garbage collector need not traverse them
 Decided = tuple
+PARENT = 5
 
 
 class Tree:
     """One trace: its nodes by span id (a ``Node`` until decided, then a ``Decided`` tuple), the
     nodes waiting for each parent id, and marks from below."""
 
-    __slots__ = ("trace_id", "nodes", "waiting", "llm_below", "named_below")
+    __slots__ = ("trace_id", "nodes", "waiting", "llm_below", "named_below", "session", "unkeyed")
 
     def __init__(self, trace_id: bytes) -> None:
         self.trace_id = trace_id
@@ -74,6 +76,10 @@ class Tree:
         self.llm_below: set[bytes] | frozenset = _NONE
         #: span ids with an agent span that has its own name below them (likewise)
         self.named_below: set[bytes] | frozenset = _NONE
+        #: the session the latest keyed span of the trace named (context/scope.py)
+        self.session: str | None = None
+        #: spans of this trace were handed on with no session (a trace-id session) since the last key
+        self.unkeyed = False
 
     def mark_llm(self, span_id: bytes, origin: bytes) -> None:
         if self.llm_below is _NONE:
@@ -97,7 +103,7 @@ class Tree:
             node = nodes.get(span_id)
             if node is None:
                 return
-            span_id = node[3] if node.__class__ is tuple else node.parent_id
+            span_id = node[PARENT] if node.__class__ is tuple else node.parent_id
 
     def undecided(self) -> Node | None:
         """Any node of this trace still waiting (the first of the first parent waited for)."""

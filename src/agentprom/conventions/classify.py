@@ -61,6 +61,14 @@ class Classified:
     #: whether the span feeds the call metrics: the trace context clears it for wrapper and step
     #: agent spans and for outer LLM calls (docs/conventions.md, "Attribution from the trace tree")
     counted: bool = True
+    #: where the trace context places the span (context/scope.py; sessions read these): the session
+    #: it belongs to (None: no span of its trace named one so far), the phase span above it as
+    #: (span id, phase id, phase name), its own (phase id, phase name) when it is a phase span, and
+    #: ``joins``: spans of its trace went to a trace-id session before this session key was seen
+    session: str | None = None
+    phase: tuple[bytes, str, str] | None = None
+    own_phase: tuple[str, str] | None = None
+    joins: bool = False
 
 
 def _first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str | None:

@@ -258,9 +258,9 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Open sessions ended early (as abandoned) because sessions.max_open_sessions was reached."),
     _self("agentprom_session_state_dropped_total", COUNTER,
           "Bookkeeping an open session could not keep because one of its per-session caps was reached, by "
-          "structure (span_parents, phase_spans, agent_spans, phase_candidates, failing_calls, tools_in_flight, "
-          "pending_calls; trace_sessions for the tracker's trace-to-session index). Counts stay exact; what "
-          "is lost is attribution (a call's phase, a recovery). The runtime API shows it per session.",
+          "structure (phase_spans, failing_calls, tools_in_flight, pending_calls, phase_index). Counts stay "
+          "exact; what is lost is attribution (a call's phase, a recovery). The runtime API shows it per "
+          "session.",
           ("structure",)),
     _self("agentprom_attribution_pending_spans", GAUGE,
           "Spans waiting for their ancestors before they are counted (attribution.max_pending_spans is the "
@@ -268,7 +268,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     _self("agentprom_attribution_fallbacks_total", COUNTER,
           "Spans counted with their trace tree incomplete, by reason: timeout (their ancestors did not arrive "
           "within attribution.max_wait_seconds), overflow (attribution.max_pending_spans or max_indexed_spans "
-          "reached), shutdown, cycle (a span that is its own ancestor), duplicate_span_id (resolved, not "
+          "reached), shutdown, session_end (the runtime API ended the span's session), cycle (a span that is "
+          "its own ancestor), duplicate_span_id (resolved, not "
           "indexed). Such spans are counted as if the missing ancestors did not exist.", ("reason",)),
     _self("agentprom_runtime_events_total", COUNTER,
           "Runtime API events by outcome (accepted, rejected).", ("outcome",)),

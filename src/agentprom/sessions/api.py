@@ -207,11 +207,14 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 class RuntimeApi:
     def __init__(self, tracker: SessionTracker, store: SeriesStore, max_events: int,
                  limits: AmountLimits | None = None, max_request_bytes: int = 1024 * 1024,
-                 apply: Callable[[E.RuntimeEvent], Session] | None = None) -> None:
+                 apply: Callable[[E.RuntimeEvent], Session] | None = None,
+                 end: Callable[[str, str, float | None], Session | None] | None = None) -> None:
         self.tracker = tracker
         #: where a validated event enters: the translator (``Translator.event``), as spans do, so the
         #: calls events make are counted like spans' calls; the tracker alone when sessions stand alone
         self.apply = apply or tracker.apply
+        #: where an end signal enters (``Translator.end_session``: the session's waiting spans first)
+        self.end = end or tracker.end_session
         self.max_events = max_events
         #: field checks with the per-span amount bounds (bounds.py) on tokens and cost
         self.checks = E.bounded_checks(limits or AmountLimits.defaults())
@@ -297,7 +300,7 @@ class RuntimeApi:
         except ApiError as error:
             return error.response()
         status = event.status or ("failed" if event.success is False else "completed")
-        s = self.tracker.end_session(event.session_id, status, event.timestamp)
+        s = self.end(event.session_id, status, event.timestamp)
         if s is None:
             return ApiError(404, "unknown session", [E.FieldError(None, "session_id", "no such session")]).response()
         self._events.inc(("accepted",))

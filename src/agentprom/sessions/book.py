@@ -10,10 +10,9 @@ memory, ending a session (its metrics, its continuity score, its log record).
 
 Memory is bounded: per session ``max_tool_calls_per_session`` stored calls,
 ``max_phases_per_session`` stored phases (twice that indexed by id), and as
-many pending calls, phase candidates, failing calls and tools in flight as
-``PENDING_PER_CALL`` times the call cap, and span parents, phase spans and agent
-spans as ``PARENTS_PER_CALL`` times it. Full indexes of span ids drop their
-oldest entry; the others refuse the new one. Every drop is counted per session
+many pending calls, failing calls and tools in flight as ``PENDING_PER_CALL``
+times the call cap, and phase spans as ``PARENTS_PER_CALL`` times it. The index
+of phase spans drops its oldest entry; the others refuse the new one. Every drop is counted per session
 (``Session.state_dropped``, shown by the runtime API) and in
 ``agentprom_session_state_dropped_total{structure}``: counts stay exact, only
 attribution (a call's phase, a recovery) can be lost.
@@ -46,7 +45,7 @@ log = logging.getLogger(__name__)
 
 Sink = Callable[[dict[str, Any]], None]
 
-#: pending calls and remembered span parents per session, as multiples of the stored-call cap
+#: pending calls and remembered phase spans per session, as multiples of the stored-call cap
 PENDING_PER_CALL = 1
 PARENTS_PER_CALL = 4
 #: at least this many, so a cap of 0 stored calls still attributes phases
@@ -63,13 +62,13 @@ class SessionBook:
         self.clock = clock
         self.sink = sink
         self.scorer = Scorer(config.continuity_weights.model_dump())
-        self.phase_rules = config.phase_spans
         self._agent_key_0, self._agent_key_1 = P.AGENT_NAME_KEYS
-        #: every span attribute this module reads
+        #: every span attribute the span path reads itself (sessions and phase spans are the trace
+        #: context's: context/scope.py)
         self._watched = frozenset({
-            *P.SESSION_KEYS, P.OWN_SPAN_KIND, P.OWN_SESSION_STATUS, P.OWN_PHASE_NAME, P.OWN_PHASE_ID,
+            P.OWN_SPAN_KIND, P.OWN_SESSION_STATUS, P.OWN_PHASE_NAME, P.OWN_PHASE_ID,
             P.OWN_MEMORY_OPERATION, P.OWN_CONTEXT_USED, P.OWN_CONTEXT_AVAILABLE, P.OWN_RETRY_ATTEMPT,
-            P.OWN_ESCALATED, P.HTTP_RESEND_COUNT, *(rule.attribute for rule in config.phase_spans),
+            P.OWN_ESCALATED, P.HTTP_RESEND_COUNT,
         })
         self.open: OrderedDict[str, Session] = OrderedDict()  # least recently active first
         self.ended: OrderedDict[str, Session] = OrderedDict()  # oldest end first
@@ -77,9 +76,6 @@ class SessionBook:
         self._max_ended = config.max_ended_sessions
         self._max_pending = max(MIN_OPEN_STATE, PENDING_PER_CALL * self._max_calls)
         self._max_parents = max(MIN_OPEN_STATE, PARENTS_PER_CALL * self._max_calls)
-        #: trace id -> the keyed session a span of that trace named (bounded, oldest out)
-        self._trace_sessions: OrderedDict[bytes, str] = OrderedDict()
-        self._max_traces = max(1024, 4 * config.max_open_sessions)
         self._active: Counter[str] = Counter()
         self._in_flight: Counter[str] = Counter()
         f = store.families

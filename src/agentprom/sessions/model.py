@@ -73,12 +73,12 @@ class Call:
     __slots__ = (
         "invocation_id", "kind", "name", "agent", "start", "duration_ms", "success", "error_class", "attempt",
         "retry_source", "escalated", "recovered", "phase", "model", "provider", "input_tokens", "output_tokens",
-        "cached_tokens", "cost", "trace_id", "span_id", "parent",
+        "cached_tokens", "cost", "trace_id", "span_id", "phase_span",
     )
 
     def __init__(self, kind: str, name: str, agent: str, start: float, duration_ms: float, success: bool,
                  error_class: str | None = None, trace_id: bytes = b"", span_id: bytes = b"",
-                 parent: bytes = b"", invocation_id: str = "") -> None:
+                 invocation_id: str = "") -> None:
         #: empty for span-fed calls: their id is the span id (hex)
         self.invocation_id = invocation_id
         self.kind = kind  # TOOL_CALL or LLM_CALL
@@ -104,8 +104,8 @@ class Call:
         self.cost: float | None = None
         self.trace_id = trace_id
         self.span_id = span_id
-        #: parent span id, to find the phase span above the call
-        self.parent = parent
+        #: the span id of the phase span above the call while the call waits for it (b"": none)
+        self.phase_span = b""
 
     @property
     def end(self) -> float:
@@ -192,17 +192,10 @@ class Session:
         #: stored tool calls, oldest first (bounded by max_tool_calls_per_session)
         self.calls: deque[Call] = deque()
         # -- open sessions only (emptied at the end) --------------------------------
-        #: calls whose phase may still arrive (a phase span ends after its children)
+        #: calls waiting for the phase span above them (it ends after its children: it comes next)
         self.pending: list[Call] = []
-        #: span id -> parent span id of the session's non-call spans, to walk from a call up to its phase span
-        self.parents: dict[bytes, bytes] = {}
+        #: phase span id -> its phase
         self.phase_by_span: dict[bytes, Phase] = {}
-        #: span ids of agent-invocation spans (for phase rules with parent_kind=agent)
-        self.agent_spans: set[bytes] = set()
-        #: parent span id -> phase-span candidates waiting to learn their parent is an agent
-        self.candidates: dict[bytes, list[tuple[str, str, bytes, float, float, bool]]] = {}
-        #: entries in all of ``candidates``' lists (their cap counts entries, not keys)
-        self.candidates_held = 0
         #: (component, tool or model) of calls that failed and have not succeeded since
         self.failing: set[tuple[str, str]] = set()
         #: event-API tool calls started and not finished: key -> (agent, start time)
@@ -233,9 +226,7 @@ class Session:
             self.last_seen = end
 
     def clear_open_state(self) -> None:
-        for state in (self.pending, self.parents, self.phase_by_span, self.agent_spans, self.candidates,
-                      self.failing, self.in_flight):
+        for state in (self.pending, self.phase_by_span, self.failing, self.in_flight):
             if state:
                 state.clear()
-        self.candidates_held = 0
         self.current_phase = None

@@ -1,8 +1,8 @@
 """Track runtime sessions and their phases from spans and runtime events; count their metrics.
 
 The model is Session -> Phase -> Call (docs/sessions.md). Spans arrive through
-``on_spans`` (a translator batch listener, after the trace context has resolved
-them), runtime API events through ``apply``; both update the same sessions and
+``on_resolved`` (a translator listener: the spans the trace context settled,
+with their agent, session and phase), runtime API events through ``apply``; both update the same sessions and
 the catalog's ``sessions`` metrics, and completed calls, phases and sessions go
 to ``sink`` (the JSONL log) as records.
 
@@ -20,5 +20,5 @@ from agentprom.sessions.span_sessions import SpanSessions
 
 
 class SessionTracker(SpanSessions, EventSessions, Restoring):
-    """Runtime sessions from spans and events (``on_spans``, ``apply``), restored from the log
+    """Runtime sessions from spans and events (``on_resolved``, ``apply``), restored from the log
     (``restore``), ended on their signal or by ``expire``."""
