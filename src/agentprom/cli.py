@@ -1,4 +1,4 @@
-"""The ``agentprom`` command line: ``serve``, ``check-config``, ``docs``, ``report``, ``bench``.
+"""The ``agentprom`` command line: ``serve``, ``check-config``, ``docs``, ``report``, ``bench``, ``demo``.
 
 Exit codes: 0 success, 1 runtime failure (e.g. a port in use), 2 usage or
 configuration error.
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agentprom.benchmark.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
+    from agentprom.demo.cli import add_parser as add_demo_parser
+
+    add_demo_parser(sub)
     return parser
 
 
@@ -101,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         from agentprom.benchmark.cli import main as bench_main
 
         return bench_main(args)
+    if args.command == "demo":
+        from agentprom.demo.cli import main as demo_main
+
+        return demo_main(args)
     parser.print_help()
     return EXIT_USAGE
 
