@@ -160,7 +160,8 @@ class Runner:
             from agentprom.benchmark.synthetic import SyntheticAgent
         except ImportError as exc:
             raise BenchError(f"the synthetic agent needs the OpenTelemetry SDK and its OTLP/HTTP exporter "
-                             f"({exc.name} is missing): pip install 'agentprom[bench]'") from None
+                             f"({exc.name} is missing): from the agentprom checkout, "
+                             "python3 -m pip install '.[bench]'") from None
         seed = scenario.seed if self.seed is None else self.seed
         limit = self.sessions if self.sessions is not None else scenario.sessions
         until_ms = None if scenario.duration_seconds is None else scenario.duration_seconds * 1000.0

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from agentprom.demo.plan import AGENTS, Session, plan_session, summarize
 
 PROTOCOLS = ("grpc", "http/protobuf")
-SDK_MISSING = ("agentprom demo needs the OpenTelemetry SDK and OTLP exporters ({name} is missing): "
+SDK_MISSING = ("the demo needs the OpenTelemetry SDK and OTLP exporters ({name} is missing): "
                "from the agentprom checkout, python3 -m pip install '.[demo]'")
 
 
@@ -204,8 +204,8 @@ def run_demo(run: DemoRun) -> dict:
     unknown = sorted(set(run.agents) - set(AGENTS))
     if unknown:
         raise DemoError(f"unknown agent(s) {', '.join(unknown)}; known: {', '.join(AGENTS)}")
+    exporter = CountingExporter(make_exporter(run.protocol, run.endpoint, run.timeout))  # SDK missing: say so first
     check_reachable(run.endpoint, run.timeout)
-    exporter = CountingExporter(make_exporter(run.protocol, run.endpoint, run.timeout))
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
