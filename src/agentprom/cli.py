@@ -73,8 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("path", help="invocations.jsonl, or the directory holding it")
     report.add_argument("--format", choices=["json", "table"], default="table", help="output format (default table)")
-    report.add_argument("--bucket-seconds", type=float, default=60.0, metavar="S",
-                        help="width of the parallelism buckets (default 60)")
+    report.add_argument("--bucket-seconds", type=float, default=None, metavar="S",
+                        help="width of the parallelism buckets (default: the table picks a round width from the "
+                        "log's span that keeps about 20 buckets, a screenful, and folds runs of empty buckets "
+                        "into one line; --format json keeps the full series in 60 s buckets, widened to keep "
+                        "at most 1000)")
 
     docs = sub.add_parser("docs", help="print generated documentation", description="Print generated docs.")
     docs.add_argument("what", choices=["metrics"], help="metrics: the metric catalog (docs/metrics.md)")
@@ -125,13 +128,16 @@ def check_config(path: str) -> int:
 def report(args: argparse.Namespace) -> int:
     import json
 
-    from agentprom.report import render_table, report_path
+    from agentprom.report import DEFAULT_BUCKET_SECONDS, render_table, report_path
 
-    if not args.bucket_seconds > 0:
+    if args.bucket_seconds is not None and not args.bucket_seconds > 0:
         print("--bucket-seconds must be greater than 0", file=sys.stderr)
         return EXIT_USAGE
+    width = args.bucket_seconds
+    if width is None and args.format == "json":
+        width = DEFAULT_BUCKET_SECONDS
     try:
-        result = report_path(args.path, args.bucket_seconds)
+        result = report_path(args.path, width)
     except OSError as exc:
         print(f"cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
