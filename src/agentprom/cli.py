@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -180,7 +181,12 @@ def serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_run(config))
     except OSError as exc:
-        log.error("cannot start: %s", exc)
+        message = exc.strerror if exc.strerror and exc.errno else str(exc)
+        if exc.errno == errno.EADDRINUSE or "address already in use" in message.lower():
+            message += ("; another process listens there: stop it, or choose another address with "
+                        "--otlp-grpc, --otlp-http, --metrics (or AGENTPROM_OTLP_GRPC, AGENTPROM_OTLP_HTTP, "
+                        "AGENTPROM_METRICS; port 0 picks a free one)")
+        log.error("cannot start: %s", message)
         return EXIT_FAILURE
     return EXIT_OK
 
