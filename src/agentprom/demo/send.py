@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 from agentprom.demo.plan import AGENTS, Session, plan_session, summarize
 
-PROTOCOLS = ("grpc", "http/protobuf")
 SDK_MISSING = ("the demo needs the OpenTelemetry SDK and OTLP exporters ({name} is missing): "
                "from the agentprom checkout, python3 -m pip install '.[demo]'")
 
