@@ -10,6 +10,7 @@ is checked, not run: it would reinstall the package the suite is testing.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shlex
@@ -25,6 +26,7 @@ import pytest
 import yaml
 
 from agentprom.config.schema import ServerConfig
+from agentprom.demo import plan as demo_plan
 from tests.conftest import tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,3 +154,45 @@ def test_real_agent_paragraph_names_the_default_endpoints():
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" in section and "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf" in section
     assert "opentelemetry.exporter.otlp.proto.grpc.trace_exporter.OTLPSpanExporter" in section
     assert f"http://{DEFAULTS['otlp_http']}/v1/traces" in section
+
+
+def test_demo_defaults_are_the_ones_the_quick_start_states():
+    from agentprom.demo import cli as demo_cli
+
+    section = " ".join(quick_start().split())
+    agents = {2: "two", 3: "three", 4: "four"}[len(demo_plan.AGENTS)]
+    assert f"`agentprom demo` sends {demo_cli.DEFAULT_SESSIONS} sessions of {agents} simulated agents" in section
+    assert f"over OTLP/gRPC to `{demo_cli.DEFAULT_ENDPOINT.removeprefix('http://')}`" in section
+    assert f"`service.name={demo_cli.DEFAULT_SERVICE_NAME}`" in section
+    assert "agent names starting with `demo-`" in section
+    assert all(agent.startswith("demo-") for agent in demo_plan.AGENTS)
+
+
+@pytest.mark.parametrize("module", ["grpc", "http"])
+def test_the_exporters_written_in_the_quick_start_reach_a_sidecar(make_sidecar, module):
+    """The paragraph's exporter calls, as written (default addresses moved to the test sidecar's)."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    section = " ".join(quick_start().split())
+    call = re.search(r"`(opentelemetry\.exporter\.otlp\.proto\.grpc\.trace_exporter\.OTLPSpanExporter\([^`]*\))`",
+                     section)[1]
+    if module == "http":  # "the `proto.http` one with `endpoint=...`"
+        endpoint = re.search(r"the `proto\.http` one with `(endpoint=[^`]*)`", section)[1]
+        call = "opentelemetry.exporter.otlp.proto.http.trace_exporter.OTLPSpanExporter(" + endpoint + ")"
+    sidecar = make_sidecar()
+    for name, default in DEFAULTS.items():
+        call = call.replace(loopback(default), sidecar.app.addresses[name])
+    module_path, arguments = call.split(".OTLPSpanExporter(", 1)
+    exporter_class = importlib.import_module(module_path).OTLPSpanExporter
+    exporter = eval("OTLPSpanExporter(" + arguments, {"OTLPSpanExporter": exporter_class})  # noqa: S307 (README text)
+    provider = TracerProvider(resource=Resource.create({"service.name": "quickstart-agent"}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("quickstart")
+    with tracer.start_as_current_span("invoke_agent helper", attributes={
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "helper"}):
+        pass
+    provider.force_flush()
+    provider.shutdown()
+    assert sidecar.value("agent_invocations_total", agent="helper", status="ok") == 1
