@@ -2,7 +2,7 @@
 # The agentprom image. Built in a slim Python image; run in a distroless Python 3.11 image (Debian 12):
 # no shell, no package manager, a non-root user, and a root filesystem that can be mounted read-only.
 #   docker build -t agentprom .                    # the sidecar (last stage)
-#   docker build --target demo -t agentprom-demo . # the demo agent used by docker-compose.yml
+#   docker build --target demo -t agentprom-demo . # `agentprom demo`, the demo agent of docker-compose.yml
 # Both base images are arguments so that a release can pin them by digest.
 ARG BUILD_IMAGE=python:3.11-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/python3-debian12:nonroot
@@ -20,13 +20,14 @@ RUN python -m pip install --no-compile --target /out/lib . \
  && install -d -m 0750 -o 65532 -g 65532 /out/data
 
 FROM ${BUILD_IMAGE} AS demo
+# `agentprom demo` (the package built above) with the pinned OpenTelemetry SDK and exporters it sends with.
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
-    PYTHONUNBUFFERED=1 OTEL_EXPORTER_OTLP_ENDPOINT=http://sidecar:4317
+    PYTHONUNBUFFERED=1 PYTHONPATH=/opt/agentprom/lib OTEL_EXPORTER_OTLP_ENDPOINT=http://sidecar:4317
 COPY examples/requirements-demo.txt /tmp/requirements-demo.txt
 RUN python -m pip install -r /tmp/requirements-demo.txt
-COPY examples/demo_agent.py /app/demo_agent.py
+COPY --from=build /out/lib /opt/agentprom/lib
 USER 65532:65532
-ENTRYPOINT ["python", "/app/demo_agent.py"]
+ENTRYPOINT ["python", "-m", "agentprom", "demo"]
 CMD ["--sessions", "20"]
 
 FROM ${RUNTIME_IMAGE} AS runtime

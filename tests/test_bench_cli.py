@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.runtime_api import get_json, post_json
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "bench"
 
@@ -138,3 +140,31 @@ def test_the_endurance_bench_script_runs():
     assert report["bench"] == "endurance" and report["sessions"] == 20
     assert report["without_record"] == 0 and report["mismatched"] == 0
     assert report["spans"] > 20 and report["sessions_per_s"] > 0 and report["agent_hours"] > 0
+
+
+def test_synthetic_run_refuses_a_sidecar_with_real_sessions_unless_forced(sidecar, tmp_path):
+    scenario = str(EXAMPLES / "synthetic-endurance.yaml")  # pacing: simulated, so dated ahead of now
+    # sessions of earlier benchmark runs are no reason to refuse: baseline, then candidate, on one sidecar
+    first = bench("run", scenario, "--sidecar", sidecar.http_url, "--sessions", "2", "--quiet")
+    assert first.returncode == 0, first.stderr
+    status, _ = post_json(sidecar, "/runtime/session/start", {"session_id": "real-1", "agent": "support-bot"})
+    assert status == 201
+
+    refused = bench("run", scenario, "--sidecar", sidecar.http_url, "--sessions", "2", "--quiet")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith(f"bench run: the sidecar at {sidecar.http_url} already holds 1 session(s) "
+                                     "no benchmark sent (e.g. 'real-1' of agent 'support-bot')"), refused.stderr
+    assert refused.stderr.rstrip().endswith("or pass --force")
+    status, listed = get_json(sidecar, "/runtime/sessions?limit=100")
+    assert listed["total"] == 3, "nothing was sent"
+
+    forced = bench("run", scenario, "--sidecar", sidecar.http_url, "--sessions", "2", "--quiet", "--force")
+    assert forced.returncode == 0, forced.stderr
+
+    realtime = yaml.safe_load(Path(scenario).read_text())
+    realtime.update(pacing="realtime", speed=1.0, name="realtime")
+    realtime["workload"]["phases"] = realtime["workload"]["phases"][:1]
+    path = tmp_path / "realtime.yaml"
+    path.write_text(yaml.safe_dump(realtime))
+    paced = bench("run", str(path), "--sidecar", sidecar.http_url, "--sessions", "1", "--quiet")
+    assert paced.returncode == 0, paced.stderr  # dated as it happens: nothing to refuse

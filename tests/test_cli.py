@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -87,17 +89,25 @@ def test_serve_on_port_zero_logs_addresses_serves_and_exits_zero_on_sigterm():
             process.wait()
 
 
-def test_serve_reports_a_busy_port_and_exits_one():
+@pytest.mark.parametrize("flag, what", [("--otlp-grpc", "OTLP/gRPC"), ("--otlp-http", "OTLP/HTTP"),
+                                        ("--metrics", "/metrics")])
+def test_serve_reports_a_busy_port_first_and_clearly_and_exits_one(flag, what):
     import socket
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli("serve", "--otlp-grpc", "127.0.0.1:0", "--otlp-http", f"127.0.0.1:{port}",
-                         "--metrics", "127.0.0.1:0")
+        addresses = {"--otlp-grpc": "127.0.0.1:0", "--otlp-http": "127.0.0.1:0", "--metrics": "127.0.0.1:0",
+                     flag: f"127.0.0.1:{port}"}
+        result = run_cli("serve", *(item for pair in addresses.items() for item in pair))
     assert result.returncode == 1
-    assert "cannot start" in result.stderr
+    ours = [line for line in result.stderr.splitlines() if " agentprom" in line]  # not gRPC's own C-core line
+    error = next(i for i, line in enumerate(ours) if "ERROR" in line)
+    assert error == len(ours) - 1, "nothing after the error:\n" + result.stderr
+    assert not any("shutting down" in line or "stopped" in line for line in ours), result.stderr
+    assert f"cannot start: cannot listen for {what} on 127.0.0.1:{port}: address already in use" in ours[error]
+    assert flag in ours[error] and "port 0 picks a free one" in ours[error]
 
 
 def test_serve_rejects_bad_flag_values_with_exit_two():

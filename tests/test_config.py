@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,36 @@ def test_every_problem_is_reported_with_path_value_and_rule(tmp_path):
     assert "rule: greater_than_equal" in problems["server.max_request_bytes"].message
     text = str(info.value)
     assert "4 problem(s)" in text and "'loud'" in text
+
+
+@pytest.mark.parametrize(("text", "path", "hint"), [
+    ("store:\n  max_series_per_metrics: 10\n", "store.max_series_per_metrics", "max_series_per_metric"),
+    ("store:\n  max_seriess_per_metric: 10\n", "store.max_seriess_per_metric", "max_series_per_metric"),
+    ("sever:\n  otlp_grpc: 127.0.0.1:0\n", "sever", "server"),
+    ("server:\n  otlp_grcp: 127.0.0.1:0\n", "server.otlp_grcp", "otlp_grpc"),
+    ("sessions:\n  phase_spans:\n    - attribute: traceloop.span.kind\n      value: b\n      parent_knd: agent\n",
+     "sessions.phase_spans.0.parent_knd", "parent_kind"),
+    ("store:\n  completely_unrelated: 1\n", "store.completely_unrelated", None),
+])
+def test_a_misspelt_key_gets_the_nearest_valid_one(tmp_path, text, path, hint):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    (problem,) = info.value.problems
+    assert problem.path == path
+    assert problem.message.startswith("unknown key (not part of the schema)")
+    if hint:
+        assert f"; did you mean {hint}? (rule: extra_forbidden)" in problem.message
+    else:
+        assert "did you mean" not in problem.message
+
+
+def test_check_config_prints_the_suggestion(tmp_path):
+    path = write(tmp_path, "store:\n  max_series_per_metrics: 10\n")
+    done = subprocess.run([sys.executable, "-m", "agentprom", "check-config", str(path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert "store.max_series_per_metrics: unknown key (not part of the schema); did you mean " \
+           "max_series_per_metric?" in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -347,6 +348,86 @@ def test_operator_resources_follow_the_cluster_when_auto(helm):
         assert not by_kind(render(helm, off, api_versions=OPERATOR_APIS), kind)
 
 
+# --- the operator values (auto / true / false) against README.md's table ----------------------
+
+#: value path of each Prometheus Operator kind
+OPERATOR_VALUES = {"PodMonitor": "monitoring.podMonitor.enabled",
+                   "ServiceMonitor": "monitoring.serviceMonitor.enabled",
+                   "PrometheusRule": "prometheusRule.enabled"}
+RULE_FILES = len([p for p in (ROOT / "rules").iterdir() if p.suffix in (".yml", ".yaml")])
+
+
+def readme_render_table() -> dict[str, tuple[set[str], dict[str, str]]]:
+    """README.md's "what the chart renders" table: mode -> (kinds always rendered, {operator kind: value})."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("What the chart renders with the\ndefault values", 1)[1].split("\n\n", 2)[1]
+    table = {}
+    for row in section.splitlines()[2:]:
+        mode, always, operator = (cell.strip() for cell in row.strip("|").split("|"))
+        kinds = {item.strip().split()[0] for item in always.split(",")}
+        values = dict(re.findall(r"(\w+) [^(,]*\(`([\w.]+)`\)", operator))
+        table[mode.strip("`")] = (kinds, values)
+    assert set(table) == {"sidecar", "gateway"}, table
+    return table
+
+
+def with_value(path: str, value: Any, base: dict[str, Any]) -> dict[str, Any]:
+    values = copy.deepcopy(base)
+    node = values
+    *parents, leaf = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return values
+
+
+def kinds_of(docs: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for doc in docs:
+        counts[doc["kind"]] = counts.get(doc["kind"], 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "gateway"])
+@pytest.mark.parametrize("operator_api", [False, True], ids=["bare-template", "operator-api"])
+@pytest.mark.parametrize("kind", list(OPERATOR_VALUES))
+@pytest.mark.parametrize("value", ["auto", True, False, None], ids=["auto", "true", "false", "default"])
+def test_each_operator_value_in_each_mode_renders_what_readme_says(helm, mode, operator_api, kind, value):
+    always, operator = readme_render_table()[mode]
+    assert set(operator.values()) <= set(OPERATOR_VALUES.values())
+    base = {"mode": mode}
+    values = base if value is None else with_value(OPERATOR_VALUES[kind], value, base)
+    docs = render(helm, values, api_versions=OPERATOR_APIS if operator_api else ())
+    for doc in docs:
+        validate(doc)
+    expected = set(always)
+    for other, path in operator.items():
+        setting = value if (other == kind and value is not None) else "auto"
+        if setting is True or (setting == "auto" and operator_api):
+            expected.add(other)
+    counts = kinds_of(docs)
+    assert set(counts) == expected, (values, operator_api)
+    assert counts.get("PrometheusRule", RULE_FILES) == RULE_FILES  # "per rule file"
+    if kind not in operator:  # the other mode's monitor: no value renders it here
+        assert kind not in counts
+
+
+@pytest.mark.parametrize("mode, kind", [("sidecar", "PodMonitor"), ("gateway", "ServiceMonitor")])
+def test_notes_say_what_was_rendered_and_why(helm, tmp_path, mode, kind):
+    path = OPERATOR_VALUES[kind]
+    bare = render_notes(helm, {"mode": mode}, tmp_path)
+    assert (f"{kind}: not rendered, the cluster does not serve monitoring.coreos.com/v1/{kind} "
+            f"({path}=auto; true forces it)") in bare
+    assert "PrometheusRule: not rendered, the cluster does not serve" in bare
+    assert ("sidecar.scrapeAnnotations=true" in bare) is (mode == "sidecar")
+    served = render_notes(helm, {"mode": mode}, tmp_path, api_versions=OPERATOR_APIS)
+    assert f"{kind}: rendered ({path}=auto)" in served and "PrometheusRule: rendered" in served
+    forced = render_notes(helm, with_value(path, True, {"mode": mode}), tmp_path)
+    assert f"{kind}: rendered ({path}=true)" in forced
+    off = render_notes(helm, with_value(path, False, {"mode": mode}), tmp_path, api_versions=OPERATOR_APIS)
+    assert f"{kind}: not rendered ({path}=false)" in off
+
+
 def test_jsonl_log_lives_on_the_data_volume(rendered):
     """sessions.jsonl renders agentprom's jsonl section, with its directory on the writable data
     volume (the image's only writable path); off, there is no jsonl section at all."""
@@ -478,7 +559,8 @@ def test_packaged_chart_carries_the_repository_files(helm, tmp_path):
 
 # --- sidecar mode from the user's side: NOTES.txt and a parent chart ---------------------
 
-def render_notes(helm: Helm, values: dict[str, Any], tmp_path: Path, release: str = "rel") -> str:
+def render_notes(helm: Helm, values: dict[str, Any], tmp_path: Path, release: str = "rel",
+                 api_versions: tuple[str, ...] = ()) -> str:
     """NOTES.txt as helm would print it (helm template skips it, so it is rendered through a wrapper)."""
     chart = tmp_path / "notes-chart" / "agentprom"
     if not chart.exists():
@@ -491,7 +573,7 @@ def render_notes(helm: Helm, values: dict[str, Any], tmp_path: Path, release: st
         (chart / "templates" / "notes.yaml").write_text(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
             '  notes: {{ include "test.notes" . | toJson }}\n')
-    done = helm.template(values, chart, release=release)
+    done = helm.template(values, chart, api_versions, release=release)
     assert done.returncode == 0, done.stderr
     docs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
     return [d for d in docs if d["metadata"]["name"] == "notes"][0]["data"]["notes"]

@@ -34,8 +34,9 @@ from tests.promql_check import RULE_FILES, iter_rules, substitute_macros
 pytestmark = pytest.mark.slow
 
 DASHBOARDS = sorted((Path(__file__).resolve().parent.parent / "dashboards").glob("*.json"))
-#: where Debian's Alertmanager looks for its templates (scripts/tools.d/11-alertmanager-templates.sh)
-ALERTMANAGER_TEMPLATES = Path("/usr/share/prometheus/alertmanager/default.tmpl")
+#: Debian's Alertmanager relocated to find its templates in ./alertmanager/ of this directory
+#: (scripts/tools.d/11-alertmanager-templates.sh): it runs there, with absolute paths for the rest
+ALERTMANAGER_HOME = Path(__file__).resolve().parent.parent / ".tools" / "alertmanager"
 AGENT = "e2e-agent"
 TOOL = "flaky_search"
 #: the whole test must finish well inside two minutes
@@ -67,11 +68,11 @@ class Deadline:
 class Server:
     """A real server process with its log in a file; stopped (then killed) on ``stop()``."""
 
-    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
+    def __init__(self, name: str, args: list[str], workdir: Path, cwd: Path | None = None) -> None:
         self.name = name
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=workdir)
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd or workdir)
 
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
@@ -212,8 +213,9 @@ def _dashboard_queries() -> list[tuple[str, str]]:
 
 
 def test_rules_and_alerts_with_real_prometheus_and_alertmanager(make_sidecar, servers, tmp_path):
-    if not ALERTMANAGER_TEMPLATES.exists():
-        pytest.fail(f"{ALERTMANAGER_TEMPLATES} missing: run scripts/fetch-tools.sh (the README test command does)")
+    alertmanager_binary = ALERTMANAGER_HOME / "prometheus-alertmanager"
+    if not (alertmanager_binary.exists() and (ALERTMANAGER_HOME / "alertmanager" / "default.tmpl").exists()):
+        pytest.fail(f"{ALERTMANAGER_HOME} is incomplete: run scripts/fetch-tools.sh (the README test command does)")
     deadline = Deadline(BUDGET_SECONDS)
     sidecar = make_sidecar()
     webhook = Webhook()
@@ -226,9 +228,10 @@ def test_rules_and_alerts_with_real_prometheus_and_alertmanager(make_sidecar, se
         "receivers": [{"name": "webhook", "webhook_configs": [{"url": webhook.url, "send_resolved": False}]}],
     }))
     alertmanager = Server("alertmanager", [
-        tool("prometheus-alertmanager"), "--config.file=alertmanager.yml", "--storage.path=alertmanager-data",
-        "--web.listen-address=127.0.0.1:0", "--cluster.listen-address=",
-    ], tmp_path)
+        str(alertmanager_binary), f"--config.file={tmp_path / 'alertmanager.yml'}",
+        f"--storage.path={tmp_path / 'alertmanager-data'}", "--web.listen-address=127.0.0.1:0",
+        "--cluster.listen-address=",
+    ], tmp_path, cwd=ALERTMANAGER_HOME)
     servers.append(alertmanager)
     alertmanager_address = alertmanager.address(deadline)
 

@@ -26,7 +26,8 @@ from tests.exposition import text_samples
 from tests.otel import tracer
 from tests.runtime_api import get_json, post_json
 from tests.small_disk import fill, small_disk
-from tests.test_demo_agent import demo_agent
+from agentprom.demo import plan as demo_plan
+from agentprom.demo.send import emit as demo_emit
 from tests.test_jsonl import wait_for
 from tests.test_sessions_spans import span
 
@@ -242,7 +243,7 @@ class Agent:
 
 
 class DemoLoad(threading.Thread):
-    """The demo agent's sessions (examples/demo_agent.py), one after another until stopped."""
+    """The demo agent's sessions (agentprom demo), one after another until stopped."""
 
     def __init__(self, agent: Agent, seed: int) -> None:
         super().__init__(daemon=True)
@@ -252,8 +253,8 @@ class DemoLoad(threading.Thread):
     def run(self) -> None:
         rng = random.Random(self.seed)
         while not self.halt.wait(0.02):
-            session = demo_agent.plan_session(rng, rng.choice(list(demo_agent.AGENTS)))
-            demo_agent.emit(self.agent.tracer, session, time.time_ns())
+            session = demo_plan.plan_session(rng, rng.choice(list(demo_plan.AGENTS)))
+            demo_emit(self.agent.tracer, session, time.time_ns())
 
 
 def split_session_part(t, root, session_id: str, phase: str) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from agentprom.report import parallelism, report_path
+from agentprom.report import SCREEN_BUCKETS, parallelism, report_path, screen_width
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,3 +135,65 @@ def test_cli_errors(tmp_path):
     empty_dir = run_cli(str(tmp_path))
     assert empty_dir.returncode == 2 and "no invocations.jsonl" in empty_dir.stderr
     assert run_cli(str(tmp_path), "--bucket-seconds", "0").returncode == 2
+
+
+def burst_log(path: Path, days: float, seed: int) -> int:
+    """Agent activity in short bursts, hours apart, over ``days`` days (seeded); returns the call count."""
+    rng = random.Random(seed)
+    start = datetime(2026, 2, 20, tzinfo=timezone.utc).timestamp()
+    lines, t, n = [], start, 0
+    while t < start + days * 86400:
+        for _ in range(rng.randint(5, 30)):  # a burst: calls overlapping within a few minutes
+            n += 1
+            begin = t + rng.uniform(0, 300)
+            stamp = datetime.fromtimestamp(begin, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            lines.append(json.dumps({"invocation_id": f"i{n}", "kind": rng.choice(["tool_call", "llm_call"]),
+                                     "agent": rng.choice(["a", "b"]), "phase": "work", "session_id": f"s{n // 10}",
+                                     "duration_ms": rng.randint(100, 60_000), "success": True, "attempt": 1,
+                                     "timestamp": stamp}))
+        t += rng.uniform(2, 9) * 3600
+    path.write_text("\n".join(lines) + "\n")
+    return n
+
+
+def bucket_lines(table: str) -> list[str]:
+    lines = table.splitlines()
+    return lines[next(i for i, line in enumerate(lines) if line.startswith("bucket start")) + 1:]
+
+
+def test_a_three_day_log_fits_one_screen_by_default(tmp_path):
+    path = tmp_path / "invocations.jsonl"
+    calls = burst_log(path, days=3, seed=18)
+    table = run_cli(str(path))
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert len(lines) <= 45, table.stdout  # a screen (and the parallelism part is at most 20 lines)
+    assert len(bucket_lines(table.stdout)) <= SCREEN_BUCKETS
+    assert "buckets of 21600s" in table.stdout  # 6 h: the smallest round width giving at most 20 buckets
+
+    full = json.loads(run_cli(str(path), "--format", "json").stdout)["parallelism"]
+    assert 60 < full["bucket_seconds"] <= math.ceil(3.5 * 86400 / 1000)  # 60 s, widened to keep 1000 buckets
+    assert SCREEN_BUCKETS < len(full["buckets"]) <= 1000
+    assert sum(1 for b in full["buckets"] if b["invocations"] == 0) > len(full["buckets"]) / 2  # kept, not folded
+    assert max(b["invocations"] for b in full["buckets"]) <= calls
+
+
+def test_runs_of_empty_buckets_are_one_line_in_the_table(tmp_path):
+    path = tmp_path / "invocations.jsonl"
+    path.write_text(call(1, "tool_call", "a", "p", 0, 1_000) + "\n" + call(2, "tool_call", "a", "p", 1800, 1_000) + "\n")
+    table = run_cli(str(path), "--bucket-seconds", "60").stdout
+    rows = bucket_lines(table)
+    assert len(rows) == 3, table
+    assert rows[1].split() == [at(60), "-", "(29", "empty", "buckets,", "to", f"{at(1740)})"]
+    full = json.loads(run_cli(str(path), "--bucket-seconds", "60", "--format", "json").stdout)["parallelism"]
+    assert len(full["buckets"]) == 31 and [b["invocations"] for b in full["buckets"]].count(0) == 29
+
+
+@pytest.mark.parametrize("span, width", [
+    (90, 60), (20 * 60, 60), (21 * 60, 120), (17 * 3600, 3600), (3 * 86400, 21600), (10 * 86400, 43200), (11 * 86400, 86400),
+    (100 * 86400, 6 * 86400),
+])
+def test_screen_width_is_round_and_keeps_a_screenful(span, width):
+    first = 1_771_545_600.0  # 2026-02-20T00:00:00Z, a whole day
+    assert screen_width(first, first + span) == width
+    assert math.ceil(span / width) <= SCREEN_BUCKETS

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from collections.abc import Callable
 
@@ -171,6 +172,7 @@ class App:
         self._receivers_ready = False
         self._started = False
         self._stopped = False
+        self._start_failed = False
         self._runners: dict[str, web.AppRunner] = {}
         self._housekeeping: asyncio.Task | None = None
 
@@ -231,7 +233,12 @@ class App:
         await runner.setup()
         self._runners[name] = runner
         site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=self.ssl_contexts.get(name))
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            what = "/metrics" if name == "metrics" else "OTLP/HTTP"
+            raise OSError(exc.errno, f"cannot listen for {what} on {address}: {reason}") from None
         bound = runner.addresses[0]
         actual = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
         self.addresses[name] = actual
@@ -252,6 +259,7 @@ class App:
             self.addresses["otlp_grpc"] = await self.grpc.start()
             await self._serve("otlp_http", self.http_app, server.otlp_http)
         except Exception:
+            self._start_failed = True  # the caller reports why; stopping what did start is routine
             await self.stop()
             raise
         self._receivers_ready = True
@@ -275,7 +283,8 @@ class App:
         self._stopped = True
         self._receivers_ready = False
         grace = self.config.server.shutdown_grace_seconds
-        log.info("shutting down: finishing in-flight requests (grace %.1fs)", grace)
+        say = log.debug if self._start_failed else log.info
+        say("shutting down: finishing in-flight requests (grace %.1fs)", grace)
         receivers = [self.grpc.stop(grace)]
         if "otlp_http" in self._runners:
             receivers.append(self._runners.pop("otlp_http").cleanup())
@@ -283,8 +292,7 @@ class App:
         drained = await self.pipeline.stop()
         waiting = len(self.context.pending)
         self.translator.drain()  # spans still waiting for their ancestors are counted as they are
-        log.info("translation queue drained (%d spans were queued, %d waited for their ancestors)",
-                 drained, waiting)
+        say("translation queue drained (%d spans were queued, %d waited for their ancestors)", drained, waiting)
         if self.forwarder is not None:
             await self.forwarder.stop(grace)
         if self._housekeeping is not None:
@@ -300,4 +308,4 @@ class App:
             await runner.cleanup()
         self._runners.clear()
         received = sum(s.value for s in self.store["agentprom_spans_received_total"].all_series())
-        log.info("stopped: %d spans received and counted in total", received)
+        say("stopped: %d spans received and counted in total", received)

@@ -1,4 +1,4 @@
-"""The ``agentprom`` command line: ``serve``, ``check-config``, ``docs``, ``report``, ``bench``.
+"""The ``agentprom`` command line: ``serve``, ``check-config``, ``docs``, ``report``, ``bench``, ``demo``.
 
 Exit codes: 0 success, 1 runtime failure (e.g. a port in use), 2 usage or
 configuration error.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -73,8 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("path", help="invocations.jsonl, or the directory holding it")
     report.add_argument("--format", choices=["json", "table"], default="table", help="output format (default table)")
-    report.add_argument("--bucket-seconds", type=float, default=60.0, metavar="S",
-                        help="width of the parallelism buckets (default 60)")
+    report.add_argument("--bucket-seconds", type=float, default=None, metavar="S",
+                        help="width of the parallelism buckets (default: the table picks a round width from the "
+                        "log's span that keeps about 20 buckets, a screenful, and folds runs of empty buckets "
+                        "into one line; --format json keeps the full series in 60 s buckets, widened to keep "
+                        "at most 1000)")
 
     docs = sub.add_parser("docs", help="print generated documentation", description="Print generated docs.")
     docs.add_argument("what", choices=["metrics"], help="metrics: the metric catalog (docs/metrics.md)")
@@ -83,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agentprom.benchmark.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
+    from agentprom.demo.cli import add_parser as add_demo_parser
+
+    add_demo_parser(sub)
     return parser
 
 
@@ -101,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         from agentprom.benchmark.cli import main as bench_main
 
         return bench_main(args)
+    if args.command == "demo":
+        from agentprom.demo.cli import main as demo_main
+
+        return demo_main(args)
     parser.print_help()
     return EXIT_USAGE
 
@@ -118,13 +129,16 @@ def check_config(path: str) -> int:
 def report(args: argparse.Namespace) -> int:
     import json
 
-    from agentprom.report import render_table, report_path
+    from agentprom.report import DEFAULT_BUCKET_SECONDS, render_table, report_path
 
-    if not args.bucket_seconds > 0:
+    if args.bucket_seconds is not None and not args.bucket_seconds > 0:
         print("--bucket-seconds must be greater than 0", file=sys.stderr)
         return EXIT_USAGE
+    width = args.bucket_seconds
+    if width is None and args.format == "json":
+        width = DEFAULT_BUCKET_SECONDS
     try:
-        result = report_path(args.path, args.bucket_seconds)
+        result = report_path(args.path, width)
     except OSError as exc:
         print(f"cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -167,7 +181,12 @@ def serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_run(config))
     except OSError as exc:
-        log.error("cannot start: %s", exc)
+        message = exc.strerror if exc.strerror and exc.errno else str(exc)
+        if exc.errno == errno.EADDRINUSE or "address already in use" in message.lower():
+            message += ("; another process listens there: stop it, or choose another address with "
+                        "--otlp-grpc, --otlp-http, --metrics (or AGENTPROM_OTLP_GRPC, AGENTPROM_OTLP_HTTP, "
+                        "AGENTPROM_METRICS; port 0 picks a free one)")
+        log.error("cannot start: %s", message)
         return EXIT_FAILURE
     return EXIT_OK
 

@@ -14,7 +14,9 @@ Invocations are the ``tool_call`` and ``llm_call`` records; ``phase`` and
   start at the same instant do not overlap). Per fixed time bucket: the mean
   parallelism (busy invocation-seconds / bucket seconds), the peak, and the
   invocations that overlap the bucket. Buckets widen to keep at most
-  ``MAX_BUCKETS``.
+  ``MAX_BUCKETS``. Without a width, ``screen_width`` picks a round one from
+  the log's span that keeps the series to ``SCREEN_BUCKETS`` (a screenful,
+  for the table); the table folds runs of empty buckets into one line.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ from agentprom.sessions.timestamps import iso
 from agentprom.sinks.jsonl import ReadStats, log_files, read_records
 
 MAX_BUCKETS = 1000
+#: the default bucket width of the full series (--format json), widened to keep MAX_BUCKETS
+DEFAULT_BUCKET_SECONDS = 60.0
+#: at most this many buckets when the width is chosen from the log's span (the table's default)
+SCREEN_BUCKETS = 20
+#: round widths to choose from, in seconds: minutes, hours, then days
+ROUND_WIDTHS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 NO_PHASE = "(no phase)"
 
 
@@ -97,13 +105,30 @@ class Group:
         }
 
 
-def parallelism(intervals: list[tuple[float, float]], bucket_seconds: float) -> dict[str, Any]:
-    """Peak and per-bucket parallelism of [start, end) intervals (epoch seconds)."""
+def _bucket_count(first: float, last: float, width: float) -> int:
+    return max(1, math.ceil((last - math.floor(first / width) * width) / width))
+
+
+def screen_width(first: float, last: float) -> float:
+    """The smallest round width (``ROUND_WIDTHS``, then whole days) that covers [first, last]
+    in at most ``SCREEN_BUCKETS`` buckets."""
+    for width in ROUND_WIDTHS:
+        if _bucket_count(first, last, width) <= SCREEN_BUCKETS:
+            return float(width)
+    days = math.ceil((last - first) / 86400 / (SCREEN_BUCKETS - 1))
+    return float(86400 * days)
+
+
+def parallelism(intervals: list[tuple[float, float]], bucket_seconds: float | None) -> dict[str, Any]:
+    """Peak and per-bucket parallelism of [start, end) intervals (epoch seconds).
+
+    ``bucket_seconds`` None: a width from the intervals' span (``screen_width``)."""
     if not intervals:
-        return {"peak": 0, "peak_at": None, "bucket_seconds": bucket_seconds, "buckets": []}
+        width = DEFAULT_BUCKET_SECONDS if bucket_seconds is None else bucket_seconds
+        return {"peak": 0, "peak_at": None, "bucket_seconds": width, "buckets": []}
     first = min(start for start, _ in intervals)
     last = max(end for _, end in intervals)
-    width = bucket_seconds
+    width = screen_width(first, last) if bucket_seconds is None else bucket_seconds
     if (last - first) / width > MAX_BUCKETS:
         width = math.ceil((last - first) / MAX_BUCKETS)
     origin = math.floor(first / width) * width
@@ -161,7 +186,7 @@ def _spread(start: float, end: float, level: int, origin: float, width: float,
 
 
 def build_report(records: Iterable[dict[str, Any]], stats: ReadStats | None = None,
-                 bucket_seconds: float = 60.0) -> dict[str, Any]:
+                 bucket_seconds: float | None = DEFAULT_BUCKET_SECONDS) -> dict[str, Any]:
     totals = Group()
     by_agent: dict[str, Group] = defaultdict(Group)
     by_phase: dict[str, Group] = defaultdict(Group)
@@ -208,8 +233,9 @@ def build_report(records: Iterable[dict[str, Any]], stats: ReadStats | None = No
     }
 
 
-def report_path(path: str | Path, bucket_seconds: float = 60.0) -> dict[str, Any]:
-    """Report on a log file, or on a log directory (rotated files included, oldest first)."""
+def report_path(path: str | Path, bucket_seconds: float | None = DEFAULT_BUCKET_SECONDS) -> dict[str, Any]:
+    """Report on a log file, or on a log directory (rotated files included, oldest first).
+    ``bucket_seconds`` None: a screenful of parallelism buckets (``screen_width``)."""
     path = Path(path)
     files = log_files(path) if path.is_dir() else [path]
     if not files:
@@ -268,6 +294,17 @@ def render_table(report: dict[str, Any]) -> str:
     out += _table("phase", report["by_phase"])
     out.append(f"parallelism: peak {par['peak']} at {par['peak_at'] or '-'}; buckets of {par['bucket_seconds']:g}s")
     out.append(f"{'bucket start':<24}  {'invocations':>11}  {'mean':>8}  {'peak':>4}")
-    for b in par["buckets"]:
+    buckets = par["buckets"]
+    i = 0
+    while i < len(buckets):
+        b = buckets[i]
+        j = i
+        while j < len(buckets) and buckets[j]["invocations"] == 0:
+            j += 1
+        if j - i >= 2:  # a run of empty buckets: one line
+            out.append(f"{b['start']:<24}  {'-':>11}  ({j - i} empty buckets, to {buckets[j - 1]['start']})")
+            i = j
+            continue
         out.append(f"{b['start']:<24}  {b['invocations']:>11}  {b['mean_parallelism']:>8.3f}  {b['peak']:>4}")
+        i += 1
     return "\n".join(out) + "\n"

@@ -91,6 +91,24 @@ true
 {{- end -}}
 {{- end -}}
 
+{{/*
+One NOTES line on a Prometheus Operator resource: (list $ "PodMonitor" "monitoring.podMonitor.enabled" .Values.x.enabled).
+*/}}
+{{- define "agentprom.operatorNote" -}}
+{{- $root := index . 0 -}}
+{{- $kind := index . 1 -}}
+{{- $key := index . 2 -}}
+{{- $enabled := index . 3 -}}
+{{- $api := printf "monitoring.coreos.com/v1/%s" $kind -}}
+{{- if include "agentprom.operatorEnabled" (list $root $api $enabled) -}}
+{{ $kind }}: rendered ({{ $key }}={{ $enabled }})
+{{- else if eq (toString $enabled) "auto" -}}
+{{ $kind }}: not rendered, the cluster does not serve {{ $api }} ({{ $key }}=auto; true forces it)
+{{- else -}}
+{{ $kind }}: not rendered ({{ $key }}={{ $enabled }})
+{{- end -}}
+{{- end -}}
+
 {{- define "agentprom.serviceAccountName" -}}
 {{- if .Values.gateway.serviceAccount.create -}}
 {{- default (include "agentprom.fullname" .) .Values.gateway.serviceAccount.name -}}

@@ -55,6 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--seed", type=int, help="override the synthetic workload's seed")
     run.add_argument("--logs", metavar="DIR", help="command scenarios: keep each run's stdout and stderr in DIR")
     run.add_argument("--quiet", action="store_true", help="no per-session progress lines on standard error")
+    run.add_argument("--force", action="store_true",
+                     help="synthetic scenarios: send even when the sidecar holds sessions no benchmark sent "
+                     "(simulated pacing dates the synthetic sessions ahead of now; by default the run refuses "
+                     "to mix them with an agent's real sessions)")
 
     compare = commands.add_parser(
         "compare",
@@ -157,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         runner = Runner(scenario, sidecar, write, sessions=args.sessions, seed=args.seed, progress=progress,
-                        log_dir=Path(args.logs) if args.logs else None)
+                        log_dir=Path(args.logs) if args.logs else None, force=args.force)
         summary = runner.run()
     except (BenchError, OSError) as exc:
         print(f"bench run: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ run.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 import time
@@ -85,10 +86,15 @@ def ordered(record: dict[str, Any]) -> dict[str, Any]:
     return {**head, **middle, **{key: record[key] for key in LAST if key in record}}
 
 
+#: the session ids ``Runner.session_id`` gives: NAME-RUNID-INDEX (RUNID 8 hex digits, INDEX 6 digits)
+BENCH_SESSION_ID = re.compile(r"-[0-9a-f]{8}-[0-9]{6}$")
+
+
 class Runner:
     def __init__(self, scenario: Scenario, sidecar_url: str, write: Writer, *, sessions: int | None = None,
                  seed: int | None = None, progress: Progress | None = None, log_dir: Path | None = None,
-                 clock: Clock | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Clock | None = None, sleep: Callable[[float], None] = time.sleep,
+                 force: bool = False) -> None:
         self.scenario = scenario
         self.sidecar_url = sidecar_url
         self.write = write
@@ -100,6 +106,7 @@ class Runner:
         self.sleep = sleep
         self.client = SidecarClient(sidecar_url, clock=self.clock, sleep=sleep)
         self.summary = RunSummary(run_id=secrets.token_hex(4))
+        self.force = force
         self._unreachable = 0
 
     def session_id(self, index: int) -> str:
@@ -108,6 +115,8 @@ class Runner:
     def run(self) -> RunSummary:
         try:
             self.client.check()
+            if isinstance(self.scenario, SyntheticScenario) and not self.force:
+                self._refuse_to_mix_future_sessions_with_real_ones(self.scenario)
         except SidecarError as error:
             raise BenchError(str(error)) from None
         if isinstance(self.scenario, SyntheticScenario):
@@ -155,12 +164,29 @@ class Runner:
 
     # -- the synthetic agent ---------------------------------------------------------
 
+    def _refuse_to_mix_future_sessions_with_real_ones(self, scenario: SyntheticScenario) -> None:
+        """Synthetic sessions with simulated pacing (or realtime faster than life) are dated ahead of the
+        wall clock; next to an agent's real sessions they would skew its session API, metrics and JSONL
+        log. Refuse unless every session the sidecar holds was sent by a benchmark (``--force`` skips this)."""
+        if scenario.pacing != "simulated" and scenario.speed <= 1:
+            return
+        real = [s for s in self.client.sessions() if not BENCH_SESSION_ID.search(str(s.get("session_id")))]
+        if real:
+            example = real[0]
+            raise BenchError(
+                f"the sidecar at {self.sidecar_url} already holds {len(real)} session(s) no benchmark sent "
+                f"(e.g. {example.get('session_id')!r} of agent {example.get('agent')!r}), and this scenario "
+                f"sends synthetic sessions dated ahead of now (pacing: {scenario.pacing}, speed {scenario.speed:g}), "
+                "which would sit next to them in its session API, metrics and JSONL log. Run benchmarks "
+                "against a sidecar of their own, or pass --force")
+
     def _run_synthetic(self, scenario: SyntheticScenario) -> None:
         try:
             from agentprom.benchmark.synthetic import SyntheticAgent
         except ImportError as exc:
             raise BenchError(f"the synthetic agent needs the OpenTelemetry SDK and its OTLP/HTTP exporter "
-                             f"({exc.name} is missing): pip install 'agentprom[bench]'") from None
+                             f"({exc.name} is missing): from the agentprom checkout, "
+                             "python3 -m pip install '.[bench]'") from None
         seed = scenario.seed if self.seed is None else self.seed
         limit = self.sessions if self.sessions is not None else scenario.sessions
         until_ms = None if scenario.duration_seconds is None else scenario.duration_seconds * 1000.0

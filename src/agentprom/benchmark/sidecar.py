@@ -83,6 +83,18 @@ class SidecarClient:
             raise SidecarError(f"{self.base}/runtime/sessions answered {status} without a session list: "
                                "is --sidecar agentprom's OTLP/HTTP address?")
 
+    def sessions(self) -> list[dict[str, Any]]:
+        """Every session the sidecar holds (``GET /runtime/sessions``, page by page)."""
+        found: list[dict[str, Any]] = []
+        offset: int | None = 0
+        while offset is not None:
+            status, body = self._request("GET", f"/runtime/sessions?limit=1000&offset={offset}")
+            if status != 200 or not isinstance(body, dict):
+                raise SidecarError(f"GET /runtime/sessions answered {status}")
+            found += body.get("sessions", [])
+            offset = body.get("next_offset")
+        return found
+
     def _session(self, session_id: str, suffix: str = "") -> dict[str, Any] | None:
         path = f"/runtime/session/{urllib.parse.quote(session_id, safe='')}{suffix}"
         status, body = self._request("GET", path)

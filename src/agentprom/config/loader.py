@@ -8,8 +8,11 @@ with its YAML path and where it came from. Every error is collected before
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
-from collections.abc import Mapping
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -127,9 +130,35 @@ def validate_model(
             loc = ".".join(str(part) for part in error["loc"])
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                message = "unknown key (not part of the schema)"
+                message = "unknown key (not part of the schema)" + _did_you_mean(model, error["loc"])
             value = error.get("input")
             if isinstance(value, dict):
                 value = None
             problems.append(Problem(loc, f"{message} (rule: {error['type']})", value, sources.get(loc, "")))
         raise ConfigError(problems, origin, what) from None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds: itself, or inside Optional, list, dict, Annotated."""
+    if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _did_you_mean(model: type[BaseModel], loc: Sequence[str | int]) -> str:
+    """``; did you mean KEY?`` for the valid key nearest an unknown one (difflib), or nothing."""
+    current: type[BaseModel] | None = model
+    for part in loc[:-1]:
+        if current is None:
+            return ""
+        if isinstance(part, str) and part in current.model_fields:
+            current = _model_in(current.model_fields[part].annotation)
+        # else a list index or a dict key: the model stays the element's
+    if current is None or not isinstance(loc[-1], str):
+        return ""
+    close = difflib.get_close_matches(loc[-1], list(current.model_fields), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""

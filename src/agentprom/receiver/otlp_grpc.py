@@ -15,6 +15,8 @@ half-open clients cannot exhaust the process's file descriptors.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass
 
 import grpc
@@ -88,7 +90,8 @@ class OtlpGrpcReceiver:
             else:
                 port = self.server.add_insecure_port(self.address)
         except RuntimeError as exc:
-            raise OSError(f"cannot listen for OTLP/gRPC on {self.address}: {exc}") from None
+            code, reason = _bind_error(self.address) or (None, str(exc))
+            raise OSError(code, f"cannot listen for OTLP/gRPC on {self.address}: {reason}") from None
         if port == 0:
             raise OSError(f"cannot listen for OTLP/gRPC on {self.address}")
         await self.server.start()
@@ -114,3 +117,19 @@ class OtlpGrpcReceiver:
             self.errors.exception("internal error while handling an OTLP/gRPC export")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         return export_response(batch).SerializeToString()
+
+
+def _bind_error(address: str) -> tuple[int, str] | None:
+    """Why ``address`` cannot be bound (errno, reason), learnt by binding a plain socket: gRPC's own
+    error says only "Failed to bind"."""
+    from agentprom.config.schema import parse_address
+
+    host, port = parse_address(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno:
+            return exc.errno, os.strerror(exc.errno).lower()
+    return None

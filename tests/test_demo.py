@@ -1,32 +1,31 @@
-"""The demo agent (examples/demo_agent.py) against a real sidecar: what it says it sent is what was counted."""
+"""``agentprom demo`` against a real sidecar: what it says it sent is what was counted."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
 import subprocess
 import sys
-from pathlib import Path
+import time
 
 import pytest
 
+from agentprom.demo import plan as demo_plan
 from tests.runtime_api import get_json
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "examples" / "demo_agent.py"
 
-_spec = importlib.util.spec_from_file_location("demo_agent", DEMO)
-demo_agent = importlib.util.module_from_spec(_spec)
-sys.modules["demo_agent"] = demo_agent  # dataclasses look their module up while the class is built
-_spec.loader.exec_module(demo_agent)
+def demo(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "agentprom", "demo", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def run_demo(endpoint: str, *args: str, protocol: str = "grpc") -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol)
-    done = subprocess.run([sys.executable, str(DEMO), *args], env=env, capture_output=True, text=True, timeout=120)
+    # The endpoint and protocol through the standard OTLP variables, as a real agent would get them.
+    done = demo("--json", *args, env_extra={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                                            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -49,6 +48,10 @@ def test_sidecar_counts_what_the_demo_sent(make_sidecar, protocol):
     for row in summary["tokens"]:
         labels = {k: row[k] for k in ("agent", "provider", "model", "type")}
         assert sidecar.value("agent_tokens_total", **labels) == row["count"], row
+    assert summary["cost_usd"]
+    for row in summary["cost_usd"]:
+        labels = {k: row[k] for k in ("agent", "provider", "model")}
+        assert sidecar.value("agent_llm_cost_usd_total", **labels) == pytest.approx(row["count"], rel=1e-9), row
     for row in summary["tool_calls"]:
         labels = {k: row[k] for k in ("agent", "tool", "status")}
         assert sidecar.value("agent_tool_calls_total", **labels) == row["count"], row
@@ -69,7 +72,7 @@ def test_sidecar_counts_what_the_demo_sent(make_sidecar, protocol):
     assert {row["status"] for row in summary["sessions_ended"]} == {"completed", "failed"}
     assert summary["tool_retries"] and summary["checkpoints"] and summary["phases"]
     assert summary["recoveries"] and summary["context_resets"]
-    assert len({row["agent"] for row in summary["sessions"]}) == len(demo_agent.AGENTS)
+    assert len({row["agent"] for row in summary["sessions"]}) == len(demo_plan.AGENTS)
 
 
 def series(sidecar, name: str) -> dict[tuple[str, ...], float]:
@@ -82,7 +85,7 @@ def series(sidecar, name: str) -> dict[tuple[str, ...], float]:
 def test_same_seed_plans_the_same_sessions():
     def plan(seed: int) -> dict:
         rng = random.Random(seed)
-        return demo_agent.summarize([demo_agent.plan_session(rng, agent) for agent in demo_agent.AGENTS] * 3)
+        return demo_plan.summarize([demo_plan.plan_session(rng, agent) for agent in demo_plan.AGENTS] * 3)
 
     assert plan(3) == plan(3)
     assert plan(3) != plan(4)
@@ -91,7 +94,7 @@ def test_same_seed_plans_the_same_sessions():
 def test_sessions_are_well_formed():
     rng = random.Random(11)
     for _ in range(200):
-        session = demo_agent.plan_session(rng, rng.choice(list(demo_agent.AGENTS)))
+        session = demo_plan.plan_session(rng, rng.choice(list(demo_plan.AGENTS)))
         end = 0
         for phase in session.phases:
             assert phase.start_ms >= end and phase.duration_ms > 0
@@ -106,32 +109,51 @@ def test_sessions_are_well_formed():
 
 def test_context_window_pressure_produces_resets():
     rng = random.Random(5)
-    sessions = [demo_agent.plan_session(rng, "code-reviewer") for _ in range(300)]
-    assert demo_agent.summarize(sessions)["context_resets"], "no context reset in 300 sessions"
+    sessions = [demo_plan.plan_session(rng, "demo-code-reviewer") for _ in range(300)]
+    assert demo_plan.summarize(sessions)["context_resets"], "no context reset in 300 sessions"
 
 
 @pytest.mark.parametrize("args, message", [
     (["--sessions", "0"], "must be bounded"),
     (["--sessions", "-1"], "must not be negative"),
     (["--agents", "nobody"], "unknown agent"),
+    (["--endpoint", "127.0.0.1"], "expected http://HOST:PORT"),
 ])
 def test_bad_arguments_are_refused(args, message):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9"  # never reached
-    done = subprocess.run([sys.executable, str(DEMO), *args], env=env, capture_output=True, text=True, timeout=60)
+    done = demo(*args, env_extra={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})  # never reached
     assert done.returncode != 0
     assert message in done.stderr
 
 
-def test_unreachable_endpoint_is_reported_as_failure(unused_tcp_port):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{unused_tcp_port}",
-               OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_EXPORTER_OTLP_TIMEOUT="1")
-    done = subprocess.run([sys.executable, str(DEMO), "--sessions", "1"], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1
-    summary = json.loads(done.stdout)
-    assert summary["exported_spans"] == 0 and summary["failed_spans"] == summary["spans"]
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_no_sidecar_is_one_clear_line(unused_tcp_port, protocol):
+    started = time.monotonic()
+    done = demo("--endpoint", f"http://127.0.0.1:{unused_tcp_port}", "--protocol", protocol)
+    assert time.monotonic() - started < 30
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(f"agentprom demo: cannot reach a sidecar at http://127.0.0.1:{unused_tcp_port}")
+    assert "agentprom serve" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_demo_spans_are_marked_and_current(make_sidecar, tmp_path):
+    sidecar = make_sidecar({"compat": {"span_metrics": True}})
+    before = time.time()
+    done = demo("--endpoint", sidecar.http_url, "--protocol", "http/protobuf", "--sessions", "3", "--seed", "2")
+    assert done.returncode == 0, done.stderr
+    assert "sent 3 sessions" in done.stdout and "service.name=agentprom-demo" in done.stdout
+    text = sidecar.scrape()
+    agents = {line.split('agent="')[1].split('"')[0] for line in text.splitlines()
+              if line.startswith("agent_invocations_total{")}
+    assert agents and all(agent.startswith("demo-") for agent in agents), agents
+    assert 'service_name="agentprom-demo"' in text
+    status, listed = get_json(sidecar, "/runtime/sessions?limit=10")
+    assert status == 200 and listed["total"] == 3
+    # current-dated: every session started within the last minute of wall-clock time
+    from datetime import datetime
+
+    for row in listed["sessions"]:
+        start = datetime.fromisoformat(row["start"].replace("Z", "+00:00")).timestamp()
+        assert before - 60 <= start <= time.time() + 1, row
 
 
 @pytest.fixture
