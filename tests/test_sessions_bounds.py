@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from agentprom.clock import ManualClock
 from agentprom.config.loader import validate
 from agentprom.context.stage import TraceContext

@@ -16,7 +16,7 @@ and the tool or LLM call an event made is counted like a span's call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from agentprom.compat import compat_outputs

@@ -22,20 +22,15 @@ from typing import Any
 
 from agentprom.config.schema import PhaseSpanRule
 from agentprom.conventions import profile as P
-
-_SESSION_KEYS = P.SESSION_KEYS
+from agentprom.conventions.classify import first_str
 
 #: any of these on a span: it may name a session
-session_keys: frozenset[str] = frozenset(_SESSION_KEYS)
+session_keys: frozenset[str] = frozenset(P.SESSION_KEYS)
 
 
 def session_of(attrs: dict[str, Any]) -> str | None:
     """The session a span's attributes name (first key present wins), or None."""
-    for key in _SESSION_KEYS:
-        value = attrs.get(key)
-        if value is not None and value != "":
-            return str(value)
-    return None
+    return first_str(attrs, P.SESSION_KEYS)
 
 
 class PhaseRules:

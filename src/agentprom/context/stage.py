@@ -82,9 +82,6 @@ class Resolved:
     def __bool__(self) -> bool:
         return bool(self.spans) or bool(self.settled_spans)
 
-    def __len__(self) -> int:
-        return len(self.spans)
-
 
 class TraceContext:
     def __init__(self, config: AttributionConfig, store: SeriesStore, phases: PhaseRules | None = None) -> None:

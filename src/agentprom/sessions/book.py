@@ -12,8 +12,9 @@ Memory is bounded: per session ``max_tool_calls_per_session`` stored calls,
 ``max_phases_per_session`` stored phases (twice that indexed by id), and as
 many pending calls, failing calls and tools in flight as ``PENDING_PER_CALL``
 times the call cap, and phase spans as ``PARENTS_PER_CALL`` times it. The index
-of phase spans drops its oldest entry; the others refuse the new one. Every drop is counted per session
-(``Session.state_dropped``, shown by the runtime API) and in
+of phase spans drops its oldest entry; the others refuse the new one. Every
+drop is counted per session (``Session.state_dropped``, shown by the runtime
+API) and in
 ``agentprom_session_state_dropped_total{structure}``: counts stay exact, only
 attribution (a call's phase, a recovery) can be lost.
 
