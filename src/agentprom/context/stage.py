@@ -62,7 +62,7 @@ from agentprom.model import Kind, Span
 AGENT, LLM, TOOL, OTHER = Kind.AGENT, Kind.LLM, Kind.TOOL, Kind.OTHER
 _arrival = attrgetter("seq")
 #: what a local root inherits (tree.Passes): no named agent, no agent span above, no phase
-ROOT: Passes = (None, False, False, None, False)
+ROOT: Passes = (None, False, False, None, False, b"")
 
 
 class Resolved:
@@ -87,6 +87,7 @@ class TraceContext:
     def __init__(self, config: AttributionConfig, store: SeriesStore, phases: PhaseRules | None = None) -> None:
         #: which spans are phase spans (the sessions config's ``phase_spans``)
         self.phases = phases or PhaseRules(DEFAULT_PHASE_SPANS)
+        self._phase_keys = self.phases.keys
         self.max_wait = config.max_wait_seconds
         self.max_pending = config.max_pending_spans
         self.max_indexed = config.max_indexed_spans
@@ -153,25 +154,51 @@ class TraceContext:
         self.indexed += len(placed) - duplicates
         if duplicates:
             self._m_fallbacks.inc(("duplicate_span_id",), duplicates)
-        place, settle, decide, finish = self._place, self._settle, self._decide, self._finish
+        place, settle, decide = self._place, self._settle, self._decide
+        counted_spans, counted, settled_spans, settled = out.spans, out.classified, out.settled_spans, out.settled
+        general = False
         for node in placed:
-            # the common case inline: a span whose parent is decided (or that has none), that no
-            # span waits for; anything else goes the general way
-            parent_id = node.parent_id
+            # the usual cases inline (``_place`` has them all): a span whose parent is undecided
+            # waits for it (a span that needs nothing from above is counted now); a span whose parent
+            # is decided, or that has none, is decided with the spans that waited for it, or alone:
+            # then counted and settled at once
+            parent_id, tree = node.parent_id, node.tree
             if parent_id:
-                above = node.tree.nodes.get(parent_id)
-                if above.__class__ is not tuple or node.span.parent_remote or parent_id == node.span_id \
-                        or node.span_id in node.tree.waiting:
+                if node.span.parent_remote or parent_id == node.span_id:
                     place(node, out)
+                    general = True
                     continue
-                decide(node, above)
-            elif node.span_id in node.tree.waiting:
-                settle(node, ROOT, out)
-                continue
+                above = tree.nodes.get(parent_id)
+                if above.__class__ is not tuple:
+                    c, kind = node.c, node.kind
+                    if kind is OTHER or (c.named and kind is not AGENT):
+                        if kind is LLM and node.span_id in tree.llm_below:
+                            c.counted = False  # an outer call (``_emit``)
+                        counted_spans.append(node.span)
+                        counted.append(c)
+                        node.emitted = True
+                    waiting = tree.waiting.get(parent_id)
+                    if waiting is None:
+                        tree.waiting[parent_id] = [node]
+                    else:
+                        waiting.append(node)
+                    general = True
+                    continue
             else:
-                decide(node, ROOT)
-            finish(node, out)
-        if any(not node.decided for node in placed):
+                above = ROOT
+            if node.span_id in tree.waiting:
+                settle(node, above, out)
+                continue
+            decide(node, above)
+            span, c = node.span, node.c
+            if c.kind is LLM and node.span_id in tree.llm_below:
+                c.counted = False  # an outer call (``_emit``)
+            counted_spans.append(span)
+            counted.append(c)
+            settled_spans.append(span)
+            settled.append(c)
+            node.span = node.c = None
+        if general and any(not node.decided for node in placed):
             self._break_cycles(placed, out)
             deadline = self._clock.monotonic() + self.max_wait
             pending = self.pending
@@ -248,7 +275,7 @@ class TraceContext:
                     self._unwait(current)
                     for marks in (tree.llm_below, tree.named_below):
                         if current.span_id in marks:
-                            marks.discard(current.span_id)
+                            del marks[current.span_id]
                     self._settle(current, ROOT, out, "cycle")
                     break
                 path.add(current)
@@ -297,15 +324,24 @@ class TraceContext:
                 self._m_fallbacks.inc((reason,), forced)
         if len(order) > 1:
             order.sort(key=_arrival)  # as they arrived (children first, as spans end): sessions see that order
-        finish = self._finish
+        # hand each on: to be counted, unless it was already, and settled; then forget its span
+        counted_spans, counted, settled_spans, settled = out.spans, out.classified, out.settled_spans, out.settled
         for current in order:
-            finish(current, out)
+            span, c = current.span, current.c
+            if not current.emitted:
+                if c.kind is LLM and current.span_id in current.tree.llm_below:
+                    c.counted = False  # an outer call (``_emit``)
+                counted_spans.append(span)
+                counted.append(c)
+            settled_spans.append(span)
+            settled.append(c)
+            current.span = current.c = None
 
     def _decide(self, node: Node, above: Passes) -> None:
         """Decide ``node`` (the rules in the module docstring) from what its parent passes down.
-        Its tree then keeps only what descendants inherit from it, as a tuple of plain values
-        (``tree.Decided``): the garbage collector does not traverse those, and a busy sidecar keeps
-        a hundred thousand of them."""
+        Its tree then keeps only what descendants inherit from it and its parent id, as one tuple
+        of plain values (``tree.Passes``): the garbage collector does not traverse those, and a
+        busy sidecar keeps a hundred thousand of them."""
         node.decided = True
         c, tree = node.c, node.tree
         ctx, agent_above, any_agent, phase = above[0], above[1], above[2], above[3]
@@ -319,33 +355,34 @@ class TraceContext:
         c.phase = phase
         kind = node.kind
         span = node.span
-        if not self.phases.keys.isdisjoint(span.attributes) \
+        if not self._phase_keys.isdisjoint(span.attributes) \
                 and kind is not TOOL and not (kind is LLM and node.span_id not in tree.llm_below):
             own_phase = self.phases.phase_of(span, above[4])
             if own_phase is not None:
                 c.own_phase = own_phase
                 phase = (node.span_id, *own_phase)
         if kind is not AGENT:
-            passes = (ctx, agent_above, any_agent, phase, False)
+            passes = (ctx, agent_above, any_agent, phase, False, node.parent_id)
             if ctx is not None and not c.named:
                 c.agent = ctx
         else:
             own = node.own
             if own is None and not any_agent and node.span_id in tree.named_below:
                 # a wrapper: not counted, and transparent to what is below it
-                passes = (ctx, agent_above, True, phase, True)
+                passes = (ctx, agent_above, True, phase, True, node.parent_id)
                 c.counted = False
             else:
-                passes = (own or ctx, True, True, phase, True)
-                fallback = service_name(span)
-                resolved = own or ctx or fallback
+                passes = (own or ctx, True, True, phase, True, node.parent_id)
+                # without a name of its own, classification gave the span its service.name
+                resolved = own or ctx or c.agent
+                if agent_above:
+                    # a step of the same agent's run (its nearest agent-span ancestor resolves alike)
+                    c.counted = resolved != (ctx or (c.agent if own is None else service_name(span)))
                 c.agent = resolved
-                # a step of the same agent's run (its nearest agent-span ancestor resolves alike)
-                c.counted = not (agent_above and resolved == (ctx or fallback))
         node.passes = passes
         nodes = tree.nodes
         if nodes.get(node.span_id) is node:  # a duplicate id keeps the first span's entry
-            nodes[node.span_id] = (*passes, node.parent_id)
+            nodes[node.span_id] = passes
 
     @staticmethod
     def _emit(node: Node, out: Resolved) -> None:
@@ -356,15 +393,6 @@ class TraceContext:
         out.spans.append(node.span)
         out.classified.append(c)
         node.emitted = True
-
-    def _finish(self, node: Node, out: Resolved) -> None:
-        """Hand a decided ``node`` on: to be counted, unless it was already, and settled; then
-        forget its span."""
-        if not node.emitted:
-            self._emit(node, out)
-        out.settled_spans.append(node.span)
-        out.settled.append(node.c)
-        node.span = node.c = None
 
     # -- fallbacks and bounds ---------------------------------------------------------------------
 

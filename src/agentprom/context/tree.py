@@ -50,19 +50,17 @@ class Node:
         # passes is set when the node is decided, deadline when it waits
 
 
-#: what a decided node passes to its children: (ctx: the nearest named agent at or above it,
-#: agent_above: it is or is below an agent span that is not a wrapper, any_agent: it is or is below
-#: any agent span, phase: the phase span at or above it as (span id, phase id, name) or None,
-#: is_agent: it is an agent span)
+#: what a decided node passes to its children, and all its tree keeps of it: (ctx: the nearest
+#: named agent at or above it, agent_above: it is or is below an agent span that is not a wrapper,
+#: any_agent: it is or is below any agent span, phase: the phase span at or above it as (span id,
+#: phase id, name) or None, is_agent: it is an agent span, its parent span id: index ``PARENT``).
+#: Plain values, so the garbage collector need not traverse them.
 Passes = tuple
-#: what a tree keeps of a decided span: its ``Passes`` and its parent span id (index ``PARENT``);
-#: plain values, so the garbage collector need not traverse them
-Decided = tuple
 PARENT = 5
 
 
 class Tree:
-    """One trace: its nodes by span id (a ``Node`` until decided, then a ``Decided`` tuple), the
+    """One trace: its nodes by span id (a ``Node`` until decided, then its ``Passes``), the
     nodes waiting for each parent id, and marks from below."""
 
     __slots__ = ("trace_id", "nodes", "waiting", "llm_below", "named_below", "session", "unkeyed")
@@ -72,26 +70,30 @@ class Tree:
         self.nodes: dict[bytes, Node | tuple] = {}
         #: parent span id -> undecided nodes waiting for it to be decided
         self.waiting: dict[bytes, list[Node]] = {}
-        #: span ids with an LLM-call span below them (made when first needed: most traces are small)
-        self.llm_below: set[bytes] | frozenset = _NONE
+        #: span ids with an LLM-call span below them (made when first needed: most traces are small).
+        #: Dicts with None values rather than sets: a dict of bytes is left alone by the garbage
+        #: collector, a set never is, and a busy sidecar remembers ten thousand trees.
+        self.llm_below: dict[bytes, None] | frozenset = _NONE
         #: span ids with an agent span that has its own name below them (likewise)
-        self.named_below: set[bytes] | frozenset = _NONE
+        self.named_below: dict[bytes, None] | frozenset = _NONE
         #: the session the latest keyed span of the trace named (context/scope.py)
         self.session: str | None = None
         #: spans of this trace were handed on with no session (a trace-id session) since the last key
         self.unkeyed = False
 
     def mark_llm(self, span_id: bytes, origin: bytes) -> None:
-        if self.llm_below is _NONE:
-            self.llm_below = set()
-        self._mark(self.llm_below, span_id, origin)
+        if span_id:
+            if self.llm_below is _NONE:
+                self.llm_below = {}
+            self._mark(self.llm_below, span_id, origin)
 
     def mark_named(self, span_id: bytes, origin: bytes) -> None:
-        if self.named_below is _NONE:
-            self.named_below = set()
-        self._mark(self.named_below, span_id, origin)
+        if span_id:
+            if self.named_below is _NONE:
+                self.named_below = {}
+            self._mark(self.named_below, span_id, origin)
 
-    def _mark(self, marks: set[bytes], span_id: bytes, origin: bytes) -> None:
+    def _mark(self, marks: dict[bytes, None], span_id: bytes, origin: bytes) -> None:
         """Record in ``marks`` that ``span_id`` and its known ancestors have a descendant, ``origin``
         (stops at the first id already marked: its ancestors are marked too; and at ``origin``
         itself, should a parent cycle lead back to it)."""
@@ -99,7 +101,7 @@ class Tree:
         for _ in range(MAX_WALK):
             if not span_id or span_id in marks or span_id == origin:
                 return
-            marks.add(span_id)
+            marks[span_id] = None
             node = nodes.get(span_id)
             if node is None:
                 return
