@@ -94,7 +94,7 @@ class SpanBounds:
         for span in batch.spans:
             attrs = span.attributes
             reason = None
-            if not amount_keys.isdisjoint(attrs):
+            if not attrs.keys().isdisjoint(amount_keys):  # looks up the keys, not every attribute
                 for key in amount_keys.intersection(attrs):
                     value = attrs[key]
                     # the usual plain number within its bound needs no parsing (NaN fails the comparison)

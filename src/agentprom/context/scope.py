@@ -13,7 +13,7 @@ its trace with these two readers (docs/sessions.md, "The model"):
   A call's phase is that of the nearest phase span above it.
 
 Both are read once per span, and only from spans that carry one of the keys
-(``session_keys`` / ``phase_keys``: one ``isdisjoint`` decides).
+(``session_keys`` / ``PhaseRules.keys``: the stage checks their union once).
 """
 
 from __future__ import annotations

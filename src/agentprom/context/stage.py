@@ -60,7 +60,7 @@ from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind, Span
 
 AGENT, LLM, TOOL, OTHER = Kind.AGENT, Kind.LLM, Kind.TOOL, Kind.OTHER
-_arrival = attrgetter("seq")
+_arrival, _decided = attrgetter("seq"), attrgetter("decided")
 #: what a local root inherits (tree.Passes): no named agent, no agent span above, no phase
 ROOT: Passes = (None, False, False, None, False, b"")
 
@@ -71,13 +71,15 @@ class Resolved:
     with their session and phase, in arrival order). Most spans are both at once; a span that
     needs nothing from above is counted first and settled when its ancestors are known."""
 
-    __slots__ = ("spans", "classified", "settled_spans", "settled")
+    __slots__ = ("spans", "classified", "settled_spans", "settled", "decided")
 
     def __init__(self, spans: Sequence[Span] | None = None, classified: Sequence[Classified] | None = None) -> None:
         self.spans: Sequence[Span] = [] if spans is None else spans
         self.classified: Sequence[Classified] = [] if classified is None else classified
         self.settled_spans: list[Span] = []
         self.settled: list[Classified] = []
+        #: the stage's own: nodes decided while it makes this, not yet handed on (``_hand_on``)
+        self.decided: list[Node] = []
 
     def __bool__(self) -> bool:
         return bool(self.spans) or bool(self.settled_spans)
@@ -87,7 +89,8 @@ class TraceContext:
     def __init__(self, config: AttributionConfig, store: SeriesStore, phases: PhaseRules | None = None) -> None:
         #: which spans are phase spans (the sessions config's ``phase_spans``)
         self.phases = phases or PhaseRules(DEFAULT_PHASE_SPANS)
-        self._phase_keys = self.phases.keys
+        #: any of these on a span: it may name a session or be a phase span (one check per span)
+        self._scope_keys = session_keys | self.phases.keys
         self.max_wait = config.max_wait_seconds
         self.max_pending = config.max_pending_spans
         self.max_indexed = config.max_indexed_spans
@@ -121,7 +124,7 @@ class TraceContext:
         placed: list[Node] = []
         append = placed.append
         duplicates = 0
-        seq = self._seq
+        seq, scope_keys = self._seq, self._scope_keys
         for span, c in zip(spans, classified):
             trace_id = span.trace_id
             if tree is None or tree.trace_id != trace_id:  # spans of a trace mostly come together
@@ -141,12 +144,16 @@ class TraceContext:
             append(node)
             # marks for the ancestors, from this span or passed on from a descendant that came before
             # it (so the order within the batch does not matter: a mark waits at a missing id)
-            if kind is LLM or span_id in tree.llm_below:
-                tree.mark_llm(node.parent_id, span_id)
-            if (kind is AGENT and named) or span_id in tree.named_below:
-                tree.mark_named(node.parent_id, span_id)
-            # a session key is the trace's before anything of the batch is decided
-            if not session_keys.isdisjoint(span.attributes):
+            # (a parent already marked has its ancestors marked: nothing to do, the usual case)
+            parent_id = node.parent_id
+            if (kind is LLM or span_id in tree.llm_below) and parent_id not in tree.llm_below:
+                tree.mark_llm(parent_id, span_id)
+            if ((kind is AGENT and named) or span_id in tree.named_below) and parent_id not in tree.named_below:
+                tree.mark_named(parent_id, span_id)
+            # a session key is the trace's before anything of the batch is decided. The key views'
+            # isdisjoint looks up the few scope keys; a set's would walk all of a span's attributes.
+            if not span.attributes.keys().isdisjoint(scope_keys):
+                node.scoped = True
                 key = session_of(span.attributes)
                 if key is not None:
                     c.session = tree.session = key
@@ -154,14 +161,15 @@ class TraceContext:
         self.indexed += len(placed) - duplicates
         if duplicates:
             self._m_fallbacks.inc(("duplicate_span_id",), duplicates)
+        # Placing goes newest first. Spans are exported as they end, children before their parent,
+        # so going backwards a span's parent from the same batch is decided before the span: most
+        # spans are decided at once, from their parent, and wait in no list. The rest go the
+        # general way (``_place``): a span whose parent is not decided (not arrived, or waiting
+        # itself) waits for it; a span that needs nothing from above is counted meanwhile.
         place, settle, decide = self._place, self._settle, self._decide
-        counted_spans, counted, settled_spans, settled = out.spans, out.classified, out.settled_spans, out.settled
+        counted_spans, counted, decided = out.spans, out.classified, out.decided
         general = False
-        for node in placed:
-            # the usual cases inline (``_place`` has them all): a span whose parent is undecided
-            # waits for it (a span that needs nothing from above is counted now); a span whose parent
-            # is decided, or that has none, is decided with the spans that waited for it, or alone:
-            # then counted and settled at once
+        for node in reversed(placed):
             parent_id, tree = node.parent_id, node.tree
             if parent_id:
                 if node.span.parent_remote or parent_id == node.span_id:
@@ -169,7 +177,7 @@ class TraceContext:
                     general = True
                     continue
                 above = tree.nodes.get(parent_id)
-                if above.__class__ is not tuple:
+                if above.__class__ is not tuple:  # ``_place``, inline
                     c, kind = node.c, node.kind
                     if kind is OTHER or (c.named and kind is not AGENT):
                         if kind is LLM and node.span_id in tree.llm_below:
@@ -186,19 +194,12 @@ class TraceContext:
                     continue
             else:
                 above = ROOT
-            if node.span_id in tree.waiting:
+            if node.span_id in tree.waiting:  # spans wait for it: they are decided with it
                 settle(node, above, out)
-                continue
-            decide(node, above)
-            span, c = node.span, node.c
-            if c.kind is LLM and node.span_id in tree.llm_below:
-                c.counted = False  # an outer call (``_emit``)
-            counted_spans.append(span)
-            counted.append(c)
-            settled_spans.append(span)
-            settled.append(c)
-            node.span = node.c = None
-        if general and any(not node.decided for node in placed):
+            else:
+                decide(node, above)
+                decided.append(node)
+        if general and not all(map(_decided, placed)):
             self._break_cycles(placed, out)
             deadline = self._clock.monotonic() + self.max_wait
             pending = self.pending
@@ -207,6 +208,7 @@ class TraceContext:
                     node.deadline = deadline
                     pending[node] = None
         self._bound(out)
+        self._hand_on(out)
         return out
 
     def expire(self) -> Resolved:
@@ -220,6 +222,7 @@ class TraceContext:
                 break
             self._force(node, "timeout", out)
         self._m_pending.set((), len(pending))
+        self._hand_on(out)
         return out
 
     def settle_session(self, session_id: str) -> Resolved:
@@ -233,6 +236,7 @@ class TraceContext:
             if node in pending:  # not settled already with an earlier one's chain
                 self._force(node, "session_end", out)
         self._m_pending.set((), len(pending))
+        self._hand_on(out)
         return out
 
     def drain(self) -> Resolved:
@@ -241,6 +245,7 @@ class TraceContext:
         while self.pending:
             self._force(next(iter(self.pending)), "shutdown", out)
         self._m_pending.set((), 0)
+        self._hand_on(out)
         return out
 
     # -- placing a span ----------------------------------------------------------------------------
@@ -298,12 +303,14 @@ class TraceContext:
 
     def _settle(self, node: Node, above: Passes, out: Resolved, reason: str | None = None) -> None:
         """Decide ``node`` from what its parent passes (``above``) and, down the waiting lists,
-        everything that waited for it; hand them on in the order they arrived. ``reason`` names a
-        fallback (the spans it emits, counted before their ancestors were known, are counted)."""
+        everything that waited for it; they join ``out.decided``. ``reason`` names a fallback (the
+        spans it emits, counted before their ancestors were known, are counted)."""
         pending, decide = self.pending, self._decide
         decide(node, above)
         pending.pop(node, None)
-        order = [node]
+        order = out.decided
+        first = len(order)
+        order.append(node)
         waiting_for = node.tree.waiting
         parents = [node] if node.span_id in waiting_for else []
         while parents:  # each waiting node is decided from the node it waited for, decided just before
@@ -319,23 +326,32 @@ class TraceContext:
                 if child.span_id in waiting_for:
                     parents.append(child)
         if reason is not None:
-            forced = sum(not current.emitted for current in order)
+            forced = sum(not current.emitted for current in order[first:])
             if forced:
                 self._m_fallbacks.inc((reason,), forced)
+
+    @staticmethod
+    def _hand_on(out: Resolved) -> None:
+        """Hand on the nodes decided in this call, in the order they arrived (children first, as
+        spans end: sessions see that order): each is counted, unless it was already, and settled;
+        then its span is forgotten."""
+        order = out.decided
+        if not order:
+            return
         if len(order) > 1:
-            order.sort(key=_arrival)  # as they arrived (children first, as spans end): sessions see that order
-        # hand each on: to be counted, unless it was already, and settled; then forget its span
+            order.sort(key=_arrival)  # runs already in order (or reversed) cost one pass
         counted_spans, counted, settled_spans, settled = out.spans, out.classified, out.settled_spans, out.settled
-        for current in order:
-            span, c = current.span, current.c
-            if not current.emitted:
-                if c.kind is LLM and current.span_id in current.tree.llm_below:
+        for node in order:
+            span, c = node.span, node.c
+            if not node.emitted:
+                if c.kind is LLM and node.span_id in node.tree.llm_below:
                     c.counted = False  # an outer call (``_emit``)
                 counted_spans.append(span)
                 counted.append(c)
             settled_spans.append(span)
             settled.append(c)
-            current.span = current.c = None
+            node.span = node.c = None
+        order.clear()
 
     def _decide(self, node: Node, above: Passes) -> None:
         """Decide ``node`` (the rules in the module docstring) from what its parent passes down.
@@ -355,8 +371,7 @@ class TraceContext:
         c.phase = phase
         kind = node.kind
         span = node.span
-        if not self._phase_keys.isdisjoint(span.attributes) \
-                and kind is not TOOL and not (kind is LLM and node.span_id not in tree.llm_below):
+        if node.scoped and kind is not TOOL and not (kind is LLM and node.span_id not in tree.llm_below):
             own_phase = self.phases.phase_of(span, above[4])
             if own_phase is not None:
                 c.own_phase = own_phase

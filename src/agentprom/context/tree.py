@@ -29,7 +29,7 @@ MAX_WALK = 256
 
 class Node:
     __slots__ = ("span_id", "parent_id", "tree", "kind", "own", "span", "c", "decided", "emitted", "passes",
-                 "deadline", "seq")
+                 "deadline", "seq", "scoped")
 
     def __init__(self, span_id: bytes, parent_id: bytes, tree: Tree, kind: Kind, own: str | None,
                  span: Any, c: Any, seq: int) -> None:
@@ -47,6 +47,8 @@ class Node:
         self.decided = False
         #: handed on to be counted (a span that needs nothing from above is, before it is decided)
         self.emitted = False
+        #: it carries a session or phase key (context/scope.py): the stage reads those
+        self.scoped = False
         # passes is set when the node is decided, deadline when it waits
 
 

@@ -78,6 +78,16 @@ class Exemplar:
         return found
 
 
+def _replace(held: Exemplar, ids: tuple[str | bytes, str | bytes], value: float, timestamp: float) -> None:
+    """Make ``held`` the exemplar of another span. Safe because the store has a single owner
+    (module docstring), every reader renders an exemplar when it reads it and keeps none, and
+    the OTLP metrics path (metrics_in/), which shares exemplar objects between buckets, sets its
+    series' exemplars itself and never comes here."""
+    held._trace_id, held._span_id = ids
+    held.value = value
+    held.timestamp = timestamp
+
+
 class Series:
     """One label set of one metric. ``value`` is the counter/gauge value; for
     histograms ``counts`` holds per-bucket (non-cumulative) counts, the last
@@ -216,7 +226,11 @@ class Family:
         series.updated = self.store.now
         series.text = series.om = None
         if exemplar is not None and self._exemplars:
-            series.exemplars = [Exemplar(exemplar[0], exemplar[1], amount, self.store.wall_now)]
+            held = series.exemplars
+            if held is None or held[0] is None:
+                series.exemplars = [Exemplar(exemplar[0], exemplar[1], amount, self.store.wall_now)]
+            else:  # the latest span replaces the last in place (``_replace``): no allocation per span
+                _replace(held[0], exemplar, amount, self.store.wall_now)
 
     def set(self, labels: tuple[str, ...], value: float) -> None:
         series = self.series.get(labels) or self._resolve(labels)
@@ -237,7 +251,11 @@ class Family:
         if exemplar is not None and self._exemplars:
             if series.exemplars is None:
                 series.exemplars = [None] * (self.n_buckets + 1)
-            series.exemplars[index] = Exemplar(exemplar[0], exemplar[1], value, self.store.wall_now)
+            held = series.exemplars[index]
+            if held is None:
+                series.exemplars[index] = Exemplar(exemplar[0], exemplar[1], value, self.store.wall_now)
+            else:
+                _replace(held, exemplar, value, self.store.wall_now)
 
     def remove(self, labels: tuple[str, ...]) -> None:
         self.series.pop(labels, None)

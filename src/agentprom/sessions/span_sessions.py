@@ -71,14 +71,15 @@ class SpanSessions(SessionBook):
         The hot path (once per span, bench/sessions_overhead.py): the lookups that stay the
         same for a batch are hoisted out of the loop (nothing in it ticks the store's clock),
         and most spans carry none of the keys this module reads, so one ``isdisjoint`` with
-        ``_watched`` decides whether any of them needs a look."""
+        ``_watched`` decides whether any of them needs a look (the key view's, which looks up
+        the watched keys, not the set's, which would walk every attribute of the span)."""
         watched, open_sessions, ended = self._watched, self.open, self.ended
         agent_key_0, agent_key_1 = self._agent_key_0, self._agent_key_1
         now = self.store.now
         for span, c in zip(spans, classified):
             try:
                 attrs = span.attributes
-                found = _NOTHING if watched.isdisjoint(attrs) else attrs.keys() & watched
+                found = _NOTHING if attrs.keys().isdisjoint(watched) else attrs.keys() & watched
                 session_id = c.session
                 keyed = session_id is not None
                 if not keyed:
