@@ -85,12 +85,26 @@ class Resolved:
         return bool(self.spans) or bool(self.settled_spans)
 
 
+def _hand_on_node(node: Node, out: Resolved) -> None:
+    """Hand a decided node on (``TraceContext._hand_on``), then forget its span."""
+    span, c = node.span, node.c
+    if not node.emitted:
+        if c.kind is LLM and node.span_id in node.tree.llm_below:
+            c.counted = False  # an outer call (``_emit``)
+        out.spans.append(span)
+        out.classified.append(c)
+    out.settled_spans.append(span)
+    out.settled.append(c)
+    node.span = node.c = None
+
+
 class TraceContext:
     def __init__(self, config: AttributionConfig, store: SeriesStore, phases: PhaseRules | None = None) -> None:
         #: which spans are phase spans (the sessions config's ``phase_spans``)
         self.phases = phases or PhaseRules(DEFAULT_PHASE_SPANS)
         #: any of these on a span: it may name a session or be a phase span (one check per span)
         self._scope_keys = session_keys | self.phases.keys
+        self._phase_keys = self.phases.keys
         self.max_wait = config.max_wait_seconds
         self.max_pending = config.max_pending_spans
         self.max_indexed = config.max_indexed_spans
@@ -116,16 +130,20 @@ class TraceContext:
 
         The whole batch is indexed and marked before anything is decided, so within a batch the
         order of spans does not matter (parents first or children first). The per-span hot path
-        (bench/sessions_overhead.py): index and marks in one loop, placing in another; only what
-        is still undecided after the batch joins the pending set (with its deadline)."""
+        (bench/sessions_overhead.py): indexing and marks in one loop; placing in another, newest
+        first. Spans are exported as they end, children before their parent, so going backwards a
+        span's parent from the same batch is decided before the span: most spans are decided at
+        once from their parent, and need no ``Node``. The tree holds the span itself until then.
+        The rest go the general way (``_place``): a span whose parent is not decided (not arrived,
+        or waiting itself) waits for it in a node; only those join the pending set."""
         out = Resolved()
         traces = self.traces
         tree: Tree | None = None
-        placed: list[Node] = []
-        append = placed.append
-        duplicates = 0
-        seq, scope_keys = self._seq, self._scope_keys
-        for span, c in zip(spans, classified):
+        trees: list[Tree] = []  # each span's tree
+        in_tree = trees.append
+        duplicates: set[int] = set()
+        base, scope_keys = self._seq, self._scope_keys
+        for index, (span, c) in enumerate(zip(spans, classified)):
             trace_id = span.trace_id
             if tree is None or tree.trace_id != trace_id:  # spans of a trace mostly come together
                 tree = traces.get(trace_id)
@@ -133,82 +151,75 @@ class TraceContext:
                     tree = traces[trace_id] = Tree(trace_id)
                 else:
                     traces.move_to_end(trace_id)
-            span_id, kind, named = span.span_id, c.kind, c.named
-            seq += 1
-            node = Node(span_id, span.parent_span_id, tree, kind, c.agent if named else None, span, c, seq)
+            in_tree(tree)
+            span_id, parent_id, kind = span.span_id, span.parent_span_id, c.kind
             nodes = tree.nodes
             if span_id in nodes:
-                duplicates += 1
+                duplicates.add(index)
             else:
-                nodes[span_id] = node
-            append(node)
+                nodes[span_id] = span
             # marks for the ancestors, from this span or passed on from a descendant that came before
-            # it (so the order within the batch does not matter: a mark waits at a missing id)
-            # (a parent already marked has its ancestors marked: nothing to do, the usual case)
-            parent_id = node.parent_id
+            # it (so the order within the batch does not matter: a mark waits at a missing id); a
+            # parent already marked has its ancestors marked: nothing to do, the usual case
             if (kind is LLM or span_id in tree.llm_below) and parent_id not in tree.llm_below:
                 tree.mark_llm(parent_id, span_id)
-            if ((kind is AGENT and named) or span_id in tree.named_below) and parent_id not in tree.named_below:
+            if ((kind is AGENT and c.named) or span_id in tree.named_below) and parent_id not in tree.named_below:
                 tree.mark_named(parent_id, span_id)
-            # a session key is the trace's before anything of the batch is decided. The key views'
+            # a session key is the trace's before anything of the batch is decided. The key view's
             # isdisjoint looks up the few scope keys; a set's would walk all of a span's attributes.
             if not span.attributes.keys().isdisjoint(scope_keys):
-                node.scoped = True
                 key = session_of(span.attributes)
                 if key is not None:
                     c.session = tree.session = key
-        self._seq = seq
-        self.indexed += len(placed) - duplicates
+        self._seq = base + len(trees)
+        self.indexed += len(trees) - len(duplicates)
         if duplicates:
-            self._m_fallbacks.inc(("duplicate_span_id",), duplicates)
-        # Placing goes newest first. Spans are exported as they end, children before their parent,
-        # so going backwards a span's parent from the same batch is decided before the span: most
-        # spans are decided at once, from their parent, and wait in no list. The rest go the
-        # general way (``_place``): a span whose parent is not decided (not arrived, or waiting
-        # itself) waits for it; a span that needs nothing from above is counted meanwhile.
-        place, settle, decide = self._place, self._settle, self._decide
-        counted_spans, counted, decided = out.spans, out.classified, out.decided
-        general = False
-        for node in reversed(placed):
-            parent_id, tree = node.parent_id, node.tree
-            if parent_id:
-                if node.span.parent_remote or parent_id == node.span_id:
-                    place(node, out)
-                    general = True
-                    continue
-                above = tree.nodes.get(parent_id)
-                if above.__class__ is not tuple:  # ``_place``, inline
-                    c, kind = node.c, node.kind
-                    if kind is OTHER or (c.named and kind is not AGENT):
-                        if kind is LLM and node.span_id in tree.llm_below:
-                            c.counted = False  # an outer call (``_emit``)
-                        counted_spans.append(node.span)
-                        counted.append(c)
-                        node.emitted = True
-                    waiting = tree.waiting.get(parent_id)
-                    if waiting is None:
-                        tree.waiting[parent_id] = [node]
-                    else:
-                        waiting.append(node)
-                    general = True
-                    continue
+            self._m_fallbacks.inc(("duplicate_span_id",), len(duplicates))
+
+        place, settle, decide, node_of = self._place, self._settle, self._decide, self._node
+        counted_spans, counted = out.spans, out.classified
+        waiters: list[Node] = []  # the batch's spans that went the general way
+        fast: list[int] = []  # the batch's spans decided at once, newest first
+        for index in range(len(trees) - 1, -1, -1):
+            span, c, tree = spans[index], classified[index], trees[index]
+            span_id, parent_id = span.span_id, span.parent_span_id
+            if (parent_id and (span.parent_remote or parent_id == span_id)) or (duplicates and index in duplicates):
+                node = node_of(span, c, tree, base + index + 1)
+                place(node, out)
+                waiters.append(node)
+                continue
+            above = tree.nodes.get(parent_id) if parent_id else ROOT
+            if above.__class__ is not tuple:  # its parent is not decided: it waits (``_place``, inline)
+                node = node_of(span, c, tree, base + index + 1)
+                kind = c.kind
+                if kind is OTHER or (c.named and kind is not AGENT):
+                    if kind is LLM and span_id in tree.llm_below:
+                        c.counted = False  # an outer call (``_emit``)
+                    counted_spans.append(span)
+                    counted.append(c)
+                    node.emitted = True
+                waiting = tree.waiting.get(parent_id)
+                if waiting is None:
+                    tree.waiting[parent_id] = [node]
+                else:
+                    waiting.append(node)
+                waiters.append(node)
+            elif span_id in tree.waiting:  # spans wait for it: they are decided with it
+                settle(node_of(span, c, tree, base + index + 1), above, out)
             else:
-                above = ROOT
-            if node.span_id in tree.waiting:  # spans wait for it: they are decided with it
-                settle(node, above, out)
-            else:
-                decide(node, above)
-                decided.append(node)
-        if general and not all(map(_decided, placed)):
-            self._break_cycles(placed, out)
+                decide(span, c, tree, above)  # the tree holds the span (not a duplicate): it takes the passes
+                fast.append(index)
+        if waiters and not all(map(_decided, waiters)):
+            waiters.reverse()  # in arrival order: cycles are broken, and waits expire, oldest first
+            self._break_cycles(waiters, out)
             deadline = self._clock.monotonic() + self.max_wait
             pending = self.pending
-            for node in placed:
+            for node in waiters:
                 if not node.decided:
                     node.deadline = deadline
                     pending[node] = None
         self._bound(out)
-        self._hand_on(out)
+        self._hand_on(out, spans, classified, trees, fast, base)
         return out
 
     def expire(self) -> Resolved:
@@ -251,7 +262,8 @@ class TraceContext:
     # -- placing a span ----------------------------------------------------------------------------
 
     def _place(self, node: Node, out: Resolved) -> None:
-        c, kind = node.c, node.kind
+        c = node.c
+        kind = c.kind
         if kind is OTHER or (c.named and kind is not AGENT):
             self._emit(node, out)  # counted at once: it needs nothing from above to be counted
         parent_id = node.parent_id
@@ -305,7 +317,7 @@ class TraceContext:
         """Decide ``node`` from what its parent passes (``above``) and, down the waiting lists,
         everything that waited for it; they join ``out.decided``. ``reason`` names a fallback (the
         spans it emits, counted before their ancestors were known, are counted)."""
-        pending, decide = self.pending, self._decide
+        pending, decide = self.pending, self._decide_node
         decide(node, above)
         pending.pop(node, None)
         order = out.decided
@@ -331,36 +343,57 @@ class TraceContext:
                 self._m_fallbacks.inc((reason,), forced)
 
     @staticmethod
-    def _hand_on(out: Resolved) -> None:
-        """Hand on the nodes decided in this call, in the order they arrived (children first, as
-        spans end: sessions see that order): each is counted, unless it was already, and settled;
-        then its span is forgotten."""
-        order = out.decided
-        if not order:
-            return
-        if len(order) > 1:
-            order.sort(key=_arrival)  # runs already in order (or reversed) cost one pass
+    def _hand_on(out: Resolved, spans: Sequence[Span] = (), classified: Sequence[Classified] = (),
+                 trees: Sequence[Tree] = (), fast: Sequence[int] = (), base: int = 0) -> None:
+        """Hand on what this call decided, in the order it arrived (children first, as spans end:
+        sessions see that order): the nodes in ``out.decided`` and the batch's spans decided at
+        once (``fast``: indexes into the batch, newest first; span ``i`` arrived ``base + i + 1``).
+        Each is counted, unless it was already, and settled."""
+        nodes = out.decided
+        if len(nodes) > 1:
+            nodes.sort(key=_arrival)  # runs already in order (or reversed) cost one pass
         counted_spans, counted, settled_spans, settled = out.spans, out.classified, out.settled_spans, out.settled
-        for node in order:
-            span, c = node.span, node.c
-            if not node.emitted:
-                if c.kind is LLM and node.span_id in node.tree.llm_below:
-                    c.counted = False  # an outer call (``_emit``)
+        # the usual batch: nothing was counted before it was decided, so what is counted is what is
+        # settled, in the same order: one pair of lists serves both
+        shared = not counted_spans and not nodes
+        taken, waited = 0, len(nodes)
+        for index in reversed(fast):
+            while taken < waited and nodes[taken].seq <= base + index:  # a node that arrived before it
+                _hand_on_node(nodes[taken], out)
+                taken += 1
+            span, c = spans[index], classified[index]
+            if c.kind is LLM and span.span_id in trees[index].llm_below:
+                c.counted = False  # an outer call (``_emit``)
+            if not shared:
                 counted_spans.append(span)
                 counted.append(c)
             settled_spans.append(span)
             settled.append(c)
-            node.span = node.c = None
-        order.clear()
+        for node in nodes[taken:]:
+            _hand_on_node(node, out)
+        nodes.clear()
+        if shared:
+            out.spans, out.classified = settled_spans, settled
 
-    def _decide(self, node: Node, above: Passes) -> None:
-        """Decide ``node`` (the rules in the module docstring) from what its parent passes down.
-        Its tree then keeps only what descendants inherit from it and its parent id, as one tuple
-        of plain values (``tree.Passes``): the garbage collector does not traverse those, and a
-        busy sidecar keeps a hundred thousand of them."""
+    @staticmethod
+    def _node(span: Span, c: Classified, tree: Tree, seq: int) -> Node:
+        """A node for a span that cannot be decided at once; the tree holds it in the span's place."""
+        node = Node(span, c, tree, seq)
+        if tree.nodes.get(span.span_id) is span:
+            tree.nodes[span.span_id] = node
+        return node
+
+    def _decide_node(self, node: Node, above: Passes) -> None:
         node.decided = True
-        c, tree = node.c, node.tree
-        ctx, agent_above, any_agent, phase = above[0], above[1], above[2], above[3]
+        node.passes = self._decide(node.span, node.c, node.tree, above, node)
+
+    def _decide(self, span: Span, c: Classified, tree: Tree, above: Passes, holder: object = None) -> Passes:
+        """Decide a span (the rules in the module docstring) from what its parent passes down, and
+        return what it passes on. Its tree then keeps only that, with its parent id, as one tuple
+        of plain values (``tree.Passes``), if it holds ``holder`` (the span's node) for the span id
+        or no ``holder`` is given: the garbage collector does not traverse those tuples, and a busy
+        sidecar keeps a hundred thousand."""
+        ctx, agent_above, any_agent, phase, parent_is_agent, _parent = above
         session = c.session
         if session is None:
             session = c.session = tree.session
@@ -369,35 +402,34 @@ class TraceContext:
         elif tree.unkeyed:
             c.joins, tree.unkeyed = True, False
         c.phase = phase
-        kind = node.kind
-        span = node.span
-        if node.scoped and kind is not TOOL and not (kind is LLM and node.span_id not in tree.llm_below):
-            own_phase = self.phases.phase_of(span, above[4])
+        kind, span_id = c.kind, span.span_id
+        if kind is not TOOL and not (kind is LLM and span_id not in tree.llm_below) \
+                and not span.attributes.keys().isdisjoint(self._phase_keys):
+            own_phase = self.phases.phase_of(span, parent_is_agent)
             if own_phase is not None:
                 c.own_phase = own_phase
-                phase = (node.span_id, *own_phase)
+                phase = (span_id, *own_phase)
         if kind is not AGENT:
-            passes = (ctx, agent_above, any_agent, phase, False, node.parent_id)
+            passes = (ctx, agent_above, any_agent, phase, False, span.parent_span_id)
             if ctx is not None and not c.named:
                 c.agent = ctx
         else:
-            own = node.own
-            if own is None and not any_agent and node.span_id in tree.named_below:
+            # without a name of its own, classification gave the span its service.name
+            own = c.agent if c.named else None
+            if own is None and not any_agent and span_id in tree.named_below:
                 # a wrapper: not counted, and transparent to what is below it
-                passes = (ctx, agent_above, True, phase, True, node.parent_id)
+                passes = (ctx, agent_above, True, phase, True, span.parent_span_id)
                 c.counted = False
             else:
-                passes = (own or ctx, True, True, phase, True, node.parent_id)
-                # without a name of its own, classification gave the span its service.name
+                passes = (own or ctx, True, True, phase, True, span.parent_span_id)
                 resolved = own or ctx or c.agent
                 if agent_above:
                     # a step of the same agent's run (its nearest agent-span ancestor resolves alike)
                     c.counted = resolved != (ctx or (c.agent if own is None else service_name(span)))
                 c.agent = resolved
-        node.passes = passes
-        nodes = tree.nodes
-        if nodes.get(node.span_id) is node:  # a duplicate id keeps the first span's entry
-            nodes[node.span_id] = passes
+        if holder is None or tree.nodes.get(span_id) is holder:  # a duplicate id keeps the first span's entry
+            tree.nodes[span_id] = passes
+        return passes
 
     @staticmethod
     def _emit(node: Node, out: Resolved) -> None:

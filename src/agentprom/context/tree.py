@@ -1,11 +1,11 @@
 """What the trace-context stage remembers of each trace: its nodes, who waits for whom, marks from below.
 
-A ``Node`` stands for one span. Until it is *decided* and handed on it keeps
-the span and its classification; once decided it keeps only what its
-descendants inherit from it (``Passes``). A child is decided from its parent's
-node alone, so resolution never walks a long chain: a span waits (``Tree.waiting``)
-until its parent is decided, and a decision cascades down to the spans that
-waited for it.
+A tree holds each span by its id: the span itself while its batch is placed,
+a ``Node`` (the span and its classification) while it waits, and once it is
+*decided* only what its descendants inherit from it (``Passes``). A child is
+decided from its parent's entry alone, so resolution never walks a long chain:
+a span waits (``Tree.waiting``) until its parent is decided, and a decision
+cascades down to the spans that waited for it.
 
 Marks travel the other way. Children usually arrive before their parents (a
 span is exported when it ends), so "has an LLM-call descendant" (an outer LLM
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentprom.model import Kind
+from agentprom.model import Span
 
 #: the marks of a tree before anything is marked (shared, never written)
 _NONE: frozenset = frozenset()
@@ -28,27 +28,22 @@ MAX_WALK = 256
 
 
 class Node:
-    __slots__ = ("span_id", "parent_id", "tree", "kind", "own", "span", "c", "decided", "emitted", "passes",
-                 "deadline", "seq", "scoped")
+    """A span that could not be decided when its batch was placed: it waits for its parent."""
 
-    def __init__(self, span_id: bytes, parent_id: bytes, tree: Tree, kind: Kind, own: str | None,
-                 span: Any, c: Any, seq: int) -> None:
-        self.span_id = span_id
-        #: arrival order: spans decided together are emitted in the order they arrived
-        self.seq = seq
-        self.parent_id = parent_id
+    __slots__ = ("span_id", "parent_id", "tree", "span", "c", "decided", "emitted", "passes", "deadline", "seq")
+
+    def __init__(self, span: Any, c: Any, tree: Tree, seq: int) -> None:
+        self.span_id = span.span_id
+        self.parent_id = span.parent_span_id
         self.tree = tree
-        self.kind = kind
-        #: the span's own agent name (None: it has none)
-        self.own = own
-        #: the span and its classification until they are decided and emitted (then None)
+        #: the span and its classification until they are decided and handed on (then None)
         self.span = span
         self.c = c
+        #: arrival order: spans decided together are handed on in the order they arrived
+        self.seq = seq
         self.decided = False
         #: handed on to be counted (a span that needs nothing from above is, before it is decided)
         self.emitted = False
-        #: it carries a session or phase key (context/scope.py): the stage reads those
-        self.scoped = False
         # passes is set when the node is decided, deadline when it waits
 
 
@@ -62,14 +57,14 @@ PARENT = 5
 
 
 class Tree:
-    """One trace: its nodes by span id (a ``Node`` until decided, then its ``Passes``), the
-    nodes waiting for each parent id, and marks from below."""
+    """One trace: its spans by id (the ``Span`` while its batch is placed, a ``Node`` while it
+    waits, then its ``Passes``), the nodes waiting for each parent id, and marks from below."""
 
     __slots__ = ("trace_id", "nodes", "waiting", "llm_below", "named_below", "session", "unkeyed")
 
     def __init__(self, trace_id: bytes) -> None:
         self.trace_id = trace_id
-        self.nodes: dict[bytes, Node | tuple] = {}
+        self.nodes: dict[bytes, Span | Node | tuple] = {}
         #: parent span id -> undecided nodes waiting for it to be decided
         self.waiting: dict[bytes, list[Node]] = {}
         #: span ids with an LLM-call span below them (made when first needed: most traces are small).
@@ -107,7 +102,8 @@ class Tree:
             node = nodes.get(span_id)
             if node is None:
                 return
-            span_id = node[PARENT] if node.__class__ is tuple else node.parent_id
+            held = node.__class__
+            span_id = node[PARENT] if held is tuple else node.parent_id if held is Node else node.parent_span_id
 
     def undecided(self) -> Node | None:
         """Any node of this trace still waiting (the first of the first parent waited for)."""

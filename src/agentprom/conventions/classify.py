@@ -32,7 +32,8 @@ _TRACELOOP_SPAN_KIND, _TRACELOOP_KINDS = P.TRACELOOP_SPAN_KIND, P.TRACELOOP_KIND
 _OPENINFERENCE_SPAN_KIND, _OPENINFERENCE_KINDS = P.OPENINFERENCE_SPAN_KIND, P.OPENINFERENCE_KINDS
 _GENAI_OPERATION, _GENAI_OPERATIONS = P.GENAI_OPERATION, P.GENAI_OPERATIONS
 _GENAI_OPERATION_ALIASES = P.GENAI_OPERATION_ALIASES
-_AGENT_KEY = P.AGENT_NAME_KEYS[0]
+_AGENT_KEY, _TOOL_KEY = P.AGENT_NAME_KEYS[0], P.TOOL_NAME_KEYS[0]
+_MODEL_KEY, _PROVIDER_KEY = P.MODEL_KEYS[0], P.PROVIDER_KEYS[0]
 _TOOL_NAME_KEYS, _MODEL_KEYS, _PROVIDER_KEYS = P.TOOL_NAME_KEYS, P.MODEL_KEYS, P.PROVIDER_KEYS
 _TOKEN_KEYS = tuple(P.TOKEN_KEYS.items())
 _COST_KEYS, _LLM_OPERATIONS, _SERVICE_NAME = P.COST_KEYS, P.LLM_OPERATIONS, P.SERVICE_NAME
@@ -47,6 +48,9 @@ class Classified:
     agent: str
     ok: bool
     error_type: str
+    #: ``agent`` is the span's own agent name (else the resource's service.name, until the trace
+    #: context resolves it from the span's ancestors)
+    named: bool = True
     operation: str = ""
     tool: str = ""
     model: str = ""
@@ -55,9 +59,6 @@ class Classified:
     cost: float | None = None
     #: how many spans this one stands for (its sampling adjusted count); set by the translator
     weight: float = 1
-    #: ``agent`` is the span's own agent name (else the resource's service.name, until the trace
-    #: context resolves it from the span's ancestors)
-    named: bool = True
     #: whether the span feeds the call metrics: the trace context clears it for wrapper and step
     #: agent spans and for outer LLM calls (docs/conventions.md, "Attribution from the trace tree")
     counted: bool = True
@@ -202,7 +203,7 @@ def classify(span: Span) -> Classified:
     attrs = span.attributes
     ok = span.status_code != STATUS_ERROR
     if not attrs:  # fast path: no convention attribute at all (HTTP, DB, ... spans)
-        return Classified(_OTHER, _service(span), ok, "" if ok else error_type(span), named=False)
+        return Classified(_OTHER, _service(span), ok, "" if ok else error_type(span), False)
     kind, operation = span_kind(attrs)
     if kind is _LLM and span.scope_name in _NOT_LLM_CALLS and span.name.endswith(_NOT_LLM_CALLS[span.scope_name]):
         kind, operation = _OTHER, ""  # an instrumentation's span around preparing a request (profile.py)
@@ -218,14 +219,23 @@ def classify(span: Span) -> Classified:
             agent = _service(span)
             named = False
 
-    out = Classified(kind, agent, ok, "" if ok else error_type(span), named=named)
+    out = Classified(kind, agent, ok, "" if ok else error_type(span), named)  # positional: the hot path
+    # each name read as _first_str would, with the usual case (a string under the first key) inline
     if kind is _TOOL:
-        tool = _first_str(attrs, _TOOL_NAME_KEYS) or _first_str(attrs, (P.ENTITY_NAME,))
+        tool = attrs.get(_TOOL_KEY)
+        if tool.__class__ is not str or not tool:
+            tool = _first_str(attrs, _TOOL_NAME_KEYS) or _first_str(attrs, (P.ENTITY_NAME,))
         out.tool = tool or tool_from_span_name(span.name)
     elif kind is _LLM:
         out.operation = operation if operation in _LLM_OPERATIONS else "other"
-        out.model = _first_str(attrs, _MODEL_KEYS) or UNKNOWN
-        out.provider = _first_str(attrs, _PROVIDER_KEYS) or UNKNOWN
+        model = attrs.get(_MODEL_KEY)
+        if model.__class__ is not str or not model:
+            model = _first_str(attrs, _MODEL_KEYS) or UNKNOWN
+        out.model = model
+        provider = attrs.get(_PROVIDER_KEY)
+        if provider.__class__ is not str or not provider:
+            provider = _first_str(attrs, _PROVIDER_KEYS) or UNKNOWN
+        out.provider = provider
         tokens = out.tokens
         for token_type, keys in _TOKEN_KEYS:
             for key in keys:

@@ -199,8 +199,11 @@ class SessionBook:
                 call.recovered = True
                 s.recoveries += 1
                 self._m_recoveries.inc((call.agent, component))
-        if final or s.status != ACTIVE:
-            self._attribute(s, call, phase)
+        if final or s.status != ACTIVE:  # ``_attribute``, inline: once per call on the span path
+            if phase is not None:
+                count_in_phase(phase, call)
+            if self.sink is not None:
+                self.sink(R.call_record(call, s.session_id))
             return
         if len(s.pending) >= self._max_pending:
             self._attribute(s, s.pending.pop(0), None)  # out of room: the oldest goes without a phase

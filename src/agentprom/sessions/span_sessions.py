@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 # several times per span on the ingest path.
 AGENT, LLM, TOOL, OTHER = Kind.AGENT, Kind.LLM, Kind.TOOL, Kind.OTHER
 _NOTHING: frozenset[str] = frozenset()
+_REQUEST_MODEL = P.REQUEST_MODEL_KEYS[0]
 
 
 def _int(value: Any) -> int | None:
@@ -76,6 +77,7 @@ class SpanSessions(SessionBook):
         watched, open_sessions, ended = self._watched, self.open, self.ended
         agent_key_0, agent_key_1 = self._agent_key_0, self._agent_key_1
         now = self.store.now
+        trace_id = trace_session = None  # the last trace-id session's id (spans of a trace come together)
         for span, c in zip(spans, classified):
             try:
                 attrs = span.attributes
@@ -83,7 +85,10 @@ class SpanSessions(SessionBook):
                 session_id = c.session
                 keyed = session_id is not None
                 if not keyed:
-                    session_id = span.trace_id.hex()
+                    if span.trace_id != trace_id:
+                        trace_id = span.trace_id
+                        trace_session = trace_id.hex()
+                    session_id = trace_session
                     if (session_id not in open_sessions and session_id not in ended
                             and not self._meaningful(span, c)):
                         continue
@@ -247,7 +252,12 @@ class SpanSessions(SessionBook):
         is_tool = c.kind is TOOL
         # An LLM call is identified by the model it asked for: a failed call has no response model,
         # and its successful retry answers with a dated one (gpt-4o-mini -> gpt-4o-mini-2024-07-18).
-        name = c.tool if is_tool else (first_str(attrs, P.REQUEST_MODEL_KEYS) or c.model)
+        if is_tool:
+            name = c.tool
+        else:  # first_str(attrs, REQUEST_MODEL_KEYS), with the usual string under the first key inline
+            name = attrs.get(_REQUEST_MODEL)
+            if name.__class__ is not str or not name:
+                name = first_str(attrs, P.REQUEST_MODEL_KEYS) or c.model
         call = Call(TOOL_CALL if is_tool else LLM_CALL, name, c.agent, start,
                     (end - start) * 1000.0, c.ok, c.error_type or None, span.trace_id, span.span_id)
         if found:
