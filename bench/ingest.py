@@ -1,7 +1,8 @@
 """Ingest throughput over OTLP/gRPC: agentprom against rotel (a Rust collector) in one run.
 
-Several sender processes replay pre-serialized 512-span export requests, each
-keeping a few calls in flight, first against the sidecar and then against
+Several sender processes replay pre-serialized 512-span export requests (each
+sent with trace ids of its own, as real traffic has), each keeping a few calls
+in flight, first against the sidecar and then against
 ``rotel-agent`` with its blackhole exporter. For each target it reports spans
 acknowledged per second and the target's CPU seconds per 1,000 spans; the
 ratios make the figure meaningful on a noisy, shared machine.
@@ -30,11 +31,13 @@ from workload import (  # noqa: E402
     emit,
     free_port,
     request_bytes,
+    with_trace_ids,
     wait_until,
 )
 
 
-def _sender(address: str, requests: list[bytes], seconds: float, in_flight: int, start_at: float, out) -> None:
+def _sender(number: int, address: str, requests: list[bytes], seconds: float, in_flight: int, start_at: float,
+            out) -> None:
     import grpc
 
     channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])
@@ -48,7 +51,9 @@ def _sender(address: str, requests: list[bytes], seconds: float, in_flight: int,
     i = 0
     while time.monotonic() < deadline:
         while len(pending) < in_flight:
-            pending.append(export.future(requests[i % len(requests)], timeout=30))
+            # every request carries traces of its own (workload.with_trace_ids)
+            body = with_trace_ids(requests[i % len(requests)], (number << 48 | i).to_bytes(8, "big"))
+            pending.append(export.future(body, timeout=30))
             i += 1
         future = pending.pop(0)
         try:
@@ -71,8 +76,8 @@ def run_load(address: str, pid: int, seconds: float, senders: int, in_flight: in
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 1.5  # every sender connected before the clock starts
-    procs = [ctx.Process(target=_sender, args=(address, requests, seconds, in_flight, start_at, out))
-             for _ in range(senders)]
+    procs = [ctx.Process(target=_sender, args=(number, address, requests, seconds, in_flight, start_at, out))
+             for number in range(senders)]
     for p in procs:
         p.start()
     while time.time() < start_at:

@@ -1,6 +1,6 @@
 """Measure what the trace context and session tracking add to the per-span translator cost; prints JSON.
 
-Usage: python3 bench/sessions_overhead.py [--spans N] [--repeat R]
+Usage: python3 bench/sessions_overhead.py [--spans N] [--repeat R] [--extra-attributes K]
 
 Feeds the same decoded spans (agent runs: an agent span, an LLM call and two tool calls per
 trace, children first as spans end; in half of the traces the calls name their agent, in the
@@ -11,6 +11,9 @@ listeners, with the trace context, with the trace context and the session tracke
 the tracker reads what the trace context settles), and with both and the JSONL log (its writer
 thread not started, so only the event-loop side counts). Reports spans per CPU-second for each
 and the differences, measured in one run: the machine is shared, so compare within a run.
+``--extra-attributes K`` adds K attributes no stage reads to every span, as instrumentations
+that record messages and parameters do (OpenInference LLM spans carry dozens): what a check
+costs can grow with a span's attribute count.
 
 To compare with an earlier commit, run its copy of this script interleaved with this one
 (``git worktree add /tmp/before <rev>``; alternate the two a few times and compare the best of
@@ -45,8 +48,9 @@ from agentprom.translator import Translator  # noqa: E402
 MODES = ("translator", "context", "default", "jsonl")
 
 
-def make_spans(n: int) -> list[Span]:
+def make_spans(n: int, extra: int = 0) -> list[Span]:
     spans = []
+    padding = {f"llm.input_messages.{k}.message.content": "..." for k in range(extra)}
     t0 = 1_700_000_000_000_000_000
     traces = n // 4
     for i in range(traces):
@@ -60,19 +64,19 @@ def make_spans(n: int) -> list[Span]:
         parent = phase if in_phase else root
         start = t0 + i * 10_000_000
         spans.append(Span(trace, os.urandom(8), parent, "chat m", 3, start, start + 5_000_000, 0,
-                          {**common, "gen_ai.operation.name": "chat", "gen_ai.request.model": "m",
+                          {**padding, **common, "gen_ai.operation.name": "chat", "gen_ai.request.model": "m",
                            "gen_ai.provider.name": "p", "gen_ai.usage.input_tokens": 100,
                            "gen_ai.usage.output_tokens": 20}, {"service.name": "svc"}))
         for k in range(2):
             spans.append(Span(trace, os.urandom(8), parent, "execute_tool t", 1, start, start + 1_000_000,
                               2 if k == 0 and i % 3 == 0 else 0,
-                              {**common, "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": f"t{k}"},
+                              {**padding, **common, "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": f"t{k}"},
                               {"service.name": "svc"}))
         if in_phase:
             spans.append(Span(trace, phase, root, "phase", 1, start, start + 6_000_000, 0,
-                              {**common, "agent.phase.name": "work"}, {"service.name": "svc"}))
+                              {**padding, **common, "agent.phase.name": "work"}, {"service.name": "svc"}))
         spans.append(Span(trace, root, b"", "invoke_agent", 1, start, start + 8_000_000, 0,
-                          {**common, **agent, "gen_ai.operation.name": "invoke_agent"}, {"service.name": "svc"}))
+                          {**padding, **common, **agent, "gen_ai.operation.name": "invoke_agent"}, {"service.name": "svc"}))
     return spans
 
 
@@ -102,8 +106,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--extra-attributes", type=int, default=0,
+                        help="attributes no stage reads, added to every span (default 0)")
     args = parser.parse_args()
-    spans = make_spans(args.spans)
+    spans = make_spans(args.spans, args.extra_attributes)
     # the input spans are not part of what is measured: keep the collector from rescanning them
     gc.collect()
     gc.freeze()

@@ -38,9 +38,13 @@ def _kv(key: str, value) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
+#: the first 8 bytes of every trace id in a request (``with_trace_ids`` replaces them)
+TRACE_PREFIX = bytes.fromhex("5B8EFFF798038103")
+
+
 def _span(i: int, name: str, kind: int, ms: float, attrs: dict, error: bool = False) -> Span:
     return Span(
-        trace_id=(0x5B8EFFF798038103D269B633813FC60C + i // 8).to_bytes(16, "big"),
+        trace_id=TRACE_PREFIX + (0xD269B633813FC60C + i // 8).to_bytes(8, "big"),
         span_id=(0x1000 + i).to_bytes(8, "big"),
         parent_span_id=(0x1000 + i - i % 8).to_bytes(8, "big") if i % 8 else b"",
         name=name,
@@ -104,6 +108,14 @@ def request(spans: list[Span], service: str = "bench-agent") -> ExportTraceServi
 def request_bytes(variant: str = "") -> bytes:
     """One serialized 512-span request."""
     return request(agent_spans(SPANS_PER_REQUEST, variant)).SerializeToString()
+
+
+def with_trace_ids(body: bytes, prefix: bytes) -> bytes:
+    """``body`` (from ``request_bytes``) with the traces renamed by an 8-byte ``prefix``: a
+    replayed request then carries new traces, as real traffic does. Replaying the same ids would
+    measure a sidecar that sees every span id twice (the trace context resolves such spans apart
+    and counts them as ``duplicate_span_id`` fallbacks)."""
+    return body.replace(TRACE_PREFIX, prefix)
 
 
 # -- processes, ports, readings -------------------------------------------------

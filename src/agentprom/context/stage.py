@@ -134,6 +134,7 @@ class TraceContext:
         first. Spans are exported as they end, children before their parent, so going backwards a
         span's parent from the same batch is decided before the span: most spans are decided at
         once from their parent, and need no ``Node``. The tree holds the span itself until then.
+        (A batch in which most spans came after their parent is placed oldest first instead.)
         The rest go the general way (``_place``): a span whose parent is not decided (not arrived,
         or waiting itself) waits for it in a node; only those join the pending set."""
         out = Resolved()
@@ -143,6 +144,7 @@ class TraceContext:
         in_tree = trees.append
         duplicates: set[int] = set()
         base, scope_keys = self._seq, self._scope_keys
+        after_parent = 0  # spans whose parent was indexed before them
         for index, (span, c) in enumerate(zip(spans, classified)):
             trace_id = span.trace_id
             if tree is None or tree.trace_id != trace_id:  # spans of a trace mostly come together
@@ -154,6 +156,8 @@ class TraceContext:
             in_tree(tree)
             span_id, parent_id, kind = span.span_id, span.parent_span_id, c.kind
             nodes = tree.nodes
+            if parent_id in nodes:
+                after_parent += 1
             if span_id in nodes:
                 duplicates.add(index)
             else:
@@ -179,8 +183,11 @@ class TraceContext:
         place, settle, decide, node_of = self._place, self._settle, self._decide, self._node
         counted_spans, counted = out.spans, out.classified
         waiters: list[Node] = []  # the batch's spans that went the general way
-        fast: list[int] = []  # the batch's spans decided at once, newest first
-        for index in range(len(trees) - 1, -1, -1):
+        fast: list[int] = []  # the batch's spans decided at once
+        # newest first, unless most spans came after their parent (an exporter that sends parents
+        # first): then oldest first, for the same reason
+        newest_first = after_parent * 2 <= len(trees)
+        for index in range(len(trees) - 1, -1, -1) if newest_first else range(len(trees)):
             span, c, tree = spans[index], classified[index], trees[index]
             span_id, parent_id = span.span_id, span.parent_span_id
             if (parent_id and (span.parent_remote or parent_id == span_id)) or (duplicates and index in duplicates):
@@ -210,7 +217,8 @@ class TraceContext:
                 decide(span, c, tree, above)  # the tree holds the span (not a duplicate): it takes the passes
                 fast.append(index)
         if waiters and not all(map(_decided, waiters)):
-            waiters.reverse()  # in arrival order: cycles are broken, and waits expire, oldest first
+            if newest_first:
+                waiters.reverse()  # in arrival order: cycles are broken, and waits expire, oldest first
             self._break_cycles(waiters, out)
             deadline = self._clock.monotonic() + self.max_wait
             pending = self.pending
@@ -219,6 +227,8 @@ class TraceContext:
                     node.deadline = deadline
                     pending[node] = None
         self._bound(out)
+        if newest_first:
+            fast.reverse()
         self._hand_on(out, spans, classified, trees, fast, base)
         return out
 
@@ -347,7 +357,7 @@ class TraceContext:
                  trees: Sequence[Tree] = (), fast: Sequence[int] = (), base: int = 0) -> None:
         """Hand on what this call decided, in the order it arrived (children first, as spans end:
         sessions see that order): the nodes in ``out.decided`` and the batch's spans decided at
-        once (``fast``: indexes into the batch, newest first; span ``i`` arrived ``base + i + 1``).
+        once (``fast``: indexes into the batch, in order; span ``i`` arrived ``base + i + 1``).
         Each is counted, unless it was already, and settled."""
         nodes = out.decided
         if len(nodes) > 1:
@@ -357,7 +367,7 @@ class TraceContext:
         # settled, in the same order: one pair of lists serves both
         shared = not counted_spans and not nodes
         taken, waited = 0, len(nodes)
-        for index in reversed(fast):
+        for index in fast:
             while taken < waited and nodes[taken].seq <= base + index:  # a node that arrived before it
                 _hand_on_node(nodes[taken], out)
                 taken += 1
