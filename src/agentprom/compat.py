@@ -29,7 +29,7 @@ from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import SPAN_KIND_NAMES, Kind, Span
 
 if TYPE_CHECKING:
-    from agentprom.context.stage import Resolved
+    from agentprom.context.resolved import Resolved
 
 STATUS_CODE_NAMES = {0: "STATUS_CODE_UNSET", 1: "STATUS_CODE_OK", 2: "STATUS_CODE_ERROR"}
 #: what the OTel SDKs call a service that did not name itself

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from agentprom.compat import compat_outputs
-from agentprom.context.stage import Resolved, TraceContext
+from agentprom.context.resolved import Resolved
+from agentprom.context.stage import TraceContext
 from agentprom.conventions.classify import Classified, classify
 from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.series_store import SeriesStore

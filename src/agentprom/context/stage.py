@@ -53,6 +53,7 @@ from collections.abc import Sequence
 from operator import attrgetter
 
 from agentprom.config.schema import DEFAULT_PHASE_SPANS, AttributionConfig
+from agentprom.context.resolved import Resolved, hand_on
 from agentprom.context.scope import PhaseRules, session_keys, session_of
 from agentprom.context.tree import MAX_WALK, Node, Passes, Tree
 from agentprom.conventions.classify import Classified, service_name
@@ -60,42 +61,9 @@ from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind, Span
 
 AGENT, LLM, TOOL, OTHER = Kind.AGENT, Kind.LLM, Kind.TOOL, Kind.OTHER
-_arrival, _decided = attrgetter("seq"), attrgetter("decided")
+_decided = attrgetter("decided")
 #: what a local root inherits (tree.Passes): no named agent, no agent span above, no phase
 ROOT: Passes = (None, False, False, None, False, b"")
-
-
-class Resolved:
-    """What the stage hands on at once: spans to count now (``spans``/``classified``, two parallel
-    lists: no pair is built per span) and spans settled now (``settled_spans``/``settled``: decided,
-    with their session and phase, in arrival order). Most spans are both at once; a span that
-    needs nothing from above is counted first and settled when its ancestors are known."""
-
-    __slots__ = ("spans", "classified", "settled_spans", "settled", "decided")
-
-    def __init__(self, spans: Sequence[Span] | None = None, classified: Sequence[Classified] | None = None) -> None:
-        self.spans: Sequence[Span] = [] if spans is None else spans
-        self.classified: Sequence[Classified] = [] if classified is None else classified
-        self.settled_spans: list[Span] = []
-        self.settled: list[Classified] = []
-        #: the stage's own: nodes decided while it makes this, not yet handed on (``_hand_on``)
-        self.decided: list[Node] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.spans) or bool(self.settled_spans)
-
-
-def _hand_on_node(node: Node, out: Resolved) -> None:
-    """Hand a decided node on (``TraceContext._hand_on``), then forget its span."""
-    span, c = node.span, node.c
-    if not node.emitted:
-        if c.kind is LLM and node.span_id in node.tree.llm_below:
-            c.counted = False  # an outer call (``_emit``)
-        out.spans.append(span)
-        out.classified.append(c)
-    out.settled_spans.append(span)
-    out.settled.append(c)
-    node.span = node.c = None
 
 
 class TraceContext:
@@ -229,7 +197,7 @@ class TraceContext:
         self._bound(out)
         if newest_first:
             fast.reverse()
-        self._hand_on(out, spans, classified, trees, fast, base)
+        hand_on(out, spans, classified, trees, fast, base)
         return out
 
     def expire(self) -> Resolved:
@@ -243,7 +211,7 @@ class TraceContext:
                 break
             self._force(node, "timeout", out)
         self._m_pending.set((), len(pending))
-        self._hand_on(out)
+        hand_on(out)
         return out
 
     def settle_session(self, session_id: str) -> Resolved:
@@ -257,7 +225,7 @@ class TraceContext:
             if node in pending:  # not settled already with an earlier one's chain
                 self._force(node, "session_end", out)
         self._m_pending.set((), len(pending))
-        self._hand_on(out)
+        hand_on(out)
         return out
 
     def drain(self) -> Resolved:
@@ -266,7 +234,7 @@ class TraceContext:
         while self.pending:
             self._force(next(iter(self.pending)), "shutdown", out)
         self._m_pending.set((), 0)
-        self._hand_on(out)
+        hand_on(out)
         return out
 
     # -- placing a span ----------------------------------------------------------------------------
@@ -351,39 +319,6 @@ class TraceContext:
             forced = sum(not current.emitted for current in order[first:])
             if forced:
                 self._m_fallbacks.inc((reason,), forced)
-
-    @staticmethod
-    def _hand_on(out: Resolved, spans: Sequence[Span] = (), classified: Sequence[Classified] = (),
-                 trees: Sequence[Tree] = (), fast: Sequence[int] = (), base: int = 0) -> None:
-        """Hand on what this call decided, in the order it arrived (children first, as spans end:
-        sessions see that order): the nodes in ``out.decided`` and the batch's spans decided at
-        once (``fast``: indexes into the batch, in order; span ``i`` arrived ``base + i + 1``).
-        Each is counted, unless it was already, and settled."""
-        nodes = out.decided
-        if len(nodes) > 1:
-            nodes.sort(key=_arrival)  # runs already in order (or reversed) cost one pass
-        counted_spans, counted, settled_spans, settled = out.spans, out.classified, out.settled_spans, out.settled
-        # the usual batch: nothing was counted before it was decided, so what is counted is what is
-        # settled, in the same order: one pair of lists serves both
-        shared = not counted_spans and not nodes
-        taken, waited = 0, len(nodes)
-        for index in fast:
-            while taken < waited and nodes[taken].seq <= base + index:  # a node that arrived before it
-                _hand_on_node(nodes[taken], out)
-                taken += 1
-            span, c = spans[index], classified[index]
-            if c.kind is LLM and span.span_id in trees[index].llm_below:
-                c.counted = False  # an outer call (``_emit``)
-            if not shared:
-                counted_spans.append(span)
-                counted.append(c)
-            settled_spans.append(span)
-            settled.append(c)
-        for node in nodes[taken:]:
-            _hand_on_node(node, out)
-        nodes.clear()
-        if shared:
-            out.spans, out.classified = settled_spans, settled
 
     @staticmethod
     def _node(span: Span, c: Classified, tree: Tree, seq: int) -> Node:

@@ -34,7 +34,7 @@ from agentprom.sessions.book import SessionBook
 from agentprom.sessions.model import ACTIVE, COMPLETED, END_STATUSES, FAILED, LLM_CALL, TOOL_CALL, Call, Phase, Session
 
 if TYPE_CHECKING:
-    from agentprom.context.stage import Resolved
+    from agentprom.context.resolved import Resolved
 
 # Enum members as plain globals: ``Kind.TOOL`` costs a descriptor lookup per use in 3.11,
 # several times per span on the ingest path.
