@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from operator import attrgetter
 
-from agentprom.context.tree import Node, Tree
+from agentprom.context.tree import Node
 from agentprom.conventions.classify import Classified
-from agentprom.model import Kind, Span
+from agentprom.model import Span
 
-LLM = Kind.LLM
 _arrival = attrgetter("seq")
 
 
@@ -32,8 +31,8 @@ class Resolved:
     def __init__(self, spans: Sequence[Span] | None = None, classified: Sequence[Classified] | None = None) -> None:
         self.spans: Sequence[Span] = [] if spans is None else spans
         self.classified: Sequence[Classified] = [] if classified is None else classified
-        self.settled_spans: list[Span] = []
-        self.settled: list[Classified] = []
+        self.settled_spans: Sequence[Span] = []
+        self.settled: Sequence[Classified] = []
         #: the stage's own: nodes decided while it makes this, not yet handed on (``hand_on``)
         self.decided: list[Node] = []
 
@@ -45,8 +44,6 @@ def _hand_on_node(node: Node, out: Resolved) -> None:
     """Hand a decided node on (``hand_on``), then forget its span."""
     span, c = node.span, node.c
     if not node.emitted:
-        if c.kind is LLM and node.span_id in node.tree.llm_below:
-            c.counted = False  # an outer call (``TraceContext._emit``)
         out.spans.append(span)
         out.classified.append(c)
     out.settled_spans.append(span)
@@ -55,34 +52,37 @@ def _hand_on_node(node: Node, out: Resolved) -> None:
 
 
 def hand_on(out: Resolved, spans: Sequence[Span] = (), classified: Sequence[Classified] = (),
-            trees: Sequence[Tree] = (), fast: Sequence[int] = (), base: int = 0) -> None:
+            fast: Sequence[int] = (), base: int = 0) -> None:
     """Hand on what this call decided, in the order it arrived (children first, as spans end:
     sessions see that order): the nodes in ``out.decided`` and the batch's spans decided at
     once (``fast``: indexes into the batch, in order; span ``i`` arrived ``base + i + 1``).
     Each is counted, unless it was already, and settled."""
     nodes = out.decided
+    counted_spans, counted = out.spans, out.classified
+    if not nodes and not counted_spans:
+        # the usual batch: nothing was counted before it was decided, so what is counted is what
+        # is settled, in the same order: one pair of lists serves both; when the whole batch was
+        # decided at once, the batch's own lists do
+        if len(fast) == len(spans):
+            out.spans = out.settled_spans = spans
+            out.classified = out.settled = classified
+        else:
+            out.spans = out.settled_spans = [spans[index] for index in fast]
+            out.classified = out.settled = [classified[index] for index in fast]
+        return
     if len(nodes) > 1:
         nodes.sort(key=_arrival)  # runs already in order (or reversed) cost one pass
-    counted_spans, counted, settled_spans, settled = out.spans, out.classified, out.settled_spans, out.settled
-    # the usual batch: nothing was counted before it was decided, so what is counted is what is
-    # settled, in the same order: one pair of lists serves both
-    shared = not counted_spans and not nodes
+    settled_spans, settled = out.settled_spans, out.settled
     taken, waited = 0, len(nodes)
     for index in fast:
         while taken < waited and nodes[taken].seq <= base + index:  # a node that arrived before it
             _hand_on_node(nodes[taken], out)
             taken += 1
         span, c = spans[index], classified[index]
-        if c.kind is LLM and span.span_id in trees[index].llm_below:
-            c.counted = False  # an outer call (``TraceContext._emit``)
-        if not shared:
-            counted_spans.append(span)
-            counted.append(c)
+        counted_spans.append(span)
+        counted.append(c)
         settled_spans.append(span)
         settled.append(c)
     for node in nodes[taken:]:
         _hand_on_node(node, out)
     nodes.clear()
-    if shared:
-        out.spans, out.classified = settled_spans, settled
-

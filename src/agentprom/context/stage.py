@@ -169,7 +169,7 @@ class TraceContext:
                 kind = c.kind
                 if kind is OTHER or (c.named and kind is not AGENT):
                     if kind is LLM and span_id in tree.llm_below:
-                        c.counted = False  # an outer call (``_emit``)
+                        c.counted = False  # an outer call (as ``_decide`` says)
                     counted_spans.append(span)
                     counted.append(c)
                     node.emitted = True
@@ -197,7 +197,7 @@ class TraceContext:
         self._bound(out)
         if newest_first:
             fast.reverse()
-        hand_on(out, spans, classified, trees, fast, base)
+        hand_on(out, spans, classified, fast, base)
         return out
 
     def expire(self) -> Resolved:
@@ -348,7 +348,9 @@ class TraceContext:
             c.joins, tree.unkeyed = True, False
         c.phase = phase
         kind, span_id = c.kind, span.span_id
-        if kind is not TOOL and not (kind is LLM and span_id not in tree.llm_below) \
+        if kind is LLM and span_id in tree.llm_below:
+            c.counted = False  # an outer call: the innermost LLM span is the request that was made
+        if kind is not TOOL and not (kind is LLM and c.counted) \
                 and not span.attributes.keys().isdisjoint(self._phase_keys):
             own_phase = self.phases.phase_of(span, parent_is_agent)
             if own_phase is not None:

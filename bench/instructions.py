@@ -1,0 +1,105 @@
+"""Instructions per span of the translator step, counted by valgrind: a measure that noise cannot move; prints JSON.
+
+Usage: python3 bench/instructions.py [--quick] [--mode MODE] [--spans N] [--extra-attributes K]
+                                     [--parents-first] [--against DIR --against-mode MODE]
+
+CPU time on a shared machine moves by tens of percent between runs, which hides
+a 5 % change. This script runs ``bench/sessions_overhead.py``'s spans through
+one of its modes (``default``: trace context and session tracking, as the App
+runs them) under ``valgrind --tool=callgrind`` twice, once with N spans and
+once with four, and reports the difference per span: the interpreter's
+instructions for the work itself, start-up excluded. Hash seeds and span ids
+are fixed, so a rerun gives the same count to within a few instructions.
+
+``--against DIR`` measures another checkout the same way (``git worktree add
+/tmp/before <rev>``), with the same spans, and reports the ratio. Before the
+trace context existed (0aeba2f and earlier) the default was the mode
+``with_sessions``: pass ``--against-mode with_sessions``.
+
+Needs valgrind (Debian: ``apt-get install valgrind``). Instruction counts say
+nothing about cache misses or the garbage collector's timing; confirm a result
+with ``bench/sessions_overhead.py`` and ``bench/ingest.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: runs inside valgrind: build the spans of a checkout's sessions_overhead.py, feed them through a mode
+_RUN = r"""
+import gc, importlib.util, itertools, os, random, sys, tempfile
+root, mode, n, fed, extra = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+parents_first = sys.argv[6] == "1"
+sys.path.insert(0, os.path.join(root, "src"))
+spec = importlib.util.spec_from_file_location("overhead", os.path.join(root, "bench", "sessions_overhead.py"))
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+random.seed(1)
+bench.os.urandom = lambda k: random.getrandbits(8 * k).to_bytes(k, "big")  # the same ids every run
+spans = bench.make_spans(n, extra) if extra else bench.make_spans(n)
+if parents_first:  # each trace's spans reversed: its root first
+    spans = [s for _, run in itertools.groupby(spans, key=lambda s: s.trace_id) for s in reversed(list(run))]
+gc.collect()
+gc.freeze()
+gc.set_threshold(50_000, 10, 10)  # as ``agentprom serve`` sets it (cli.tune_gc)
+bench.run(spans[:fed], mode, tempfile.mkdtemp())
+print(len(spans))
+"""
+
+
+def instructions(root: Path, mode: str, n: int, fed: int, extra: int, parents_first: bool) -> tuple[int, int]:
+    """Instructions of a whole run that builds spans for ``n`` and feeds the first ``fed``; and
+    how many spans it built (whole traces: a few more than ``n``)."""
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c", _RUN,
+         str(root), mode, str(n), str(fed), str(extra), "1" if parents_first else "0"],
+        env=dict(os.environ, PYTHONHASHSEED="0"), capture_output=True, text=True, check=True,
+    )
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if found is None:
+        raise SystemExit(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
+    return int(found.group(1)), int(out.stdout.split()[-1])
+
+
+def per_span(root: Path, mode: str, n: int, extra: int, parents_first: bool) -> float:
+    # both runs build the same spans; only feeding them differs
+    full, built = instructions(root, mode, n, 10**9, extra, parents_first)
+    empty, _ = instructions(root, mode, n, 4, extra, parents_first)
+    return (full - empty) / (built - 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", default="default", help="a sessions_overhead.py mode (default: default)")
+    parser.add_argument("--spans", type=int, default=8000, help="spans fed (default 8000; about 40 s per run)")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (400 spans)")
+    parser.add_argument("--extra-attributes", type=int, default=0, help="attributes no stage reads, per span")
+    parser.add_argument("--parents-first", action="store_true", help="each trace's root first (default: children first)")
+    parser.add_argument("--against", type=Path, help="another checkout to measure with the same spans")
+    parser.add_argument("--against-mode", default="default", help="the mode to run there (default: default)")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    shape = (400 if args.quick else args.spans, args.extra_attributes, args.parents_first)
+    result = {"bench": "instructions", "mode": args.mode, "spans": shape[0],
+              "extra_attributes": args.extra_attributes, "parents_first": args.parents_first,
+              "instructions_per_span": round(per_span(ROOT, args.mode, *shape))}
+    if args.against is not None:
+        theirs = per_span(args.against.resolve(), args.against_mode, *shape)
+        result["against"] = {"checkout": str(args.against), "mode": args.against_mode,
+                             "instructions_per_span": round(theirs)}
+        result["ratio"] = round(result["instructions_per_span"] / theirs, 3)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
