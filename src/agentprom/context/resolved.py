@@ -56,24 +56,36 @@ def hand_on(out: Resolved, spans: Sequence[Span] = (), classified: Sequence[Clas
     """Hand on what this call decided, in the order it arrived (children first, as spans end:
     sessions see that order): the nodes in ``out.decided`` and the batch's spans decided at
     once (``fast``: indexes into the batch, in order; span ``i`` arrived ``base + i + 1``).
-    Each is counted, unless it was already, and settled."""
+    Each is counted, unless it was already, and settled.
+
+    Nodes of earlier batches (those that waited for this one) arrived before any span of the
+    batch, so they go first; only the batch's own nodes (rare: spans that came before their
+    parent) need merging. The usual rest is a run of the batch, copied in one go."""
     nodes = out.decided
-    counted_spans, counted = out.spans, out.classified
-    if not nodes and not counted_spans:
-        # the usual batch: nothing was counted before it was decided, so what is counted is what
-        # is settled, in the same order: one pair of lists serves both; when the whole batch was
-        # decided at once, the batch's own lists do
-        if len(fast) == len(spans):
-            out.spans = out.settled_spans = spans
-            out.classified = out.settled = classified
-        else:
-            out.spans = out.settled_spans = [spans[index] for index in fast]
-            out.classified = out.settled = [classified[index] for index in fast]
-        return
     if len(nodes) > 1:
         nodes.sort(key=_arrival)  # runs already in order (or reversed) cost one pass
-    settled_spans, settled = out.settled_spans, out.settled
-    taken, waited = 0, len(nodes)
+    earlier = 0
+    for node in nodes:
+        if node.seq > base:
+            break
+        _hand_on_node(node, out)
+        earlier += 1
+    if earlier == len(nodes):
+        nodes.clear()
+        batch_spans = spans if len(fast) == len(spans) else [spans[index] for index in fast]
+        batch_classified = classified if len(fast) == len(spans) else [classified[index] for index in fast]
+        if not out.spans and not out.settled_spans:
+            # nothing was counted or settled before: one pair of lists serves both streams
+            out.spans = out.settled_spans = batch_spans
+            out.classified = out.settled = batch_classified
+        else:
+            out.spans.extend(batch_spans)
+            out.classified.extend(batch_classified)
+            out.settled_spans.extend(batch_spans)
+            out.settled.extend(batch_classified)
+        return
+    counted_spans, counted, settled_spans, settled = out.spans, out.classified, out.settled_spans, out.settled
+    taken, waited = earlier, len(nodes)
     for index in fast:
         while taken < waited and nodes[taken].seq <= base + index:  # a node that arrived before it
             _hand_on_node(nodes[taken], out)
