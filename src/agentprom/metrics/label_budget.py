@@ -14,6 +14,8 @@ sums by any other label stay exact. The series limit stays behind it as the last
 * Values are checked after label hygiene (truncation, UTF-8 repair, allow patterns), so a value
   mapped to ``other`` costs one slot for all of them, and ``__overflow__`` is never truncated or
   mapped to ``other``.
+* Counters and histograms only (``Family`` decides): a gauge is set to a label set's value, and
+  label sets merged into one ``__overflow__`` value would keep the last value instead of the sum.
 * ``rebuild`` sets the admitted values to those of the live series: called after expiry removed
   some, so that budgets free up.
 """
@@ -60,19 +62,6 @@ class LabelBudget:
         for i in replaced:
             out[i] = OVERFLOW_VALUE
         return tuple(out), tuple(replaced)
-
-    def peek(self, key: tuple[str, ...]) -> tuple[str, ...]:
-        """``key`` as ``apply`` would make it, admitting nothing (for keys already resolved once)."""
-        out = None
-        for i, admitted in enumerate(self.admitted):
-            if admitted is None:
-                continue
-            value = key[i]
-            if value not in admitted and value != OVERFLOW_VALUE:
-                if out is None:
-                    out = list(key)
-                out[i] = OVERFLOW_VALUE
-        return key if out is None else tuple(out)
 
     def rebuild(self, keys: Iterable[tuple[str, ...]]) -> None:
         """Admit exactly the values of ``keys`` (the live series), freeing the rest of each budget."""

@@ -14,7 +14,8 @@ Design (after the OTel Collector's spanmetrics connector and prometheus/statsd_e
   per-label allow pattern maps values outside it to ``other``.
 * Per-label value budgets (``label_budget.py``), before the series limit: past
   its budget a new value of one label becomes ``__overflow__`` and the other
-  labels keep theirs (counted in ``agentprom_label_overflow_total``).
+  labels keep theirs (counted in ``agentprom_label_overflow_total``). Counters
+  and histograms only: merged gauge label sets would need a sum, not a last value.
 * Per-series expiry on the injected clock: ``expire()`` drops series not
   updated for ``ttl`` seconds.
 * Each series caches its rendered text; an update clears the cache, so a
@@ -145,8 +146,11 @@ class Family:
         #: the last value of each label set folded into a gauge's overflow series (sum, not last set)
         self._folded = FoldedGauges(limits.max_folded_label_sets) if spec.type == GAUGE and self._limit else None
         self._label_rules()
+        # Gauges have no budgets: a gauge is set to a label set's value, so label sets merged into
+        # one __overflow__ value would leave the last one's value, not their sum (the series limit
+        # folds gauges by sum, gauge_fold.py). Their only label is agent, set from sessions.
         budget = LabelBudget(spec.labels, limits.max_label_values, limits.label_values)
-        self._budget = budget if budget and spec.group != "self" else None
+        self._budget = budget if budget and spec.group != "self" and spec.type != GAUGE else None
 
     def _label_rules(self) -> None:
         """Compile the per-label allow patterns for ``spec.labels``."""
@@ -208,10 +212,7 @@ class Family:
 
     def _fold(self, labels: tuple[str, ...], value: float, add: bool) -> None:
         """Set (or add to) a folded gauge label set: the overflow series moves by the change."""
-        key = self._normalize(labels)
-        if self._budget is not None:
-            key = self._budget.peek(key)
-        change = self._folded.update(key, value, self.store.now, add)
+        change = self._folded.update(self._normalize(labels), value, self.store.now, add)
         if change is None:  # memory full: dropped, so the overflow stays the sum of what it holds
             self.store.count_overflow_dropped(self.self_label)
             return
