@@ -143,7 +143,7 @@ class StoreConfig(_Model):
         description="label name -> regular expression; values that do not fully match become 'other'.",
     )
     max_label_values: int = Field(
-        1000, ge=0, description="Distinct values of each label of each span-derived metric; past it, new values of "
+        1000, ge=0, description="Distinct values of each label of each span-derived counter and histogram; past it, new values of "
         "that label alone become '__overflow__' while the other labels keep theirs (0 = no per-label limit).",
     )
     label_values: dict[str, int] = Field(

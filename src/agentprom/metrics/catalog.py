@@ -405,7 +405,7 @@ def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG) -> str:
         '`{reason="sampling_weight_out_of_range"}`, reported to the client through OTLP partial success. '
         "So no counter can be pushed to +Inf.",
         "",
-        "Each label of each metric above has a budget of distinct values (`store.max_label_values`, "
+        "Each label of each counter and histogram above has a budget of distinct values (`store.max_label_values`, "
         "default 1000, or its own in `store.label_values`): past it, a new value of that label alone "
         "becomes `__overflow__` while the other labels keep theirs, so a flood of tool names from one "
         "agent leaves `sum by (agent)` exact. A metric that still reaches its series limit folds new "
