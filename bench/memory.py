@@ -1,10 +1,11 @@
 """Memory under a cardinality attack: RSS while 1M distinct tool names arrive.
 
 Every span of the attack is a tool call with a tool name never seen before
-(the case of tool names taken from user input). With the default limit of
-2,000 series per metric the store must fold the excess into the overflow
-series, so RSS has to level off once the limit is reached instead of growing
-with the attack. The sidecar is a real process fed over OTLP/gRPC and scraped
+(the case of tool names taken from user input). With the default budget of
+1,000 distinct values per label the store must turn the excess tool names into
+``tool="__overflow__"`` (the agent keeps its name; the series limit of 2,000
+per metric stays behind it), so RSS has to level off once the budget is
+reached instead of growing with the attack. The sidecar is a real process fed over OTLP/gRPC and scraped
 at every checkpoint (so the renderer's caches are included). Reports RSS at
 each checkpoint, whether the second half of the attack stayed flat, and RSS
 per active series.
@@ -100,6 +101,8 @@ def main() -> None:
         final_text = sidecar.scrape().decode()
         overflow = re.search(r'^agentprom_series_overflow_total\{metric="agent_tool_calls_total"\} (\S+)$',
                              final_text, re.M)
+        replaced = re.search(
+            r'^agentprom_label_overflow_total\{metric="agent_tool_calls_total",label="tool"\} (\S+)$', final_text, re.M)
     finally:
         channel.close()
         sidecar.stop()
@@ -110,6 +113,7 @@ def main() -> None:
         "bench": "memory",
         "distinct_values": requests_total * SPANS_PER_REQUEST,
         "series_limit_per_metric": 2000,
+        "label_values_per_label": 1000,
         "baseline_rss_mb": round(baseline / 2**20, 1),
         "final_rss_mb": final,
         "rss_growth_second_half": round(final / half - 1, 4),
@@ -117,6 +121,7 @@ def main() -> None:
         "active_series": active,
         "rss_kb_per_active_series": round((final * 2**20 - baseline) / active / 1024, 2) if active else None,
         "folded_observations": float(overflow.group(1)) if overflow else 0,
+        "replaced_tool_values": float(replaced.group(1)) if replaced else 0,
         "checkpoints": samples,
     })
 

@@ -512,9 +512,13 @@ def sidecar_health() -> Dashboard:
                    "the limit held in agentprom:config:max_series_per_metric.",
                    [q(f"max by (metric) (agentprom_active_series{{{INSTANCE}}})", "{{metric}}"),
                     q("agentprom:config:max_series_per_metric", "limit")], w=8),
-        timeseries("Overflowed observations per minute", "Observations folded into otel_metric_overflow series.",
+        timeseries("Overflowed observations per minute", "Observations folded into otel_metric_overflow series "
+                   "(the series limit), and label values replaced by __overflow__ (a label's value budget; the "
+                   "other labels keep theirs).",
                    [q(f"sum by (metric) (rate(agentprom_series_overflow_total{{{INSTANCE}}}[{RATE}])) * 60",
-                      "{{metric}}")], w=8),
+                      "{{metric}}"),
+                    q(f"sum by (metric, label) (rate(agentprom_label_overflow_total{{{INSTANCE}}}[{RATE}])) * 60",
+                      "{{metric}} {{label}}=__overflow__")], w=8),
         timeseries("Expired series per minute", "Series dropped because they were not updated in time.",
                    [q(f"sum by (metric) (rate(agentprom_series_expired_total{{{INSTANCE}}}[{RATE}])) * 60",
                       "{{metric}}")], w=8),

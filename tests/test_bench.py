@@ -50,11 +50,12 @@ def test_scrape_cost():
 
 def test_memory_under_cardinality_attack():
     report = run_bench("memory")
-    # the store holds the limit (2,000 per metric, tool calls and durations, plus two overflow series),
-    # plus the 5 session series of the one agent (each tool-call trace is a session: total, active,
-    # duration, tool calls, continuity)
-    assert report["active_series"] == 2 * 2000 + 2 + 5
-    assert report["folded_observations"] == report["distinct_values"] - 2000
+    # the store holds the tool label's budget (1,000 values per metric, tool calls and durations, plus
+    # one tool="__overflow__" series each, the agent keeping its name), plus the 5 session series of
+    # the one agent (each tool-call trace is a session: total, active, duration, tool calls, continuity)
+    assert report["active_series"] == 2 * (1000 + 1) + 5
+    assert report["replaced_tool_values"] == report["distinct_values"] - 1000
+    assert report["folded_observations"] == 0  # the series limit, behind the budget, is never reached
 
 
 def test_freshness():

@@ -198,6 +198,7 @@ def test_panels_cover_the_issue_list():
                                     "agent_session_continuity_score_bucket", "agent_phases_total"],
         "agentprom-sidecar-health.json": ["agentprom_spans_received_total", "agentprom_spans_rejected_total",
                                           "agentprom_active_series", "agentprom_series_overflow_total",
+                                          "agentprom_label_overflow_total",
                                           "agentprom_series_expired_total", "scrape_duration_seconds",
                                           "process_cpu_seconds_total", "process_resident_memory_bytes"],
     }

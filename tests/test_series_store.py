@@ -66,7 +66,7 @@ def test_overflow_histogram_and_unlimited(promtool):
     assert f'{TOOL_DURATION}_count{{agent="",tool="",{OVERFLOW_LABEL}="true"}} 2\n' in text
     assert f'{TOOL_DURATION}_bucket{{agent="",tool="",{OVERFLOW_LABEL}="true",le="+Inf"}} 2\n' in text
 
-    unlimited, _ = make_store(max_series_per_metric=0)
+    unlimited, _ = make_store(max_series_per_metric=0, max_label_values=0)
     for i in range(3000):
         unlimited[TOOL_CALLS].inc(("a", f"t{i}", "ok"))
     assert len(unlimited[TOOL_CALLS].series) == 3000 and unlimited[TOOL_CALLS].overflow is None

@@ -78,7 +78,7 @@ def test_a_trickled_body_gets_408_and_the_connection_closed(make_sidecar):
 
 
 SCRAPE_LIMITS = {"server": {"max_concurrent_scrapes": 2, "scrape_write_timeout_seconds": 1.0},
-                 "store": {"max_series_per_metric": 0}}
+                 "store": {"max_series_per_metric": 0, "max_label_values": 0}}
 
 
 def fill_store(sidecar, series: int = 3500) -> None:

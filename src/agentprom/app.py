@@ -62,6 +62,8 @@ def store_limits(config: Config) -> StoreLimits:
         series_ttl_seconds=s.series_ttl_seconds,
         exemplars=s.exemplars,
         label_allow=dict(s.label_allow),
+        max_label_values=s.max_label_values,
+        label_values=dict(s.label_values),
     )
 
 

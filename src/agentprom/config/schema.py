@@ -122,6 +122,8 @@ class ServerConfig(_Model):
 
 
 _LABELS = frozenset(label for spec in CATALOG for label in spec.labels)
+#: the labels of the span-derived metrics (not the sidecar's own): those with value budgets
+_BUDGETED_LABELS = frozenset(label for spec in CATALOG if spec.group != "self" for label in spec.labels)
 
 
 class StoreConfig(_Model):
@@ -140,6 +142,15 @@ class StoreConfig(_Model):
         default_factory=dict,
         description="label name -> regular expression; values that do not fully match become 'other'.",
     )
+    max_label_values: int = Field(
+        1000, ge=0, description="Distinct values of each label of each span-derived counter and histogram; past it, new values of "
+        "that label alone become '__overflow__' while the other labels keep theirs (0 = no per-label limit).",
+    )
+    label_values: dict[str, int] = Field(
+        default_factory=dict,
+        description="label name -> its own budget of distinct values per metric, instead of max_label_values "
+        "(0 = no limit for that label).",
+    )
 
     @field_validator("label_allow")
     @classmethod
@@ -153,6 +164,20 @@ class StoreConfig(_Model):
                 re.compile(pattern)
             except re.error as exc:
                 problems.append(f"{label}: {pattern!r} is not a valid regular expression ({exc})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("label_values")
+    @classmethod
+    def _check_label_values(cls, value: dict[str, int]) -> dict[str, int]:
+        problems = []
+        for label, budget in value.items():
+            if label not in _BUDGETED_LABELS:
+                problems.append(f"{label!r} is not a label of any span-derived metric "
+                                f"(known: {', '.join(sorted(_BUDGETED_LABELS))})")
+            elif budget < 0:
+                problems.append(f"{label}: {budget} is negative (0 = no limit)")
         if problems:
             raise ValueError("; ".join(problems))
         return value

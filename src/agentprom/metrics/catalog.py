@@ -244,6 +244,11 @@ CATALOG: tuple[MetricSpec, ...] = (
           "(incoming OTLP metrics: points dropped instead). metric is the catalog name, or otlp_in for every "
           "incoming OTLP metric.",
           ("metric",)),
+    _self("agentprom_label_overflow_total", COUNTER,
+          "Observations whose value of one label was replaced by __overflow__ because that label of the metric "
+          "reached its budget of distinct values (store.max_label_values, store.label_values); the other labels "
+          "keep their values. metric is the catalog name, label the label replaced.",
+          ("metric", "label")),
     _self("agentprom_series_overflow_dropped_total", COUNTER,
           "Gauge updates left out of a gauge's otel_metric_overflow series (the sum of the last values of the "
           "label sets folded into it) because it already remembers store.max_folded_label_sets non-zero ones.",
@@ -400,10 +405,14 @@ def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG) -> str:
         '`{reason="sampling_weight_out_of_range"}`, reported to the client through OTLP partial success. '
         "So no counter can be pushed to +Inf.",
         "",
-        "A metric that reaches its series limit folds new label sets into one series labelled "
-        '`otel_metric_overflow="true"` (other labels empty): a counter or histogram adds their '
-        "observations, a gauge's overflow series is the sum of their last values. Series not updated "
-        "within the expiry time disappear. Both are counted in the self-metrics below.",
+        "Each label of each counter and histogram above has a budget of distinct values (`store.max_label_values`, "
+        "default 1000, or its own in `store.label_values`): past it, a new value of that label alone "
+        "becomes `__overflow__` while the other labels keep theirs, so a flood of tool names from one "
+        "agent leaves `sum by (agent)` exact. A metric that still reaches its series limit folds new "
+        'label sets into one series labelled `otel_metric_overflow="true"` (other labels empty): a '
+        "counter or histogram adds their observations, a gauge's overflow series is the sum of their "
+        "last values. Series not updated within the expiry time disappear. All three are counted in the "
+        "self-metrics below.",
         "",
     ]
     for group, title in GROUP_TITLES.items():

@@ -16,7 +16,8 @@ share its limits: the per-metric series limit, label-value hygiene and expiry
   overflow series: a cumulative point can only be turned into an increment
   with the per-series state that the limit exists to bound. Both drops are
   counted (``agentprom_series_overflow_total`` and the translator's
-  ``agentprom_metric_points_dropped_total``).
+  ``agentprom_metric_points_dropped_total``). For the same reason the
+  per-label value budgets of the catalog families do not apply here.
 * The store's self-metrics about these families (overflow, expired, active
   series) label them all ``metric="otlp_in"``: their names come from the
   sender, so one label value each would make the self-metrics unbounded.
@@ -154,6 +155,9 @@ class DynamicFamily(Family):
         self.budget = budget
         self.self_label = OTLP_IN_METRIC  # the name came from the sender: self-metrics stay bounded
         self.ttl = ttl
+        # No per-label budgets: a cumulative point of one label set cannot be merged into another's
+        # series (each needs its own state), which is also why the series limit drops instead of folding.
+        self._budget = None
         self.label_set = frozenset(spec.labels)
         #: the exposition's cached renderer for this family (dies with it)
         self.renderer = None

@@ -12,6 +12,10 @@ Design (after the OTel Collector's spanmetrics connector and prometheus/statsd_e
 * Label hygiene on first sight of a label set: values longer than the limit are
   truncated, strings that cannot be encoded as UTF-8 are repaired, and a
   per-label allow pattern maps values outside it to ``other``.
+* Per-label value budgets (``label_budget.py``), before the series limit: past
+  its budget a new value of one label becomes ``__overflow__`` and the other
+  labels keep theirs (counted in ``agentprom_label_overflow_total``). Counters
+  and histograms only: merged gauge label sets would need a sum, not a last value.
 * Per-series expiry on the injected clock: ``expire()`` drops series not
   updated for ``ttl`` seconds.
 * Each series caches its rendered text; an update clears the cache, so a
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 from agentprom.clock import Clock, SystemClock
 from agentprom.metrics.catalog import COUNTER, GAUGE, HISTOGRAM, MetricSpec, active_catalog
 from agentprom.metrics.gauge_fold import FoldedGauges
+from agentprom.metrics.label_budget import LabelBudget
 
 OVERFLOW_LABEL = "otel_metric_overflow"
 OTHER_VALUE = "other"
@@ -49,6 +54,10 @@ class StoreLimits:
     exemplars: bool = True
     #: label name -> pattern; values not fully matching become ``other``
     label_allow: Mapping[str, str] = field(default_factory=dict)
+    #: distinct values per label per family before new ones become ``__overflow__``
+    max_label_values: int = 1000
+    #: label name -> its own budget instead of ``max_label_values``
+    label_values: Mapping[str, int] = field(default_factory=dict)
 
 
 class Exemplar:
@@ -124,8 +133,9 @@ class Family:
         self.buckets = spec.buckets
         self.n_buckets = len(spec.buckets)
         self.series: dict[tuple[str, ...], Series] = {}
-        #: raw label tuples that normalized to another key -> their series
-        self._aliases: dict[tuple[str, ...], Series] = {}
+        #: raw label tuples that normalized to another key -> their series and the label positions
+        #: the budget replaced in them
+        self._aliases: dict[tuple[str, ...], tuple[Series, tuple[int, ...]]] = {}
         self.overflow: Series | None = None
         limits = store.limits
         # The sidecar's own metrics are bounded by the catalog (one series per metric, transport,
@@ -136,6 +146,11 @@ class Family:
         #: the last value of each label set folded into a gauge's overflow series (sum, not last set)
         self._folded = FoldedGauges(limits.max_folded_label_sets) if spec.type == GAUGE and self._limit else None
         self._label_rules()
+        # Gauges have no budgets: a gauge is set to a label set's value, so label sets merged into
+        # one __overflow__ value would leave the last one's value, not their sum (the series limit
+        # folds gauges by sum, gauge_fold.py). Their only label is agent, set from sessions.
+        budget = LabelBudget(spec.labels, limits.max_label_values, limits.label_values)
+        self._budget = budget if budget and spec.group != "self" and spec.type != GAUGE else None
 
     def _label_rules(self) -> None:
         """Compile the per-label allow patterns for ``spec.labels``."""
@@ -153,13 +168,20 @@ class Family:
     def _resolve(self, labels: tuple[str, ...]) -> Series:
         if len(labels) != len(self.spec.labels):
             raise ValueError(f"{self.name}: expected labels {self.spec.labels}, got {labels!r}")
-        series = self._aliases.get(labels)
+        alias = self._aliases.get(labels)
         # the alias may point at a series that was removed (and perhaps recreated) since
-        if series is not None and self.series.get(series.labels) is series:
-            return series
+        if alias is not None and self.series.get(alias[0].labels) is alias[0]:
+            if alias[1]:
+                self._count_replaced(alias[1])
+            return alias[0]
         # Always normalized (even with no length limit or patterns): a value that cannot be
         # encoded would otherwise break every later scrape. Only first sightings pay for it.
         key = self._normalize(labels)
+        replaced = ()
+        if self._budget is not None:
+            key, replaced = self._budget.apply(key)
+            if replaced:
+                self._count_replaced(replaced)
         series = self.series.get(key)
         if series is None:
             if self._limit and len(self.series) >= self._limit:
@@ -172,8 +194,14 @@ class Family:
         if key != labels:
             if len(self._aliases) >= max(self._limit, 1000):
                 self._aliases.clear()  # bounded: aliases are only a lookup shortcut
-            self._aliases[labels] = series
+            self._aliases[labels] = (series, replaced)
         return series
+
+    def _count_replaced(self, positions: tuple[int, ...]) -> None:
+        """Count the label values the budget replaced in one observation (like ``count_overflow``,
+        per lookup: every lookup is followed by exactly one update)."""
+        for i in positions:
+            self.store.count_label_overflow(self.self_label, self.spec.labels[i])
 
     def _overflow_series(self) -> Series:
         if self.overflow is None:
@@ -276,6 +304,8 @@ class Family:
             del self.series[key]
         if stale:
             self._aliases.clear()
+            if self._budget is not None:
+                self._budget.rebuild(self.series)
         if self._folded is not None and self.overflow is not None:
             gone = self._folded.expire(cutoff)
             if gone:
@@ -307,6 +337,7 @@ class SeriesStore:
         self._expired = self.families.get("agentprom_series_expired_total")
         self._active = self.families.get("agentprom_active_series")
         self._overflow_dropped = self.families.get("agentprom_series_overflow_dropped_total")
+        self._label_overflow = self.families.get("agentprom_label_overflow_total")
         #: called at the end of every ``expire()`` (e.g. to drop emptied run-time families)
         self.expiry_hooks: list[Callable[[], None]] = []
 
@@ -340,6 +371,10 @@ class SeriesStore:
     def count_overflow(self, metric: str) -> None:
         if self._overflow is not None:
             self._overflow.inc((metric,))
+
+    def count_label_overflow(self, metric: str, label: str) -> None:
+        if self._label_overflow is not None:
+            self._label_overflow.inc((metric, label))
 
     def count_overflow_dropped(self, metric: str) -> None:
         if self._overflow_dropped is not None:
