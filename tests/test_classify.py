@@ -180,3 +180,32 @@ def test_own_agent_names_by_convention():
     assert agent(graph, "weather_agent", "another.scope") == ("svc", False)
     assert agent({"gen_ai.operation.name": "chat"}) == ("svc", False)
     assert agent({}) == ("svc", False)
+
+
+@pytest.mark.parametrize("key", [
+    "gen_ai.usage.reasoning.output_tokens",  # OTel GenAI
+    "llm.token_count.completion_details.reasoning",  # OpenInference
+    "gen_ai.usage.reasoning_tokens",  # OpenLLMetry
+])
+def test_reasoning_tokens_are_their_own_type_from_the_wire_to_the_counter(key):
+    """Reasoning tokens are part of output (the conventions say so): counted as type="reasoning"
+    beside output, never added to it. From a protobuf request, so the decoder must keep the key."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    from agentprom.metrics.series_store import SeriesStore
+    from agentprom.receiver.decode import decode_traces
+    from agentprom.translator import Translator
+
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    span = scope.spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="chat m", kind=3,
+                           start_time_unix_nano=1_000, end_time_unix_nano=2_000)
+    for name, value in {"gen_ai.operation.name": AnyValue(string_value="chat"),
+                        "gen_ai.agent.name": AnyValue(string_value="a"),
+                        "gen_ai.usage.output_tokens": AnyValue(int_value=50), key: AnyValue(int_value=30)}.items():
+        span.attributes.append(KeyValue(key=name, value=value))
+    store = SeriesStore()
+    Translator(store).consume(decode_traces(request.SerializeToString()), "grpc")
+    tokens = {s.labels[-1]: s.value for s in store["agent_tokens_total"].all_series()}
+    assert tokens == {"output": 50, "reasoning": 30}

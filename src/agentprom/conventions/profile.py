@@ -149,8 +149,10 @@ SERVICE_NAME = "service.name"
 
 # --- Token usage (counted on LLM-call spans only) ----------------------------
 
-#: token type -> attribute keys. Cache types are parts of ``input``, as the
-#: GenAI conventions define them.
+#: token type -> attribute keys. Cache types are parts of ``input`` and reasoning is part of
+#: ``output``, as the GenAI conventions define them (``gen_ai.usage.reasoning.output_tokens``
+#: "SHOULD be included in gen_ai.usage.output_tokens"); OpenInference's
+#: ``completion_details.reasoning`` and OpenLLMetry's ``reasoning_tokens`` likewise.
 TOKEN_KEYS: dict[str, tuple[str, ...]] = {
     "input": (
         "gen_ai.usage.input_tokens",
@@ -172,6 +174,11 @@ TOKEN_KEYS: dict[str, tuple[str, ...]] = {
         "gen_ai.usage.cache_creation.input_tokens",
         "llm.token_count.prompt_details.cache_write",
         "gen_ai.usage.cache_creation_input_tokens",
+    ),
+    "reasoning": (
+        "gen_ai.usage.reasoning.output_tokens",
+        "llm.token_count.completion_details.reasoning",
+        "gen_ai.usage.reasoning_tokens",
     ),
 }
 #: Cost in US dollars of one LLM call.

@@ -87,8 +87,9 @@ CATALOG: tuple[MetricSpec, ...] = (
     ),
     MetricSpec(
         "agent_tokens_total", COUNTER,
-        "Tokens used by LLM calls. type is input, output, cache_read or cache_write; "
-        "cache_read and cache_write are parts of input, as in the OTel GenAI conventions.",
+        "Tokens used by LLM calls. type is input, output, cache_read, cache_write or reasoning; "
+        "cache_read and cache_write are parts of input and reasoning is part of output, as in the OTel GenAI "
+        "conventions.",
         ("agent", "provider", "model", "type"), group="llm",
     ),
     MetricSpec(
@@ -394,7 +395,10 @@ def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG) -> str:
         "",
         "Token types: `input` is every input token, and `cache_read` and `cache_write` are the parts "
         "of `input` that were read from or written to the provider's prompt cache, as the OTel GenAI "
-        "conventions define them: do not add them to `input`. Tokens and cost are counted on LLM-call "
+        "conventions define them: do not add them to `input`. Likewise `reasoning` (from "
+        "`gen_ai.usage.reasoning.output_tokens`, OpenInference's `llm.token_count.completion_details.reasoning` "
+        "or OpenLLMetry's `gen_ai.usage.reasoning_tokens`) is the part of `output` the model spent "
+        "reasoning: do not add it to `output`. Tokens and cost are counted on LLM-call "
         "spans only, because agent spans often repeat their children's usage.",
         "",
         "Bounds: an LLM-call span with more tokens of one type than `limits.max_tokens_per_span` "
