@@ -232,6 +232,52 @@ def test_sessions_list_filters_and_pages(sidecar):
     assert {e["field"] for e in body["errors"]} == {"limit", "status", "page"}
 
 
+def test_reads_carry_the_runtime_specifications_names(sidecar):
+    """Every Runtime Session, phase and tool call field under the specification's name, beside ours;
+    the list's completion_success_rate is over the sessions the filter chose (ended ones only)."""
+    events = [
+        {"event_type": "session_started", "session_id": "a", "agent": "coder", "model": "m1", "provider": "p",
+         "timestamp": ts(0)},
+        {"event_type": "phase_started", "session_id": "a", "phase_id": "p1", "phase_name": "plan", "timestamp": ts(1)},
+        {"event_type": "tool_failed", "session_id": "a", "phase_id": "p1", "tool_name": "grep", "call_id": "c1",
+         "duration_ms": 200, "error_type": "Timeout", "timestamp": ts(2)},
+        {"event_type": "tool_completed", "session_id": "a", "phase_id": "p1", "tool_name": "grep", "call_id": "c2",
+         "duration_ms": 100, "attempt": 2, "timestamp": ts(3)},
+        {"event_type": "phase_completed", "session_id": "a", "phase_id": "p1", "timestamp": ts(4)},
+        {"event_type": "session_completed", "session_id": "a", "timestamp": ts(5)},
+        {"event_type": "session_started", "session_id": "b", "agent": "coder", "timestamp": ts(0)},
+        {"event_type": "session_completed", "session_id": "b", "status": "failed", "timestamp": ts(6)},
+        {"event_type": "session_started", "session_id": "c", "agent": "coder", "timestamp": ts(7)},  # still active
+        {"event_type": "session_started", "session_id": "d", "agent": "other", "timestamp": ts(8)},
+        {"event_type": "session_completed", "session_id": "d", "timestamp": ts(9)},
+    ]
+    assert post_json(sidecar, "/runtime/event", events)[0] == 200
+    status, page = get_json(sidecar, "/runtime/sessions?agent=coder")
+    assert status == 200 and page["total"] == 3
+    assert page["completion_success_rate"] == 0.5  # a completed, b failed, c active (not counted)
+    assert get_json(sidecar, "/runtime/sessions?agent=coder&status=active")[1]["completion_success_rate"] is None
+    summary = next(s for s in page["sessions"] if s["session_id"] == "a")
+    assert {k: summary[k] for k in ("agent_id", "model_name", "provider", "completion_status", "total_tool_calls",
+                                    "total_phases", "total_errors", "total_recoveries", "duration_ms")} == {
+        "agent_id": "coder", "model_name": "m1", "provider": "p", "completion_status": "completed",
+        "total_tool_calls": 2, "total_phases": 1, "total_errors": 1, "total_recoveries": 1, "duration_ms": 5000.0}
+    assert summary["start_timestamp"] == summary["start"] and summary["end_timestamp"] == summary["end"]
+
+    metrics = get_json(sidecar, "/runtime/session/a/metrics")[1]
+    assert metrics["completion_success_rate"] == 1.0 and metrics["mean_tool_latency"] == 150.0
+    assert metrics["recovery_rate"] == 1.0 and metrics["total_tool_calls"] == 2
+    phase = get_json(sidecar, "/runtime/session/a/phases")[1]["phases"][0]
+    assert {k: phase[k] for k in ("phase_id", "session_id", "phase_name", "duration_ms", "tool_calls", "errors",
+                                  "recoveries")} == {
+        "phase_id": "p1", "session_id": "a", "phase_name": "plan", "duration_ms": 3000.0, "tool_calls": 2,
+        "errors": 1, "recoveries": 1}
+    assert phase["start_time"] == phase["start"] and phase["end_time"] == phase["end"]
+    calls = get_json(sidecar, "/runtime/session/a/tool_calls")[1]["tool_calls"]
+    assert [(c["tool_call_id"], c["session_id"], c["phase_id"], c["success"], c["error_type"], c["retry_count"])
+            for c in calls] == [("c1", "a", "p1", False, "Timeout", 0), ("c2", "a", "p1", True, None, 1)]
+    assert all(c["start_time"] < c["end_time"] for c in calls)
+
+
 def test_inactivity_timeout_abandons_session(make_sidecar):
     clock = ManualClock()
     sidecar = make_sidecar({"sessions": {"inactivity_timeout_seconds": 300}}, clock=clock)

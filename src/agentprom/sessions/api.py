@@ -27,7 +27,7 @@ from agentprom.metrics.series_store import SeriesStore
 from agentprom.receiver.otlp_json import json_error
 from agentprom.server.bodies import read_limited
 from agentprom.sessions import events as E
-from agentprom.sessions.model import END_STATUSES, Call, Phase, Session
+from agentprom.sessions.model import COMPLETED, END_STATUSES, Call, Phase, Session
 from agentprom.sessions.model import new_id as new_session_id
 from agentprom.sessions.timestamps import iso
 from agentprom.sessions.tracker import SessionTracker
@@ -68,7 +68,13 @@ def rounded(components: dict[str, float]) -> dict[str, float]:
     return {name: round(value, 4) for name, value in components.items()}
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)
+
+
 def session_summary(s: Session) -> dict[str, Any]:
+    """A session in a list: our names, then the runtime specification's Runtime Session record
+    (``agent_id``, ``model_name``, ``start_timestamp`` ...) and its counts under their names."""
     return {
         "session_id": s.session_id,
         "agent": s.agent,
@@ -80,7 +86,33 @@ def session_summary(s: Session) -> dict[str, Any]:
         "phases": s.phase_count,
         "errors": s.errors,
         "continuity_score": s.continuity_score,
+        # the specification's names
+        "agent_id": s.agent,
+        "model_name": s.model,
+        "provider": s.provider,
+        "start_timestamp": iso(s.start),
+        "end_timestamp": iso(s.end),
+        "completion_status": s.status,
+        "duration_ms": _ms(s.duration_s),
+        "total_tool_calls": s.tool_calls,
+        "total_phases": s.phase_count,
+        "total_errors": s.errors,
+        "total_recoveries": s.recoveries,
     }
+
+
+def completion_success_rate(sessions: list[Session]) -> float | None:
+    """Of the sessions that ended, the share that completed (None when none ended)."""
+    ended = [s for s in sessions if s.status in END_STATUSES]
+    if not ended:
+        return None
+    return round(sum(s.status == COMPLETED for s in ended) / len(ended), 4)
+
+
+def _utilization_percent(s: Session) -> float | None:
+    if s.context_tokens_used is None or not s.context_tokens_available:
+        return None
+    return round(100.0 * s.context_tokens_used / s.context_tokens_available, 2)
 
 
 def session_detail(s: Session, tracker: SessionTracker) -> dict[str, Any]:
@@ -106,6 +138,8 @@ def session_detail(s: Session, tracker: SessionTracker) -> dict[str, Any]:
         "memory_writes": s.memory_writes,
         "context_tokens_used": s.context_tokens_used,
         "context_tokens_available": s.context_tokens_available,
+        "context_utilization_percent": _utilization_percent(s),
+        "checkpoint_count": s.checkpoints,
         "peak_context_utilization": _round(s.peak_context_utilization, 4),
         "tokens": {
             "total": s.input_tokens + s.output_tokens,
@@ -146,20 +180,32 @@ def session_metrics(s: Session, tracker: SessionTracker) -> dict[str, Any]:
         "tool_calls_per_minute": _round(s.tool_calls / minutes) if minutes > 0 else None,
         "mean_tool_latency_ms": _round(s.tool_latency_ms / s.tool_calls) if s.tool_calls else None,
         "recovery_rate": _round(min(1.0, s.recoveries / s.errors), 4) if s.errors else None,
+        # the specification's names (mean_tool_latency in milliseconds)
+        "duration_ms": _ms(s.duration_s),
+        "total_tool_calls": s.tool_calls,
+        "total_phases": s.phase_count,
+        "total_errors": s.errors,
+        "total_recoveries": s.recoveries,
+        "mean_tool_latency": _round(s.tool_latency_ms / s.tool_calls) if s.tool_calls else None,
+        "completion_success_rate": completion_success_rate([s]),
         "continuity_score": score,
         "continuity_final": s.ended,
         "continuity": rounded(components),
     }
 
 
-def phase_json(p: Phase) -> dict[str, Any]:
+def phase_json(p: Phase, session_id: str) -> dict[str, Any]:
     return {
         "phase_id": p.phase_id,
+        "session_id": session_id,
         "phase_name": p.name,
         "status": p.status,
         "start": iso(p.start),
         "end": iso(p.end),
+        "start_time": iso(p.start),
+        "end_time": iso(p.end),
         "duration_seconds": _round(p.duration_s) if p.ended else None,
+        "duration_ms": _ms(p.duration_s) if p.ended else None,
         "tool_calls": p.tool_calls,
         "llm_calls": p.llm_calls,
         "errors": p.errors,
@@ -167,8 +213,14 @@ def phase_json(p: Phase) -> dict[str, Any]:
     }
 
 
-def call_json(c: Call) -> dict[str, Any]:
+def call_json(c: Call, session_id: str) -> dict[str, Any]:
     return {
+        # the runtime's id of the call when its event gave one, else ours (the span id for a span)
+        "tool_call_id": c.call_id or c.invocation_id or c.span_id.hex(),
+        "session_id": session_id,
+        "start_time": iso(c.start),
+        "end_time": iso(c.end),
+        "retry_count": c.attempt - 1,
         "invocation_id": c.invocation_id or c.span_id.hex(),
         "tool_name": c.name,
         "agent": c.agent,
@@ -188,7 +240,7 @@ def call_json(c: Call) -> dict[str, Any]:
 def session_phases(s: Session) -> dict[str, Any]:
     return {
         "session_id": s.session_id,
-        "phases": [phase_json(p) for p in s.phase_list],
+        "phases": [phase_json(p, s.session_id) for p in s.phase_list],
         "phases_dropped": s.phases_dropped,
     }
 
@@ -196,7 +248,7 @@ def session_phases(s: Session) -> dict[str, Any]:
 def session_tool_calls(s: Session) -> dict[str, Any]:
     return {
         "session_id": s.session_id,
-        "tool_calls": [call_json(c) for c in s.calls],
+        "tool_calls": [call_json(c, s.session_id) for c in s.calls],
         "tool_calls_dropped": s.calls_dropped,
     }
 
@@ -331,6 +383,7 @@ class RuntimeApi:
         return web.json_response({
             "sessions": [session_summary(s) for s in page],
             "total": len(chosen),
+            "completion_success_rate": completion_success_rate(chosen),
             "offset": offset,
             "limit": limit,
             "next_offset": next_offset,

@@ -117,7 +117,8 @@ class EventSessions(SessionBook):
         provider = event.provider or s.provider or UNKNOWN
         attempt = event.attempt or 1
         call = Call(TOOL_CALL if is_tool else LLM_CALL, event.tool_name if is_tool else model, agent,
-                    t - duration_ms / 1000.0, duration_ms, success, error_type or None, invocation_id=new_id())
+                    t - duration_ms / 1000.0, duration_ms, success, error_type or None, invocation_id=new_id(),
+                    call_id=event.call_id or "")
         call.attempt = attempt
         call.retry_source = "agent" if attempt > 1 else None
         call.escalated = bool(event.escalated)

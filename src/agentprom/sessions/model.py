@@ -73,12 +73,12 @@ class Call:
     __slots__ = (
         "invocation_id", "kind", "name", "agent", "start", "duration_ms", "success", "error_class", "attempt",
         "retry_source", "escalated", "recovered", "phase", "model", "provider", "input_tokens", "output_tokens",
-        "cached_tokens", "cost", "trace_id", "span_id", "phase_span",
+        "cached_tokens", "cost", "trace_id", "span_id", "phase_span", "call_id",
     )
 
     def __init__(self, kind: str, name: str, agent: str, start: float, duration_ms: float, success: bool,
                  error_class: str | None = None, trace_id: bytes = b"", span_id: bytes = b"",
-                 invocation_id: str = "") -> None:
+                 invocation_id: str = "", call_id: str = "") -> None:
         #: empty for span-fed calls: their id is the span id (hex)
         self.invocation_id = invocation_id
         self.kind = kind  # TOOL_CALL or LLM_CALL
@@ -106,6 +106,8 @@ class Call:
         self.span_id = span_id
         #: the span id of the phase span above the call while the call waits for it (b"": none)
         self.phase_span = b""
+        #: the runtime's own id of the call (an event's ``call_id``; empty for span-fed calls)
+        self.call_id = call_id
 
     @property
     def end(self) -> float:
