@@ -410,3 +410,38 @@ def test_event_bounds_follow_the_config(make_sidecar):
     event = {"event_type": "llm_call", "session_id": "s", "input_tokens": 11, "cost": 1.5}
     status, body = post_json(sidecar, "/runtime/event", event)
     assert status == 400 and {e["field"] for e in body["errors"]} == {"input_tokens", "cost"}
+
+
+def test_events_accept_the_specifications_names_as_aliases(sidecar):
+    """agent_id, model_name, tool_call_id, retry_count, completion_status and the specification's
+    times, as a runtime written against the specification sends them; both names at once is a 400."""
+    events = [
+        {"event_type": "session_started", "session_id": "spec", "agent_id": "planner", "model_name": "m2",
+         "provider": "p", "start_timestamp": ts(0)},
+        {"event_type": "phase_started", "session_id": "spec", "phase_id": "p1", "phase_name": "build",
+         "start_time": ts(1)},
+        {"event_type": "tool_completed", "session_id": "spec", "phase_id": "p1", "tool_name": "make",
+         "tool_call_id": "t-1", "retry_count": 2, "start_time": ts(2), "end_time": ts(4.5), "success": True},
+        {"event_type": "phase_completed", "session_id": "spec", "phase_id": "p1", "end_time": ts(5)},
+        {"event_type": "session_completed", "session_id": "spec", "completion_status": "failed",
+         "end_timestamp": ts(6)},
+    ]
+    status, body = post_json(sidecar, "/runtime/event", events)
+    assert status == 200, body
+    session = get_json(sidecar, "/runtime/session/spec")[1]
+    assert (session["agent_id"], session["model_name"], session["completion_status"]) == ("planner", "m2", "failed")
+    assert session["duration_ms"] == 6000.0
+    call = get_json(sidecar, "/runtime/session/spec/tool_calls")[1]["tool_calls"][0]
+    assert (call["tool_call_id"], call["retry_count"], call["attempt"], call["duration_ms"]) == ("t-1", 2, 3, 2500.0)
+    phase = get_json(sidecar, "/runtime/session/spec/phases")[1]["phases"][0]
+    assert phase["duration_ms"] == 4000.0
+
+    status, body = post_json(sidecar, "/runtime/event", [
+        {"event_type": "session_started", "session_id": "x", "agent": "a", "agent_id": "b"},
+        {"event_type": "session_started", "session_id": "y", "start_time": ts(0)},
+        {"event_type": "tool_completed", "session_id": "y", "tool_name": "t", "retry_count": -1},
+        {"event_type": "tool_completed", "session_id": "y", "tool_name": "t", "start_time": ts(5), "end_time": ts(1)},
+    ])
+    assert status == 400
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [
+        (0, "agent_id"), (1, "start_time"), (2, "retry_count"), (3, "start_time")]

@@ -5,7 +5,9 @@ other fields depend on the type (``FIELDS_BY_TYPE``). Validation never stops
 at the first problem: every bad field of every event is reported with the
 event's index in the request, and the valid events are returned so they can
 still be applied. Unknown fields, and fields that do not belong to the event
-type, are errors: a typo such as ``sucess`` must not be silently ignored.
+type, are errors: a typo such as ``sucess`` must not be silently ignored. The
+runtime specification's names (``agent_id``, ``retry_count`` ...) are read as
+aliases (event_names.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from agentprom.bounds import AmountLimits
+from agentprom.sessions.event_names import canonical
 from agentprom.sessions.timestamps import parse_iso
 from agentprom.text import bounded_text
 
@@ -215,6 +218,9 @@ def parse_event(document: Any, index: int | None, errors: list[FieldError],
         errors.append(FieldError(index, "", "each event must be a JSON object"))
         return None
     before = len(errors)
+    spelled: list[tuple[str, str]] = []
+    document = canonical(document, spelled, _timestamp)  # the specification's names (event_names.py)
+    errors += [FieldError(index, name, message) for name, message in spelled]
     event_type = document.get("event_type")
     allowed = FIELDS_BY_TYPE.get(event_type) if isinstance(event_type, str) else None
     if allowed is None:
