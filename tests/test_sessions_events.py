@@ -421,7 +421,8 @@ def test_events_accept_the_specifications_names_as_aliases(sidecar):
         {"event_type": "phase_started", "session_id": "spec", "phase_id": "p1", "phase_name": "build",
          "start_time": ts(1)},
         {"event_type": "tool_completed", "session_id": "spec", "phase_id": "p1", "tool_name": "make",
-         "tool_call_id": "t-1", "retry_count": 2, "start_time": ts(2), "end_time": ts(4.5), "success": True},
+         "tool_call_id": "t-1", "retry_count": 2, "start_time": ts(2), "end_time": ts(4.5), "success": True,
+         "input_size_bytes": 120, "output_size_bytes": 4096},
         {"event_type": "phase_completed", "session_id": "spec", "phase_id": "p1", "end_time": ts(5)},
         {"event_type": "session_completed", "session_id": "spec", "completion_status": "failed",
          "end_timestamp": ts(6)},
@@ -433,6 +434,7 @@ def test_events_accept_the_specifications_names_as_aliases(sidecar):
     assert session["duration_ms"] == 6000.0
     call = get_json(sidecar, "/runtime/session/spec/tool_calls")[1]["tool_calls"][0]
     assert (call["tool_call_id"], call["retry_count"], call["attempt"], call["duration_ms"]) == ("t-1", 2, 3, 2500.0)
+    assert (call["input_size_bytes"], call["output_size_bytes"]) == (120, 4096)
     phase = get_json(sidecar, "/runtime/session/spec/phases")[1]["phases"][0]
     assert phase["duration_ms"] == 4000.0
 

@@ -221,6 +221,8 @@ def call_json(c: Call, session_id: str) -> dict[str, Any]:
         "start_time": iso(c.start),
         "end_time": iso(c.end),
         "retry_count": c.attempt - 1,
+        "input_size_bytes": c.sizes[0] if c.sizes else None,
+        "output_size_bytes": c.sizes[1] if c.sizes else None,
         "invocation_id": c.invocation_id or c.span_id.hex(),
         "tool_name": c.name,
         "agent": c.agent,

@@ -121,6 +121,8 @@ class EventSessions(SessionBook):
                     call_id=event.call_id or "")
         call.attempt = attempt
         call.retry_source = "agent" if attempt > 1 else None
+        if event.input_size_bytes is not None or event.output_size_bytes is not None:
+            call.sizes = (event.input_size_bytes, event.output_size_bytes)
         call.escalated = bool(event.escalated)
         if not is_tool:
             call.model, call.provider = model, provider

@@ -70,6 +70,8 @@ class RuntimeEvent:
     cost: float | None = None
     context_tokens_used: int | None = None
     context_tokens_available: int | None = None
+    input_size_bytes: int | None = None
+    output_size_bytes: int | None = None
 
     @property
     def phase_key(self) -> str | None:
@@ -166,6 +168,8 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "cost": _amount,
     "context_tokens_used": _count,
     "context_tokens_available": _count,
+    "input_size_bytes": _count,
+    "output_size_bytes": _count,
 }
 assert set(CHECKS) | {"event_type"} == {f.name for f in fields(RuntimeEvent)}
 
@@ -197,8 +201,8 @@ FIELDS_BY_TYPE: dict[str, frozenset[str]] = {
     PHASE_STARTED: frozenset((*_COMMON, *_PHASE)),
     PHASE_COMPLETED: frozenset((*_COMMON, *_PHASE, "success")),
     TOOL_STARTED: frozenset((*_COMMON, *_PHASE, "tool_name", "call_id")),
-    TOOL_COMPLETED: frozenset((*_COMMON, *_CALL, "tool_name", "call_id")),
-    TOOL_FAILED: frozenset((*_COMMON, *_CALL, "tool_name", "call_id")),
+    TOOL_COMPLETED: frozenset((*_COMMON, *_CALL, "tool_name", "call_id", "input_size_bytes", "output_size_bytes")),
+    TOOL_FAILED: frozenset((*_COMMON, *_CALL, "tool_name", "call_id", "input_size_bytes", "output_size_bytes")),
     LLM_CALL_EVENT: frozenset(
         (*_COMMON, *_CALL, "model", "provider", "input_tokens", "output_tokens", "cached_tokens", "cost")
     ),

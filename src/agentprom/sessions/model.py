@@ -73,7 +73,7 @@ class Call:
     __slots__ = (
         "invocation_id", "kind", "name", "agent", "start", "duration_ms", "success", "error_class", "attempt",
         "retry_source", "escalated", "recovered", "phase", "model", "provider", "input_tokens", "output_tokens",
-        "cached_tokens", "cost", "trace_id", "span_id", "phase_span", "call_id",
+        "cached_tokens", "cost", "trace_id", "span_id", "phase_span", "call_id", "sizes",
     )
 
     def __init__(self, kind: str, name: str, agent: str, start: float, duration_ms: float, success: bool,
@@ -108,6 +108,8 @@ class Call:
         self.phase_span = b""
         #: the runtime's own id of the call (an event's ``call_id``; empty for span-fed calls)
         self.call_id = call_id
+        #: (input_size_bytes, output_size_bytes) when an event gave either
+        self.sizes: tuple[int | None, int | None] | None = None
 
     @property
     def end(self) -> float:
