@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agentprom.report import SCREEN_BUCKETS, parallelism, report_path, screen_width
+from agentprom.report import SCREEN_BUCKETS, parallelism, render_table, report_path, screen_width
+from agentprom.report_records import epoch_timestamp
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,7 +71,8 @@ EXPECTED_TOTALS = {
 
 def test_report_numbers(log_path):
     report = report_path(log_path, bucket_seconds=60)
-    assert report["source"] == {"lines": 11, "records": 9, "malformed_lines": 2, "files": [str(log_path)]}
+    assert report["source"] == {"lines": 11, "records": 9, "malformed_lines": 2, "files": [str(log_path)],
+                                "shapes": {"snake_case": 9, "camelCase": 0}}
     assert report["totals"] == EXPECTED_TOTALS
     assert report["period"] == {"first": at(0), "last": at(90)}
 
@@ -122,6 +124,7 @@ def test_cli_json_and_table(log_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "9 records, 2 malformed lines skipped" in out
+    assert "shapes: snake_case=9 camelCase=0" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     assert rows["all"][1:] == ["6", "83.3%", "2", "1", "450", "0.7500", "13166.7", "1"]
     assert rows["a"][1:4] == ["4", "75.0%", "1"] and rows["build"][1] == "1"
@@ -197,3 +200,164 @@ def test_screen_width_is_round_and_keeps_a_screenful(span, width):
     first = 1_771_545_600.0  # 2026-02-20T00:00:00Z, a whole day
     assert screen_width(first, first + span) == width
     assert math.ceil(span / width) <= SCREEN_BUCKETS
+
+
+# -- the camelCase record shape other tools write (issue #13) -------------------------------------
+
+BASE = 1_771_545_600  # 2026-02-20T00:00:00Z
+
+
+def camel(n, agent, start, **fields):
+    return json.dumps({"invocationId": f"c{n}", "agent": agent, "timestamp": start, **fields})
+
+
+CAMEL_LINES = [
+    # every field; the split tokens make the total; ISO timestamp
+    camel(1, "x", at(0), phase="plan", taskId="t1", durationMs=2_000, inputTokens=100, outputTokens=40,
+          cachedTokens=10, cost=0.1, exitCode=0, success=True, attempt=1, outputParsed=True, model="m1",
+          tier="fast", errorClass=None),
+    # a failure by success: false; tokens as a total only; a retry; epoch seconds
+    camel(2, "x", BASE + 10.0, phase="plan", durationMs=4_000, tokens=500, cost=0.2, success=False, exitCode=1,
+          attempt=2, errorClass="ParseError"),
+    '{"invocationId": "", "agent": "x"}',  # an empty invocationId: skipped
+    # a failure by exitCode (no success); tokens total beside the split: the total counts; epoch ms
+    camel(3, "y", (BASE + 20) * 1000, phase="code", durationMs=6_000, tokens=300, inputTokens=200,
+          outputTokens=100, cost=0.3, exitCode=2, attempt=1),
+    # strings where numbers belong: those fields are ignored, the record counts; exitCode 0 is a success
+    camel(4, "y", at(30), durationMs="slow", inputTokens="many", outputTokens=50, exitCode=0, attempt=1),
+    '{"agent": "x", "durationMs": 5}',  # neither shape: skipped
+    # success wins over exitCode; a cost that is not a number is ignored
+    camel(5, "y", at(40), phase="code", durationMs=1_000, success=True, exitCode=137, cost="free"),
+]
+
+CAMEL_TOTALS = {
+    "invocations": 5, "tool_calls": 0, "llm_calls": 5, "successes": 3, "failures": 2, "success_rate": 0.6,
+    "retries": 1, "infrastructure_retries": 0, "escalations": 0,
+    "tokens": 990, "input_tokens": 300, "output_tokens": 190, "cached_tokens": 10,  # 140 + 500 + 300 + 50 + 0
+    "cost": 0.6, "mean_duration_ms": 2600.0,  # (2 + 4 + 6 + 0 + 1) s / 5
+    "sessions": 0, "sessions_by_status": {}, "phases": 0, "phases_by_status": {},
+}
+
+
+def torn_camel() -> str:
+    return camel(6, "x", at(50), durationMs=1_000, success=True)[:30]
+
+
+@pytest.fixture
+def camel_path(tmp_path: Path) -> Path:
+    path = tmp_path / "camel" / "invocations.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join(CAMEL_LINES) + "\n" + torn_camel())
+    return path
+
+
+def test_report_on_camel_case_records(camel_path):
+    report = report_path(camel_path, bucket_seconds=60)
+    assert report["source"] == {"lines": 8, "records": 5, "malformed_lines": 3, "files": [str(camel_path)],
+                                "shapes": {"snake_case": 0, "camelCase": 5}}
+    assert report["totals"] == CAMEL_TOTALS
+    assert report["period"] == {"first": at(0), "last": at(41)}
+    x, y = report["by_agent"]["x"], report["by_agent"]["y"]
+    assert (x["invocations"], x["success_rate"], x["retries"], x["tokens"], x["cost"], x["mean_duration_ms"]) == \
+        (2, 0.5, 1, 640, 0.3, 3000.0)
+    assert (y["invocations"], y["success_rate"], y["retries"], y["tokens"], y["cost"], y["mean_duration_ms"]) == \
+        (3, 0.6667, 0, 350, 0.3, 2333.333)
+    assert {name: g["invocations"] for name, g in report["by_phase"].items()} == {"(no phase)": 1, "code": 2, "plan": 2}
+    # intervals [0,2) [10,14) [20,26) [30,30) [40,41): never two at once
+    assert (report["parallelism"]["peak"], report["parallelism"]["peak_at"]) == (1, at(0))
+    assert [b["invocations"] for b in report["parallelism"]["buckets"]] == [5]
+
+
+def test_report_on_both_shapes_in_one_log(tmp_path, log_path):
+    path = tmp_path / "mixed.jsonl"
+    # the snake_case log, a snake_case call without session_id, the camelCase lines, a torn last line
+    no_session = json.loads(call(8, "tool_call", "z", "plan", 200, 1_000, tool="ls"))
+    del no_session["session_id"]
+    path.write_text("\n".join(LOG_LINES + [json.dumps(no_session)] + CAMEL_LINES) + "\n" + torn_camel())
+    report = report_path(path, bucket_seconds=60)
+    assert report["source"]["shapes"] == {"snake_case": 10, "camelCase": 5}
+    assert (report["source"]["records"], report["source"]["malformed_lines"]) == (15, 4)
+    t = report["totals"]
+    assert (t["invocations"], t["tool_calls"], t["llm_calls"], t["successes"]) == (12, 5, 7, 9)
+    assert (t["tokens"], t["input_tokens"], t["output_tokens"], t["cached_tokens"]) == (1440, 600, 340, 30)
+    assert (t["retries"], t["cost"], t["sessions"], t["phases"]) == (3, 1.35, 2, 1)
+    alone = {**report_path(log_path, 60)["by_agent"], **report_path(_camel_only(tmp_path), 60)["by_agent"]}
+    assert {name: g for name, g in report["by_agent"].items() if name != "z"} == alone
+    assert report["by_agent"]["z"]["invocations"] == 1
+    assert report["period"] == {"first": at(0), "last": at(201)}
+
+
+def _camel_only(tmp_path: Path) -> Path:
+    path = tmp_path / "camel-only.jsonl"
+    path.write_text("\n".join(CAMEL_LINES) + "\n")
+    return path
+
+
+def test_cli_names_the_shapes_and_the_skipped_lines(camel_path):
+    result = run_cli(str(camel_path), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["totals"] == CAMEL_TOTALS
+    assert document["source"]["shapes"] == {"snake_case": 0, "camelCase": 5}
+    for line in (3, 6, 8):
+        assert f"line {line} skipped" in result.stderr
+    table = run_cli(str(camel_path.parent))
+    assert table.returncode == 0, table.stderr
+    assert "5 records, 3 malformed lines skipped" in table.stdout
+    assert "shapes: snake_case=0 camelCase=5" in table.stdout
+    rows = {line.split()[0]: line.split() for line in table.stdout.splitlines() if line.strip()}
+    assert rows["all"][1:] == ["5", "60.0%", "1", "0", "990", "0.6000", "2600.0", "0"]
+
+
+def test_epoch_timestamps():
+    assert epoch_timestamp(BASE + 10) == at(10)
+    assert epoch_timestamp((BASE + 10) * 1000) == at(10)  # milliseconds
+    assert epoch_timestamp(BASE + 10.5) == "2026-02-20T00:00:10.500Z"
+    for implausible in (-5, 1e20, 10**400, float("inf"), True, "1771545600", None):
+        assert epoch_timestamp(implausible) is None
+
+
+VALUES = [None, True, False, 0, -1, 1, 2.5, 1e308, 10**400, -(10**400), "", "x", "2026-02-20T00:00:00Z",
+          "not a time", [], [1], {}, {"a": 1}, BASE, BASE * 1000, float("nan")]
+
+
+def test_bad_values_never_crash_the_report(tmp_path):
+    rng = random.Random(13)
+    camel_keys = ["invocationId", "agent", "phase", "taskId", "durationMs", "tokens", "inputTokens", "outputTokens",
+                  "cachedTokens", "cost", "exitCode", "success", "attempt", "outputParsed", "model", "tier",
+                  "timestamp", "errorClass", "sessionId"]
+    snake_keys = ["invocation_id", "kind", "agent", "phase", "session_id", "duration_ms", "success", "attempt",
+                  "tokens", "input_tokens", "output_tokens", "cached_tokens", "cost", "timestamp", "status",
+                  "retry_source", "escalated"]
+    lines = []
+    for n in range(400):
+        keys = camel_keys if n % 2 else snake_keys
+        record = {key: rng.choice(VALUES) for key in rng.sample(keys, rng.randint(0, len(keys)))}
+        if rng.random() < 0.7:  # most lines have a valid id (and kind), so their fields get read
+            record["invocationId" if n % 2 else "invocation_id"] = f"r{n}"
+            if not n % 2:
+                record["kind"] = rng.choice(["tool_call", "llm_call", "phase", "session"])
+        lines.append(json.dumps(record))  # NaN is written as NaN, which Python's json reads back
+    path = tmp_path / "invocations.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    report = report_path(path)
+    src = report["source"]
+    assert src["records"] + src["malformed_lines"] == 400
+    assert sum(src["shapes"].values()) == src["records"] and min(src["shapes"].values()) > 0
+    assert render_table(report)
+    json.dumps(report, allow_nan=False)  # the report itself holds no NaN or infinity
+
+
+def test_implausible_numbers_are_ignored_not_summed_to_infinity(tmp_path):
+    path = tmp_path / "invocations.jsonl"
+    path.write_text("\n".join([
+        camel(1, "x", at(0), durationMs=1e308, cost=1e308),  # a duration above a year counts as 0
+        camel(2, "x", at(5), durationMs=-3, cost=1e308),  # so does a negative one; the cost sum overflows
+        camel(3, "x", at(9), durationMs=1_000),
+    ]) + "\n")
+    report = report_path(path, bucket_seconds=60)
+    t = report["totals"]
+    assert (t["invocations"], t["cost"], t["mean_duration_ms"]) == (3, None, round(1000 / 3, 3))
+    assert report["period"] == {"first": at(0), "last": at(10)}
+    assert "cost" in render_table(report)
+    json.dumps(report, allow_nan=False)

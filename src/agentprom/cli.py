@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="aggregate a JSONL invocation log",
         description="Aggregate a JSONL invocation log (a file, or the log directory with its rotated "
         "files): totals, invocations/retries/tokens/cost by agent and by phase, success rate, "
-        "average duration, escalations, and parallelism over time. Malformed lines (such as a "
-        "line torn by a crash) are skipped and counted.",
+        "average duration, escalations, and parallelism over time. Reads snake_case (the sidecar's) "
+        "and camelCase (invocationId, durationMs, exitCode, ...) records and says which it saw. "
+        "Malformed lines (such as a line torn by a crash) are skipped and counted.",
     )
     report.add_argument("path", help="invocations.jsonl, or the directory holding it")
     report.add_argument("--format", choices=["json", "table"], default="table", help="output format (default table)")

@@ -1,6 +1,8 @@
 """``agentprom report``: aggregate a JSONL invocation log into totals, breakdowns and parallelism.
 
-Invocations are the ``tool_call`` and ``llm_call`` records; ``phase`` and
+Records come in two shapes, snake_case (the sidecar's) and camelCase (other
+tools'); report_records.py maps both to the snake_case fields read here and
+counts which it saw. Invocations are the ``tool_call`` and ``llm_call`` records; ``phase`` and
 ``session`` records are counted but never summed into invocation totals
 (their tokens and durations repeat their calls'). Definitions
 (docs/sessions.md, "Report"):
@@ -17,6 +19,9 @@ Invocations are the ``tool_call`` and ``llm_call`` records; ``phase`` and
   ``MAX_BUCKETS``. Without a width, ``screen_width`` picks a round one from
   the log's span that keeps the series to ``SCREEN_BUCKETS`` (a screenful,
   for the table); the table folds runs of empty buckets into one line.
+* bad values: a field of the wrong type is ignored (``records.number``); a
+  ``duration_ms`` below 0 or above ``MAX_DURATION_MS`` counts as 0; a cost sum
+  that overflows a float is reported as null.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentprom.report_records import ShapeReader
 from agentprom.sessions import records as R
 from agentprom.sessions.model import LLM_CALL, PHASE, SESSION, TOOL_CALL
 from agentprom.sessions.timestamps import iso
@@ -41,6 +47,17 @@ SCREEN_BUCKETS = 20
 #: round widths to choose from, in seconds: minutes, hours, then days
 ROUND_WIDTHS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 NO_PHASE = "(no phase)"
+#: a longer duration_ms (a year) is not plausible and counts as 0
+MAX_DURATION_MS = 366 * 86400 * 1000.0
+
+
+def duration_ms(record: dict[str, Any]) -> float:
+    value = R.number(record, "duration_ms") or 0.0
+    return value if 0.0 <= value <= MAX_DURATION_MS else 0.0
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 @dataclass
@@ -82,7 +99,7 @@ class Group:
         self.output_tokens += outputs or 0
         self.cached_tokens += R.count(record, "cached_tokens") or 0
         self.cost += R.number(record, "cost") or 0.0
-        self.duration_ms += max(0.0, R.number(record, "duration_ms") or 0.0)
+        self.duration_ms += duration_ms(record)
 
     def as_dict(self) -> dict[str, Any]:
         n = self.invocations
@@ -100,7 +117,7 @@ class Group:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens,
-            "cost": round(self.cost, 6),
+            "cost": _finite(round(self.cost, 6)),
             "mean_duration_ms": round(self.duration_ms / n, 3) if n else None,
         }
 
@@ -210,7 +227,7 @@ def build_report(records: Iterable[dict[str, Any]], stats: ReadStats | None = No
         by_agent[R.text(record, "agent") or "unknown"].add(record)
         by_phase[R.text(record, "phase") or NO_PHASE].add(record)
         if start is not None:
-            end = start + max(0.0, R.number(record, "duration_ms") or 0.0) / 1000.0
+            end = start + duration_ms(record) / 1000.0
             intervals.append((start, end))
             first = start if first is None else min(first, start)
             last = end if last is None else max(last, end)
@@ -241,8 +258,10 @@ def report_path(path: str | Path, bucket_seconds: float | None = DEFAULT_BUCKET_
     if not files:
         raise FileNotFoundError(f"no invocations.jsonl in {path}")
     stats = ReadStats()
-    report = build_report(read_records(files, stats, R.parse_record), stats, bucket_seconds)
+    reader = ShapeReader()
+    report = build_report(read_records(files, stats, reader), stats, bucket_seconds)
     report["source"]["files"] = [str(f) for f in files]
+    report["source"]["shapes"] = reader.shapes
     return report
 
 
@@ -284,6 +303,7 @@ def render_table(report: dict[str, Any]) -> str:
     out = [
         f"log: {', '.join(src.get('files', []))} ({src['records']} records, "
         f"{src['malformed_lines']} malformed lines skipped)",
+        "shapes: " + " ".join(f"{shape}={n}" for shape, n in src.get("shapes", {}).items()),
         f"period: {report['period']['first'] or '-'} .. {report['period']['last'] or '-'}",
         f"sessions: {t['sessions']} ({_counts(t['sessions_by_status'])})   "
         f"phases: {t['phases']} ({_counts(t['phases_by_status'])})",

@@ -161,9 +161,13 @@ def text(record: dict[str, Any], key: str) -> str | None:
 
 def number(record: dict[str, Any], key: str) -> float | None:
     value = record.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:  # an int too large for a float (JSON allows any length) raises OverflowError
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def count(record: dict[str, Any], key: str) -> int | None:
