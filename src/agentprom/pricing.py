@@ -122,10 +122,12 @@ class PriceFile(BaseModel):
 
     as_of: date = Field(description="The date the prices were read from the sources.")
     source: tuple[str, ...] = Field(min_length=1, description="Where the prices come from (URLs).")
-    models: tuple[ModelPrice, ...] = Field(min_length=1)
+    models: tuple[ModelPrice, ...] = Field(description="The prices; at least one.")
 
     @model_validator(mode="after")
     def _check(self) -> PriceFile:
+        if not self.models:
+            raise ValueError("models lists no prices")
         _unique(self.models)
         return self
 
