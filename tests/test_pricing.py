@@ -31,7 +31,7 @@ from agentprom.pricing import (
     read_table, undated,
 )
 from agentprom.translator import Translator
-from tests.runtime_api import post_json
+from tests.runtime_api import get_json, post_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -214,11 +214,14 @@ def test_spans_and_runtime_events_are_priced_end_to_end(make_sidecar, table_file
     body = _export(_span(**{"gen_ai.operation.name": "chat", "gen_ai.agent.name": "a",
                             "gen_ai.provider.name": "anthropic", "gen_ai.response.model": "claude-sonnet-4-20250514",
                             "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.cache_read.input_tokens": 800,
-                            "gen_ai.usage.output_tokens": 100}))
+                            "gen_ai.usage.output_tokens": 100, "gen_ai.conversation.id": "conv-1"}))
     assert sidecar.post("/v1/traces", body, {"Content-Type": "application/json"})[0] == 200
     # 200 plain input * 3 + 800 cache read * 0.3 + 100 output * 15 = 600 + 240 + 1500 = 2340 -> 0.00234
     assert sidecar.value("agent_llm_cost_usd_total", agent="a", provider="anthropic",
                          model="claude-sonnet-4-20250514") == pytest.approx(0.00234, rel=1e-12)
+    # the session the span belongs to adds the same cost
+    status, session = get_json(sidecar, "/runtime/session/conv-1")
+    assert status == 200 and session["cost"] == pytest.approx(0.00234, rel=1e-9)
     event = {"event_type": "llm_call", "session_id": "s1", "agent": "e", "provider": "openai",
              "model": "gpt-4o-mini", "input_tokens": 1000, "output_tokens": 500}
     assert post_json(sidecar, "/runtime/event", event)[0] == 200

@@ -189,7 +189,8 @@ class Translator:
             if cost is None and used:  # the span's own cost wins; else the table's (pricing.py)
                 pricing = self.pricing
                 if pricing is not None:
-                    cost = pricing.cost(c.provider, c.model, c.tokens)
+                    # kept on the classification: the session tracker (a listener) reads it after
+                    cost = c.cost = pricing.cost(c.provider, c.model, c.tokens)
                 if cost is None:
                     self._unpriced.inc((c.provider, c.model), w)
             if cost:
