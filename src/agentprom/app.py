@@ -32,6 +32,7 @@ from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.catalog import COUNTER, MetricSpec, active_catalog, all_exposed_names
 from agentprom.metrics.series_store import SeriesStore, StoreLimits
 from agentprom.metrics_in.translator import MetricsInSettings, MetricsTranslator
+from agentprom.pricing import Pricing
 from agentprom.receiver.decode import DecodeLimits
 from agentprom.receiver.ingest import MetricsIngest, RequestLimits, TraceIngest
 from agentprom.receiver.otlp_grpc import ConnectionLimits, OtlpGrpcReceiver
@@ -105,6 +106,9 @@ class App:
         #: the trace-context stage: agents, invocations and nested calls resolved from the trace tree
         self.context = TraceContext(config.attribution, self.store, PhaseRules(config.sessions.phase_spans))
         self.translator = Translator(self.store, weights, self.errors, self.context)
+        #: the price table for LLM calls without a cost of their own; ``reload_pricing`` on SIGHUP
+        self.pricing = Pricing.from_config(config, self.store)
+        self.translator.pricing = self.pricing
         wanted = WANTED_KEYS | {sampling.probability_attribute} if sampling.probability_attribute else WANTED_KEYS
         queue = config.queue
         deny = AttributeDeny(config.security.attribute_deny)

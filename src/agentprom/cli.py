@@ -180,7 +180,7 @@ def serve(args: argparse.Namespace) -> int:
     log.info("agentprom %s starting (config: %s)", __version__, path or "built-in defaults")
     raise_open_files_limit()
     try:
-        asyncio.run(_run(config))
+        asyncio.run(_run(config, lambda: load_config(path, flags=flags)))
     except OSError as exc:
         message = exc.strerror if exc.strerror and exc.errno else str(exc)
         if exc.errno == errno.EADDRINUSE or "address already in use" in message.lower():
@@ -217,7 +217,7 @@ def raise_open_files_limit() -> tuple[int, int]:
     return soft, soft
 
 
-async def _run(config) -> None:
+async def _run(config, reload_config=None) -> None:
     from agentprom.app import App
 
     app = App(config)
@@ -225,6 +225,8 @@ async def _run(config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig, stop)
+    if reload_config is not None and hasattr(signal, "SIGHUP"):
+        loop.add_signal_handler(signal.SIGHUP, reload_pricing, app, reload_config)
     await app.start()
     tune_gc()
     try:
@@ -250,6 +252,20 @@ def tune_gc() -> None:
     gc.freeze()
     _gen0, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
+def reload_pricing(app, reload_config) -> bool:
+    """SIGHUP: read the config file again and rebuild the price table from its ``pricing`` section
+    (the table file re-read too); only pricing changes, the rest of the config stays as started.
+    A config or table that does not validate is logged and counted, and the old table stays."""
+    log.info("received SIGHUP: reloading the price table")
+    try:
+        settings = reload_config().pricing
+    except ConfigError as exc:
+        return app.pricing.refuse(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a signal handler must not take the sidecar down
+        return app.pricing.refuse(f"{type(exc).__name__}: {exc}")
+    return app.pricing.reload(settings)
 
 
 def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:

@@ -12,6 +12,9 @@ classified and nothing is settled.
 
 Runtime API events enter here too (``event``): the session tracker applies them,
 and the tool or LLM call an event made is counted like a span's call.
+
+An LLM call with token usage and no cost of its own is priced here, once, from the price
+table (pricing.py); one without a price is counted in ``agent_llm_unpriced_calls_total``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from agentprom.conventions.classify import Classified, classify
 from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind, Span
+from agentprom.pricing import Pricing
 from agentprom.receiver.decode import Batch
 from agentprom.sampling import SamplingWeights
 from agentprom.sessions.events import SESSION_COMPLETED, RuntimeEvent
@@ -65,6 +69,9 @@ class Translator:
         self._llm_duration = f["agent_llm_duration_seconds"]
         self._tokens = f["agent_tokens_total"]
         self._cost = f["agent_llm_cost_usd_total"]
+        self._unpriced = f["agent_llm_unpriced_calls_total"]
+        #: prices LLM calls that report usage but no cost; None: such calls stay unpriced (set by the App)
+        self.pricing: Pricing | None = None
         self._tool_calls = f["agent_tool_calls_total"]
         self._tool_duration = f["agent_tool_duration_seconds"]
         self._tool_errors = f["agent_tool_errors_total"]
@@ -173,11 +180,21 @@ class Translator:
             labels = (agent, c.provider, c.model)
             self._llm_calls.inc((*labels, c.operation, status), w, exemplar)
             self._llm_duration.observe((*labels, c.operation), duration, exemplar, w)
+            used = False
             for token_type, count in c.tokens.items():
                 if count:
+                    used = True
                     self._tokens.inc((*labels, token_type), count * w)
-            if c.cost:
-                self._cost.inc(labels, c.cost * w)
+            cost = c.cost
+            if cost is None and used:  # the span's own cost wins; else the table's (pricing.py)
+                pricing = self.pricing
+                if pricing is not None:
+                    # kept on the classification: the session tracker (a listener) reads it after
+                    cost = c.cost = pricing.cost(c.provider, c.model, c.tokens)
+                if cost is None:
+                    self._unpriced.inc((c.provider, c.model), w)
+            if cost:
+                self._cost.inc(labels, cost * w)
             if not c.ok:
                 self._errors.inc((agent, "llm", c.error_type), w)
         elif kind is AGENT:
@@ -196,6 +213,7 @@ def _meaning_of(call: Call) -> Classified:
     else:
         # the tracker filled model and provider from the event, else the session, else "unknown"
         c.operation, c.model, c.provider, c.cost = "chat", call.model, call.provider, call.cost
+        # priced like a span's usage when the event reports no cost (Translator.record)
         for token_type, value in (("input", call.input_tokens), ("output", call.output_tokens),
                                   ("cache_read", call.cached_tokens)):
             if value is not None:

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from agentprom.conventions.profile import OWN_PREFIX, WANTED_KEYS
 from agentprom.metrics.catalog import CATALOG
+from agentprom.pricing import ModelPrice, PricingError, _unique, read_table
 from agentprom.text import DEFAULT_MAX_STRING_BYTES
 
 
@@ -540,6 +541,37 @@ class JsonlConfig(_Model):
     queue_records: int = Field(10000, ge=1, description="Records waiting for the writer thread before new ones drop.")
 
 
+class PricingConfig(_Model):
+    """Cost from a price table for LLM calls whose span reports none (pricing.py, docs/conventions.md)."""
+
+    enabled: bool = Field(
+        True, description="Price LLM calls that carry token usage but no cost from the table; calls of models "
+        "the table lacks are counted in agent_llm_unpriced_calls_total.",
+    )
+    table: ReadableFile = Field(
+        "", description="A price table file (YAML or JSON, the format of the shipped pricing_default.yaml) used "
+        "instead of the shipped default; empty = the default. Re-read on SIGHUP.",
+    )
+    models: tuple[ModelPrice, ...] = Field(
+        (), description="Entries added to the table or overriding its entry of the same provider and model: "
+        "provider, model, and US dollars per million input, output, cache_read, cache_write, reasoning tokens.",
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, value: tuple[ModelPrice, ...]) -> tuple[ModelPrice, ...]:
+        return _unique(value)
+
+    @model_validator(mode="after")
+    def _check_table(self) -> "PricingConfig":
+        if self.table and os.access(self.table, os.R_OK):
+            try:
+                read_table(self.table)
+            except PricingError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+
 class Config(_Model):
     """The whole sidecar configuration."""
 
@@ -556,3 +588,4 @@ class Config(_Model):
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     jsonl: JsonlConfig = Field(default_factory=JsonlConfig)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)

@@ -94,8 +94,15 @@ CATALOG: tuple[MetricSpec, ...] = (
     ),
     MetricSpec(
         "agent_llm_cost_usd_total", COUNTER,
-        "Cost of LLM calls in US dollars, where the span reports it (llm.cost.total, gen_ai.usage.cost).",
+        "Cost of LLM calls in US dollars: the span's own (llm.cost.total, gen_ai.usage.cost) where it reports "
+        "one, else its token usage priced from the price table (pricing; docs/conventions.md, Cost).",
         ("agent", "provider", "model"), group="llm",
+    ),
+    MetricSpec(
+        "agent_llm_unpriced_calls_total", COUNTER,
+        "LLM calls with token usage but no cost: the span reports none and the price table has no entry for "
+        "the model (or pricing is off). Their cost is missing from agent_llm_cost_usd_total.",
+        ("provider", "model"), group="llm",
     ),
     # --- tools ---------------------------------------------------------------
     MetricSpec(
@@ -333,6 +340,9 @@ CATALOG: tuple[MetricSpec, ...] = (
           "(pipeline: a batch's translation; listener: a span subscriber; sessions: session tracking of a span "
           "or the end of a session; jsonl: a record the invocation log could not take). Each is logged; "
           "anything above zero is a bug worth reporting.", ("component",)),
+    _self("agentprom_pricing_reloads_total", COUNTER,
+          "Reloads of the price table (SIGHUP) by result: ok, or error (the table did not validate or could not "
+          "be read; the previous table stays in effect and the problem is logged).", ("result",)),
     _self("agentprom_build_info", GAUGE,
           "Always 1; the version label says which agentprom is running.", ("version",)),
 )
@@ -400,6 +410,14 @@ def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG) -> str:
         "or OpenLLMetry's `gen_ai.usage.reasoning_tokens`) is the part of `output` the model spent "
         "reasoning: do not add it to `output`. Tokens and cost are counted on LLM-call "
         "spans only, because agent spans often repeat their children's usage.",
+        "",
+        "Cost: `agent_llm_cost_usd_total` adds, per LLM call, the span's own cost (`llm.cost.total`, "
+        "`gen_ai.usage.cost`) where it reports one, else its token usage priced from the price table "
+        "(`pricing` in the config: the shipped table with its as-of date and sources, a table of your own, "
+        "entries of your own; reloaded on SIGHUP). Cache-read and cache-write tokens are priced at their "
+        "cache rates, reasoning tokens at the reasoning rate. A call with usage, no cost and no price is "
+        "counted in `agent_llm_unpriced_calls_total` instead, so a missing price shows. Details: "
+        "docs/conventions.md, \"Cost\".",
         "",
         "Bounds: an LLM-call span with more tokens of one type than `limits.max_tokens_per_span` "
         "(default 10^8) or a cost above `limits.max_cost_usd_per_span` (default 10^4 USD), and any span "
