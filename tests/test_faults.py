@@ -277,6 +277,10 @@ def test_sigterm_under_load_flushes_the_log_and_a_restart_counts_each_invocation
     config = {
         "server": {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
         "jsonl": {"enabled": True, "directory": str(log_dir)},
+        # While the sidecar restarts, the agents' SDK batch processors fill their queues and drop
+        # spans (the SDK's choice): a dropped session root leaves acknowledged calls waiting for
+        # it. Their wait is short here, and the checks below start once nothing waits.
+        "attribution": {"max_wait_seconds": 2},
     }
     first = Sidecar(config, tmp_path / "first.log")
     addresses = dict(first.addresses)
@@ -333,6 +337,10 @@ def test_sigterm_under_load_flushes_the_log_and_a_restart_counts_each_invocation
             {"event_type": "session_completed", "session_id": "split-events"},
         ])[0] == 200
 
+        # every acknowledged span resolved (calls whose session root was dropped by the SDK: after
+        # the short wait, as fallbacks), so each session the calls name is known
+        wait_for(lambda: sample(scrape(second), "agentprom_attribution_pending_spans") == 0, timeout=60,
+                 what="no span waiting for its ancestors")
         spans = {sid: v for agent in [*agents, split] for sid, v in agent.exporter.acked.items()}
         calls: dict[str, Counter] = {}
         for session_id, what, _instance in spans.values():
