@@ -276,6 +276,7 @@ FIELD_KINDS = {
     "success": "bool", "status": "status", "error_type": "text", "attempt": "attempt", "escalated": "bool",
     "input_tokens": "tokens", "output_tokens": "tokens", "cached_tokens": "tokens", "cost": "cost",
     "context_tokens_used": "count", "context_tokens_available": "count",
+    "input_size_bytes": "count", "output_size_bytes": "count",
 }
 #: fuzzed events stay off the baseline session and agent, whose numbers must not change
 FUZZ_SESSIONS = st.sampled_from([f"fz-{n}" for n in range(4)])
@@ -323,7 +324,10 @@ def invalid_events(draw, event_type: str | None = None) -> tuple[object, set[str
         event[name] = draw(INVALID_VALUES[FIELD_KINDS[name]])
         return event, {name}
     if mutation == "unknown_field":
-        name = draw(st.text(max_size=10).filter(lambda k: k not in FIELD_KINDS and k != "event_type"))
+        from agentprom.sessions.event_names import ALIASES  # the specification's names are known fields too
+
+        name = draw(st.text(max_size=10).filter(lambda k: k not in FIELD_KINDS and k not in ALIASES
+                                                and k != "event_type"))
         event[name] = draw(JSON_VALUES)
         return event, {name}
     if mutation == "foreign_field" and allowed != frozenset(FIELD_KINDS) | {"event_type"}:
