@@ -433,6 +433,11 @@ def llm_cost() -> Dashboard:
                    "rate with agentprom:budget:cost_usd_per_hour.",
                    [q(f"sum by (agent) (rate(agent_llm_cost_usd_total{{{AGENT}}}[1h])) * 3600", "{{agent}}"),
                     q("agentprom:budget:cost_usd_per_hour", "budget")], "currencyUSD", w=24),
+        timeseries("Unpriced LLM calls per minute", "Calls that reported token usage but no cost, for a model the "
+                   "price table has no entry for: their cost is missing from the panels above. Add the model to "
+                   "pricing.models (docs/conventions.md, Cost).",
+                   [q('sum by (provider, model) (rate(agent_llm_unpriced_calls_total{model=~"$model"}'
+                      f"[{RATE}])) * 60", "{{provider}} {{model}}")], w=24),
     ]
     return Dashboard(
         "agentprom-llm-cost", "agentprom / LLM and cost",
