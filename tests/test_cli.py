@@ -28,6 +28,21 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def listening_addresses(process: subprocess.Popen, timeout: float) -> dict[str, str]:
+    """The three addresses ``agentprom serve`` logs it listens on (read from its stderr)."""
+    addresses: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while len(addresses) < 3 and time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        match = re.search(r"listening: (\w+) on (\S+)", line)
+        if match:
+            addresses[match[1]] = match[2]
+    assert set(addresses) == {"otlp_grpc", "otlp_http", "metrics"}
+    return addresses
+
+
 def test_check_config_accepts_the_shipped_file():
     result = run_cli("check-config", str(ROOT / "config" / "agentprom.yaml"))
     assert result.returncode == 0, result.stderr
@@ -65,16 +80,7 @@ def test_serve_on_port_zero_logs_addresses_serves_and_exits_zero_on_sigterm():
         stderr=subprocess.PIPE, text=True, env=env,
     )
     try:
-        addresses: dict[str, str] = {}
-        deadline = time.monotonic() + 30
-        while len(addresses) < 3 and time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            match = re.search(r"listening: (\w+) on (\S+)", line)
-            if match:
-                addresses[match[1]] = match[2]
-        assert set(addresses) == {"otlp_grpc", "otlp_http", "metrics"}
+        addresses = listening_addresses(process, 30)
         assert all(not a.endswith(":0") for a in addresses.values())
         with urllib.request.urlopen(f"http://{addresses['metrics']}/-/ready", timeout=5) as response:
             assert response.status == 200

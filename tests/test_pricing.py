@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import signal
 import subprocess
@@ -25,13 +24,14 @@ from agentprom.clock import ManualClock
 from agentprom.config.loader import ConfigError, load_config, validate
 from agentprom.conventions.classify import Classified
 from agentprom.metrics.series_store import SeriesStore
-from agentprom.model import Kind, Span
+from agentprom.model import Kind
 from agentprom.pricing import (
     DEFAULT_TABLE, ModelPrice, PriceTable, Pricing, PricingError, Rates, build_table, default_table_path,
     read_table, undated,
 )
 from agentprom.translator import Translator
 from tests.runtime_api import get_json, post_json
+from tests.test_cli import _env, listening_addresses
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -365,12 +365,6 @@ def test_the_sighup_handler_rereads_the_config_and_keeps_the_old_table_on_a_bad_
 # --- a real SIGHUP to a running `agentprom serve` ---------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTPROM_")}
-    env["PYTHONPATH"] = str(ROOT / "src")
-    return env
-
-
 def _scrape(address: str) -> str:
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
         return response.read().decode()
@@ -397,16 +391,7 @@ def test_a_real_sighup_reloads_the_table_of_a_running_serve(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "agentprom", "serve", "--config", str(config)],
                                stderr=subprocess.PIPE, text=True, env=_env())
     try:
-        addresses: dict[str, str] = {}
-        deadline = time.monotonic() + 60
-        while len(addresses) < 3 and time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            match = re.search(r"listening: (\w+) on (\S+)", line)
-            if match:
-                addresses[match[1]] = match[2]
-        assert set(addresses) == {"otlp_grpc", "otlp_http", "metrics"}
+        addresses = listening_addresses(process, 60)
 
         def send(span_id: str) -> None:
             span = _span(**{"gen_ai.operation.name": "chat", "gen_ai.agent.name": "a", "gen_ai.provider.name":

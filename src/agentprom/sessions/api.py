@@ -75,12 +75,13 @@ def _ms(seconds: float | None) -> float | None:
 def session_summary(s: Session) -> dict[str, Any]:
     """A session in a list: our names, then the runtime specification's Runtime Session record
     (``agent_id``, ``model_name``, ``start_timestamp`` ...) and its counts under their names."""
+    start, end = iso(s.start), iso(s.end)
     return {
         "session_id": s.session_id,
         "agent": s.agent,
         "status": s.status,
-        "start": iso(s.start),
-        "end": iso(s.end),
+        "start": start,
+        "end": end,
         "duration_seconds": _round(s.duration_s),
         "tool_calls": s.tool_calls,
         "phases": s.phase_count,
@@ -90,8 +91,8 @@ def session_summary(s: Session) -> dict[str, Any]:
         "agent_id": s.agent,
         "model_name": s.model,
         "provider": s.provider,
-        "start_timestamp": iso(s.start),
-        "end_timestamp": iso(s.end),
+        "start_timestamp": start,
+        "end_timestamp": end,
         "completion_status": s.status,
         "duration_ms": _ms(s.duration_s),
         "total_tool_calls": s.tool_calls,
@@ -162,6 +163,7 @@ def session_detail(s: Session, tracker: SessionTracker) -> dict[str, Any]:
 def session_metrics(s: Session, tracker: SessionTracker) -> dict[str, Any]:
     score, components = tracker.score(s)
     minutes = s.duration_s / 60.0
+    mean_latency_ms = _round(s.tool_latency_ms / s.tool_calls) if s.tool_calls else None
     return {
         "session_id": s.session_id,
         "agent": s.agent,
@@ -178,7 +180,7 @@ def session_metrics(s: Session, tracker: SessionTracker) -> dict[str, Any]:
         "checkpoints": s.checkpoints,
         "context_resets": s.context_resets,
         "tool_calls_per_minute": _round(s.tool_calls / minutes) if minutes > 0 else None,
-        "mean_tool_latency_ms": _round(s.tool_latency_ms / s.tool_calls) if s.tool_calls else None,
+        "mean_tool_latency_ms": mean_latency_ms,
         "recovery_rate": _round(min(1.0, s.recoveries / s.errors), 4) if s.errors else None,
         # the specification's names (mean_tool_latency in milliseconds)
         "duration_ms": _ms(s.duration_s),
@@ -186,7 +188,7 @@ def session_metrics(s: Session, tracker: SessionTracker) -> dict[str, Any]:
         "total_phases": s.phase_count,
         "total_errors": s.errors,
         "total_recoveries": s.recoveries,
-        "mean_tool_latency": _round(s.tool_latency_ms / s.tool_calls) if s.tool_calls else None,
+        "mean_tool_latency": mean_latency_ms,
         "completion_success_rate": completion_success_rate([s]),
         "continuity_score": score,
         "continuity_final": s.ended,
@@ -195,15 +197,16 @@ def session_metrics(s: Session, tracker: SessionTracker) -> dict[str, Any]:
 
 
 def phase_json(p: Phase, session_id: str) -> dict[str, Any]:
+    start, end = iso(p.start), iso(p.end)
     return {
         "phase_id": p.phase_id,
         "session_id": session_id,
         "phase_name": p.name,
         "status": p.status,
-        "start": iso(p.start),
-        "end": iso(p.end),
-        "start_time": iso(p.start),
-        "end_time": iso(p.end),
+        "start": start,
+        "end": end,
+        "start_time": start,
+        "end_time": end,
         "duration_seconds": _round(p.duration_s) if p.ended else None,
         "duration_ms": _ms(p.duration_s) if p.ended else None,
         "tool_calls": p.tool_calls,
@@ -214,21 +217,23 @@ def phase_json(p: Phase, session_id: str) -> dict[str, Any]:
 
 
 def call_json(c: Call, session_id: str) -> dict[str, Any]:
+    ours = c.invocation_id or c.span_id.hex()  # a span-fed call's id is its span id
+    start = iso(c.start)
     return {
-        # the runtime's id of the call when its event gave one, else ours (the span id for a span)
-        "tool_call_id": c.call_id or c.invocation_id or c.span_id.hex(),
+        # the runtime's id of the call when its event gave one, else ours
+        "tool_call_id": c.call_id or ours,
         "session_id": session_id,
-        "start_time": iso(c.start),
+        "start_time": start,
         "end_time": iso(c.end),
         "retry_count": c.attempt - 1,
         "input_size_bytes": c.sizes[0] if c.sizes else None,
         "output_size_bytes": c.sizes[1] if c.sizes else None,
-        "invocation_id": c.invocation_id or c.span_id.hex(),
+        "invocation_id": ours,
         "tool_name": c.name,
         "agent": c.agent,
         "phase_id": c.phase.phase_id if c.phase else None,
         "phase_name": c.phase.name if c.phase else None,
-        "start": iso(c.start),
+        "start": start,
         "duration_ms": _round(c.duration_ms),
         "success": c.success,
         "error_type": c.error_class,
