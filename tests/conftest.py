@@ -48,7 +48,10 @@ class Sidecar:
             "server": {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
         }
         for section, values in (config or {}).items():
-            document.setdefault(section, {}).update(values)
+            if isinstance(values, dict):
+                document.setdefault(section, {}).update(values)
+            else:  # a list section (dimensions)
+                document[section] = values
         self.config = validate(document)
         self.loop = asyncio.new_event_loop()
         self.app = App(self.config, clock)

@@ -27,7 +27,8 @@ from agentprom.clock import Clock, SystemClock
 from agentprom.config.schema import Config, parse_address
 from agentprom.context.scope import PhaseRules
 from agentprom.context.stage import TraceContext
-from agentprom.conventions.profile import WANTED_KEYS
+from agentprom.conventions.profile import WANTED_KEYS, WANTED_RESOURCE_KEYS
+from agentprom.dimensions import with_dimensions
 from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.catalog import COUNTER, MetricSpec, active_catalog, all_exposed_names
 from agentprom.metrics.series_store import SeriesStore, StoreLimits
@@ -96,7 +97,7 @@ class App:
         self.config = config
         self.clock = clock or SystemClock()
         server = config.server
-        catalog = active_catalog(config.compat.enabled())
+        catalog = with_dimensions(active_catalog(config.compat.enabled()), config.dimensions)
         self.store = SeriesStore(store_limits(config), self.clock, catalog)
         self.store["agentprom_build_info"].set((__version__,), 1)
         #: contained failures of subscribers and stages (internal_errors.py)
@@ -105,11 +106,13 @@ class App:
         weights = SamplingWeights(sampling.tracestate, sampling.probability_attribute)
         #: the trace-context stage: agents, invocations and nested calls resolved from the trace tree
         self.context = TraceContext(config.attribution, self.store, PhaseRules(config.sessions.phase_spans))
-        self.translator = Translator(self.store, weights, self.errors, self.context)
+        self.translator = Translator(self.store, weights, self.errors, self.context, config.dimensions)
         #: the price table for LLM calls without a cost of their own; ``reload_pricing`` on SIGHUP
         self.pricing = Pricing.from_config(config, self.store)
         self.translator.pricing = self.pricing
         wanted = WANTED_KEYS | {sampling.probability_attribute} if sampling.probability_attribute else WANTED_KEYS
+        # the attributes the configured dimensions read, wherever they are (dimensions.py)
+        dimension_keys = frozenset(key for d in config.dimensions for key in d.attributes)
         queue = config.queue
         deny = AttributeDeny(config.security.attribute_deny)
         self.pipeline = Pipeline(
@@ -124,7 +127,7 @@ class App:
             DecodeLimits(server.max_spans_per_request, server.max_items_per_array, server.max_string_bytes),
         )
         self.ingest = TraceIngest(self.store, self.translator, limits, self.pipeline, queue.retry_after_seconds,
-                                  wanted, bounds)
+                                  wanted | dimension_keys, bounds, WANTED_RESOURCE_KEYS | dimension_keys)
         self.metrics_app = web.Application()
         self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level,
                                             max_concurrent=server.max_concurrent_scrapes,

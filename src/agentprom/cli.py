@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     docs = sub.add_parser("docs", help="print generated documentation", description="Print generated docs.")
     docs.add_argument("what", choices=["metrics"], help="metrics: the metric catalog (docs/metrics.md)")
     docs.add_argument("--write", metavar="PATH", help="write to PATH instead of standard output")
+    docs.add_argument("--config", metavar="PATH",
+                      help="document the catalog as this configuration exposes it (its extra dimensions' labels)")
 
     from agentprom.benchmark.cli import add_parser as add_bench_parser
 
@@ -151,9 +153,17 @@ def report(args: argparse.Namespace) -> int:
 
 
 def docs(args: argparse.Namespace) -> int:
-    from agentprom.metrics.catalog import render_markdown
+    from agentprom.dimensions import with_dimensions
+    from agentprom.metrics.catalog import CATALOG, render_markdown
 
-    text = render_markdown()
+    dimensions = ()
+    if args.config:
+        try:
+            dimensions = load_config(args.config, env={}).dimensions
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+    text = render_markdown(with_dimensions(CATALOG, dimensions), dimensions)
     if args.write:
         Path(args.write).write_text(text, encoding="utf-8")
     else:

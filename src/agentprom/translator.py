@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from agentprom.compat import compat_outputs
 from agentprom.context.resolved import Resolved
 from agentprom.context.stage import TraceContext
+from agentprom.dimensions import DimensionSpec, DimensionValues, dimensioned
 from agentprom.conventions.classify import Classified, classify
 from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.series_store import SeriesStore
@@ -45,7 +46,8 @@ OTHER, TOOL, LLM, AGENT = Kind.OTHER, Kind.TOOL, Kind.LLM, Kind.AGENT  # plain g
 
 class Translator:
     def __init__(self, store: SeriesStore, weights: SamplingWeights | None = None,
-                 errors: InternalErrors | None = None, context: TraceContext | None = None) -> None:
+                 errors: InternalErrors | None = None, context: TraceContext | None = None,
+                 dimensions: tuple[DimensionSpec, ...] = ()) -> None:
         self.store = store
         #: the trace-context stage (context/stage.py); None counts each span on its own, as classified
         self.context = context
@@ -60,7 +62,9 @@ class Translator:
         self.weights = weights or SamplingWeights()
         self._weigh_attribute = bool(self.weights.probability_attribute)
         self._exemplars = store.limits.exemplars
-        f = store.families
+        #: the configured extra dimensions' values of the span being counted (dimensions.py); None: none
+        self._dimensions = DimensionValues(dimensions) if dimensions else None
+        f = store.families if not dimensions else dimensioned(store.families, dimensions, self._dimensions)
         self._received = f["agentprom_spans_received_total"]
         self._rejected = f["agentprom_spans_rejected_total"]
         self._invocations = f["agent_invocations_total"]
@@ -118,6 +122,8 @@ class Translator:
             self._settle_session(event.session_id)
         session, call = self.sessions.apply_event(event)
         if call is not None:
+            if self._dimensions is not None:  # an event has no attributes: each dimension's default
+                self._dimensions.current = self._dimensions.defaults
             self.record(_meaning_of(call), call.duration_ms / 1000.0)
         return session
 
@@ -148,9 +154,11 @@ class Translator:
         """Count the spans resolved, then hand the whole to the listeners."""
         if not resolved:
             return
-        record, exemplars = self.record, self._exemplars
+        record, exemplars, dimensions = self.record, self._exemplars, self._dimensions
         for span, c in zip(resolved.spans, resolved.classified):
             if c.kind is not OTHER:
+                if dimensions is not None:
+                    dimensions.current = dimensions.read(span.attributes, span.resource)
                 # raw ids: the exemplar turns them into hex only if a scrape shows it
                 record(c, (span.end_ns - span.start_ns) / 1e9, (span.trace_id, span.span_id) if exemplars else None,
                        c.weight)

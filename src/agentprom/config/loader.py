@@ -123,7 +123,9 @@ def validate_model(
     benchmark scenario, compare thresholds), reporting every problem with its dotted path."""
     sources = sources or {}
     try:
-        return model.model_validate(document)
+        # a model may read what its field validators need to know of the whole document first
+        context = getattr(model, "validation_context", None)
+        return model.model_validate(document, context=context(document) if context else None)
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):

@@ -13,16 +13,15 @@ import os
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+
+from agentprom.config.base import _Model
+from agentprom.config.dimension_schema import DimensionConfig, check_dimensions
 
 from agentprom.conventions.profile import OWN_PREFIX, WANTED_KEYS
 from agentprom.metrics.catalog import CATALOG
 from agentprom.pricing import ModelPrice, PricingError, _unique, read_table
 from agentprom.text import DEFAULT_MAX_STRING_BYTES
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 _ADDRESS = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.\-]+)):(?P<port>\d{1,5})$")
@@ -127,6 +126,14 @@ _LABELS = frozenset(label for spec in CATALOG for label in spec.labels)
 _BUDGETED_LABELS = frozenset(label for spec in CATALOG if spec.group != "self" for label in spec.labels)
 
 
+def _unknown_labels(names: dict, known: frozenset[str], what: str, info: ValidationInfo) -> list[str]:
+    """Problems for names in ``names`` that are neither in ``known`` nor a configured dimension's label
+    (``Config.validation_context`` reads those from the document before the fields are validated)."""
+    known = known | (info.context or {}).get("dimension_labels", frozenset())
+    return [f"{label!r} is not a label of any {what} or dimension (known: {', '.join(sorted(known))})"
+            for label in names if label not in known]
+
+
 class StoreConfig(_Model):
     """Bounds of the series store."""
 
@@ -155,12 +162,9 @@ class StoreConfig(_Model):
 
     @field_validator("label_allow")
     @classmethod
-    def _check_label_allow(cls, value: dict[str, str]) -> dict[str, str]:
-        problems = []
+    def _check_label_allow(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        problems = _unknown_labels(value, _LABELS, "metric", info)
         for label, pattern in value.items():
-            if label not in _LABELS:
-                problems.append(f"{label!r} is not a label of any metric (known: {', '.join(sorted(_LABELS))})")
-                continue
             try:
                 re.compile(pattern)
             except re.error as exc:
@@ -171,13 +175,10 @@ class StoreConfig(_Model):
 
     @field_validator("label_values")
     @classmethod
-    def _check_label_values(cls, value: dict[str, int]) -> dict[str, int]:
-        problems = []
+    def _check_label_values(cls, value: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        problems = _unknown_labels(value, _BUDGETED_LABELS, "span-derived metric", info)
         for label, budget in value.items():
-            if label not in _BUDGETED_LABELS:
-                problems.append(f"{label!r} is not a label of any span-derived metric "
-                                f"(known: {', '.join(sorted(_BUDGETED_LABELS))})")
-            elif budget < 0:
+            if budget < 0:
                 problems.append(f"{label}: {budget} is negative (0 = no limit)")
         if problems:
             raise ValueError("; ".join(problems))
@@ -589,3 +590,22 @@ class Config(_Model):
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     jsonl: JsonlConfig = Field(default_factory=JsonlConfig)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
+    dimensions: tuple[DimensionConfig, ...] = Field(
+        (), description="Extra labels on chosen metrics from span or resource attributes (e.g. tenant, "
+        "environment); none by default. docs/metrics.md, \"Extra dimensions\".",
+    )
+
+    @classmethod
+    def validation_context(cls, document: object) -> dict[str, frozenset[str]]:
+        """What field validators need of the whole document: the dimensions' labels, which the store's
+        per-label settings may name (read raw: a bad dimension is reported at its own path)."""
+        dimensions = document.get("dimensions") if isinstance(document, dict) else None
+        labels = [d.get("label") for d in dimensions or () if isinstance(d, dict)] if isinstance(dimensions, list) else []
+        return {"dimension_labels": frozenset(label for label in labels if isinstance(label, str))}
+
+    @model_validator(mode="after")
+    def _check_dimensions(self) -> "Config":
+        problems = check_dimensions(self.dimensions, self.security.attribute_deny)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

@@ -8,8 +8,9 @@ Helm chart all read this module. Change a name or label only deliberately.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 COUNTER = "counter"
 GAUGE = "gauge"
@@ -387,8 +388,9 @@ def all_exposed_names(catalog: tuple[MetricSpec, ...] = CATALOG) -> frozenset[st
     return frozenset(name for spec in catalog for name in exposed_names(spec))
 
 
-def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG) -> str:
-    """The text of ``docs/metrics.md``."""
+def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG, dimensions: Sequence[Any] = ()) -> str:
+    """The text of ``docs/metrics.md``; with the configuration's extra ``dimensions`` (and ``catalog``
+    carrying their labels: dimensions.with_dimensions), the catalog as that configuration exposes it."""
     lines = [
         "# Metric catalog",
         "",
@@ -437,6 +439,16 @@ def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG) -> str:
         "self-metrics below.",
         "",
     ]
+    if dimensions:
+        lines += ["## Extra dimensions", "",
+                  "This configuration adds these labels (`dimensions:`), each from the first of its attributes "
+                  "present on the span, else on its resource, else its default; runtime API events get the default.",
+                  ""]
+        for d in dimensions:
+            sources = ", ".join(f"`{key}`" for key in d.attributes)
+            families = ", ".join(f"`{name}`" for name in d.metrics)
+            lines.append(f"- `{d.label}`: from {sources}, default `{d.default}`; on {families}.")
+        lines.append("")
     for group, title in GROUP_TITLES.items():
         specs = [spec for spec in catalog if spec.group == group]
         if not specs:

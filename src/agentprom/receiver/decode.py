@@ -158,10 +158,12 @@ def key_filter(wanted: frozenset[str]) -> KeyFilter:
     return found
 
 
-def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS) -> Batch:
+def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS,
+                  resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS) -> Batch:
     """Parse an ``ExportTraceServiceRequest`` body; raise ``DecodeError`` if it is not one.
-    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``); kept strings are
-    cut to ``limits.max_string_bytes`` (protobuf has already checked that they are valid UTF-8)."""
+    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``), ``resource_keys``
+    the resource attribute keys; kept strings are cut to ``limits.max_string_bytes`` (protobuf has
+    already checked that they are valid UTF-8)."""
     too_many = False
     try:
         # counted on the wire first: parsing allocates per span (span_count.py)
@@ -172,7 +174,7 @@ def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: Dec
         raise DecodeError(f"cannot parse ExportTraceServiceRequest: {exc}") from None
     if too_many:
         raise too_many_spans(limits.max_spans)
-    return traces_from_request(request, wanted, limits.max_items, limits.max_string_bytes)
+    return traces_from_request(request, wanted, limits.max_items, limits.max_string_bytes, resource_keys)
 
 
 def _bounded_values(values: dict[str, Any], limit: int) -> dict[str, Any]:
@@ -183,7 +185,8 @@ def _bounded_values(values: dict[str, Any], limit: int) -> dict[str, Any]:
 
 
 def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_events: int = 2**62,
-                        max_string_bytes: int = DEFAULT_MAX_STRING_BYTES) -> Batch:
+                        max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
+                        resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS) -> Batch:
     """Our spans from a parsed ``ExportTraceServiceRequestView``."""
     # The hot path of ingestion (bench/decode.py measures it): locals instead of globals,
     # the common string value read without WhichOneof, validation and the Span built inline.
@@ -200,7 +203,7 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_
         resource = _bounded_values({
             kv.key: any_value(kv.value)
             for kv in resource_spans.resource.attributes
-            if kv.key in WANTED_RESOURCE_KEYS
+            if kv.key in resource_keys
         }, limit)
         for scope_spans in resource_spans.scope_spans:
             scope_name = bounded_text(scope_spans.scope.name, limit)

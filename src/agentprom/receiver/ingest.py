@@ -31,7 +31,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from agentprom.bounds import AmountLimits, SpanBounds
-from agentprom.conventions.profile import WANTED_KEYS
+from agentprom.conventions.profile import WANTED_KEYS, WANTED_RESOURCE_KEYS
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.metrics_in.model import MetricBatch
 from agentprom.metrics_in.translator import MetricsTranslator
@@ -301,14 +301,16 @@ class TraceIngest(Ingest):
 
     def __init__(self, store: SeriesStore, translator: Translator, limits: RequestLimits | int,
                  pipeline: Pipeline | None = None, retry_after_seconds: int = 1,
-                 wanted_keys: frozenset[str] = WANTED_KEYS, bounds: SpanBounds | None = None) -> None:
+                 wanted_keys: frozenset[str] = WANTED_KEYS, bounds: SpanBounds | None = None,
+                 resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS) -> None:
         super().__init__(store, translator, limits, pipeline, retry_after_seconds)
-        #: span attribute keys the decoders keep (the conventions' keys plus configured ones)
+        #: span and resource attribute keys the decoders keep (the conventions' keys plus configured ones)
         self.wanted_keys = wanted_keys
+        self.resource_keys = resource_keys
         self.bounds = bounds or SpanBounds(AmountLimits.defaults(), translator.weights)
 
     def decode(self, body: bytes, encoding: str) -> Batch:
-        batch = self.decoders[encoding](body, self.wanted_keys, self.limits.decode)
+        batch = self.decoders[encoding](body, self.wanted_keys, self.limits.decode, self.resource_keys)
         self.bounds.check(batch)
         return batch
 

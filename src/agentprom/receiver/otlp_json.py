@@ -167,10 +167,6 @@ def _span_key_filter(wanted: frozenset[str]):
     return keep
 
 
-def _keep_resource_key(key: str) -> bool:
-    return key in WANTED_RESOURCE_KEYS
-
-
 def _keep_all(key: str) -> bool:
     return True
 
@@ -197,16 +193,19 @@ def load_document(data: bytes) -> dict[str, Any]:
     return _obj(document, "$")
 
 
-def decode_traces_json(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS) -> Batch:
+def decode_traces_json(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS,
+                       resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS) -> Batch:
     """Parse an OTLP/JSON ``ExportTraceServiceRequest``; raise ``DecodeError`` if malformed.
-    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``); ``limits``
+    ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``), ``resource_keys``
+    the resource attribute keys; ``limits``
     bound the spans of the request, the items of each array (spans arrays excepted) and the
     length of every kept string."""
     return with_limits(limits, _decode_traces, load_document(data), wanted, limits.max_spans,
-                       limits.max_string_bytes)
+                       limits.max_string_bytes, resource_keys)
 
 
-def _decode_traces(root: dict[str, Any], wanted: frozenset[str], max_spans: int, max_string_bytes: int) -> Batch:
+def _decode_traces(root: dict[str, Any], wanted: frozenset[str], max_spans: int, max_string_bytes: int,
+                   resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS) -> Batch:
     spans_seen = 0
     batch = Batch()
     keep_span_key = _span_key_filter(wanted)
@@ -215,7 +214,7 @@ def _decode_traces(root: dict[str, Any], wanted: frozenset[str], max_spans: int,
         rpath = f"resourceSpans[{r}]"
         resource_spans = _obj(resource_spans, rpath)
         resource_obj = _obj(resource_spans.get("resource"), rpath + ".resource")
-        resource = _attributes(resource_obj.get("attributes"), rpath + ".resource.attributes", _keep_resource_key,
+        resource = _attributes(resource_obj.get("attributes"), rpath + ".resource.attributes", resource_keys.__contains__,
                                limit)
         for s_i, scope_spans in enumerate(_list(resource_spans.get("scopeSpans"), rpath + ".scopeSpans")):
             spath = f"{rpath}.scopeSpans[{s_i}]"
