@@ -192,6 +192,26 @@ def render() -> str:
         ]
     lines += [
         "",
+        "## Budgets per dimension",
+        "",
+        "With extra dimensions (`dimensions:` in the sidecar configuration; docs/metrics.md), each value of a "
+        "dimension may have budgets of its own: `dimensions[].budgets`, e.g. "
+        "`{acme: {cost_usd_per_hour: 20, tokens_per_hour: 2000000}}` for `label: tenant`. "
+        "`agentprom generate rules --config FILE --write agentprom-dimensions.rules.yml` writes a rule file to "
+        "load beside the two above; the Helm chart renders the same rules as the `<release>-dimensions` "
+        "PrometheusRule from `config.dimensions` (with `prometheusRule.enabled`). It holds:",
+        "",
+        "- group `agentprom-dimension-thresholds`: one series per budgeted value, e.g. "
+        "`agentprom:budget:cost_usd_per_hour_by_tenant{tenant=\"acme\"} 20` and "
+        "`agentprom:budget:tokens_per_hour_by_tenant{tenant=\"acme\"} 2000000`, like the thresholds above;",
+        "- group `agentprom-dimension-alerts`: [AgentDimensionCostBudgetExceeded](runbooks.md#agentdimensioncostbudgetexceeded) "
+        "(critical) and [AgentDimensionTokenBudgetExceeded](runbooks.md#agentdimensiontokenbudgetexceeded) (warning), "
+        "each labelled `dimension` and with the value's label, firing after 15m when the value's spend per hour "
+        "over the last hour (`sum by (tenant) (rate(agent_llm_cost_usd_total[1h])) * 3600`, and input plus "
+        "output tokens) is above its budget. Values without a budget never fire.",
+        "",
+        "Change a budget in the configuration and generate the file again (do not edit it).",
+        "",
         "## Recording rules",
         "",
         "Derived series for dashboards and alerts (thresholds above not repeated). Names follow "

@@ -1,4 +1,4 @@
-"""The ``agentprom`` command line: ``serve``, ``check-config``, ``docs``, ``report``, ``bench``, ``demo``.
+"""The ``agentprom`` command line: ``serve``, ``check-config``, ``docs``, ``generate``, ``report``, ``bench``, ``demo``.
 
 Exit codes: 0 success, 1 runtime failure (e.g. a port in use), 2 usage or
 configuration error.
@@ -87,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--config", metavar="PATH",
                       help="document the catalog as this configuration exposes it (its extra dimensions' labels)")
 
+    generate = sub.add_parser(
+        "generate", help="write the rules and dashboards of a configuration's extra dimensions",
+        description="Write what the configuration's extra dimensions (dimensions:) need beside the shipped "
+        "files. rules: a Prometheus rule file with a budget series and an alert per budgeted value "
+        "(dimensions[].budgets); load it beside rules/*.yml. dashboards: the shipped Grafana dashboards with a "
+        "variable per dimension and its cost and token panels. The Helm chart renders both from config.dimensions "
+        "itself.",
+    )
+    generate.add_argument("what", choices=["rules", "dashboards"])
+    generate.add_argument("--config", metavar="PATH", required=True, help="the sidecar's YAML config file")
+    generate.add_argument("--write", metavar="PATH",
+                          help="rules: the file to write (default: standard output); dashboards: the directory to "
+                          "write into (required)")
+
     from agentprom.benchmark.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
@@ -107,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         return docs(args)
     if args.command == "report":
         return report(args)
+    if args.command == "generate":
+        return generate(args)
     if args.command == "bench":
         from agentprom.benchmark.cli import main as bench_main
 
@@ -168,6 +184,32 @@ def docs(args: argparse.Namespace) -> int:
         Path(args.write).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
+    return EXIT_OK
+
+
+def generate(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config, env={})
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    if args.what == "rules":
+        from agentprom.dimension_rules import render_rules
+
+        text = render_rules(config.dimensions)
+        if args.write:
+            Path(args.write).write_text(text, encoding="utf-8")
+            print(f"wrote {args.write}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+    from agentprom.dimension_dashboards import write_dashboards
+
+    if not args.write:
+        print("generate dashboards needs --write DIRECTORY", file=sys.stderr)
+        return EXIT_USAGE
+    for path in write_dashboards(config.dimensions, Path(args.write)):
+        print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -29,11 +29,11 @@ class DimensionBudget(_Model):
     (``agentprom rules``, and the Helm chart's PrometheusRule)."""
 
     cost_usd_per_hour: float | None = Field(
-        None, gt=0, description="Alert (DimensionCostBudgetExceeded) when this value spends more US dollars per hour "
+        None, gt=0, description="Alert (AgentDimensionCostBudgetExceeded) when this value spends more US dollars per hour "
         "on LLM calls, over the last hour. Needs agent_llm_cost_usd_total in the dimension's metrics.",
     )
     tokens_per_hour: float | None = Field(
-        None, gt=0, description="Alert (DimensionTokenBudgetExceeded) when this value uses more input plus output "
+        None, gt=0, description="Alert (AgentDimensionTokenBudgetExceeded) when this value uses more input plus output "
         "tokens per hour, over the last hour. Needs agent_tokens_total in the dimension's metrics.",
     )
 
