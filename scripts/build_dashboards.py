@@ -161,23 +161,28 @@ class Var:
     name: str
     label: str
     query: str
+    #: one value at a time, no "All" (a variable used as a label name, not matched against values)
+    single: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "type": "query",
             "name": self.name,
             "label": self.label,
             "datasource": DS,
             "query": self.query,
             "refresh": 2,  # on time-range change: label values come and go with series expiry
-            "includeAll": True,
+            "includeAll": not self.single,
             "allValue": ".*",
-            "multi": True,
+            "multi": not self.single,
             "sort": 1,
             "current": {"text": "All", "value": "$__all"},
             "options": [],
             "hide": 0,
         }
+        if self.single:
+            del out["allValue"], out["current"]  # Grafana picks the first value
+        return out
 
 
 DATASOURCE_VAR = {
@@ -548,12 +553,70 @@ def sidecar_health() -> Dashboard:
         items, time_from="now-3h", refresh="1m")
 
 
+#: the configured extra dimension shown (a label name: the queries group by it)
+DIMENSION = "$dimension"
+#: the series of the chosen agents that carry the chosen dimension (a family without it has none)
+BY_DIMENSION = f'{AGENT}, {DIMENSION}!=""'
+
+
+def spend_by_dimension() -> Dashboard:
+    cost = f"agent_llm_cost_usd_total{{{BY_DIMENSION}}}"
+    tokens = f'agent_tokens_total{{{BY_DIMENSION}, type=~"input|output"}}'
+    legend = "{{" + DIMENSION + "}}"
+    need = ("Needs an extra dimension on this metric (dimensions: in the sidecar configuration, "
+            "docs/metrics.md).")
+    items: list[Panel | Row] = [
+        Row("Cost"),
+        stat("Cost in range", f"LLM cost in US dollars over the shown time range, of the series that carry the "
+             f"dimension. {need}", f"sum(increase({cost}[$__range]))", "currencyUSD", w=4, h=8, decimals=2),
+        timeseries("Cost per hour by $dimension", f"LLM cost in US dollars per hour by the dimension's value. {need}",
+                   [q(f"sum by ({DIMENSION}) (rate({cost}[{RATE}])) * 3600", legend)], "currencyUSD",
+                   stack=True, w=10),
+        table("Cost by $dimension, agent and model in range", "US dollars over the shown time range.",
+              f"sum by ({DIMENSION}, agent, model) (increase({cost}[$__range]))", "currencyUSD", w=10),
+        timeseries("Cost per hour by $dimension vs budget", "The one-hour rate that AgentDimensionCostBudgetExceeded "
+                   "compares with each value's budget (agentprom:budget:cost_usd_per_hour_by_<dimension>, from "
+                   "dimensions[].budgets through agentprom generate rules or the Helm chart).",
+                   [q(f"sum by ({DIMENSION}) (rate({cost}[1h])) * 3600", legend),
+                    q(f'{{__name__="agentprom:budget:cost_usd_per_hour_by_{DIMENSION}"}}', "budget " + legend)],
+                   "currencyUSD", w=24),
+        Row("Tokens"),
+        timeseries("Tokens per minute by $dimension and type", "cache_read and cache_write are parts of input, "
+                   "reasoning is part of output.",
+                   [q(f"sum by ({DIMENSION}, type) (rate(agent_tokens_total{{{BY_DIMENSION}}}[{RATE}])) * 60",
+                      legend + " {{type}}")], w=12),
+        timeseries("Tokens per hour by $dimension vs budget", "Input plus output tokens: the one-hour rate that "
+                   "AgentDimensionTokenBudgetExceeded compares with agentprom:budget:tokens_per_hour_by_<dimension>.",
+                   [q(f"sum by ({DIMENSION}) (rate({tokens}[1h])) * 3600", legend),
+                    q(f'{{__name__="agentprom:budget:tokens_per_hour_by_{DIMENSION}"}}', "budget " + legend)], w=12),
+        Row("Calls"),
+        timeseries("Invocations per minute by $dimension", f"Agent invocations. {need}",
+                   [q(f"sum by ({DIMENSION}) (rate(agent_invocations_total{{{BY_DIMENSION}}}[{RATE}])) * 60",
+                      legend)], stack=True, w=8),
+        timeseries("LLM calls per minute by $dimension", f"LLM calls. {need}",
+                   [q(f"sum by ({DIMENSION}) (rate(agent_llm_calls_total{{{BY_DIMENSION}}}[{RATE}])) * 60",
+                      legend)], stack=True, w=8),
+        timeseries("Tool calls per minute by $dimension", f"Tool calls. {need}",
+                   [q(f"sum by ({DIMENSION}) (rate(agent_tool_calls_total{{{BY_DIMENSION}}}[{RATE}])) * 60",
+                      legend)], stack=True, w=8),
+    ]
+    return Dashboard(
+        "agentprom-dimensions", "agentprom / Spend by dimension",
+        "Cost, tokens and calls by an extra dimension (tenant, user, environment: dimensions: in the sidecar "
+        "configuration), against each value's budget. The Dimension list holds the configured dimensions "
+        "(agentprom_dimension_info); it is empty, and the panels too, until one is configured.",
+        [Var("dimension", "Dimension", "label_values(agentprom_dimension_info, dimension)", single=True),
+         agent_var("agent_invocations_total")],
+        items, time_from="now-6h", refresh="1m")
+
+
 DASHBOARDS = {
     "agentprom-overview.json": overview,
     "agentprom-tools.json": tools,
     "agentprom-llm-cost.json": llm_cost,
     "agentprom-sessions.json": sessions,
     "agentprom-sidecar-health.json": sidecar_health,
+    "agentprom-dimensions.json": spend_by_dimension,
 }
 
 

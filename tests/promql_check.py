@@ -15,6 +15,7 @@ from pathlib import Path
 import promql_parser
 import yaml
 
+from agentprom.dimensions import DIMENSIONABLE
 from agentprom.metrics.catalog import BY_NAME, HISTOGRAM, all_exposed_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,10 +37,18 @@ EXTERNAL_PREFIXES = ("process_", "scrape_")
 TARGET_LABELS = frozenset({"job", "instance"})
 
 
+#: the Spend by dimension dashboard's ``$dimension`` (a label name) stands for a configured extra
+#: dimension: checked as this label, which every family that can take a dimension may carry, with the
+#: budget series the generated rules record for it
+DIMENSION_STAND_IN = "tenant"
+DIMENSION_RECORDS = frozenset({f"agentprom:budget:cost_usd_per_hour_by_{DIMENSION_STAND_IN}",
+                               f"agentprom:budget:tokens_per_hour_by_{DIMENSION_STAND_IN}"})
+
+
 def substitute_macros(expr: str) -> str:
     for macro, value in GRAFANA_MACROS:
         expr = expr.replace(macro, value)
-    return expr
+    return expr.replace("${dimension}", DIMENSION_STAND_IN).replace("$dimension", DIMENSION_STAND_IN)
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,7 @@ def is_known(name: str, recorded: frozenset[str]) -> bool:
     return (
         name in all_exposed_names()
         or name in recorded
+        or name in DIMENSION_RECORDS
         or name in EXTERNAL_NAMES
         or name.startswith(EXTERNAL_PREFIXES)
     )
@@ -96,7 +106,8 @@ def catalog_labels(name: str) -> frozenset[str] | None:
         spec = BY_NAME.get(base)
         if spec is None or (suffix and spec.type != HISTOGRAM) or (not suffix and spec.type == HISTOGRAM):
             continue
-        return frozenset(spec.labels) | TARGET_LABELS | {"otel_metric_overflow", *extra}
+        dimension = (DIMENSION_STAND_IN,) if base in DIMENSIONABLE else ()
+        return frozenset(spec.labels) | TARGET_LABELS | {"otel_metric_overflow", *extra, *dimension}
     return None
 
 

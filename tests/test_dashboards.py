@@ -26,7 +26,10 @@ EXPECTED_VARIABLES = {
     "agentprom-llm-cost.json": {"agent", "model"},
     "agentprom-sessions.json": {"agent"},
     "agentprom-sidecar-health.json": {"instance"},
+    "agentprom-dimensions.json": {"dimension", "agent"},
 }
+#: variables used as a label name, not matched against values: one value, no All
+SINGLE_VALUED = {"dimension"}
 _VARIABLE_USE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -126,7 +129,10 @@ def test_variables_are_defined_and_used(path):
     assert used == set(variables) - {"datasource"}
     for name in used:
         var = variables[name]
-        assert var["includeAll"] and var["allValue"] == ".*" and var["multi"], name
+        if name in SINGLE_VALUED:
+            assert not var["includeAll"] and not var["multi"] and "allValue" not in var, name
+        else:
+            assert var["includeAll"] and var["allValue"] == ".*" and var["multi"], name
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -201,6 +207,10 @@ def test_panels_cover_the_issue_list():
                                           "agentprom_label_overflow_total",
                                           "agentprom_series_expired_total", "scrape_duration_seconds",
                                           "process_cpu_seconds_total", "process_resident_memory_bytes"],
+        # issue 15: cost by dimension, against the generated budgets
+        "agentprom-dimensions.json": ["agent_llm_cost_usd_total", "agent_tokens_total",
+                                      "agentprom:budget:cost_usd_per_hour_by_tenant",
+                                      "agentprom:budget:tokens_per_hour_by_tenant"],
     }
     for name, metrics in wanted.items():
         used = {s.name for _title, t in _targets(_load(DASHBOARD_DIR / name)) for s in selectors(t["expr"])}

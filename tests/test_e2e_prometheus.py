@@ -27,6 +27,7 @@ import pytest
 import yaml
 from opentelemetry.trace import Status, StatusCode
 
+from agentprom.dimension_rules import render_rules
 from tests.conftest import tool
 from tests.otel import tracer
 from tests.promql_check import RULE_FILES, iter_rules, substitute_macros
@@ -37,6 +38,9 @@ DASHBOARDS = sorted((Path(__file__).resolve().parent.parent / "dashboards").glob
 #: Debian's Alertmanager relocated to find its templates in ./alertmanager/ of this directory
 #: (scripts/tools.d/11-alertmanager-templates.sh): it runs there, with absolute paths for the rest
 ALERTMANAGER_HOME = Path(__file__).resolve().parent.parent / ".tools" / "alertmanager"
+DIMENSION = {"label": "tenant", "attributes": ["app.tenant"], "default": "nobody",
+             "metrics": ["agent_llm_cost_usd_total", "agent_tokens_total", "agent_tool_calls_total"],
+             "budgets": {"acme": {"cost_usd_per_hour": 20}}}
 AGENT = "e2e-agent"
 TOOL = "flaky_search"
 #: the whole test must finish well inside two minutes
@@ -217,7 +221,8 @@ def test_rules_and_alerts_with_real_prometheus_and_alertmanager(make_sidecar, se
     if not (alertmanager_binary.exists() and (ALERTMANAGER_HOME / "alertmanager" / "default.tmpl").exists()):
         pytest.fail(f"{ALERTMANAGER_HOME} is incomplete: run scripts/fetch-tools.sh (the README test command does)")
     deadline = Deadline(BUDGET_SECONDS)
-    sidecar = make_sidecar()
+    # an extra dimension with a budget: the Spend by dimension dashboard and the generated rules run too
+    sidecar = make_sidecar({"dimensions": [DIMENSION]})
     webhook = Webhook()
     servers.append(webhook)
 
@@ -237,6 +242,8 @@ def test_rules_and_alerts_with_real_prometheus_and_alertmanager(make_sidecar, se
 
     # --- Prometheus: scrape the sidecar every second, evaluate the shipped rules every second ----
     assert _copy_rules_without_for(tmp_path / "rules") == sum(1 for rule in iter_rules() if "alert" in rule)
+    dimension_rules = render_rules(sidecar.config.dimensions)
+    (tmp_path / "rules" / "agentprom-dimensions.rules.yml").write_text(dimension_rules)
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(tmp_path / "rules" / "*.rules.yml")],
@@ -302,7 +309,8 @@ def test_rules_and_alerts_with_real_prometheus_and_alertmanager(make_sidecar, se
     # --- every shipped rule loaded and evaluates without error on the real Prometheus ----------
     groups = _get_json(f"{prometheus}/api/v1/rules")["data"]["groups"]
     loaded = [rule for group in groups for rule in group["rules"]]
-    assert len(loaded) == sum(1 for _ in iter_rules())
+    generated = sum(len(group["rules"]) for group in yaml.safe_load(dimension_rules)["groups"])
+    assert generated == 2 and len(loaded) == sum(1 for _ in iter_rules()) + generated
     broken = {rule["name"]: rule.get("lastError") for rule in loaded if rule["health"] != "ok"}
     assert not broken, broken
 
@@ -322,3 +330,11 @@ def test_rules_and_alerts_with_real_prometheus_and_alertmanager(make_sidecar, se
         except urllib.error.HTTPError as exc:
             failed[where] = json.loads(exc.read()).get("error")
     assert not failed, failed
+
+    # --- the dimension: its label on the cost series (the spans carry no tenant: the default), the
+    # configured dimension listed for the dashboard, and its budget series recorded ------------------
+    spend = f"sum by (tenant) (rate(agent_llm_cost_usd_total{{{DIMENSION['label']}!=\"\"}}[5m]))"
+    (row,) = deadline.wait_for("cost by tenant", lambda: _query(prometheus, spend) or None, on_fail=logs)
+    assert row["metric"] == {"tenant": "nobody"} and float(row["value"][1]) > 0
+    assert [r["metric"]["dimension"] for r in _query(prometheus, "agentprom_dimension_info")] == ["tenant"]
+    assert _value(prometheus, 'agentprom:budget:cost_usd_per_hour_by_tenant{tenant="acme"}') == 20

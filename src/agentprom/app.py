@@ -100,6 +100,8 @@ class App:
         catalog = with_dimensions(active_catalog(config.compat.enabled()), config.dimensions)
         self.store = SeriesStore(store_limits(config), self.clock, catalog)
         self.store["agentprom_build_info"].set((__version__,), 1)
+        for dimension in config.dimensions:
+            self.store["agentprom_dimension_info"].set((dimension.label,), 1)
         #: contained failures of subscribers and stages (internal_errors.py)
         self.errors = InternalErrors(self.store)
         sampling = config.sampling

@@ -88,18 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="document the catalog as this configuration exposes it (its extra dimensions' labels)")
 
     generate = sub.add_parser(
-        "generate", help="write the rules and dashboards of a configuration's extra dimensions",
+        "generate", help="write the rules of a configuration's extra dimensions",
         description="Write what the configuration's extra dimensions (dimensions:) need beside the shipped "
         "files. rules: a Prometheus rule file with a budget series and an alert per budgeted value "
-        "(dimensions[].budgets); load it beside rules/*.yml. dashboards: the shipped Grafana dashboards with a "
-        "variable per dimension and its cost and token panels. The Helm chart renders both from config.dimensions "
-        "itself.",
+        "(dimensions[].budgets); load it beside rules/*.yml. The Helm chart renders the same rules from "
+        "config.dimensions itself; the shipped 'Spend by dimension' dashboard needs nothing generated.",
     )
-    generate.add_argument("what", choices=["rules", "dashboards"])
+    generate.add_argument("what", choices=["rules"])
     generate.add_argument("--config", metavar="PATH", required=True, help="the sidecar's YAML config file")
-    generate.add_argument("--write", metavar="PATH",
-                          help="rules: the file to write (default: standard output); dashboards: the directory to "
-                          "write into (required)")
+    generate.add_argument("--write", metavar="PATH", help="the file to write (default: standard output)")
 
     from agentprom.benchmark.cli import add_parser as add_bench_parser
 
@@ -193,23 +190,14 @@ def generate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    if args.what == "rules":
-        from agentprom.dimension_rules import render_rules
+    from agentprom.dimension_rules import render_rules
 
-        text = render_rules(config.dimensions)
-        if args.write:
-            Path(args.write).write_text(text, encoding="utf-8")
-            print(f"wrote {args.write}", file=sys.stderr)
-        else:
-            sys.stdout.write(text)
-        return EXIT_OK
-    from agentprom.dimension_dashboards import write_dashboards
-
-    if not args.write:
-        print("generate dashboards needs --write DIRECTORY", file=sys.stderr)
-        return EXIT_USAGE
-    for path in write_dashboards(config.dimensions, Path(args.write)):
-        print(f"wrote {path}", file=sys.stderr)
+    text = render_rules(config.dimensions)
+    if args.write:
+        Path(args.write).write_text(text, encoding="utf-8")
+        print(f"wrote {args.write}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 

@@ -346,6 +346,9 @@ CATALOG: tuple[MetricSpec, ...] = (
           "be read; the previous table stays in effect and the problem is logged).", ("result",)),
     _self("agentprom_build_info", GAUGE,
           "Always 1; the version label says which agentprom is running.", ("version",)),
+    _self("agentprom_dimension_info", GAUGE,
+          "1 for each extra dimension configured (dimensions:), whose label is the dimension label's value; "
+          "the Spend by dimension dashboard lists them.", ("dimension",)),
 )
 
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in CATALOG}
@@ -437,6 +440,12 @@ def render_markdown(catalog: tuple[MetricSpec, ...] = CATALOG, dimensions: Seque
         "counter or histogram adds their observations, a gauge's overflow series is the sum of their "
         "last values. Series not updated within the expiry time disappear. All three are counted in the "
         "self-metrics below.",
+        "",
+        "Extra dimensions: `dimensions:` in the configuration adds labels (a tenant, a user, an environment) "
+        "to chosen call metrics, each from the first of its span or resource attributes present, else a default; "
+        "their values have budgets like any label. `agentprom docs metrics --config FILE` prints this catalog "
+        "with them, `agentprom generate rules --config FILE` writes their budget alerts, and the "
+        "\"Spend by dimension\" dashboard shows them (config/agentprom.yaml, `dimensions`).",
         "",
     ]
     if dimensions:
