@@ -12,8 +12,8 @@ import yaml
 
 from agentprom.config.loader import validate
 from agentprom.dimension_rules import ALERTS_GROUP, THRESHOLDS_GROUP, dimension_rules, render_rules
-from tests.conftest import ROOT
-from tests.test_deploy_helm import OPERATOR_APIS, helm, render  # noqa: F401 (helm is a fixture)
+from tests.conftest import ROOT, tool
+from tests.test_deploy_helm import OPERATOR_APIS, Helm, render
 from tests.test_deploy_helm import validate as validate_manifest
 
 DIMENSIONS = [
@@ -164,11 +164,16 @@ def test_runbooks_cover_the_generated_alerts():
 
 # -- the Helm chart renders the same -------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory) -> Helm:
+    return Helm(tool("helm"), tmp_path_factory.mktemp("helm-home"))
+
+
 def dimension_rule(docs: list[dict]) -> list[dict]:
     return [d for d in docs if d["kind"] == "PrometheusRule" and d["metadata"]["name"].endswith("-dimensions")]
 
 
-def test_helm_renders_the_generated_rules(helm):  # noqa: F811 (the fixture)
+def test_helm_renders_the_generated_rules(helm):
     docs = render(helm, {"prometheusRule": {"enabled": True}, "config": {"dimensions": DIMENSIONS}})
     found = dimension_rule(docs)
     assert len(found) == 1
@@ -184,13 +189,13 @@ def test_helm_renders_the_generated_rules(helm):  # noqa: F811 (the fixture)
     {"prometheusRule": {"enabled": False}, "config": {"dimensions": DIMENSIONS}},  # rules off
     {"config": {"dimensions": DIMENSIONS}},  # auto, without the operator's API
 ])
-def test_helm_renders_no_dimension_rules_when_there_is_nothing_to_render(helm, values):  # noqa: F811
+def test_helm_renders_no_dimension_rules_when_there_is_nothing_to_render(helm, values):
     assert dimension_rule(render(helm, values)) == []
     if "enabled" not in values.get("prometheusRule", {}):
         assert len(dimension_rule(render(helm, values, api_versions=OPERATOR_APIS))) == 1
 
 
-def test_helm_values_schema_refuses_a_bad_dimension(helm):  # noqa: F811
+def test_helm_values_schema_refuses_a_bad_dimension(helm):
     bad = dict(DIMENSIONS[0], label="agent")
     done = helm.template({"config": {"dimensions": [bad]}})
     assert done.returncode != 0 and "label" in done.stderr

@@ -22,6 +22,7 @@ from agentprom.context.stage import TraceContext
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.receiver.decode import Batch
 from agentprom.receiver.otlp_json import decode_traces_json
+from agentprom.runs import Runs
 from agentprom.translator import Translator
 
 FRAMEWORKS = Path(__file__).parent / "golden" / "frameworks"
@@ -31,11 +32,16 @@ FIXTURES = sorted(p.name for p in FRAMEWORKS.iterdir() if (p / "expected.json").
 def replay(batches: list[list], **attribution) -> SeriesStore:
     clock = ManualClock()
     store = SeriesStore(clock=clock)
-    context = TraceContext(validate({"attribution": attribution}).attribution, store)
+    config = validate({"attribution": attribution}).attribution
+    context = TraceContext(config, store)
     translator = Translator(store, context=context)
+    runs = Runs(store, clock, config.run_grace_seconds, config.max_open_runs)
+    translator.listeners.append(runs.on_resolved)
     for spans in batches:
         translator.consume(Batch(spans=spans), "http")
     assert not context.pending, "a complete recorded trace leaves nothing waiting"
+    runs.drain()
+    assert store.value("agentprom_fanout_missed_total", ("late",)) == 0
     return store
 
 
@@ -61,24 +67,36 @@ def check(store: SeriesStore, expected: dict) -> None:
         assert observed(store, family, {}) == pytest.approx(total), f"{family}: series beyond the expected ones"
 
 
+def check_runs(store: SeriesStore, expected: dict) -> None:
+    """Histograms of the per-run fan-out: each entry's observation count and sum, and no other series."""
+    for family, entries in expected.items():
+        spec = store[family].spec
+        seen = {series.labels: (sum(series.counts), series.sum) for series in store[family].all_series()}
+        wanted = {tuple(entry[label] for label in spec.labels): (entry["count"], entry["sum"]) for entry in entries}
+        assert seen == wanted, family
+
+
 @pytest.mark.parametrize("name", FIXTURES)
 def test_recorded_framework_trees_give_the_metrics_derived_by_hand(name):
     expected = json.loads((FRAMEWORKS / name / "expected.json").read_text())
-    check(replay([spans_of(name)]), expected["expected"])
+    store = replay([spans_of(name)])
+    check(store, expected["expected"])
+    check_runs(store, expected.get("runs", {}))
 
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_arrival_order_does_not_change_the_result(name):
     """Children first (as spans end), parents first, shuffled, and one span per request."""
-    expected = json.loads((FRAMEWORKS / name / "expected.json").read_text())["expected"]
+    document = json.loads((FRAMEWORKS / name / "expected.json").read_text())
+    expected, runs = document["expected"], document.get("runs", {})
     spans = spans_of(name)
     by_end = sorted(spans, key=lambda s: (s.end_ns, -s.start_ns))
     shuffled = spans[:]
     random.Random(7).shuffle(shuffled)
-    check(replay([by_end]), expected)
-    check(replay([list(reversed(by_end))]), expected)
-    check(replay([shuffled]), expected)
-    check(replay([[span] for span in by_end]), expected)
+    for batches in ([by_end], [list(reversed(by_end))], [shuffled], [[span] for span in by_end]):
+        store = replay(batches)
+        check(store, expected)
+        check_runs(store, runs)
 
 
 def test_every_fixture_has_its_recording_script_and_tree():

@@ -39,6 +39,7 @@ from agentprom.receiver.ingest import MetricsIngest, RequestLimits, TraceIngest
 from agentprom.receiver.otlp_grpc import ConnectionLimits, OtlpGrpcReceiver
 from agentprom.receiver.otlp_http import OtlpHttpHandlers
 from agentprom.receiver.pipeline import AttributeDeny, Pipeline, QueueLimits
+from agentprom.runs import Runs
 from agentprom.sampling import SamplingWeights
 from agentprom.server import security, slow_clients
 from agentprom.server.request_errors import RequestErrorLog
@@ -157,8 +158,12 @@ class App:
             self.forwarder = Forwarder(config.forward, self.store)
             self.ingest.accepted.append(self.forwarder.offer)
 
+        #: per-run fan-out, from the runs the trace context settles (a listener, like sessions)
+        attribution = config.attribution
+        self.runs = Runs(self.store, self.clock, attribution.run_grace_seconds, attribution.max_open_runs)
+        self.translator.listeners.append(self.errors.contain("runs", self.runs.on_resolved))
         #: called every HOUSEKEEPING_SECONDS on the event loop (must not block)
-        self.periodic: list[Callable[[], None]] = [self.store.expire, self.translator.expire]
+        self.periodic: list[Callable[[], None]] = [self.store.expire, self.translator.expire, self.runs.expire]
         #: name -> "host:port" actually bound (port 0 resolved)
         self.addresses: dict[str, str] = {}
         #: extra readiness checks: name -> () -> (ok, detail)
@@ -303,6 +308,7 @@ class App:
         drained = await self.pipeline.stop()
         waiting = len(self.context.pending)
         self.translator.drain()  # spans still waiting for their ancestors are counted as they are
+        self.runs.drain()
         say("translation queue drained (%d spans were queued, %d waited for their ancestors)", drained, waiting)
         if self.forwarder is not None:
             await self.forwarder.stop(grace)

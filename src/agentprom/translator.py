@@ -80,6 +80,8 @@ class Translator:
         self._tool_duration = f["agent_tool_duration_seconds"]
         self._tool_errors = f["agent_tool_errors_total"]
         self._errors = f["agent_errors_total"]
+        self._subagent_calls = f["agent_subagent_calls_total"]
+        self._subagent_duration = f["agent_subagent_duration_seconds"]
 
     def consume(self, batch: Batch, transport: str) -> None:
         """Count a decoded batch. Never awaits: the store's single-owner rule holds."""
@@ -208,6 +210,10 @@ class Translator:
         elif kind is AGENT:
             self._invocations.inc((agent, status), w, exemplar)
             self._invocation_duration.observe((agent,), duration, exemplar, w)
+            caller = c.caller
+            if caller is not None:  # nested under another agent's run: an edge of the call graph
+                self._subagent_calls.inc((caller, agent, status), w, exemplar)
+                self._subagent_duration.observe((caller, agent), duration, exemplar, w)
             if not c.ok:
                 self._errors.inc((agent, "agent", c.error_type), w)
 

@@ -503,6 +503,15 @@ class AttributionConfig(_Model):
     max_pending_spans: int = Field(
         100_000, ge=1, description="Spans waiting for their ancestors; past it the oldest are counted as they are."
     )
+    run_grace_seconds: float = Field(
+        10.0, ge=0, le=3600,
+        description="An agent invocation's fan-out (agent_invocation_llm_calls and the like) is observed this long "
+        "after its span is settled, so that calls arriving just after it are counted in it.",
+    )
+    max_open_runs: int = Field(
+        10_000, ge=1, description="Invocations whose fan-out is being tallied; past it the oldest is observed early "
+        "(or, not yet ended, dropped: agentprom_fanout_missed_total).",
+    )
     max_indexed_spans: int = Field(
         100_000, ge=1,
         description="Spans remembered across traces for their descendants to find; past it the least recently "

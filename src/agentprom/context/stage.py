@@ -63,7 +63,7 @@ from agentprom.model import Kind, Span
 AGENT, LLM, TOOL, OTHER = Kind.AGENT, Kind.LLM, Kind.TOOL, Kind.OTHER
 _decided = attrgetter("decided")
 #: what a local root inherits (tree.Passes): no named agent, no agent span above, no phase
-ROOT: Passes = (None, False, False, None, False, b"")
+ROOT: Passes = (None, False, False, None, False, b"", None)
 
 
 class TraceContext:
@@ -338,7 +338,7 @@ class TraceContext:
         of plain values (``tree.Passes``), if it holds ``holder`` (the span's node) for the span id
         or no ``holder`` is given: the garbage collector does not traverse those tuples, and a busy
         sidecar keeps a hundred thousand."""
-        ctx, agent_above, any_agent, phase, parent_is_agent, _parent = above
+        ctx, agent_above, any_agent, phase, parent_is_agent, _parent, invocation = above
         session = c.session
         if session is None:
             session = c.session = tree.session
@@ -356,8 +356,9 @@ class TraceContext:
             if own_phase is not None:
                 c.own_phase = own_phase
                 phase = (span_id, *own_phase)
+        c.invocation = invocation
         if kind is not AGENT:
-            passes = (ctx, agent_above, any_agent, phase, False, span.parent_span_id)
+            passes = (ctx, agent_above, any_agent, phase, False, span.parent_span_id, invocation)
             if ctx is not None and not c.named:
                 c.agent = ctx
         else:
@@ -365,14 +366,18 @@ class TraceContext:
             own = c.agent if c.named else None
             if own is None and not any_agent and span_id in tree.named_below:
                 # a wrapper: not counted, and transparent to what is below it
-                passes = (ctx, agent_above, True, phase, True, span.parent_span_id)
+                passes = (ctx, agent_above, True, phase, True, span.parent_span_id, invocation)
                 c.counted = False
             else:
-                passes = (own or ctx, True, True, phase, True, span.parent_span_id)
                 resolved = own or ctx or c.agent
                 if agent_above:
                     # a step of the same agent's run (its nearest agent-span ancestor resolves alike)
-                    c.counted = resolved != (ctx or (c.agent if own is None else service_name(span)))
+                    above_agent = ctx or (c.agent if own is None else service_name(span))
+                    c.counted = resolved != above_agent
+                    if c.counted:  # a sub-agent: the call graph's edge from the agent above
+                        c.caller = above_agent
+                passes = (own or ctx, True, True, phase, True, span.parent_span_id,
+                          span_id if c.counted else invocation)
                 c.agent = resolved
         if holder is None or tree.nodes.get(span_id) is holder:  # a duplicate id keeps the first span's entry
             tree.nodes[span_id] = passes

@@ -50,7 +50,8 @@ class Node:
 #: what a decided node passes to its children, and all its tree keeps of it: (ctx: the nearest
 #: named agent at or above it, agent_above: it is or is below an agent span that is not a wrapper,
 #: any_agent: it is or is below any agent span, phase: the phase span at or above it as (span id,
-#: phase id, name) or None, is_agent: it is an agent span, its parent span id: index ``PARENT``).
+#: phase id, name) or None, is_agent: it is an agent span, its parent span id: index ``PARENT``,
+#: invocation: the span id of the counted agent invocation at or above it, or None).
 #: Plain values, so the garbage collector need not traverse them.
 Passes = tuple
 PARENT = 5

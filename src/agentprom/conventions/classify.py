@@ -70,6 +70,11 @@ class Classified:
     phase: tuple[bytes, str, str] | None = None
     own_phase: tuple[str, str] | None = None
     joins: bool = False
+    #: set by the trace context when it decides the span: the span id of the counted agent invocation
+    #: above it (its run; for an agent span, the run that called it), and for a counted sub-agent
+    #: invocation the agent of that run (the call graph's caller)
+    invocation: bytes | None = None
+    caller: str | None = None
 
 
 def _first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str | None:

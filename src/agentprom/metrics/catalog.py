@@ -34,6 +34,11 @@ CALL_DURATION_BUCKETS = doubling(0.01, 14)
 TOKEN_USAGE_BUCKETS = tuple(float(4**i) for i in range(14))
 #: the OTel Collector spanmetrics connector's default buckets (2 ms .. 15 s), in seconds
 SPAN_DURATION_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.4, 2.0, 5.0, 10.0, 15.0)
+#: calls per run: 1 .. 512, powers of 2 (the OTel GenAI ``gen_ai.invoke_agent.tool_calls`` buckets, extended
+#: so that a run that loops shows where it stops)
+RUN_CALL_BUCKETS = doubling(1, 10)
+#: US dollars per run: 0.0001 .. 100, 1-5 steps per decade
+RUN_COST_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 50.0, 100.0)
 SESSION_DURATION_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 PHASE_DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
@@ -126,6 +131,39 @@ CATALOG: tuple[MetricSpec, ...] = (
         "agent_errors_total", COUNTER,
         "Failed agent, LLM and tool spans by component and error type.",
         ("agent", "component", "error_type"),
+    ),
+    # --- runs: the call graph and per-run fan-out (trace context) -----------------
+    MetricSpec(
+        "agent_subagent_calls_total", COUNTER,
+        "Invocations of an agent (subagent) nested under another agent's invocation (agent), by outcome: "
+        "the edges of the agent call graph.",
+        ("agent", "subagent", "status"),
+    ),
+    MetricSpec(
+        "agent_subagent_duration_seconds", HISTOGRAM,
+        "Duration of invocations nested under another agent's invocation.",
+        ("agent", "subagent"), AGENT_DURATION_BUCKETS,
+    ),
+    MetricSpec(
+        "agent_invocation_llm_calls", HISTOGRAM,
+        "LLM calls per agent invocation: scope=own counts the run's own calls, scope=all adds those of the "
+        "sub-agents it invoked.",
+        ("agent", "scope"), RUN_CALL_BUCKETS,
+    ),
+    MetricSpec(
+        "agent_invocation_tool_calls", HISTOGRAM,
+        "Tool calls per agent invocation (scope as agent_invocation_llm_calls).",
+        ("agent", "scope"), RUN_CALL_BUCKETS,
+    ),
+    MetricSpec(
+        "agent_invocation_tokens", HISTOGRAM,
+        "Input plus output tokens of the LLM calls per agent invocation (scope as agent_invocation_llm_calls).",
+        ("agent", "scope"), TOKEN_USAGE_BUCKETS,
+    ),
+    MetricSpec(
+        "agent_invocation_cost_usd", HISTOGRAM,
+        "US dollars of the LLM calls per agent invocation (scope as agent_invocation_llm_calls).",
+        ("agent", "scope"), RUN_COST_BUCKETS,
     ),
     # --- runtime sessions and phases (sessions/) ------------------------------
     MetricSpec(
@@ -344,6 +382,10 @@ CATALOG: tuple[MetricSpec, ...] = (
     _self("agentprom_pricing_reloads_total", COUNTER,
           "Reloads of the price table (SIGHUP) by result: ok, or error (the table did not validate or could not "
           "be read; the previous table stays in effect and the problem is logged).", ("result",)),
+    _self("agentprom_fanout_missed_total", COUNTER,
+          "LLM and tool calls left out of the per-run fan-out histograms: late (settled after their run was "
+          "observed, attribution.run_grace_seconds after its agent span) or overflow (their run's tally was "
+          "dropped at attribution.max_open_runs).", ("reason",)),
     _self("agentprom_build_info", GAUGE,
           "Always 1; the version label says which agentprom is running.", ("version",)),
     _self("agentprom_dimension_info", GAUGE,

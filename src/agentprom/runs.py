@@ -1,0 +1,157 @@
+"""Per-run fan-out: how many LLM calls, tool calls, tokens and dollars each agent invocation took.
+
+A translator listener, like the session tracker: it reads the spans the trace context settles
+(context/stage.py), in arrival order. A settled LLM or tool call knows the counted invocation it
+belongs to (``Classified.invocation``, the nearest counted agent span above it: steps and wrappers
+are transparent, a sub-agent is a run of its own), so its call is added to that run's tally. When
+the run's own agent span is settled, the run is *closed*; it is observed ``grace`` seconds later
+(``expire``, periodic), so that calls which arrive just after their run's span (exporters that send
+parents first, a remote sub-agent's batch) are still in it:
+
+* ``scope="own"``: the run's own calls; ``scope="all"``: with those of every sub-agent run below it.
+  A sub-agent's run closes before its caller's (it ends first), so its ``all`` tally is added to
+  its caller's when it is observed.
+* A run is observed once, with its agent span's sampling weight (a sampled trace stands for 1/p runs).
+* A call settled after its run was observed is not added anywhere: counted in
+  ``agentprom_fanout_missed_total{reason="late"}``. At most ``max_runs`` tallies are kept; past it
+  the oldest closed run is observed at once, or, when none is closed, the oldest tally is dropped
+  and its calls counted (``reason="overflow"``). Runs observed lately are remembered (as many
+  again) to tell a late call from a new run.
+
+Concurrency: owned by the event loop; no method awaits. Time comes from the injected clock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from agentprom.clock import Clock
+from agentprom.context.resolved import Resolved
+from agentprom.metrics.series_store import SeriesStore
+from agentprom.model import Kind
+
+LLM, TOOL, AGENT = Kind.LLM, Kind.TOOL, Kind.AGENT
+OWN, ALL = "own", "all"
+#: a tally: own LLM calls, tool calls, tokens, cost; then the same with sub-agents (indexes + 4)
+_EMPTY = (0, 0, 0, 0.0, 0, 0, 0, 0.0)
+
+
+class Runs:
+    """Tallies of open runs, keyed by (trace id, invocation span id)."""
+
+    def __init__(self, store: SeriesStore, clock: Clock, grace_seconds: float, max_runs: int) -> None:
+        self.clock = clock
+        self.grace = grace_seconds
+        self.max_runs = max_runs
+        #: open runs: key -> tally (a list, updated in place)
+        self.tallies: dict[tuple[bytes, bytes], list] = {}
+        #: closed runs in closing order: key -> (due time, agent, caller's key or None, weight, span end)
+        self.closed: OrderedDict[tuple[bytes, bytes], tuple[float, str, tuple | None, float, int]] = OrderedDict()
+        #: runs observed lately (bounded): a call of one of them is late, not a new run
+        self.observed: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+        f = store.families
+        self._llm = f["agent_invocation_llm_calls"]
+        self._tools = f["agent_invocation_tool_calls"]
+        self._tokens = f["agent_invocation_tokens"]
+        self._cost = f["agent_invocation_cost_usd"]
+        self._missed = f["agentprom_fanout_missed_total"]
+
+    def on_resolved(self, resolved: Resolved) -> None:
+        """Tally the settled calls and close the settled runs."""
+        for span, c in zip(resolved.settled_spans, resolved.settled):
+            kind = c.kind
+            if not c.counted or (kind is not LLM and kind is not TOOL and kind is not AGENT):
+                continue
+            if kind is AGENT:
+                key = (span.trace_id, span.span_id)
+                if key in self.observed or key in self.closed:
+                    continue  # a duplicate span id: the run was closed already
+                caller = None if c.invocation is None else (span.trace_id, c.invocation)
+                self._tally(key, 0)
+                self.closed[key] = (self.clock.monotonic() + self.grace, c.agent, caller, c.weight, span.end_ns)
+                continue
+            if c.invocation is None:
+                continue  # not inside a counted run (a fallback, or no agent span above)
+            tally = self._tally((span.trace_id, c.invocation))
+            if tally is None:
+                continue
+            if kind is LLM:
+                tokens = c.tokens
+                used = tokens.get("input", 0) + tokens.get("output", 0)
+                cost = c.cost or 0.0
+                tally[0] += 1
+                tally[4] += 1
+                tally[2] += used
+                tally[6] += used
+                tally[3] += cost
+                tally[7] += cost
+            else:
+                tally[1] += 1
+                tally[5] += 1
+        self._bound()
+
+    def _tally(self, key: tuple[bytes, bytes], calls: int = 1) -> list | None:
+        """The open tally of ``key`` (created when new); None when the run was observed already
+        (then the ``calls`` that came for it are counted as late)."""
+        tally = self.tallies.get(key)
+        if tally is None:
+            if key in self.observed:
+                if calls:
+                    self._missed.inc(("late",), calls)
+                return None
+            tally = self.tallies[key] = list(_EMPTY)
+        return tally
+
+    def expire(self) -> None:
+        """Observe the runs closed at least ``grace`` seconds ago (periodic)."""
+        now = self.clock.monotonic()
+        due = []
+        for key, closing in self.closed.items():
+            if closing[0] > now:
+                break
+            due.append(key)
+        self._observe_all(due)
+
+    def drain(self) -> None:
+        """Observe every closed run now (shutdown)."""
+        self._observe_all(list(self.closed))
+
+    def _observe_all(self, keys: list[tuple[bytes, bytes]]) -> None:
+        """Observe runs in the order they ended, so that a sub-agent's run (it ends first) is added to
+        its caller's before the caller is observed, whatever order their spans arrived in."""
+        closed = self.closed
+        keys.sort(key=lambda key: closed[key][4])
+        for key in keys:
+            self._observe(key)
+
+    def _observe(self, key: tuple[bytes, bytes]) -> None:
+        _due, agent, caller, weight, _end = self.closed.pop(key)
+        tally = self.tallies.pop(key, None) or list(_EMPTY)
+        llm, tools, tokens, cost, llm_all, tools_all, tokens_all, cost_all = tally
+        for scope, values in ((OWN, (llm, tools, tokens, cost)), (ALL, (llm_all, tools_all, tokens_all, cost_all))):
+            labels = (agent, scope)
+            self._llm.observe(labels, values[0], None, weight)
+            self._tools.observe(labels, values[1], None, weight)
+            self._tokens.observe(labels, values[2], None, weight)
+            self._cost.observe(labels, values[3], None, weight)
+        if caller is not None:  # the sub-agent's whole run is part of its caller's
+            above = self._tally(caller, llm_all + tools_all)
+            if above is not None:
+                above[4] += llm_all
+                above[5] += tools_all
+                above[6] += tokens_all
+                above[7] += cost_all
+        observed = self.observed
+        observed[key] = None
+        while len(observed) > self.max_runs:
+            observed.popitem(last=False)
+
+    def _bound(self) -> None:
+        tallies = self.tallies
+        while len(tallies) > self.max_runs:
+            if self.closed:
+                self._observe(next(iter(self.closed)))  # the oldest closed run, early
+                continue
+            key = next(iter(tallies))
+            tally = tallies.pop(key)
+            self._missed.inc(("overflow",), tally[0] + tally[1])

@@ -1,0 +1,179 @@
+"""The agent call graph and per-run fan-out (issue 16, items 4 and 5), from hand-made trees through the
+real translator, trace context and ``Runs`` listener on a manual clock. The recorded multi-agent tree is
+checked in test_frameworks.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentprom.clock import ManualClock
+from agentprom.config.loader import validate
+from agentprom.context.stage import TraceContext
+from agentprom.metrics.series_store import SeriesStore
+from agentprom.model import STATUS_ERROR, Span
+from agentprom.receiver.decode import Batch
+from agentprom.runs import Runs
+from agentprom.translator import Translator
+
+T0 = 1_700_000_000_000_000_000
+MS = 1_000_000
+
+
+class Rig:
+    def __init__(self, **attribution) -> None:
+        self.clock = ManualClock()
+        config = validate({"attribution": attribution})
+        self.store = SeriesStore(clock=self.clock)
+        self.context = TraceContext(config.attribution, self.store)
+        self.translator = Translator(self.store, context=self.context)
+        self.runs = Runs(self.store, self.clock, config.attribution.run_grace_seconds,
+                         config.attribution.max_open_runs)
+        self.translator.listeners.append(self.runs.on_resolved)
+        self.ids = 0
+
+    def span(self, trace: int, parent: Span | None, name: str, attrs: dict, error: bool = False,
+             start: int = 0, end: int = 10) -> Span:
+        self.ids += 1
+        return Span(trace.to_bytes(16, "big"), self.ids.to_bytes(8, "big"),
+                    parent.span_id if parent else b"", name, 1, T0 + start * MS, T0 + end * MS,
+                    STATUS_ERROR if error else 0, attrs, {"service.name": "svc"})
+
+    def agent(self, trace: int, parent: Span | None, name: str, **kw) -> Span:
+        return self.span(trace, parent, f"invoke_agent {name}",
+                         {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name}, **kw)
+
+    def chat(self, trace: int, parent: Span, tokens: int = 10, cost: float = 0.25) -> Span:
+        return self.span(trace, parent, "chat m", {
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "m",
+            "gen_ai.usage.input_tokens": tokens, "gen_ai.usage.output_tokens": tokens, "gen_ai.usage.cost": cost})
+
+    def tool(self, trace: int, parent: Span, name: str) -> Span:
+        return self.span(trace, parent, f"execute_tool {name}",
+                         {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name})
+
+    def send(self, spans: list[Span]) -> None:
+        self.translator.consume(Batch(spans=spans), "grpc")
+
+    def histogram(self, name: str, agent: str, scope: str) -> tuple[float, float]:
+        """(count, sum) of a fan-out histogram's series."""
+        series = self.store[name].series.get((agent, scope))
+        return (0, 0) if series is None else (sum(series.counts), series.sum)
+
+
+def tree(rig: Rig, trace: int = 1) -> list[Span]:
+    """orchestrator -> (research tool -> researcher -> fact_check tool -> fact_checker) and
+    (write tool -> writer); children before parents, as spans end."""
+    root = rig.agent(trace, None, "orchestrator", end=100)
+    research = rig.tool(trace, root, "research")
+    researcher = rig.agent(trace, research, "researcher", end=50)
+    fact_check = rig.tool(trace, researcher, "fact_check")
+    checker = rig.agent(trace, fact_check, "fact_checker", error=True, end=20)
+    write = rig.tool(trace, root, "write")
+    writer = rig.agent(trace, write, "writer", end=30)
+    spans = [
+        rig.chat(trace, checker, 1, 0.5), checker, fact_check,
+        rig.tool(trace, researcher, "search_web"), rig.chat(trace, researcher), rig.chat(trace, researcher),
+        researcher, research,
+        rig.chat(trace, writer, 100, 1.0), writer, write,
+        rig.chat(trace, root), rig.chat(trace, root), rig.chat(trace, root), root,
+    ]
+    return spans
+
+
+def test_the_call_graph_has_an_edge_per_nested_invocation():
+    rig = Rig()
+    rig.send(tree(rig))
+    calls = {key: s.value for key, s in rig.store["agent_subagent_calls_total"].series.items()}
+    assert calls == {("orchestrator", "researcher", "ok"): 1, ("researcher", "fact_checker", "error"): 1,
+                     ("orchestrator", "writer", "ok"): 1}
+    durations = rig.store["agent_subagent_duration_seconds"].series
+    assert set(durations) == {("orchestrator", "researcher"), ("researcher", "fact_checker"),
+                              ("orchestrator", "writer")}
+    assert durations[("orchestrator", "writer")].sum == pytest.approx(0.03)
+    # a root invocation is no edge; every invocation is still one
+    assert sum(s.value for s in rig.store["agent_invocations_total"].series.values()) == 4
+
+
+def test_fan_out_per_run_own_and_with_sub_agents_after_the_grace():
+    rig = Rig()
+    rig.send(tree(rig))
+    assert rig.histogram("agent_invocation_llm_calls", "orchestrator", "own") == (0, 0)  # not yet: the grace
+    rig.clock.advance(10)
+    rig.runs.expire()
+    own = {agent: rig.histogram("agent_invocation_llm_calls", agent, "own")
+           for agent in ("orchestrator", "researcher", "fact_checker", "writer")}
+    assert own == {"orchestrator": (1, 3), "researcher": (1, 2), "fact_checker": (1, 1), "writer": (1, 1)}
+    assert rig.histogram("agent_invocation_llm_calls", "orchestrator", "all") == (1, 7)
+    assert rig.histogram("agent_invocation_llm_calls", "researcher", "all") == (1, 3)
+    assert rig.histogram("agent_invocation_tool_calls", "orchestrator", "own") == (1, 2)  # research, write
+    assert rig.histogram("agent_invocation_tool_calls", "orchestrator", "all") == (1, 4)  # + search_web, fact_check
+    # tokens are input plus output: 3 x 20 own; + researcher 2 x 20 + checker 2 + writer 200
+    assert rig.histogram("agent_invocation_tokens", "orchestrator", "own") == (1, 60)
+    assert rig.histogram("agent_invocation_tokens", "orchestrator", "all") == (1, 302)
+    assert rig.histogram("agent_invocation_cost_usd", "orchestrator", "all")[1] == pytest.approx(0.75 + 0.5 + 0.5 + 1.0)
+    assert not rig.runs.tallies and not rig.runs.closed
+
+
+def test_a_call_arriving_after_its_run_within_the_grace_is_counted_later_ones_are_late():
+    rig = Rig()
+    root = rig.agent(1, None, "planner", end=100)
+    early = rig.chat(1, root)
+    rig.send([root])  # parents first: the run closes before its calls arrive
+    rig.send([early])
+    rig.clock.advance(10)
+    rig.runs.expire()
+    assert rig.histogram("agent_invocation_llm_calls", "planner", "own") == (1, 1)
+    rig.send([rig.chat(1, root)])  # after the run was observed
+    rig.clock.advance(10)
+    rig.runs.expire()
+    assert rig.histogram("agent_invocation_llm_calls", "planner", "own") == (1, 1)
+    assert rig.store.value("agentprom_fanout_missed_total", ("late",)) == 1
+    assert not rig.runs.tallies
+
+
+def test_steps_and_wrappers_belong_to_the_run_and_calls_outside_any_run_to_none():
+    rig = Rig()
+    root = rig.agent(1, None, "graph", end=100)
+    step = rig.agent(1, root, "graph")  # a node of the same agent: a step, not a run
+    rig.send([rig.chat(1, step), step, rig.chat(1, root), root])
+    lone = rig.span(2, None, "chat m", {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m"})
+    rig.send([lone])
+    rig.runs.drain()
+    assert rig.histogram("agent_invocation_llm_calls", "graph", "own") == (1, 2)
+    assert rig.store["agent_subagent_calls_total"].series == {}
+    assert sum(sum(s.counts) for s in rig.store["agent_invocation_llm_calls"].series.values()) == 2  # own + all
+
+
+def test_the_open_runs_are_bounded_and_what_is_dropped_is_counted():
+    rig = Rig(max_open_runs=3)
+    for trace in range(1, 6):  # five runs closed, none observed yet: the oldest are observed early
+        root = rig.agent(trace, None, "a")
+        rig.send([rig.chat(trace, root), root])
+    assert len(rig.runs.tallies) <= 3
+    assert rig.histogram("agent_invocation_llm_calls", "a", "own")[0] >= 2
+    rig.runs.drain()
+    assert rig.histogram("agent_invocation_llm_calls", "a", "own") == (5, 5)
+
+
+def test_calls_of_runs_forgotten_long_ago_are_dropped_at_the_bound_and_counted():
+    rig = Rig(max_open_runs=1)
+    roots = [rig.agent(trace, None, "a") for trace in (1, 2, 3)]
+    for root in roots:
+        rig.send([root])
+        rig.runs.drain()  # observed, then forgotten by the next (one run remembered)
+    # calls of runs 1 and 2 arrive now: nothing tells them from new runs, so they are tallied, and
+    # with no run to close the oldest tally is dropped at the bound
+    rig.send([rig.chat(1, roots[0]), rig.chat(2, roots[1])])
+    assert len(rig.runs.tallies) == 1
+    assert rig.store.value("agentprom_fanout_missed_total", ("overflow",)) == 1
+    rig.send([rig.chat(3, roots[2])])  # run 3 is still remembered: late
+    assert rig.store.value("agentprom_fanout_missed_total", ("late",)) == 1
+
+
+def test_sampling_weight_scales_the_runs_observed():
+    rig = Rig()
+    root = rig.agent(1, None, "a")
+    root.trace_state = "ot=th:8"  # sampled with probability 1/2: stands for two runs
+    rig.send([rig.chat(1, root), root])
+    rig.runs.drain()
+    assert rig.histogram("agent_invocation_llm_calls", "a", "own") == (2, 2)
