@@ -61,6 +61,8 @@ class Span:
     #: the parent span is in another process (OTLP ``Span.flags``: the context-has-is-remote and
     #: context-is-remote bits): this span is a local root of its trace
     parent_remote: bool = False
+    #: when the first chunk of a streamed response arrived (OpenInference's first-token event), or 0
+    first_token_ns: int = 0
 
     @property
     def duration_s(self) -> float:

@@ -74,6 +74,10 @@ class Translator:
         self._tokens = f["agent_tokens_total"]
         self._cost = f["agent_llm_cost_usd_total"]
         self._unpriced = f["agent_llm_unpriced_calls_total"]
+        self._streaming = f["agent_llm_streaming_calls_total"]
+        self._ttft = f["agent_llm_time_to_first_token_seconds"]
+        self._tpot = f["agent_llm_time_per_output_token_seconds"]
+        self._finish_reasons = f["agent_llm_finish_reasons_total"]
         #: prices LLM calls that report usage but no cost; None: such calls stay unpriced (set by the App)
         self.pricing: Pricing | None = None
         self._tool_calls = f["agent_tool_calls_total"]
@@ -205,6 +209,14 @@ class Translator:
                     self._unpriced.inc((c.provider, c.model), w)
             if cost:
                 self._cost.inc(labels, cost * w)
+            if c.streaming:
+                self._streaming.inc(labels, w)
+                if c.ttft is not None:
+                    self._ttft.observe(labels, c.ttft, exemplar, w)
+                if c.tpot is not None:
+                    self._tpot.observe(labels, c.tpot, None, w)
+            for reason in c.finish_reasons:
+                self._finish_reasons.inc((*labels, reason), w)
             if not c.ok:
                 self._errors.inc((agent, "llm", c.error_type), w)
         elif kind is AGENT:

@@ -38,6 +38,7 @@ _TOOL_NAME_KEYS, _MODEL_KEYS, _PROVIDER_KEYS = P.TOOL_NAME_KEYS, P.MODEL_KEYS, P
 _TOKEN_KEYS = tuple(P.TOKEN_KEYS.items())
 _COST_KEYS, _LLM_OPERATIONS, _SERVICE_NAME = P.COST_KEYS, P.LLM_OPERATIONS, P.SERVICE_NAME
 _NOT_LLM_CALLS = P.NOT_LLM_CALLS
+_STREAM_AND_FINISH_KEYS = frozenset((*P.STREAMING_KEYS, *P.TTFT_KEYS, *P.TPOT_KEYS, *P.FINISH_REASON_KEYS))
 
 
 @dataclass(slots=True)
@@ -75,6 +76,12 @@ class Classified:
     #: invocation the agent of that run (the call graph's caller)
     invocation: bytes | None = None
     caller: str | None = None
+    #: LLM calls: streamed (None: not said), time to the first chunk and mean time per output chunk in
+    #: seconds (None: not reported, or not streamed), and the finish reasons reported (distinct)
+    streaming: bool | None = None
+    ttft: float | None = None
+    tpot: float | None = None
+    finish_reasons: tuple[str, ...] = ()
 
 
 def _first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str | None:
@@ -255,4 +262,51 @@ def classify(span: Span) -> Classified:
             if key in attrs:
                 out.cost = _amount(attrs[key])
                 break
+        if not attrs.keys().isdisjoint(_STREAM_AND_FINISH_KEYS) or span.first_token_ns:
+            _stream_and_finish(span, attrs, out)
     return out
+
+
+def _stream_and_finish(span: Span, attrs: dict[str, Any], out: Classified) -> None:
+    """Streaming, time to first token, time per output token and finish reasons of an LLM call.
+
+    Times are read only for a streamed call: a span that says it was not streamed (OpenLIT writes
+    its whole duration as the time to first token then) has none. A time without a streaming flag
+    (Strands, OTel GenAI's ``gen_ai.response.time_to_first_chunk``, OpenInference's first-token
+    event) says the call was streamed."""
+    streaming = None
+    for key in P.STREAMING_KEYS:
+        flag = attrs.get(key)
+        if flag.__class__ is bool:
+            streaming = flag
+            break
+    if streaming is not False:
+        ttft = None
+        for key in P.TTFT_KEYS:
+            if key in attrs:
+                ttft = _amount(attrs[key])
+                if ttft is not None and key == P.TTFT_KEYS[1] and span.scope_name in P.TTFT_MILLISECONDS_SCOPES:
+                    ttft /= 1000.0
+                break
+        if ttft is None and span.first_token_ns >= span.start_ns > 0:
+            ttft = (span.first_token_ns - span.start_ns) / 1e9
+        for key in P.TPOT_KEYS:
+            if key in attrs:
+                tpot = _amount(attrs[key])
+                out.tpot = tpot if tpot else None  # OpenLIT writes 0 when it measured nothing
+                break
+        out.ttft = ttft
+        if streaming is None and ttft is not None:
+            streaming = True
+    out.streaming = streaming
+    reasons: list[str] = []
+    for key in P.FINISH_REASON_KEYS:
+        value = attrs.get(key)
+        if value is None:
+            continue
+        for reason in (value,) if value.__class__ is str else value if value.__class__ is tuple else ():
+            if reason and reason.__class__ is str and reason not in reasons:
+                reasons.append(reason)
+        if reasons:
+            break
+    out.finish_reasons = tuple(reasons)

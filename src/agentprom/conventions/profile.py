@@ -200,6 +200,25 @@ SESSION_KEYS = (
     "traceloop.association.properties.session_id",
 )
 
+# --- Streaming and finish reasons (LLM-call spans) -----------------------------------------
+
+#: whether the request was streamed (a bool): OTel GenAI, OpenLIT's older spelling, OpenLLMetry
+STREAMING_KEYS = ("gen_ai.request.stream", "gen_ai.request.is_stream", "llm.is_streaming", "gen_ai.is_streaming")
+#: time to the first chunk or token, in seconds: OTel GenAI's span attribute, then the one OpenLIT
+#: and Strands write under the server metric's name (Strands in milliseconds: TTFT_MILLISECONDS_SCOPES)
+TTFT_KEYS = ("gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token")
+#: instrumentation scopes that write ``gen_ai.server.time_to_first_token`` in milliseconds
+TTFT_MILLISECONDS_SCOPES = frozenset({"strands.telemetry.tracer"})
+#: OpenInference marks the first streamed chunk with a span event of this name (no attributes)
+FIRST_TOKEN_EVENT = "First Token Stream Event"
+#: mean time between output chunks or tokens, in seconds (OpenLIT)
+TPOT_KEYS = ("gen_ai.server.time_per_output_token",)
+#: why the model stopped: OTel GenAI (a string array), OpenInference, OpenLLMetry's first completion
+FINISH_REASON_KEYS = ("gen_ai.response.finish_reasons", "llm.finish_reason", "gen_ai.completion.0.finish_reason")
+#: attributes whose array values the decoders keep (as a tuple of at most ``MAX_ARRAY_STRINGS`` strings)
+STRING_ARRAY_KEYS = frozenset({"gen_ai.response.finish_reasons"})
+MAX_ARRAY_STRINGS = 16
+
 #: agentprom's own span attributes (documented in docs/conventions.md).
 OWN_PREFIX = "agent."
 OWN_SESSION_ID = "agent.session.id"
@@ -241,6 +260,10 @@ def _wanted_keys() -> frozenset[str]:
         *COST_KEYS,
         *SESSION_KEYS,
         HTTP_RESEND_COUNT,
+        *STREAMING_KEYS,
+        *TTFT_KEYS,
+        *TPOT_KEYS,
+        *FINISH_REASON_KEYS,
     }
     for spellings in TOKEN_KEYS.values():
         keys.update(spellings)

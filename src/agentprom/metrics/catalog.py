@@ -34,6 +34,11 @@ CALL_DURATION_BUCKETS = doubling(0.01, 14)
 TOKEN_USAGE_BUCKETS = tuple(float(4**i) for i in range(14))
 #: the OTel Collector spanmetrics connector's default buckets (2 ms .. 15 s), in seconds
 SPAN_DURATION_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.4, 2.0, 5.0, 10.0, 15.0)
+#: seconds to the first token: the OTel GenAI ``gen_ai.server.time_to_first_token`` buckets
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+#: seconds per output token: the OTel GenAI ``gen_ai.server.time_per_output_token`` buckets, with three
+#: below 10 ms (chunks of fast models come that quickly)
+TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 #: calls per run: 1 .. 512, powers of 2 (the OTel GenAI ``gen_ai.invoke_agent.tool_calls`` buckets, extended
 #: so that a run that loops shows where it stops)
 RUN_CALL_BUCKETS = doubling(1, 10)
@@ -109,6 +114,30 @@ CATALOG: tuple[MetricSpec, ...] = (
         "LLM calls with token usage but no cost: the span reports none and the price table has no entry for "
         "the model (or pricing is off). Their cost is missing from agent_llm_cost_usd_total.",
         ("provider", "model"), group="llm",
+    ),
+    MetricSpec(
+        "agent_llm_streaming_calls_total", COUNTER,
+        "LLM calls that streamed their response (gen_ai.request.stream, llm.is_streaming, or a reported time to "
+        "first token).",
+        ("agent", "provider", "model"), group="llm",
+    ),
+    MetricSpec(
+        "agent_llm_time_to_first_token_seconds", HISTOGRAM,
+        "Time from a streamed LLM request to its first chunk (gen_ai.response.time_to_first_chunk, "
+        "gen_ai.server.time_to_first_token, OpenInference's first-token event).",
+        ("agent", "provider", "model"), TTFT_BUCKETS, group="llm",
+    ),
+    MetricSpec(
+        "agent_llm_time_per_output_token_seconds", HISTOGRAM,
+        "Mean time between output chunks or tokens of a streamed LLM call (gen_ai.server.time_per_output_token).",
+        ("agent", "provider", "model"), TPOT_BUCKETS, group="llm",
+    ),
+    MetricSpec(
+        "agent_llm_finish_reasons_total", COUNTER,
+        "LLM calls by the reason the model stopped, as the provider reports it (stop, length, max_tokens, "
+        "tool_calls, content_filter, ...; length and max_tokens are token-limit hits). A call reporting several "
+        "choices counts once per distinct reason.",
+        ("agent", "provider", "model", "reason"), group="llm",
     ),
     # --- tools ---------------------------------------------------------------
     MetricSpec(

@@ -19,7 +19,10 @@ from google.protobuf.message import DecodeError as _PbDecodeError
 from agentprom.conventions.profile import (
     EXCEPTION_EVENT,
     EXCEPTION_TYPE,
+    FIRST_TOKEN_EVENT,
+    MAX_ARRAY_STRINGS,
     OWN_PREFIX,
+    STRING_ARRAY_KEYS,
     WANTED_KEYS,
     WANTED_RESOURCE_KEYS,
 )
@@ -114,6 +117,16 @@ def any_value(value: Any) -> Any:
     if which == "bytes_value":
         return value.bytes_value.hex()
     return None
+
+
+def string_array(value: Any, limit: int) -> tuple[str, ...] | None:
+    """The string items of an array ``AnyValue`` (at most ``MAX_ARRAY_STRINGS``, each bounded), for the
+    few attributes that are arrays (``STRING_ARRAY_KEYS``); None when it is not an array."""
+    if value.WhichOneof("value") != "array_value":
+        return None
+    items = value.array_value.values
+    return tuple(bounded_text(item.string_value, limit) for item in items[:MAX_ARRAY_STRINGS]
+                 if item.WhichOneof("value") == "string_value")
 
 
 class KeyFilter:
@@ -217,10 +230,13 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_
                         attrs[key] = text if len(text) <= short else bounded_text(text, limit)
                     elif value.WhichOneof("value") == "int_value":  # token counts: the next most common
                         attrs[key] = value.int_value
+                    elif key in STRING_ARRAY_KEYS:
+                        attrs[key] = string_array(value, limit)
                     else:
                         attrs[key] = any_value(value)
                 exception_type = None
                 own_events = None
+                first_token = 0
                 events = s.events
                 if events and len(events) > max_events:
                     raise too_many_items("a span's events", max_events)
@@ -231,6 +247,9 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_
                             if kv.key == EXCEPTION_TYPE:
                                 exception_type = bounded_text(str(any_value(kv.value) or ""), limit) or None
                                 break
+                    elif name == FIRST_TOKEN_EVENT:
+                        if not first_token:
+                            first_token = event.time_unix_nano
                     elif name.startswith(own):
                         # agentprom's own span events (checkpoints, context resets, ...)
                         if own_events is None:
@@ -255,7 +274,7 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_
                     spans_out.append(span_type(
                         trace_id, span_id, s.parent_span_id, name, s.kind, start, end, s.status.code,
                         attrs, resource, exception_type, s.trace_state, scope_name, own_events or (),
-                        s.flags & _PARENT_REMOTE == _PARENT_REMOTE,
+                        s.flags & _PARENT_REMOTE == _PARENT_REMOTE, first_token,
                     ))
                     continue
                 rejected[reason] = rejected.get(reason, 0) + 1

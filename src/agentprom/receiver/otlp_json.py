@@ -22,7 +22,10 @@ from typing import Any
 from agentprom.conventions.profile import (
     EXCEPTION_EVENT,
     EXCEPTION_TYPE,
+    FIRST_TOKEN_EVENT,
+    MAX_ARRAY_STRINGS,
     OWN_PREFIX,
+    STRING_ARRAY_KEYS,
     WANTED_KEYS,
     WANTED_RESOURCE_KEYS,
 )
@@ -155,9 +158,29 @@ def _attributes(items: Any, path: str, keep, max_bytes: int = DEFAULT_MAX_STRING
         kv = _obj(kv, kv_path)
         key = _str(kv.get("key"), kv_path + ".key")
         if keep(key):
+            if key in STRING_ARRAY_KEYS:
+                out[key] = _string_array(kv.get("value"), kv_path + ".value", max_bytes)
+                continue
             value = any_value(kv.get("value"), kv_path + ".value")
             out[key] = bounded_text(value, max_bytes) if value.__class__ is str else value
     return out
+
+
+def _string_array(value: Any, path: str, max_bytes: int) -> Any:
+    """An array attribute's string items (at most ``MAX_ARRAY_STRINGS``, each bounded), or the value
+    as ``any_value`` reads it when it is not an array."""
+    value = _obj(value, path)
+    if "arrayValue" not in value:
+        found = any_value(value, path)
+        return bounded_text(found, max_bytes) if found.__class__ is str else found
+    array = _obj(value["arrayValue"], path + ".arrayValue")
+    out = []
+    for i, item in enumerate(_list(array.get("values"), path + ".arrayValue.values")[:MAX_ARRAY_STRINGS]):
+        item = _obj(item, f"{path}.arrayValue.values[{i}]")
+        if "stringValue" in item:
+            out.append(bounded_text(_str(item["stringValue"], f"{path}.arrayValue.values[{i}].stringValue"),
+                                   max_bytes))
+    return tuple(out)
 
 
 def _span_key_filter(wanted: frozenset[str]):
@@ -237,6 +260,7 @@ def _decode_traces(root: dict[str, Any], wanted: frozenset[str], max_spans: int,
 def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: str, keep_span_key,
           limit: int) -> Span:
     exception_type = None
+    first_token = 0
     own_events: list[tuple[str, int, dict[str, Any]]] = []
     for e, event in enumerate(_list(s.get("events"), path + ".events")):
         epath = f"{path}.events[{e}]"
@@ -245,6 +269,9 @@ def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: st
         if name == EXCEPTION_EVENT and exception_type is None:
             attrs = _attributes(event.get("attributes"), epath + ".attributes", lambda k: k == EXCEPTION_TYPE, limit)
             exception_type = str(attrs.get(EXCEPTION_TYPE) or "") or None
+        elif name == FIRST_TOKEN_EVENT:
+            if not first_token:
+                first_token = _int(event.get("timeUnixNano"), epath + ".timeUnixNano")
         elif name.startswith(OWN_PREFIX):
             own_events.append(
                 (
@@ -271,4 +298,5 @@ def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: st
         events=own_events or (),
         parent_remote=_int(s.get("flags"), path + ".flags", 0, 2**32 - 1) & SPAN_FLAGS_PARENT_REMOTE
         == SPAN_FLAGS_PARENT_REMOTE,
+        first_token_ns=first_token,
     )
