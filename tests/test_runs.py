@@ -54,9 +54,9 @@ class Rig:
     def send(self, spans: list[Span]) -> None:
         self.translator.consume(Batch(spans=spans), "grpc")
 
-    def histogram(self, name: str, agent: str, scope: str) -> tuple[float, float]:
-        """(count, sum) of a fan-out histogram's series."""
-        series = self.store[name].series.get((agent, scope))
+    def histogram(self, name: str, agent: str, scope: str | None) -> tuple[float, float]:
+        """(count, sum) of a fan-out histogram's series (``scope`` None: a family without that label)."""
+        series = self.store[name].series.get((agent, scope) if scope is not None else (agent,))
         return (0, 0) if series is None else (sum(series.counts), series.sum)
 
 
@@ -111,6 +111,8 @@ def test_fan_out_per_run_own_and_with_sub_agents_after_the_grace():
     assert rig.histogram("agent_invocation_tokens", "orchestrator", "own") == (1, 60)
     assert rig.histogram("agent_invocation_tokens", "orchestrator", "all") == (1, 302)
     assert rig.histogram("agent_invocation_cost_usd", "orchestrator", "all")[1] == pytest.approx(0.75 + 0.5 + 0.5 + 1.0)
+    # no loop-cycle spans here: a run's cycles are its own LLM calls
+    assert rig.histogram("agent_invocation_cycles", "orchestrator", None) == (1, 3)
     assert not rig.runs.tallies and not rig.runs.closed
 
 

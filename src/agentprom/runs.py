@@ -8,6 +8,9 @@ the run's own agent span is settled, the run is *closed*; it is observed ``grace
 (``expire``, periodic), so that calls which arrive just after their run's span (exporters that send
 parents first, a remote sub-agent's batch) are still in it:
 
+* ``agent_invocation_cycles``: the run's reasoning cycles, i.e. its framework's loop-cycle spans
+  (``LOOP_CYCLE_OPERATIONS``: Strands' ``execute_event_loop_cycle``) where there are any, else its own
+  LLM calls (one model turn per cycle).
 * ``scope="own"``: the run's own calls; ``scope="all"``: with those of every sub-agent run below it.
   A sub-agent's run closes before its caller's (it ends first), so its ``all`` tally is added to
   its caller's when it is observed.
@@ -26,14 +29,17 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from agentprom.clock import Clock
+from agentprom.conventions import profile as P
 from agentprom.context.resolved import Resolved
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind
 
-LLM, TOOL, AGENT = Kind.LLM, Kind.TOOL, Kind.AGENT
+LLM, TOOL, AGENT, OTHER = Kind.LLM, Kind.TOOL, Kind.AGENT, Kind.OTHER
 OWN, ALL = "own", "all"
-#: a tally: own LLM calls, tool calls, tokens, cost; then the same with sub-agents (indexes + 4)
-_EMPTY = (0, 0, 0, 0.0, 0, 0, 0, 0.0)
+#: a tally: own LLM calls, tool calls, tokens, cost; then the same with sub-agents (indexes + 4); then
+#: the run's own loop-cycle spans
+_EMPTY = (0, 0, 0, 0.0, 0, 0, 0, 0.0, 0)
+_OPERATION = P.GENAI_OPERATION
 
 
 class Runs:
@@ -54,13 +60,21 @@ class Runs:
         self._tools = f["agent_invocation_tool_calls"]
         self._tokens = f["agent_invocation_tokens"]
         self._cost = f["agent_invocation_cost_usd"]
+        self._cycles = f["agent_invocation_cycles"]
         self._missed = f["agentprom_fanout_missed_total"]
 
     def on_resolved(self, resolved: Resolved) -> None:
         """Tally the settled calls and close the settled runs."""
+        cycles = P.LOOP_CYCLE_OPERATIONS
         for span, c in zip(resolved.settled_spans, resolved.settled):
             kind = c.kind
-            if not c.counted or (kind is not LLM and kind is not TOOL and kind is not AGENT):
+            if kind is OTHER:
+                if c.invocation is not None and span.attributes.get(_OPERATION) in cycles:
+                    tally = self._tally((span.trace_id, c.invocation), 0)
+                    if tally is not None:
+                        tally[8] += 1
+                continue
+            if not c.counted:
                 continue
             if kind is AGENT:
                 key = (span.trace_id, span.span_id)
@@ -127,13 +141,15 @@ class Runs:
     def _observe(self, key: tuple[bytes, bytes]) -> None:
         _due, agent, caller, weight, _end = self.closed.pop(key)
         tally = self.tallies.pop(key, None) or list(_EMPTY)
-        llm, tools, tokens, cost, llm_all, tools_all, tokens_all, cost_all = tally
+        llm, tools, tokens, cost, llm_all, tools_all, tokens_all, cost_all, cycles = tally
         for scope, values in ((OWN, (llm, tools, tokens, cost)), (ALL, (llm_all, tools_all, tokens_all, cost_all))):
             labels = (agent, scope)
             self._llm.observe(labels, values[0], None, weight)
             self._tools.observe(labels, values[1], None, weight)
             self._tokens.observe(labels, values[2], None, weight)
             self._cost.observe(labels, values[3], None, weight)
+        # reasoning cycles: the framework's loop-cycle spans where it has them, else the run's LLM calls
+        self._cycles.observe((agent,), cycles or llm, None, weight)
         if caller is not None:  # the sub-agent's whole run is part of its caller's
             above = self._tally(caller, llm_all + tools_all)
             if above is not None:

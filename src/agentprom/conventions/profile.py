@@ -219,6 +219,9 @@ FINISH_REASON_KEYS = ("gen_ai.response.finish_reasons", "llm.finish_reason", "ge
 STRING_ARRAY_KEYS = frozenset({"gen_ai.response.finish_reasons"})
 MAX_ARRAY_STRINGS = 16
 
+#: ``gen_ai.operation.name`` of a framework's agent-loop cycle span (one reasoning cycle of a run)
+LOOP_CYCLE_OPERATIONS = frozenset({"execute_event_loop_cycle"})
+
 #: agentprom's own span attributes (documented in docs/conventions.md).
 OWN_PREFIX = "agent."
 OWN_SESSION_ID = "agent.session.id"

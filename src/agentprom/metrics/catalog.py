@@ -180,6 +180,12 @@ CATALOG: tuple[MetricSpec, ...] = (
         ("agent", "scope"), RUN_CALL_BUCKETS,
     ),
     MetricSpec(
+        "agent_invocation_cycles", HISTOGRAM,
+        "Reasoning cycles per agent invocation: the framework's loop-cycle spans where it has them (Strands' "
+        "execute_event_loop_cycle), else the run's own LLM calls.",
+        ("agent",), RUN_CALL_BUCKETS,
+    ),
+    MetricSpec(
         "agent_invocation_tool_calls", HISTOGRAM,
         "Tool calls per agent invocation (scope as agent_invocation_llm_calls).",
         ("agent", "scope"), RUN_CALL_BUCKETS,
@@ -234,6 +240,12 @@ CATALOG: tuple[MetricSpec, ...] = (
         "agent_recoveries_total", COUNTER,
         "Failed tool or LLM calls followed, in the same session, by a successful call of the same tool or model.",
         ("agent", "component"), group="sessions",
+    ),
+    MetricSpec(
+        "agent_session_model_switches_total", COUNTER,
+        "LLM calls of a session that asked for another model than the session's previous LLM call (request "
+        "model), in the order the calls ended.",
+        ("agent",), group="sessions",
     ),
     MetricSpec(
         "agent_tool_retries_total", COUNTER,

@@ -188,6 +188,7 @@ def session_metrics(s: Session, tracker: SessionTracker) -> dict[str, Any]:
         "total_phases": s.phase_count,
         "total_errors": s.errors,
         "total_recoveries": s.recoveries,
+        "model_switches": s.model_switches,
         "mean_tool_latency": mean_latency_ms,
         "completion_success_rate": completion_success_rate([s]),
         "continuity_score": score,

@@ -88,6 +88,7 @@ class SessionBook:
         self._m_phases = f["agent_phases_total"]
         self._m_phase_duration = f["agent_phase_duration_seconds"]
         self._m_recoveries = f["agent_recoveries_total"]
+        self._m_model_switches = f["agent_session_model_switches_total"]
         self._m_retries = f["agent_tool_retries_total"]
         self._m_checkpoints = f["agent_checkpoints_total"]
         self._m_resets = f["agent_context_resets_total"]
@@ -186,6 +187,11 @@ class SessionBook:
     def _add_call(self, s: Session, call: Call, phase: Phase | None, final: bool) -> None:
         count_call(s, call, self._max_calls)
         component = "tool" if call.kind == TOOL_CALL else "llm"
+        if component == "llm" and call.name:
+            if s.last_model is not None and call.name != s.last_model:
+                s.model_switches += 1
+                self._m_model_switches.inc((call.agent,))
+            s.last_model = call.name
         if call.attempt > 1:
             self._m_retries.inc((call.agent, call.name if call.kind == TOOL_CALL else "llm:" + call.name))
         if s.status == ACTIVE:

@@ -172,6 +172,9 @@ class Session:
     output_tokens: int = 0
     cached_tokens: int = 0
     cost: float = 0.0
+    #: the model the latest LLM call asked for, and how often it changed between two calls
+    last_model: str | None = None
+    model_switches: int = 0
 
     continuity_score: float | None = None
     continuity_components: dict[str, float] | None = None

@@ -304,5 +304,5 @@ MERGED_COUNTS = (
     "tool_calls", "tool_errors", "tool_latency_ms", "llm_calls", "llm_errors", "recoveries", "retries",
     "escalations", "phase_count", "phases_completed", "checkpoints", "context_resets", "execution_resets",
     "memory_reads", "memory_writes", "utilization_observations", "utilization_within", "input_tokens",
-    "output_tokens", "cached_tokens", "cost", "calls_dropped", "phases_dropped",
+    "output_tokens", "cached_tokens", "cost", "calls_dropped", "phases_dropped", "model_switches",
 )
