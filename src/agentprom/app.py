@@ -29,6 +29,7 @@ from agentprom.context.scope import PhaseRules
 from agentprom.context.stage import TraceContext
 from agentprom.conventions.profile import WANTED_KEYS, WANTED_RESOURCE_KEYS
 from agentprom.dimensions import with_dimensions
+from agentprom.guardrails import Guardrails
 from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.catalog import COUNTER, MetricSpec, active_catalog, all_exposed_names
 from agentprom.metrics.series_store import SeriesStore, StoreLimits
@@ -162,6 +163,7 @@ class App:
         attribution = config.attribution
         self.runs = Runs(self.store, self.clock, attribution.run_grace_seconds, attribution.max_open_runs)
         self.translator.listeners.append(self.errors.contain("runs", self.runs.on_resolved))
+        self.translator.listeners.append(self.errors.contain("guardrails", Guardrails(self.store).on_resolved))
         #: called every HOUSEKEEPING_SECONDS on the event loop (must not block)
         self.periodic: list[Callable[[], None]] = [self.store.expire, self.translator.expire, self.runs.expire]
         #: name -> "host:port" actually bound (port 0 resolved)

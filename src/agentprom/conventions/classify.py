@@ -38,6 +38,9 @@ _TOOL_NAME_KEYS, _MODEL_KEYS, _PROVIDER_KEYS = P.TOOL_NAME_KEYS, P.MODEL_KEYS, P
 _TOKEN_KEYS = tuple(P.TOKEN_KEYS.items())
 _COST_KEYS, _LLM_OPERATIONS, _SERVICE_NAME = P.COST_KEYS, P.LLM_OPERATIONS, P.SERVICE_NAME
 _NOT_LLM_CALLS = P.NOT_LLM_CALLS
+_GUARDRAIL_KEYS = P.GUARDRAIL_KEYS
+#: what ``span_kind`` returns as the operation of a guardrail span
+_GUARDRAIL = P.GUARDRAIL_OPERATION
 _STREAM_AND_FINISH_KEYS = frozenset((*P.STREAMING_KEYS, *P.TTFT_KEYS, *P.TPOT_KEYS, *P.FINISH_REASON_KEYS))
 
 
@@ -82,6 +85,9 @@ class Classified:
     ttft: float | None = None
     tpot: float | None = None
     finish_reasons: tuple[str, ...] = ()
+    #: a guardrail check (kind other): the guardrail's name and its verdict (guardrails.py counts them)
+    guardrail: str | None = None
+    outcome: str = ""
 
 
 def _first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str | None:
@@ -130,7 +136,8 @@ token_count, cost_amount = _count, _amount
 
 
 def span_kind(attrs: dict[str, Any]) -> tuple[Kind, str]:
-    """Return the span's kind and, for LLM calls, its ``operation`` label."""
+    """Return the span's kind and, for LLM calls, its ``operation`` label (``apply_guardrail`` for a
+    guardrail check, which is of kind other)."""
     tl = attrs.get(_TRACELOOP_SPAN_KIND)
     if tl is not None:
         kind = _TRACELOOP_KINDS.get(tl)
@@ -146,7 +153,7 @@ def span_kind(attrs: dict[str, Any]) -> tuple[Kind, str]:
         op = _GENAI_OPERATION_ALIASES.get(op, op)
         kind = _GENAI_OPERATIONS.get(op)
         if kind is not None:
-            return kind, op if kind is _LLM else ""
+            return kind, op if kind is _LLM or op == _GUARDRAIL else ""
         if _looks_like_llm(attrs):
             return _LLM, "other"
     if attrs.get(P.MCP_METHOD) == P.MCP_TOOL_CALL:
@@ -232,6 +239,10 @@ def classify(span: Span) -> Classified:
             named = False
 
     out = Classified(kind, agent, ok, "" if ok else error_type(span), named)  # positional: the hot path
+    if kind is _OTHER:
+        if operation == _GUARDRAIL or not attrs.keys().isdisjoint(_GUARDRAIL_KEYS):
+            _guardrail(span, attrs, out)
+        return out
     # each name read as _first_str would, with the usual case (a string under the first key) inline
     if kind is _TOOL:
         tool = attrs.get(_TOOL_KEY)
@@ -265,6 +276,18 @@ def classify(span: Span) -> Classified:
         if not attrs.keys().isdisjoint(_STREAM_AND_FINISH_KEYS) or span.first_token_ns:
             _stream_and_finish(span, attrs, out)
     return out
+
+
+def _guardrail(span: Span, attrs: dict[str, Any], out: Classified) -> None:
+    """A guardrail check's name (its attribute, else the span name without the operation) and verdict
+    (its attribute as written; else ``error`` for a failed span, ``unknown`` otherwise: OpenInference
+    records no verdict)."""
+    name = _first_str(attrs, P.GUARDRAIL_NAME_KEYS)
+    if name is None:
+        name = span.name.removeprefix(P.GUARDRAIL_OPERATION).strip() or span.name or UNKNOWN
+    out.guardrail = name
+    outcome = _first_str(attrs, P.GUARDRAIL_OUTCOME_KEYS)
+    out.outcome = outcome if outcome is not None else "unknown" if out.ok else "error"
 
 
 def _stream_and_finish(span: Span, attrs: dict[str, Any], out: Classified) -> None:

@@ -34,9 +34,10 @@ OPENINFERENCE_KINDS: dict[str, Kind] = {
     "TOOL": Kind.TOOL,
     "LLM": Kind.LLM,
     "EMBEDDING": Kind.LLM,
+    "GUARDRAIL": Kind.OTHER,
 }
-#: The ``operation`` label for OpenInference LLM-like kinds.
-OPENINFERENCE_OPERATIONS: dict[str, str] = {"LLM": "chat", "EMBEDDING": "embeddings"}
+#: The ``operation`` label for OpenInference LLM-like kinds (and the guardrail operation, below).
+OPENINFERENCE_OPERATIONS: dict[str, str] = {"LLM": "chat", "EMBEDDING": "embeddings", "GUARDRAIL": "apply_guardrail"}
 
 #: OTel GenAI ``gen_ai.operation.name`` values and what they are.
 GENAI_OPERATION = "gen_ai.operation.name"
@@ -46,6 +47,7 @@ GENAI_OPERATIONS: dict[str, Kind] = {
     "invoke_agent": Kind.AGENT,
     "invoke_workflow": Kind.OTHER,
     "create_agent": Kind.OTHER,
+    "apply_guardrail": Kind.OTHER,  # a guardrail check (GUARDRAIL_OPERATION), never an LLM call
     "execute_tool": Kind.TOOL,
     "chat": Kind.LLM,
     "text_completion": Kind.LLM,
@@ -219,6 +221,18 @@ FINISH_REASON_KEYS = ("gen_ai.response.finish_reasons", "llm.finish_reason", "ge
 STRING_ARRAY_KEYS = frozenset({"gen_ai.response.finish_reasons"})
 MAX_ARRAY_STRINGS = 16
 
+# --- Guardrails ------------------------------------------------------------------------------
+
+#: a guardrail check span: OTel GenAI's proposed ``apply_guardrail`` operation (not yet a released
+#: convention), OpenInference's ``GUARDRAIL`` span kind, or a span carrying a guardrail name
+GUARDRAIL_OPERATION = "apply_guardrail"
+GUARDRAIL_SPAN_KIND = "GUARDRAIL"
+#: the guardrail's name: OpenLLMetry (traceloop-sdk guardrails), the OTel proposal; else the span name
+GUARDRAIL_NAME_KEYS = ("gen_ai.guardrail.name", "gen_ai.guardrail.component.name")
+#: the verdict, kept as the provider writes it (OpenLLMetry: PASSED / FAILED; the OTel proposal's result)
+GUARDRAIL_OUTCOME_KEYS = ("gen_ai.guardrail.status", "gen_ai.guardrail.result.type")
+GUARDRAIL_KEYS = frozenset((*GUARDRAIL_NAME_KEYS, *GUARDRAIL_OUTCOME_KEYS))
+
 #: ``gen_ai.operation.name`` of a framework's agent-loop cycle span (one reasoning cycle of a run)
 LOOP_CYCLE_OPERATIONS = frozenset({"execute_event_loop_cycle"})
 
@@ -267,6 +281,7 @@ def _wanted_keys() -> frozenset[str]:
         *TTFT_KEYS,
         *TPOT_KEYS,
         *FINISH_REASON_KEYS,
+        *GUARDRAIL_KEYS,
     }
     for spellings in TOKEN_KEYS.values():
         keys.update(spellings)

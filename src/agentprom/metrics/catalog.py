@@ -161,6 +161,19 @@ CATALOG: tuple[MetricSpec, ...] = (
         "Failed agent, LLM and tool spans by component and error type.",
         ("agent", "component", "error_type"),
     ),
+    # --- guardrails -------------------------------------------------------------
+    MetricSpec(
+        "agent_guardrail_checks_total", COUNTER,
+        "Guardrail checks (apply_guardrail, OpenInference GUARDRAIL, OpenLLMetry gen_ai.guardrail.* spans) by "
+        "the verdict the instrumentation reports (outcome, as written: PASSED, FAILED, ...; unknown when it "
+        "reports none, error when such a span failed).",
+        ("agent", "guardrail", "outcome"),
+    ),
+    MetricSpec(
+        "agent_guardrail_duration_seconds", HISTOGRAM,
+        "Duration of guardrail checks.",
+        ("agent", "guardrail"), CALL_DURATION_BUCKETS,
+    ),
     # --- runs: the call graph and per-run fan-out (trace context) -----------------
     MetricSpec(
         "agent_subagent_calls_total", COUNTER,
@@ -418,7 +431,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     _self("agentprom_internal_errors_total", COUNTER,
           "Failures inside the sidecar that were contained rather than passed to the caller, by component "
           "(pipeline: a batch's translation; listener: a span subscriber; sessions: session tracking of a span "
-          "or the end of a session; jsonl: a record the invocation log could not take). Each is logged; "
+          "or the end of a session; runs: the per-run fan-out of a span; guardrails: counting a guardrail check; "
+          "jsonl: a record the invocation log could not take). Each is logged; "
           "anything above zero is a bug worth reporting.", ("component",)),
     _self("agentprom_pricing_reloads_total", COUNTER,
           "Reloads of the price table (SIGHUP) by result: ok, or error (the table did not validate or could not "
