@@ -40,6 +40,8 @@ THRESHOLDS = {
     "agentprom:threshold:continuity_score_min": ("score 0-100", "lowest acceptable mean continuity score"),
     "agentprom:budget:tokens_per_hour": ("tokens per hour", "token budget of each agent (input plus output)"),
     "agentprom:budget:cost_usd_per_hour": ("USD per hour", "LLM cost budget of each agent"),
+    "agentprom:threshold:runs_over_fanout_limit": (
+        "runs per 15 minutes", "runs of more than 64 LLM calls (with sub-agents') that make a fan-out explosion"),
     "agentprom:threshold:spans_rejected_ratio": ("ratio", "share of received spans a sidecar rejects"),
     "agentprom:config:max_series_per_metric": (
         "series", "must equal the sidecar's store.max_series_per_metric (default 2000)"),
