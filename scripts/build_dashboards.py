@@ -70,9 +70,10 @@ class Panel:
     h: int = 8
     options: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
+    transformations: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
-        return {
+        out = {
             "type": self.type,
             "title": self.title,
             "description": self.description,
@@ -83,6 +84,9 @@ class Panel:
             "options": self.options,
             "targets": _with_refs(self.targets),
         }
+        if self.transformations:
+            out["transformations"] = self.transformations
+        return out
 
 
 def timeseries(title: str, description: str, targets: list[dict[str, Any]], unit: str = "short", *,
@@ -147,6 +151,17 @@ def table(title: str, description: str, expr: str, unit: str = "short", *, w: in
     """An instant query shown as a table, one row per series, sorted by value."""
     options = {"showHeader": True, "cellHeight": "sm", "sortBy": [{"displayName": "Value", "desc": True}]}
     return Panel("table", title, description, [q(expr, instant=True, fmt="table")], unit, w, h, options, {})
+
+
+def node_graph(title: str, description: str, nodes: str, edges: str, *, w: int = 24, h: int = 12) -> Panel:
+    """Grafana's node graph from two instant table queries: ``nodes`` must give each series an ``id``
+    (and a ``title``) label, ``edges`` an ``id``, ``source`` and ``target``; Grafana tells the edge frame
+    by its ``source`` field. Each value is shown as the node's or edge's main statistic."""
+    targets = [q(nodes, instant=True, fmt="table"), q(edges, instant=True, fmt="table")]
+    rename = {"id": "organize", "options": {"renameByName": {"Value": "mainstat", "Value #A": "mainstat",
+                                                               "Value #B": "mainstat"},
+                                            "excludeByName": {"Time": True}}}
+    return Panel("nodeGraph", title, description, targets, "short", w, h, {"nodes": {}, "edges": {}}, {}, [rename])
 
 
 @dataclass
@@ -553,6 +568,73 @@ def sidecar_health() -> Dashboard:
         items, time_from="now-3h", refresh="1m")
 
 
+def quality() -> Dashboard:
+    run = f'{AGENT}, scope="all"'
+    llm = f"rate(agent_llm_calls_total{{{MODEL}}}[{RATE}])"
+    items: list[Panel | Row] = [
+        Row("Streaming"),
+        timeseries("Time to first token p95 by model", "How long users wait for the first chunk of a streamed "
+                   "response; dots are exemplars (click through to the trace).",
+                   [q(quantile(0.95, "agent_llm_time_to_first_token_seconds", MODEL, "model"), "{{model}}",
+                      exemplar=True)], "s", w=8),
+        timeseries("Time per output token p50 by model", "Mean time between output chunks of streamed calls "
+                   "(instrumentations that report it: OpenLIT).",
+                   [q(quantile(0.5, "agent_llm_time_per_output_token_seconds", MODEL, "model"), "{{model}}")],
+                   "s", w=8),
+        timeseries("Streamed share of LLM calls", "LLM calls that streamed their response.",
+                   [q(ratio(f"sum by (model) (rate(agent_llm_streaming_calls_total{{{MODEL}}}[{RATE}]))",
+                            f"sum by (model) ({llm})"), "{{model}}")], "percentunit", maximum=1, w=8),
+        timeseries("Finish reasons per minute", "Why the model stopped, as the provider says it; length and "
+                   "max_tokens are token-limit hits (answers cut short).",
+                   [q(f"sum by (reason) (rate(agent_llm_finish_reasons_total{{{MODEL}}}[{RATE}])) * 60",
+                      "{{reason}}")], stack=True, bars=True, w=24),
+        Row("Guardrails"),
+        timeseries("Guardrail checks per minute by verdict", "Checks by guardrail and the verdict the "
+                   "instrumentation reports (FAILED, block, ...: interventions).",
+                   [q(f"sum by (guardrail, outcome) (rate(agent_guardrail_checks_total{{{AGENT}}}[{RATE}])) * 60",
+                      "{{guardrail}} {{outcome}}")], stack=True, w=12),
+        timeseries("Guardrail latency p95", "95th percentile duration of guardrail checks.",
+                   [q(quantile(0.95, "agent_guardrail_duration_seconds", AGENT, "guardrail"), "{{guardrail}}")],
+                   "s", w=12),
+        Row("Runs: fan-out per invocation (with sub-agents)"),
+        timeseries("LLM calls per run p95", "LLM calls of one agent invocation, its sub-agents' included: "
+                   "a rising line is an agent starting to loop.",
+                   [q(quantile(0.95, "agent_invocation_llm_calls", run, "agent"), "{{agent}}")], w=8),
+        timeseries("Tool calls per run p95", "Tool calls of one invocation, its sub-agents' included.",
+                   [q(quantile(0.95, "agent_invocation_tool_calls", run, "agent"), "{{agent}}")], w=8),
+        timeseries("Reasoning cycles per run p95", "Loop cycles of one invocation (framework cycle spans, else "
+                   "its own LLM calls).",
+                   [q(quantile(0.95, "agent_invocation_cycles", AGENT, "agent"), "{{agent}}")], w=8),
+        timeseries("Tokens per run p95", "Input plus output tokens of one invocation, sub-agents included.",
+                   [q(quantile(0.95, "agent_invocation_tokens", run, "agent"), "{{agent}}")], w=8),
+        timeseries("Cost per run p95", "US dollars of one invocation, sub-agents included.",
+                   [q(quantile(0.95, "agent_invocation_cost_usd", run, "agent"), "{{agent}}")], "currencyUSD", w=8),
+        timeseries("Runs above 64 LLM calls (15 min)", "What AgentRunFanOutHigh counts (recording rule).",
+                   [q(f"agent:agent_invocation_llm_calls_over_64:increase15m{{{AGENT}}}", "{{agent}}")],
+                   bars=True, w=8),
+        Row("Agent call graph"),
+        node_graph("Who calls whom", "Agents as nodes (invocations in the shown range), sub-agent invocations as "
+                   "edges from the calling agent's run (agent_subagent_calls_total).",
+                   "label_replace(label_replace(sum by (agent) (increase(agent_invocations_total"
+                   f'{{{AGENT}}}[$__range])), "id", "$1", "agent", "(.+)"), "title", "$1", "agent", "(.+)")',
+                   "label_replace(label_replace(label_join(sum by (agent, subagent) (increase("
+                   f'agent_subagent_calls_total{{{AGENT}}}[$__range])), "id", "->", "agent", "subagent"), '
+                   '"source", "$1", "agent", "(.+)"), "target", "$1", "subagent", "(.+)")'),
+        timeseries("Sub-agent calls per minute", "Invocations of each sub-agent by each calling agent, by outcome.",
+                   [q(f"sum by (agent, subagent, status) (rate(agent_subagent_calls_total{{{AGENT}}}[{RATE}])) * 60",
+                      "{{agent}} -> {{subagent}} {{status}}")], stack=True, w=12),
+        timeseries("Sub-agent duration p95", "How long the sub-agent runs take, by caller and callee.",
+                   [q(quantile(0.95, "agent_subagent_duration_seconds", AGENT, "agent, subagent"),
+                      "{{agent}} -> {{subagent}}")], "s", w=12),
+    ]
+    return Dashboard(
+        "agentprom-quality", "agentprom / Quality",
+        "How good and how costly the agents' runs are: streaming latency, finish reasons, guardrail verdicts, "
+        "per-run fan-out and the agent call graph.",
+        [agent_var("agent_invocations_total"), MODEL_VAR],
+        items, time_from="now-6h", refresh="1m")
+
+
 #: the configured extra dimension shown (a label name: the queries group by it)
 DIMENSION = "$dimension"
 #: the series of the chosen agents that carry the chosen dimension (a family without it has none)
@@ -617,6 +699,7 @@ DASHBOARDS = {
     "agentprom-sessions.json": sessions,
     "agentprom-sidecar-health.json": sidecar_health,
     "agentprom-dimensions.json": spend_by_dimension,
+    "agentprom-quality.json": quality,
 }
 
 
