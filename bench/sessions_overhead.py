@@ -37,7 +37,9 @@ from agentprom.clock import ManualClock  # noqa: E402
 from agentprom.context.stage import TraceContext  # noqa: E402
 from agentprom.config.loader import validate  # noqa: E402
 from agentprom.metrics.series_store import SeriesStore  # noqa: E402
+from agentprom.guardrails import Guardrails  # noqa: E402
 from agentprom.model import Span  # noqa: E402
+from agentprom.runs import Runs  # noqa: E402
 from agentprom.sessions.tracker import SessionTracker  # noqa: E402
 from agentprom.sinks.jsonl import JsonlWriter  # noqa: E402
 from agentprom.translator import Translator  # noqa: E402
@@ -93,6 +95,12 @@ def run(spans: list[Span], mode: str, directory: str) -> float:
             sink = JsonlWriter(directory, 1 << 30, 1, len(spans) * 2).append
         tracker = SessionTracker(store, config.sessions, clock, sink=sink)
         translator.listeners.append(tracker.on_resolved)  # as the App subscribes it
+    if context is not None and mode != "context":
+        # the other listeners of the default configuration, as the App subscribes them
+        attribution = config.attribution
+        translator.listeners.append(Runs(store, clock, attribution.run_grace_seconds,
+                                         attribution.max_open_runs).on_resolved)
+        translator.listeners.append(Guardrails(store).on_resolved)
     feed = translator.spans
     gc.collect()  # what earlier runs left is not this run's cost
     began = time.process_time()

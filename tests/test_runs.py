@@ -151,10 +151,13 @@ def test_the_open_runs_are_bounded_and_what_is_dropped_is_counted():
     for trace in range(1, 6):  # five runs closed, none observed yet: the oldest are observed early
         root = rig.agent(trace, None, "a")
         rig.send([rig.chat(trace, root), root])
-    assert len(rig.runs.tallies) <= 3
+    assert len(rig.runs.tallies) <= 3 and len(rig.runs.closed) <= 3
     assert rig.histogram("agent_invocation_llm_calls", "a", "own")[0] >= 2
+    for trace in range(6, 12):  # runs without calls: they wait to be observed, bounded alike
+        rig.send([rig.agent(trace, None, "a")])
+    assert len(rig.runs.closed) <= 3
     rig.runs.drain()
-    assert rig.histogram("agent_invocation_llm_calls", "a", "own") == (5, 5)
+    assert rig.histogram("agent_invocation_llm_calls", "a", "own") == (11, 5)  # 11 runs, 5 LLM calls
 
 
 def test_calls_of_runs_forgotten_long_ago_are_dropped_at_the_bound_and_counted():

@@ -16,17 +16,15 @@ parents first, a remote sub-agent's batch) are still in it:
   its caller's when it is observed.
 * A run is observed once, with its agent span's sampling weight (a sampled trace stands for 1/p runs).
 * A call settled after its run was observed is not added anywhere: counted in
-  ``agentprom_fanout_missed_total{reason="late"}``. At most ``max_runs`` tallies are kept; past it
-  the oldest closed run is observed at once, or, when none is closed, the oldest tally is dropped
-  and its calls counted (``reason="overflow"``). Runs observed lately are remembered (as many
+  ``agentprom_fanout_missed_total{reason="late"}``. At most ``max_runs`` runs wait to be observed
+  and ``max_runs`` tallies are kept; past either, the oldest closed run is observed at once, or,
+  when none is closed, the oldest tally is dropped and its calls counted (``reason="overflow"``). Runs observed lately are remembered (as many
   again) to tell a late call from a new run.
 
 Concurrency: owned by the event loop; no method awaits. Time comes from the injected clock.
 """
 
 from __future__ import annotations
-
-from collections import OrderedDict
 
 from agentprom.clock import Clock
 from agentprom.conventions import profile as P
@@ -36,8 +34,8 @@ from agentprom.model import Kind
 
 LLM, TOOL, AGENT, OTHER = Kind.LLM, Kind.TOOL, Kind.AGENT, Kind.OTHER
 OWN, ALL = "own", "all"
-#: a tally: own LLM calls, tool calls, tokens, cost; then the same with sub-agents (indexes + 4); then
-#: the run's own loop-cycle spans
+#: a tally: the run's own LLM calls, tool calls, tokens, cost; the same of its sub-agent runs (added
+#: when each is observed: indexes + 4); the run's own loop-cycle spans
 _EMPTY = (0, 0, 0, 0.0, 0, 0, 0, 0.0, 0)
 _OPERATION = P.GENAI_OPERATION
 
@@ -51,10 +49,11 @@ class Runs:
         self.max_runs = max_runs
         #: open runs: key -> tally (a list, updated in place)
         self.tallies: dict[tuple[bytes, bytes], list] = {}
-        #: closed runs in closing order: key -> (due time, agent, caller's key or None, weight, span end)
-        self.closed: OrderedDict[tuple[bytes, bytes], tuple[float, str, tuple | None, float, int]] = OrderedDict()
-        #: runs observed lately (bounded): a call of one of them is late, not a new run
-        self.observed: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+        #: closed runs in closing order (dicts keep it): key -> (due time, agent, caller's key or None,
+        #: weight, span end)
+        self.closed: dict[tuple[bytes, bytes], tuple[float, str, tuple | None, float, int]] = {}
+        #: runs observed lately, oldest first (bounded): a call of one of them is late, not a new run
+        self.observed: dict[tuple[bytes, bytes], None] = {}
         f = store.families
         self._llm = f["agent_invocation_llm_calls"]
         self._tools = f["agent_invocation_tool_calls"]
@@ -64,45 +63,54 @@ class Runs:
         self._missed = f["agentprom_fanout_missed_total"]
 
     def on_resolved(self, resolved: Resolved) -> None:
-        """Tally the settled calls and close the settled runs."""
+        """Tally the settled calls and close the settled runs (the per-span path: lookups hoisted)."""
         cycles = P.LOOP_CYCLE_OPERATIONS
+        tallies = self.tallies
+        due = None  # when the runs closed now are observed: read once per call
         for span, c in zip(resolved.settled_spans, resolved.settled):
             kind = c.kind
+            invocation = c.invocation
             if kind is OTHER:
-                if c.invocation is not None and span.attributes.get(_OPERATION) in cycles:
-                    tally = self._tally((span.trace_id, c.invocation), 0)
+                if invocation is not None and span.attributes.get(_OPERATION) in cycles:
+                    tally = self._tally((span.trace_id, invocation), 0)
                     if tally is not None:
                         tally[8] += 1
                 continue
             if not c.counted:
                 continue
             if kind is AGENT:
-                key = (span.trace_id, span.span_id)
-                if key in self.observed or key in self.closed:
-                    continue  # a duplicate span id: the run was closed already
-                caller = None if c.invocation is None else (span.trace_id, c.invocation)
-                self._tally(key, 0)
-                self.closed[key] = (self.clock.monotonic() + self.grace, c.agent, caller, c.weight, span.end_ns)
+                if due is None:
+                    due = self.clock.monotonic() + self.grace
+                self._close(span, c, due)
                 continue
-            if c.invocation is None:
+            if invocation is None:
                 continue  # not inside a counted run (a fallback, or no agent span above)
-            tally = self._tally((span.trace_id, c.invocation))
+            key = (span.trace_id, invocation)
+            tally = tallies.get(key)
             if tally is None:
-                continue
+                tally = self._tally(key)
+                if tally is None:
+                    continue
             if kind is LLM:
                 tokens = c.tokens
-                used = tokens.get("input", 0) + tokens.get("output", 0)
-                cost = c.cost or 0.0
                 tally[0] += 1
-                tally[4] += 1
-                tally[2] += used
-                tally[6] += used
-                tally[3] += cost
-                tally[7] += cost
+                if tokens:
+                    tally[2] += tokens.get("input", 0) + tokens.get("output", 0)
+                if c.cost:
+                    tally[3] += c.cost
             else:
                 tally[1] += 1
-                tally[5] += 1
-        self._bound()
+        if len(tallies) > self.max_runs or len(self.closed) > self.max_runs:
+            self._bound()
+
+    def _close(self, span, c, due: float) -> None:
+        """A run's agent span is settled: observe the run at ``due`` (its tally is made when needed)."""
+        key = (span.trace_id, span.span_id)
+        closed = self.closed
+        if key in closed or key in self.observed:
+            return  # a duplicate span id: the run was closed already
+        closed[key] = (due, c.agent, None if c.invocation is None else (span.trace_id, c.invocation), c.weight,
+                       span.end_ns)
 
     def _tally(self, key: tuple[bytes, bytes], calls: int = 1) -> list | None:
         """The open tally of ``key`` (created when new); None when the run was observed already
@@ -141,7 +149,8 @@ class Runs:
     def _observe(self, key: tuple[bytes, bytes]) -> None:
         _due, agent, caller, weight, _end = self.closed.pop(key)
         tally = self.tallies.pop(key, None) or list(_EMPTY)
-        llm, tools, tokens, cost, llm_all, tools_all, tokens_all, cost_all, cycles = tally
+        llm, tools, tokens, cost, sub_llm, sub_tools, sub_tokens, sub_cost, cycles = tally
+        llm_all, tools_all, tokens_all, cost_all = llm + sub_llm, tools + sub_tools, tokens + sub_tokens, cost + sub_cost
         for scope, values in ((OWN, (llm, tools, tokens, cost)), (ALL, (llm_all, tools_all, tokens_all, cost_all))):
             labels = (agent, scope)
             self._llm.observe(labels, values[0], None, weight)
@@ -159,10 +168,13 @@ class Runs:
                 above[7] += cost_all
         observed = self.observed
         observed[key] = None
-        while len(observed) > self.max_runs:
-            observed.popitem(last=False)
+        if len(observed) > self.max_runs:
+            del observed[next(iter(observed))]
 
     def _bound(self) -> None:
+        closed = self.closed
+        while len(closed) > self.max_runs:
+            self._observe(next(iter(closed)))  # the oldest closed run, early
         tallies = self.tallies
         while len(tallies) > self.max_runs:
             if self.closed:
