@@ -2,7 +2,8 @@
 
 No protobuf or JSON type crosses this line. A ``Span`` carries only what the
 translator needs: identity, timing, status, the attributes the conventions look
-at (see ``conventions.profile.WANTED_KEYS``), and the first exception type.
+at (see ``conventions.profile.WANTED_KEYS``), the first exception type, agentprom's own span
+events and the evaluation results reported as span events.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Span:
     #: the parent span is in another process (OTLP ``Span.flags``: the context-has-is-remote and
     #: context-is-remote bits): this span is a local root of its trace
     parent_remote: bool = False
+    #: its ``gen_ai.evaluation.result`` span events: the attributes read of each (``profile.EVALUATION_KEYS``)
+    evaluations: Sequence[dict[str, Any]] = ()
 
     @property
     def duration_s(self) -> float:
