@@ -3,7 +3,8 @@
 
     python3 scripts/fuzz_decoders.py TARGET [libFuzzer flags] [CORPUS_DIR ...]
 
-TARGET is one of ``traces-protobuf``, ``traces-json``, ``metrics-protobuf``, ``metrics-json``.
+TARGET is one of ``traces-protobuf``, ``traces-json``, ``metrics-protobuf``, ``metrics-json``,
+``logs-protobuf``, ``logs-json``.
 Each input goes through the decoder the receivers use; an input it refuses must raise
 ``DecodeError`` (the receivers answer it 400 / INVALID_ARGUMENT), and an accepted one is
 translated into a fresh series store and rendered in both exposition formats. Any other
@@ -32,17 +33,22 @@ import atheris
 with atheris.instrument_imports(include=["agentprom"]):
     from agentprom.app import metrics_in_settings, reserved_names
     from agentprom.config.loader import validate
+    from agentprom.context.stage import TraceContext
+    from agentprom.evaluations.counter import Evaluations
     from agentprom.metrics.catalog import active_catalog
     from agentprom.metrics.exposition import Renderer
     from agentprom.metrics.series_store import SeriesStore, StoreLimits
     from agentprom.metrics_in.translator import MetricsTranslator
     from agentprom.receiver.decode import DecodeError, decode_traces
+    from agentprom.receiver.logs_decode import decode_logs
+    from agentprom.receiver.logs_json import decode_logs_json
     from agentprom.receiver.metrics_decode import decode_metrics
     from agentprom.receiver.metrics_json import decode_metrics_json
     from agentprom.receiver.otlp_json import decode_traces_json
     from agentprom.translator import Translator
 
 from google.protobuf.json_format import MessageToDict
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -80,7 +86,17 @@ def _translate_metrics(store: SeriesStore, batch) -> None:
     MetricsTranslator(store, metrics_in_settings(CONFIG), RESERVED).consume(batch, "grpc")
 
 
+def _translate_logs(store: SeriesStore, batch) -> None:
+    e = CONFIG.evaluations
+    evaluations = Evaluations(store, store.clock, TraceContext(CONFIG.attribution, store), e.max_abs_score,
+                              e.max_wait_seconds, e.max_waiting)
+    evaluations.consume(batch, "grpc")
+    evaluations.drain()
+
+
 def _kv(key: str, value: object) -> KeyValue:
+    if isinstance(value, float):
+        return KeyValue(key=key, value=AnyValue(double_value=value))
     if isinstance(value, int):
         return KeyValue(key=key, value=AnyValue(int_value=value))
     return KeyValue(key=key, value=AnyValue(string_value=str(value)))
@@ -137,6 +153,26 @@ def metrics_seed() -> ExportMetricsServiceRequest:
     return request
 
 
+def logs_seed() -> ExportLogsServiceRequest:
+    """Evaluation results (parented, by attribute, invalid) among an application's log records."""
+    request = ExportLogsServiceRequest()
+    rl = request.resource_logs.add()
+    scope = _seed_scope(rl, rl.scope_logs)
+    result = scope.log_records.add(event_name="gen_ai.evaluation.result", trace_id=bytes(range(1, 17)),
+                                   span_id=(2).to_bytes(8, "big"))
+    result.attributes.extend([_kv("gen_ai.evaluation.name", "relevance"), _kv("gen_ai.evaluation.score.value", 0.8),
+                              _kv("gen_ai.evaluation.score.label", "relevant"),
+                              _kv("gen_ai.evaluation.explanation", "cites the source")])
+    by_attribute = scope.log_records.add()
+    by_attribute.attributes.extend([_kv("event.name", "gen_ai.evaluation.result"),
+                                    _kv("gen_ai.evaluation.name", "helpfulness"),
+                                    _kv("gen_ai.evaluation.score.value", 4)])
+    scope.log_records.add(event_name="gen_ai.evaluation.result").attributes.append(
+        _kv("gen_ai.evaluation.score.value", float("nan")))
+    scope.log_records.add(severity_text="INFO").body.string_value = "user asked about the weather"
+    return request
+
+
 def otlp_json(message) -> bytes:
     """OTLP/JSON: the protobuf JSON mapping, except that ids are hex, not base64."""
     document = MessageToDict(message)
@@ -161,6 +197,8 @@ TARGETS: dict[str, tuple[Callable[[bytes], None], Callable[[], bytes]]] = {
     "traces-json": (_target(decode_traces_json, _translate_traces), lambda: otlp_json(trace_seed())),
     "metrics-protobuf": (_target(decode_metrics, _translate_metrics), lambda: metrics_seed().SerializeToString()),
     "metrics-json": (_target(decode_metrics_json, _translate_metrics), lambda: otlp_json(metrics_seed())),
+    "logs-protobuf": (_target(decode_logs, _translate_logs), lambda: logs_seed().SerializeToString()),
+    "logs-json": (_target(decode_logs_json, _translate_logs), lambda: otlp_json(logs_seed())),
 }
 
 

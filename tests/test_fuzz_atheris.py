@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS = ("traces-protobuf", "traces-json", "metrics-protobuf", "metrics-json")
+TARGETS = ("traces-protobuf", "traces-json", "metrics-protobuf", "metrics-json", "logs-protobuf", "logs-json")
 
 if platform.system() != "Linux" or platform.machine() != "x86_64":
     pytest.skip("atheris ships wheels for Linux x86-64 only (pyproject.toml)", allow_module_level=True)

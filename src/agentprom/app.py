@@ -30,13 +30,14 @@ from agentprom.context.stage import TraceContext
 from agentprom.conventions.profile import WANTED_KEYS, WANTED_RESOURCE_KEYS
 from agentprom.dimensions import with_dimensions
 from agentprom.guardrails import Guardrails
+from agentprom.evaluations.counter import Evaluations
 from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.catalog import COUNTER, MetricSpec, active_catalog, all_exposed_names
 from agentprom.metrics.series_store import SeriesStore, StoreLimits
 from agentprom.metrics_in.translator import MetricsInSettings, MetricsTranslator
 from agentprom.pricing import Pricing
 from agentprom.receiver.decode import DecodeLimits
-from agentprom.receiver.ingest import MetricsIngest, RequestLimits, TraceIngest
+from agentprom.receiver.ingest import LogsIngest, MetricsIngest, RequestLimits, TraceIngest
 from agentprom.receiver.otlp_grpc import ConnectionLimits, OtlpGrpcReceiver
 from agentprom.receiver.otlp_http import OtlpHttpHandlers
 from agentprom.receiver.pipeline import AttributeDeny, Pipeline, QueueLimits
@@ -146,11 +147,21 @@ class App:
             self.metrics_ingest = MetricsIngest(self.store, self.metrics_translator, limits,
                                                 self.pipeline, queue.retry_after_seconds)
 
+        #: evaluation results from OTLP logs and span events (evaluations/), for the evaluated span's agent
+        evaluations = config.evaluations
+        self.evaluations = Evaluations(self.store, self.clock, self.context, evaluations.max_abs_score,
+                                       evaluations.max_wait_seconds, evaluations.max_waiting, deny)
+        self.logs_ingest: LogsIngest | None = None
+        if evaluations.enabled:
+            self.logs_ingest = LogsIngest(self.store, self.evaluations, limits, self.pipeline,
+                                          queue.retry_after_seconds, evaluations.max_request_bytes)
+            self.translator.listeners.append(self.errors.contain("evaluations", self.evaluations.on_resolved))
+
         self.grpc = OtlpGrpcReceiver(self.ingest, server.otlp_grpc, self.metrics_ingest, self.clock, ConnectionLimits(
             server.grpc_max_connections, server.grpc_max_concurrent_streams,
-            server.grpc_max_connection_idle_seconds, server.http_header_timeout_seconds))
+            server.grpc_max_connection_idle_seconds, server.http_header_timeout_seconds), self.logs_ingest)
         self.http_app = web.Application(client_max_size=server.max_request_bytes)
-        self.http_handlers = OtlpHttpHandlers(self.ingest, self.metrics_ingest, self.clock)
+        self.http_handlers = OtlpHttpHandlers(self.ingest, self.metrics_ingest, self.clock, self.logs_ingest)
         self.http_handlers.install(self.http_app)
         self._secure_listeners()
         #: optional trace forwarding to an upstream collector (sinks/forward.py)
@@ -165,7 +176,8 @@ class App:
         self.translator.listeners.append(self.errors.contain("runs", self.runs.on_resolved))
         self.translator.listeners.append(self.errors.contain("guardrails", Guardrails(self.store).on_resolved))
         #: called every HOUSEKEEPING_SECONDS on the event loop (must not block)
-        self.periodic: list[Callable[[], None]] = [self.store.expire, self.translator.expire, self.runs.expire]
+        self.periodic: list[Callable[[], None]] = [self.store.expire, self.translator.expire, self.runs.expire,
+                                                   self.evaluations.expire]
         #: name -> "host:port" actually bound (port 0 resolved)
         self.addresses: dict[str, str] = {}
         #: extra readiness checks: name -> () -> (ok, detail)
@@ -311,6 +323,7 @@ class App:
         waiting = len(self.context.pending)
         self.translator.drain()  # spans still waiting for their ancestors are counted as they are
         self.runs.drain()
+        self.evaluations.drain()  # log results still waiting for their span: counted for their service
         say("translation queue drained (%d spans were queued, %d waited for their ancestors)", drained, waiting)
         if self.forwarder is not None:
             await self.forwarder.stop(grace)

@@ -22,7 +22,7 @@ from agentprom.metrics.series_store import SeriesStore
 log = logging.getLogger(__name__)
 
 #: the components that may report (a fixed set: the metric's label is bounded)
-COMPONENTS = frozenset({"pipeline", "listener", "sessions", "runs", "guardrails", "jsonl"})
+COMPONENTS = frozenset({"pipeline", "listener", "sessions", "runs", "guardrails", "jsonl", "evaluations"})
 
 
 class InternalErrors:

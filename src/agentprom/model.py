@@ -2,7 +2,8 @@
 
 No protobuf or JSON type crosses this line. A ``Span`` carries only what the
 translator needs: identity, timing, status, the attributes the conventions look
-at (see ``conventions.profile.WANTED_KEYS``), and the first exception type.
+at (see ``conventions.profile.WANTED_KEYS``), the first exception type, agentprom's own span
+events and the evaluation results reported as span events.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class Span:
     parent_remote: bool = False
     #: when the first chunk of a streamed response arrived (OpenInference's first-token event), or 0
     first_token_ns: int = 0
+    #: its ``gen_ai.evaluation.result`` span events: the attributes read of each (``profile.EVALUATION_KEYS``)
+    evaluations: Sequence[dict[str, Any]] = ()
 
     @property
     def duration_s(self) -> float:

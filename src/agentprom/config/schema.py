@@ -519,6 +519,35 @@ class AttributionConfig(_Model):
     )
 
 
+class EvaluationsConfig(_Model):
+    """OTel GenAI evaluation results from OTLP logs and span events (docs/conventions.md, "Evaluations")."""
+
+    enabled: bool = Field(
+        True, description="Accept OTLP logs (/v1/logs, gRPC LogsService) and count the gen_ai.evaluation.result "
+        "records among them and the span events of that name; every other log record is dropped (counted).",
+    )
+    max_request_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, le=2**31 - 1,
+        description="Largest OTLP logs export request accepted, after decompression; the smaller of this and "
+        "server.max_request_bytes (OTLP/JSON: and server.max_json_request_bytes) applies. A logs export carries "
+        "all of the agent's log records, of which only the small evaluation results are kept.",
+    )
+    max_wait_seconds: float = Field(
+        120.0, gt=0, le=3600,
+        description="An evaluation log record parented to a span that is not settled yet (not arrived, or waiting "
+        "for its ancestors) waits this long for it; then it is counted for its resource's service.name (counted).",
+    )
+    max_waiting: int = Field(
+        10_000, ge=1, description="Evaluation log records waiting for their span; past it the oldest are counted "
+        "for their service.name.",
+    )
+    max_abs_score: float = Field(
+        1e6, gt=0, le=1e15,
+        description="A score whose absolute value is larger is invalid, like a non-finite one, so no histogram "
+        "sum can be pushed to +Inf.",
+    )
+
+
 class SessionsConfig(_Model):
     """Runtime sessions and phases (docs/sessions.md)."""
 
@@ -596,6 +625,7 @@ class Config(_Model):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     forward: ForwardConfig = Field(default_factory=ForwardConfig)
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)
+    evaluations: EvaluationsConfig = Field(default_factory=EvaluationsConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     jsonl: JsonlConfig = Field(default_factory=JsonlConfig)
     pricing: PricingConfig = Field(default_factory=PricingConfig)

@@ -237,6 +237,14 @@ class TraceContext:
         hand_on(out)
         return out
 
+    def agent_at(self, trace_id: bytes, span_id: bytes) -> tuple[bool, str | None]:
+        """What is known of a span, for a log record parented to it (evaluations/): ``(True, the nearest
+        named agent at or above it, or None)`` once it is decided; ``(False, None)`` while it has not
+        arrived, waits for its ancestors, or after its trace was forgotten. Read-only: moves nothing."""
+        tree = self.traces.get(trace_id)
+        entry = tree.nodes.get(span_id) if tree is not None else None
+        return (True, entry[0]) if entry.__class__ is tuple else (False, None)
+
     # -- placing a span ----------------------------------------------------------------------------
 
     def _place(self, node: Node, out: Resolved) -> None:

@@ -193,6 +193,19 @@ EXCEPTION_EVENT = "exception"
 EXCEPTION_TYPE = "exception.type"
 ERROR_TYPE_FALLBACK = "_OTHER"
 
+# --- Evaluation results (read by evaluations/) -----------------------------------
+
+#: OTel GenAI ``gen_ai.evaluation.result`` (model/gen-ai/events.yaml): an event, i.e. a log record whose
+#: ``event_name`` (older SDKs: attribute ``event.name``) is this, or a span event of this name on the
+#: evaluated span
+EVALUATION_EVENT = "gen_ai.evaluation.result"
+EVENT_NAME_ATTRIBUTE = "event.name"
+EVALUATION_NAME = "gen_ai.evaluation.name"
+EVALUATION_SCORE = "gen_ai.evaluation.score.value"
+EVALUATION_LABEL = "gen_ai.evaluation.score.label"
+#: what is read of an evaluation result: ``gen_ai.evaluation.explanation`` (content) is never decoded
+EVALUATION_KEYS: frozenset[str] = frozenset({EVALUATION_NAME, EVALUATION_SCORE, EVALUATION_LABEL, ERROR_TYPE})
+
 # --- Sessions and agentprom's own convention (read by sessions/) ------------
 
 SESSION_KEYS = (

@@ -213,6 +213,42 @@ CATALOG: tuple[MetricSpec, ...] = (
         "US dollars of the LLM calls per agent invocation (scope as agent_invocation_llm_calls).",
         ("agent", "scope"), RUN_COST_BUCKETS,
     ),
+    # --- evaluations ---------------------------------------------------------------
+    # OTel GenAI gen_ai.evaluation.result, from log records (/v1/logs, LogsService) and span events
+    # (evaluations/). One bucket set for the usual scales: 0 and 0.1 .. 1 by 0.1 (0-1), 2 .. 10 by 1
+    # (1-5, 1-10), 20 .. 100 by 10 (0-100); an evaluation name keeps one scale, so selecting it selects one.
+    MetricSpec(
+        "agent_evaluation_score", HISTOGRAM,
+        "Scores of evaluation results (gen_ai.evaluation.score.value) by the agent of the evaluated span and the "
+        "evaluation name (gen_ai.evaluation.name). One bucket set fits 0-1, 1-5, 1-10 and 0-100 scales: compare "
+        "within one evaluation. Results with only a label are in agent_evaluations_total alone.",
+        ("agent", "evaluation"),
+        (0.0, *(round(0.1 * i, 1) for i in range(1, 11)), *(float(i) for i in range(2, 11)),
+         *(float(i) for i in range(20, 101, 10))),
+        group="evaluations",
+    ),
+    MetricSpec(
+        "agent_evaluations_total", COUNTER,
+        "Evaluation results (gen_ai.evaluation.result log records and span events) by the agent of the evaluated "
+        "span, the evaluation name and the score label (gen_ai.evaluation.score.label; empty when the result "
+        "has none). The explanation and any other content are never labels.",
+        ("agent", "evaluation", "label"), group="evaluations",
+    ),
+    _self("agentprom_log_records_received_total", COUNTER,
+          "OTLP log records received in decodable export requests, by transport.", ("transport",)),
+    _self("agentprom_log_records_dropped_total", COUNTER,
+          "OTLP log records not counted as evaluation results, by reason: not_an_evaluation (any other log "
+          "record: dropped by design, not reported), evaluation_error (a result without score or label whose "
+          "error.type says the evaluation failed), and invalid results, also reported through partial_success: "
+          "missing_name, invalid_score (not a finite number within evaluations.max_abs_score, and no label), "
+          "no_result (neither score nor label).", ("reason",)),
+    _self("agentprom_evaluation_events_dropped_total", COUNTER,
+          "gen_ai.evaluation.result span events not counted, by reason (as agentprom_log_records_dropped_total: "
+          "missing_name, invalid_score, no_result, evaluation_error).", ("reason",)),
+    _self("agentprom_evaluation_fallbacks_total", COUNTER,
+          "Evaluation log records counted for their resource's service.name because their span was not settled "
+          "in time, by reason: timeout (evaluations.max_wait_seconds), overflow (evaluations.max_waiting), "
+          "shutdown.", ("reason",)),
     # --- runtime sessions and phases (sessions/) ------------------------------
     MetricSpec(
         "agent_sessions_total", COUNTER,
@@ -336,8 +372,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     _self("agentprom_spans_rejected_total", COUNTER,
           "Spans rejected individually (reported through partial_success), by reason.", ("reason",)),
     _self("agentprom_requests_refused_total", COUNTER,
-          "Export requests refused whole (decode_error, too_large, too_many_spans, too_many_items, "
-          "unsupported_media_type, unsupported_encoding, overloaded, memory_limit, fair_share, timeout), by "
+          "Export requests refused whole (decode_error, too_large, too_many_spans, too_many_log_records, "
+          "too_many_items, unsupported_media_type, unsupported_encoding, overloaded, memory_limit, fair_share, timeout), by "
           "transport and reason. overloaded, memory_limit and fair_share refusals tell the client to retry.",
           ("transport", "reason")),
     _self("agentprom_series_overflow_total", COUNTER,
@@ -432,7 +468,8 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Failures inside the sidecar that were contained rather than passed to the caller, by component "
           "(pipeline: a batch's translation; listener: a span subscriber; sessions: session tracking of a span "
           "or the end of a session; runs: the per-run fan-out of a span; guardrails: counting a guardrail check; "
-          "jsonl: a record the invocation log could not take). Each is logged; "
+          "jsonl: a record the invocation log could not take; evaluations: counting the evaluation results of "
+          "settled spans). Each is logged; "
           "anything above zero is a bug worth reporting.", ("component",)),
     _self("agentprom_pricing_reloads_total", COUNTER,
           "Reloads of the price table (SIGHUP) by result: ok, or error (the table did not validate or could not "
@@ -471,6 +508,7 @@ GROUP_TITLES = {
     "agents": "Agent invocations and errors",
     "llm": "LLM calls, tokens and cost",
     "tools": "Tool calls",
+    "evaluations": "Evaluations",
     "sessions": "Sessions and phases",
     "compat": "Compatibility outputs (optional)",
     "self": "The sidecar itself",

@@ -2,7 +2,8 @@
 
 This is the last place protobuf types are seen (opentelemetry/proto/trace/v1).
 Only the attributes listed in ``conventions.profile.WANTED_KEYS`` (and our own
-``agent.*`` keys) are decoded; the rest are skipped without touching their
+``agent.*`` keys) are decoded, and of span events only ``exception``, ``agent.*`` and
+``gen_ai.evaluation.result`` (its ``EVALUATION_KEYS``); the rest are skipped without touching their
 values, because the attribute walk is the ingest hot path (bench/decode.py measures it).
 Requests are parsed as ``trace_view.ExportTraceServiceRequestView`` (the same
 wire format, with span attributes as a map), so picking the kept keys is a set
@@ -17,6 +18,8 @@ from typing import Any
 from google.protobuf.message import DecodeError as _PbDecodeError
 
 from agentprom.conventions.profile import (
+    EVALUATION_EVENT,
+    EVALUATION_KEYS,
     EXCEPTION_EVENT,
     EXCEPTION_TYPE,
     FIRST_TOKEN_EVENT,
@@ -237,6 +240,7 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_
                 exception_type = None
                 own_events = None
                 first_token = 0
+                evaluations = None
                 events = s.events
                 if events and len(events) > max_events:
                     raise too_many_items("a span's events", max_events)
@@ -256,6 +260,11 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_
                             own_events = []
                         own_events.append((name, event.time_unix_nano, _bounded_values(
                             {kv.key: any_value(kv.value) for kv in event.attributes}, limit)))
+                    elif name == EVALUATION_EVENT:  # an evaluation of this span (evaluations/)
+                        if evaluations is None:
+                            evaluations = []
+                        evaluations.append(_bounded_values({kv.key: any_value(kv.value) for kv in event.attributes
+                                                            if kv.key in EVALUATION_KEYS}, limit))
                 trace_id = s.trace_id
                 span_id = s.span_id
                 start = s.start_time_unix_nano
@@ -274,7 +283,7 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_
                     spans_out.append(span_type(
                         trace_id, span_id, s.parent_span_id, name, s.kind, start, end, s.status.code,
                         attrs, resource, exception_type, s.trace_state, scope_name, own_events or (),
-                        s.flags & _PARENT_REMOTE == _PARENT_REMOTE, first_token,
+                        s.flags & _PARENT_REMOTE == _PARENT_REMOTE, first_token, evaluations or (),
                     ))
                     continue
                 rejected[reason] = rejected.get(reason, 0) + 1

@@ -4,8 +4,8 @@ and the mapping of every failure onto HTTP and gRPC status codes (in one place).
 OTLP specification, "Failures" and "Partial success": bad data is HTTP 400 /
 INVALID_ARGUMENT, an oversize request 413 / RESOURCE_EXHAUSTED, an unsupported
 content type 415, overload 503 / UNAVAILABLE (retryable). Individually invalid
-spans or metric data points are not failures: they are reported through
-``partial_success``.
+spans, metric data points or evaluation log records are not failures: they are
+reported through ``partial_success``.
 
 Retryable refusals carry a delay: HTTP ``Retry-After`` and, for gRPC, a
 ``google.rpc.RetryInfo`` both inside the standard ``grpc-status-details-bin``
@@ -27,15 +27,20 @@ from google.protobuf.any_pb2 import Any as PbAny
 from google.protobuf.duration_pb2 import Duration
 from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from agentprom.bounds import AmountLimits, SpanBounds
 from agentprom.conventions.profile import WANTED_KEYS, WANTED_RESOURCE_KEYS
+from agentprom.evaluations.counter import Evaluations
+from agentprom.evaluations.model import LogBatch
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.metrics_in.model import MetricBatch
 from agentprom.metrics_in.translator import MetricsTranslator
 from agentprom.receiver.decode import NO_LIMITS, Batch, DecodeError, DecodeLimits, LimitExceeded, decode_traces
+from agentprom.receiver.logs_decode import decode_logs
+from agentprom.receiver.logs_json import decode_logs_json
 from agentprom.receiver.metrics_decode import decode_metrics
 from agentprom.receiver.metrics_json import decode_metrics_json
 from agentprom.receiver.otlp_json import decode_traces_json
@@ -60,6 +65,8 @@ FAILURES: dict[str, FailureMapping] = {
     "too_large": FailureMapping(413, grpc.StatusCode.RESOURCE_EXHAUSTED),
     # more spans than server.max_spans_per_request: refused whole before they are built
     "too_many_spans": FailureMapping(413, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    # likewise, log records of a logs export
+    "too_many_log_records": FailureMapping(413, grpc.StatusCode.RESOURCE_EXHAUSTED),
     # a JSON array (or a span's events) longer than server.max_items_per_array
     "too_many_items": FailureMapping(400, grpc.StatusCode.INVALID_ARGUMENT),
     "unsupported_media_type": FailureMapping(415, grpc.StatusCode.INVALID_ARGUMENT),
@@ -223,10 +230,14 @@ class Ingest:
     def max_bytes(self, encoding: str) -> int:
         return self.limits.max_bytes(encoding)
 
-    def too_large(self, transport: str, encoding: str) -> Refusal:
-        key = "server.max_json_request_bytes" if self.max_bytes(encoding) < self.max_request_bytes \
+    def limit_key(self, encoding: str) -> str:
+        """The config key whose limit ``max_bytes(encoding)`` is."""
+        return "server.max_json_request_bytes" if self.limits.max_bytes(encoding) < self.max_request_bytes \
             else "server.max_request_bytes"
-        return self.refuse(transport, "too_large", f"request exceeds {self.max_bytes(encoding)} bytes ({key})")
+
+    def too_large(self, transport: str, encoding: str) -> Refusal:
+        return self.refuse(transport, "too_large",
+                           f"request exceeds {self.max_bytes(encoding)} bytes ({self.limit_key(encoding)})")
 
     def decode(self, body: bytes, encoding: str) -> Any:
         """Runs in a worker thread for large bodies: must not touch the store."""
@@ -339,14 +350,45 @@ class MetricsIngest(Ingest):
         return decode_metrics(body)
 
 
-def export_response(batch: Batch | MetricBatch) -> ExportTraceServiceResponse | ExportMetricsServiceResponse:
+class LogsIngest(Ingest):
+    """Log records: ``LogBatch`` in (only evaluation results kept), ``Evaluations`` counts (admission
+    through the pipeline's limits, counting synchronous, as for metrics). Bodies are bounded by
+    ``evaluations.max_request_bytes`` as well as the ``server.*`` limits."""
+
+    translator: Evaluations
+    decoders = {PROTOBUF: decode_logs, JSON: decode_logs_json}
+
+    def __init__(self, store: SeriesStore, translator: Evaluations, limits: RequestLimits | int,
+                 pipeline: Pipeline | None = None, retry_after_seconds: int = 1,
+                 max_logs_bytes: int = 2**62) -> None:
+        super().__init__(store, translator, limits, pipeline, retry_after_seconds)
+        self.max_logs_bytes = max_logs_bytes
+
+    def max_bytes(self, encoding: str) -> int:
+        return min(self.limits.max_bytes(encoding), self.max_logs_bytes)
+
+    def limit_key(self, encoding: str) -> str:
+        if self.max_logs_bytes < self.limits.max_bytes(encoding):
+            return "evaluations.max_request_bytes"
+        return super().limit_key(encoding)
+
+    def decode(self, body: bytes, encoding: str) -> LogBatch:
+        return self.decoders[encoding](body, self.limits.decode)
+
+
+#: batch type -> (response type, its partial success field, the field's OTLP/JSON name)
+RESPONSES: dict[type, tuple[type, str, str]] = {
+    Batch: (ExportTraceServiceResponse, "rejected_spans", "rejectedSpans"),
+    MetricBatch: (ExportMetricsServiceResponse, "rejected_data_points", "rejectedDataPoints"),
+    LogBatch: (ExportLogsServiceResponse, "rejected_log_records", "rejectedLogRecords"),
+}
+
+
+def export_response(batch: Batch | MetricBatch | LogBatch) -> Any:
     """The protobuf Export response, with ``partial_success`` when something was rejected."""
-    metrics = isinstance(batch, MetricBatch)
-    response = ExportMetricsServiceResponse() if metrics else ExportTraceServiceResponse()
+    response_type, field, _json_field = RESPONSES[type(batch)]
+    response = response_type()
     if batch.rejected:
-        if metrics:
-            response.partial_success.rejected_data_points = batch.rejected_count
-        else:
-            response.partial_success.rejected_spans = batch.rejected_count
+        setattr(response.partial_success, field, batch.rejected_count)
         response.partial_success.error_message = batch.error_message()
     return response

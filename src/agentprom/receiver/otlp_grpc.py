@@ -1,10 +1,11 @@
-"""OTLP/gRPC receiver: ``TraceService/Export`` and ``MetricsService/Export``.
+"""OTLP/gRPC receiver: ``TraceService/Export``, ``MetricsService/Export`` and ``LogsService/Export``.
 
 Registered as a generic handler that receives the raw request bytes, so the
 protobuf parse happens in our decoder (one place for errors and limits) and
 the response is serialized once. gRPC itself decompresses ``grpc-encoding:
 gzip`` and enforces ``max_receive_message_length`` on the decompressed size
-(answering RESOURCE_EXHAUSTED).
+(answering RESOURCE_EXHAUSTED); a smaller limit of one service (logs:
+``evaluations.max_request_bytes``) is checked by its ingest, before parsing.
 
 Connections are bounded by gRPC core's own options (``ConnectionLimits``): a
 cap on open connections (more are closed as they are accepted), streams per
@@ -23,12 +24,13 @@ import grpc
 
 from agentprom.clock import Clock
 from agentprom.log_limit import RateLimitedLog
-from agentprom.receiver.ingest import PROTOBUF, Ingest, MetricsIngest, Refusal, TraceIngest, export_response
+from agentprom.receiver.ingest import PROTOBUF, Ingest, LogsIngest, MetricsIngest, Refusal, TraceIngest, export_response
 
 log = logging.getLogger(__name__)
 
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
+LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,10 @@ class ConnectionLimits:
 
 class OtlpGrpcReceiver:
     def __init__(self, ingest: TraceIngest, address: str, metrics: MetricsIngest | None = None,
-                 clock: Clock | None = None, limits: ConnectionLimits | None = None) -> None:
+                 clock: Clock | None = None, limits: ConnectionLimits | None = None,
+                 logs: LogsIngest | None = None) -> None:
         self.ingest = ingest
+        self.logs = logs
         self.limits = limits or ConnectionLimits()
         #: any client can trigger a bug once per request: never log it once per request
         self.errors = RateLimitedLog(log, clock=clock)
@@ -83,6 +87,9 @@ class OtlpGrpcReceiver:
         if self.metrics is not None:
             metrics_handler = grpc.unary_unary_rpc_method_handler(self._export_metrics)
             handlers.append(grpc.method_handlers_generic_handler(METRICS_SERVICE, {"Export": metrics_handler}))
+        if self.logs is not None:
+            logs_handler = grpc.unary_unary_rpc_method_handler(self._export_logs)
+            handlers.append(grpc.method_handlers_generic_handler(LOGS_SERVICE, {"Export": logs_handler}))
         self.server.add_generic_rpc_handlers(tuple(handlers))
         try:
             if self.credentials is not None:
@@ -107,6 +114,9 @@ class OtlpGrpcReceiver:
 
     async def _export_metrics(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return await self._handle(request, context, self.metrics)
+
+    async def _export_logs(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return await self._handle(request, context, self.logs)
 
     async def _handle(self, request: bytes, context: grpc.aio.ServicerContext, ingest: Ingest) -> bytes:
         try:

@@ -1,4 +1,4 @@
-"""OTLP/HTTP receiver: ``POST /v1/traces`` and ``/v1/metrics`` with protobuf or JSON, optionally gzipped.
+"""OTLP/HTTP receiver: ``POST /v1/traces``, ``/v1/metrics`` and ``/v1/logs`` with protobuf or JSON, optionally gzipped.
 
 OTLP specification, "OTLP/HTTP": the response uses the request's content type;
 errors carry a ``google.rpc.Status`` body in that encoding; unsupported content
@@ -17,12 +17,15 @@ from google.rpc.status_pb2 import Status
 
 from agentprom.clock import Clock
 from agentprom.log_limit import RateLimitedLog
+from agentprom.evaluations.model import LogBatch
 from agentprom.metrics_in.model import MetricBatch
 from agentprom.receiver.decode import Batch
 from agentprom.receiver.ingest import (
     JSON,
     PROTOBUF,
+    RESPONSES,
     Ingest,
+    LogsIngest,
     MetricsIngest,
     Refusal,
     TraceIngest,
@@ -43,7 +46,7 @@ def status_body(encoding: str, code: int, message: str, status: Status | None = 
     return json.dumps({"code": code, "message": message}).encode(), "application/json"
 
 
-def success_body(encoding: str, batch: Batch | MetricBatch) -> tuple[bytes, str]:
+def success_body(encoding: str, batch: Batch | MetricBatch | LogBatch) -> tuple[bytes, str]:
     """The Export response, with ``partial_success`` when something was rejected."""
     if encoding == PROTOBUF:
         return export_response(batch).SerializeToString(), "application/x-protobuf"
@@ -51,7 +54,7 @@ def success_body(encoding: str, batch: Batch | MetricBatch) -> tuple[bytes, str]
     if batch.rejected:
         # proto3 JSON mapping: int64 as a decimal string
         document["partialSuccess"] = {
-            "rejectedDataPoints" if isinstance(batch, MetricBatch) else "rejectedSpans": str(batch.rejected_count),
+            RESPONSES[type(batch)][2]: str(batch.rejected_count),
             "errorMessage": batch.error_message(),
         }
     return json.dumps(document).encode(), "application/json"
@@ -86,11 +89,13 @@ async def read_body(request: web.Request, ingest: Ingest, encoding: str, transpo
 
 
 class OtlpHttpHandlers:
-    """The ``/v1/traces`` and ``/v1/metrics`` routes; added to the HTTP application by ``app.py``."""
+    """The ``/v1/traces``, ``/v1/metrics`` and ``/v1/logs`` routes; added to the HTTP application by ``app.py``."""
 
-    def __init__(self, ingest: TraceIngest, metrics: MetricsIngest | None = None, clock: Clock | None = None) -> None:
+    def __init__(self, ingest: TraceIngest, metrics: MetricsIngest | None = None, clock: Clock | None = None,
+                 logs: LogsIngest | None = None) -> None:
         self.ingest = ingest
         self.metrics = metrics
+        self.logs = logs
         #: any client can trigger a bug once per request: never log it once per request
         self.errors = RateLimitedLog(log, clock=clock)
 
@@ -98,6 +103,8 @@ class OtlpHttpHandlers:
         app.router.add_post("/v1/traces", self.traces)
         if self.metrics is not None:
             app.router.add_post("/v1/metrics", self.metrics_export)
+        if self.logs is not None:
+            app.router.add_post("/v1/logs", self.logs_export)
 
     def too_slow(self, request: web.Request) -> web.Response:
         """The answer to a request whose body did not arrive in time (server/slow_clients.py)."""
@@ -109,6 +116,9 @@ class OtlpHttpHandlers:
 
     async def metrics_export(self, request: web.Request) -> web.Response:
         return await self._export(request, self.metrics)
+
+    async def logs_export(self, request: web.Request) -> web.Response:
+        return await self._export(request, self.logs)
 
     async def _export(self, request: web.Request, ingest: Ingest) -> web.Response:
         encoding = CONTENT_TYPES.get(request.content_type)

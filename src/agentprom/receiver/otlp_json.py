@@ -20,6 +20,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from agentprom.conventions.profile import (
+    EVALUATION_EVENT,
+    EVALUATION_KEYS,
     EXCEPTION_EVENT,
     EXCEPTION_TYPE,
     FIRST_TOKEN_EVENT,
@@ -262,6 +264,7 @@ def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: st
     exception_type = None
     first_token = 0
     own_events: list[tuple[str, int, dict[str, Any]]] = []
+    evaluations: list[dict[str, Any]] = []
     for e, event in enumerate(_list(s.get("events"), path + ".events")):
         epath = f"{path}.events[{e}]"
         event = _obj(event, epath)
@@ -280,6 +283,9 @@ def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: st
                     _attributes(event.get("attributes"), epath + ".attributes", _keep_all, limit),
                 )
             )
+        elif name == EVALUATION_EVENT:  # an evaluation of this span (evaluations/)
+            evaluations.append(_attributes(event.get("attributes"), epath + ".attributes",
+                                           EVALUATION_KEYS.__contains__, limit))
     status = _obj(s.get("status"), path + ".status")
     return Span(
         trace_id=_hex_id(s.get("traceId"), path + ".traceId"),
@@ -299,4 +305,5 @@ def _span(s: dict[str, Any], path: str, resource: dict[str, Any], scope_name: st
         parent_remote=_int(s.get("flags"), path + ".flags", 0, 2**32 - 1) & SPAN_FLAGS_PARENT_REMOTE
         == SPAN_FLAGS_PARENT_REMOTE,
         first_token_ns=first_token,
+        evaluations=evaluations or (),
     )

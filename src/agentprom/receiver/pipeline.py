@@ -78,8 +78,9 @@ class AttributeDeny:
     """Removes denied attribute keys from decoded spans before anything reads them.
 
     Entries are exact keys, or prefixes written with a trailing ``*``. Applied to
-    span, resource and agentprom event attributes, so a denied value never
-    reaches a label, the session tracker or a sink.
+    span, resource, agentprom event and evaluation event attributes (and, through ``scrub``, to
+    evaluation log records: evaluations/counter.py), so a denied value never reaches a label, the
+    session tracker or a sink.
     """
 
     def __init__(self, entries: tuple[str, ...] | list[str]) -> None:
@@ -92,7 +93,7 @@ class AttributeDeny:
     def denied(self, key: str) -> bool:
         return key in self.exact or (bool(self.prefixes) and key.startswith(self.prefixes))
 
-    def _scrub(self, attrs: dict) -> None:
+    def scrub(self, attrs: dict) -> None:
         doomed = [key for key in attrs if self.denied(key)]
         for key in doomed:
             del attrs[key]
@@ -100,12 +101,14 @@ class AttributeDeny:
     def apply(self, spans: list[Span]) -> None:
         seen_resources: set[int] = set()
         for span in spans:
-            self._scrub(span.attributes)
+            self.scrub(span.attributes)
             if id(span.resource) not in seen_resources:  # decoders share one dict per resource
                 seen_resources.add(id(span.resource))
-                self._scrub(span.resource)
+                self.scrub(span.resource)
             for _name, _time, attrs in span.events:
-                self._scrub(attrs)
+                self.scrub(attrs)
+            for attrs in span.evaluations:
+                self.scrub(attrs)
 
 
 class Pipeline:
