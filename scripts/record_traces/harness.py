@@ -306,3 +306,50 @@ def tree(spans: Iterable[Any]) -> str:
 
     walk(None, 0)
     return "\n".join(lines)
+
+
+# --- the streaming fixtures (openlit_openai_streaming, openinference_openai_streaming) ---
+
+@dataclass
+class Truncated(Reply):
+    """A reply the fake model ends with ``finish_reason`` ``length`` (cut at max tokens)."""
+
+    finish_reason: str = "length"
+
+
+class LengthFake(FakeOpenAI):
+    """``FakeOpenAI`` whose completion (streamed or not) takes a ``Truncated`` reply's finish reason."""
+
+    def completion(self, request: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        document = super().completion(request, reply)
+        if isinstance(reply, Truncated):
+            document["choices"][0]["finish_reason"] = reply.finish_reason
+        return document
+
+
+def run_streaming_agent(client: Any, agent_attributes: dict[str, str], agent: str = "stream_agent",
+                        model: str = "gpt-4o-mini") -> list[str]:
+    """The streaming fixtures' scenario: a hand-made ``invoke_agent`` span (``agent_attributes`` say
+    what it is in the instrumentation's convention) around three chat calls: (a) streamed with usage,
+    (b) not streamed, (c) streamed and cut short (serve it with ``LengthFake`` and a ``Truncated``
+    reply). Returns what each call answered."""
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer(f"{agent}.recorder", "0.1.0")
+    answers = []
+    with tracer.start_as_current_span(f"invoke_agent {agent}", attributes=agent_attributes):
+        messages = [{"role": "user", "content": "Say hello."}]
+        # (a) streamed, usage in the last chunk, stream read to the end
+        stream = client.chat.completions.create(model=model, messages=messages, stream=True,
+                                                stream_options={"include_usage": True})
+        parts = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+        answers.append(f"(a) {''.join(parts)!r}")
+        # (b) not streamed
+        response = client.chat.completions.create(model=model, messages=messages)
+        answers.append(f"(b) {response.choices[0].message.content!r} {response.choices[0].finish_reason}")
+        # (c) streamed, the server cuts it short (finish_reason length)
+        stream = client.chat.completions.create(model=model, messages=messages, stream=True,
+                                                stream_options={"include_usage": True})
+        finish = [chunk.choices[0].finish_reason for chunk in stream if chunk.choices]
+        answers.append(f"(c) finish reasons in the chunks: {finish}")
+    return answers

@@ -11,8 +11,8 @@ to ``gpt-4o-mini`` on the fake server:
   finish reason ``stop``;
 * (b) not streamed, finish reason ``stop``;
 * (c) streamed the same way as (a), but the fake server ends it with finish reason ``length``
-  (the harness's ``FakeOpenAI`` always answers ``stop`` or ``tool_calls``: this script subclasses
-  it, see ``LengthFake``; ``harness.py`` is unchanged).
+  (the harness's ``FakeOpenAI`` answers ``stop`` or ``tool_calls``: ``harness.LengthFake`` subclasses
+  it, see ``harness.LengthFake``).
 
 OpenInference marks the first chunk of a streamed response with a span event
 ``First Token Stream Event`` (no attributes; its time minus the span's start is the time to first
@@ -35,63 +35,18 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 os.environ.pop("OTEL_SDK_DISABLED", None)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
-from harness import FakeOpenAI, Reply, Scripted  # noqa: E402
+from harness import Reply, Scripted  # noqa: E402
 
 NAME = "openinference_openai_streaming"
 SERVICE = "openinference-stream-demo"
 MODEL = "gpt-4o-mini"
 AGENT = "stream_agent"
-
-
-@dataclass
-class Truncated(Reply):
-    """A reply the fake model ends with ``finish_reason`` ``length`` (cut at max tokens)."""
-
-    finish_reason: str = "length"
-
-
-class LengthFake(FakeOpenAI):
-    """``FakeOpenAI`` whose completion (streamed or not) takes a ``Truncated`` reply's finish reason."""
-
-    def completion(self, request: dict[str, Any], reply: Reply) -> dict[str, Any]:
-        document = super().completion(request, reply)
-        if isinstance(reply, Truncated):
-            document["choices"][0]["finish_reason"] = reply.finish_reason
-        return document
-
-
-def run_agent(client: Any) -> list[str]:
-    """``invoke_agent stream_agent`` around the three calls; returns what each call answered."""
-    from opentelemetry import trace
-
-    tracer = trace.get_tracer("stream_agent.recorder", "0.1.0")
-    answers = []
-    with tracer.start_as_current_span(f"invoke_agent {AGENT}", attributes={
-        "openinference.span.kind": "AGENT", "agent.name": AGENT,
-    }):
-        messages = [{"role": "user", "content": "Say hello."}]
-        # (a) streamed, usage in the last chunk, stream read to the end
-        stream = client.chat.completions.create(model=MODEL, messages=messages, stream=True,
-                                                stream_options={"include_usage": True})
-        parts = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
-        answers.append(f"(a) {''.join(parts)!r}")
-        # (b) not streamed
-        response = client.chat.completions.create(model=MODEL, messages=messages)
-        answers.append(f"(b) {response.choices[0].message.content!r} {response.choices[0].finish_reason}")
-        # (c) streamed, the server cuts it short (finish_reason length)
-        stream = client.chat.completions.create(model=MODEL, messages=messages, stream=True,
-                                                stream_options={"include_usage": True})
-        finish = [chunk.choices[0].finish_reason for chunk in stream if chunk.choices]
-        answers.append(f"(c) finish reasons in the chunks: {finish}")
-    return answers
 
 
 def main() -> None:
@@ -103,10 +58,11 @@ def main() -> None:
     import openai
 
     policy = Scripted([Reply(text="Hello there, streamed."), Reply(text="Hello there, in one piece."),
-                       Truncated(text="Hello there, this answer is cut")])
-    with LengthFake(policy) as fake:
+                       harness.Truncated(text="Hello there, this answer is cut")])
+    with harness.LengthFake(policy) as fake:
         client = openai.OpenAI(api_key="sk-fake", base_url=fake.base_url, max_retries=0)
-        answers = run_agent(client)
+        answers = harness.run_streaming_agent(
+            client, {"openinference.span.kind": "AGENT", "agent.name": AGENT}, AGENT, MODEL)
         print("\n".join(answers))
         print("requests served:", [(r.get("stream", False), r.get("stream_options")) for r in fake.requests])
 

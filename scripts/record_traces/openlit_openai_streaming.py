@@ -9,8 +9,8 @@ by OpenLIT's OpenAI instrumentation:
   finish reason ``stop``;
 * (b) not streamed, finish reason ``stop``;
 * (c) streamed the same way as (a), but the fake server ends it with finish reason ``length``
-  (the harness's ``FakeOpenAI`` always answers ``stop`` or ``tool_calls``: this script subclasses
-  it, see ``LengthFake``; ``harness.py`` is unchanged).
+  (the harness's ``FakeOpenAI`` answers ``stop`` or ``tool_calls``: ``harness.LengthFake`` subclasses
+  it, see ``harness.LengthFake``).
 
 Ran with (Python 3.11, 2026-12-03)::
 
@@ -45,9 +45,7 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 for variable in ("OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                  "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_PROTOCOL"):
@@ -56,55 +54,12 @@ os.environ["OTEL_LOGS_EXPORTER"] = "none"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
-from harness import FakeOpenAI, Reply, Scripted  # noqa: E402
+from harness import Reply, Scripted  # noqa: E402
 
 NAME = "openlit_openai_streaming"
 SERVICE = "openlit-stream-demo"
 MODEL = "gpt-4o-mini"
 AGENT = "stream_agent"
-
-
-@dataclass
-class Truncated(Reply):
-    """A reply the fake model ends with ``finish_reason`` ``length`` (cut at max tokens)."""
-
-    finish_reason: str = "length"
-
-
-class LengthFake(FakeOpenAI):
-    """``FakeOpenAI`` whose completion (streamed or not) takes a ``Truncated`` reply's finish reason."""
-
-    def completion(self, request: dict[str, Any], reply: Reply) -> dict[str, Any]:
-        document = super().completion(request, reply)
-        if isinstance(reply, Truncated):
-            document["choices"][0]["finish_reason"] = reply.finish_reason
-        return document
-
-
-def run_agent(client: Any) -> list[str]:
-    """``invoke_agent stream_agent`` around the three calls; returns what each call answered."""
-    from opentelemetry import trace
-
-    tracer = trace.get_tracer("stream_agent.recorder", "0.1.0")
-    answers = []
-    with tracer.start_as_current_span(f"invoke_agent {AGENT}", attributes={
-        "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": AGENT,
-    }):
-        messages = [{"role": "user", "content": "Say hello."}]
-        # (a) streamed, usage in the last chunk, stream read to the end
-        stream = client.chat.completions.create(model=MODEL, messages=messages, stream=True,
-                                                stream_options={"include_usage": True})
-        parts = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
-        answers.append(f"(a) {''.join(parts)!r}")
-        # (b) not streamed
-        response = client.chat.completions.create(model=MODEL, messages=messages)
-        answers.append(f"(b) {response.choices[0].message.content!r} {response.choices[0].finish_reason}")
-        # (c) streamed, the server cuts it short (finish_reason length)
-        stream = client.chat.completions.create(model=MODEL, messages=messages, stream=True,
-                                                stream_options={"include_usage": True})
-        finish = [chunk.choices[0].finish_reason for chunk in stream if chunk.choices]
-        answers.append(f"(c) finish reasons in the chunks: {finish}")
-    return answers
 
 
 def main() -> None:
@@ -127,10 +82,11 @@ def main() -> None:
     import openai
 
     policy = Scripted([Reply(text="Hello there, streamed."), Reply(text="Hello there, in one piece."),
-                       Truncated(text="Hello there, this answer is cut")])
-    with LengthFake(policy) as fake:
+                       harness.Truncated(text="Hello there, this answer is cut")])
+    with harness.LengthFake(policy) as fake:
         client = openai.OpenAI(api_key="sk-fake", base_url=fake.base_url, max_retries=0)
-        answers = run_agent(client)
+        answers = harness.run_streaming_agent(
+            client, {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": AGENT}, AGENT, MODEL)
         print("\n".join(answers))
         print("requests served:", [(r.get("stream", False), r.get("stream_options")) for r in fake.requests])
 
