@@ -42,6 +42,10 @@ THRESHOLDS = {
     "agentprom:budget:cost_usd_per_hour": ("USD per hour", "LLM cost budget of each agent"),
     "agentprom:threshold:runs_over_fanout_limit": (
         "runs per 15 minutes", "runs of more than 64 LLM calls (with sub-agents') that make a fan-out explosion"),
+    "agentprom:threshold:evaluation_score_ratio": (
+        "ratio", "share of the day before's mean evaluation score below which the last hour's mean is falling"),
+    "agentprom:threshold:min_evaluations_per_hour": (
+        "evaluations per hour", "evaluation results per hour below which AgentEvaluationScoreFalling stays quiet"),
     "agentprom:threshold:spans_rejected_ratio": ("ratio", "share of received spans a sidecar rejects"),
     "agentprom:config:max_series_per_metric": (
         "series", "must equal the sidecar's store.max_series_per_metric (default 2000)"),

@@ -571,7 +571,25 @@ def sidecar_health() -> Dashboard:
 def quality() -> Dashboard:
     run = f'{AGENT}, scope="all"'
     llm = f"rate(agent_llm_calls_total{{{MODEL}}}[{RATE}])"
+    evaluation = f'{AGENT}, evaluation=~"$evaluation"'
     items: list[Panel | Row] = [
+        Row("Evaluations"),
+        timeseries("Mean evaluation score by agent and evaluation", "Mean score of the evaluation results "
+                   "(gen_ai.evaluation.result) in each interval; compare an evaluation with itself, scales "
+                   "differ between evaluations.",
+                   [q(ratio(f"sum by (agent, evaluation) (rate(agent_evaluation_score_sum{{{evaluation}}}[{RATE}]))",
+                            f"sum by (agent, evaluation) (rate(agent_evaluation_score_count{{{evaluation}}}"
+                            f"[{RATE}]))"), "{{agent}} {{evaluation}}")], w=12),
+        timeseries("Mean score, last hour vs the day before", "What AgentEvaluationScoreFalling compares "
+                   "(recording rules).",
+                   [q(f"agent_evaluation:agent_evaluation_score:mean_rate1h{{{evaluation}}}",
+                      "{{agent}} {{evaluation}} 1h"),
+                    q(f"agent_evaluation:agent_evaluation_score:mean_rate1d{{{evaluation}}} offset 1h",
+                      "{{agent}} {{evaluation}} day before")], w=12),
+        timeseries("Evaluation results per minute by label", "Results by the evaluator's label (pass, fail, "
+                   "relevant, ...; empty when it gives none).",
+                   [q(f"sum by (evaluation, label) (rate(agent_evaluations_total{{{evaluation}}}[{RATE}])) * 60",
+                      "{{evaluation}} {{label}}")], stack=True, w=24),
         Row("Streaming"),
         timeseries("Time to first token p95 by model", "How long users wait for the first chunk of a streamed "
                    "response; dots are exemplars (click through to the trace).",
@@ -629,9 +647,10 @@ def quality() -> Dashboard:
     ]
     return Dashboard(
         "agentprom-quality", "agentprom / Quality",
-        "How good and how costly the agents' runs are: streaming latency, finish reasons, guardrail verdicts, "
-        "per-run fan-out and the agent call graph.",
-        [agent_var("agent_invocations_total"), MODEL_VAR],
+        "How good and how costly the agents' runs are: evaluation scores, streaming latency, finish reasons, "
+        "guardrail verdicts, per-run fan-out and the agent call graph.",
+        [agent_var("agent_invocations_total"), MODEL_VAR,
+         Var("evaluation", "Evaluation", 'label_values(agent_evaluations_total{agent=~"$agent"}, evaluation)')],
         items, time_from="now-6h", refresh="1m")
 
 

@@ -27,7 +27,7 @@ EXPECTED_VARIABLES = {
     "agentprom-sessions.json": {"agent"},
     "agentprom-sidecar-health.json": {"instance"},
     "agentprom-dimensions.json": {"dimension", "agent"},
-    "agentprom-quality.json": {"agent", "model"},
+    "agentprom-quality.json": {"agent", "model", "evaluation"},
 }
 #: variables used as a label name, not matched against values: one value, no All
 SINGLE_VALUED = {"dimension"}
@@ -209,7 +209,8 @@ def test_panels_cover_the_issue_list():
                                           "agentprom_series_expired_total", "scrape_duration_seconds",
                                           "process_cpu_seconds_total", "process_resident_memory_bytes"],
         # issue 16: streaming latency, guardrails, fan-out, the call graph
-        "agentprom-quality.json": ["agent_llm_time_to_first_token_seconds_bucket",
+        "agentprom-quality.json": ["agent_evaluation_score_sum", "agent_evaluations_total",
+                                   "agent_llm_time_to_first_token_seconds_bucket",
                                    "agent_guardrail_checks_total", "agent_invocation_llm_calls_bucket",
                                    "agent_subagent_calls_total", "agent_invocations_total"],
         # issue 15: cost by dimension, against the generated budgets
