@@ -14,64 +14,25 @@ parses (or fails to) as ``ExportLogsServiceRequest`` does, bodies aside.
 
 from __future__ import annotations
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
+from agentprom.receiver import proto_view
+
 PACKAGE = "agentprom.otlp_logs_view"
-_LOGS = "." + logs_pb2.DESCRIPTOR.package + "."
-_VIEW = "." + PACKAGE + "."
-_ANY_VALUE = ".opentelemetry.proto.common.v1.AnyValue"
-_Field = descriptor_pb2.FieldDescriptorProto
+_REQUEST = "ExportLogsServiceRequest"
 
 
-def _view_files() -> tuple[descriptor_pb2.FileDescriptorProto, descriptor_pb2.FileDescriptorProto]:
-    logs = descriptor_pb2.FileDescriptorProto()
-    logs_pb2.DESCRIPTOR.CopyToProto(logs)
-    logs.name = "agentprom/otlp_logs_view/logs.proto"
-    logs.package = PACKAGE
-    logs.ClearField("options")
-    for message in logs.message_type:
-        for field in message.field:
-            if field.type_name.startswith(_LOGS):
-                field.type_name = _VIEW + field.type_name[len(_LOGS):]
-    record = next(m for m in logs.message_type if m.name == "LogRecord")
-    entry = record.nested_type.add(name="AttributesEntry")
-    entry.options.map_entry = True
-    entry.field.add(name="key", number=1, type=_Field.TYPE_STRING, label=_Field.LABEL_OPTIONAL, json_name="key")
-    entry.field.add(name="value", number=2, type=_Field.TYPE_MESSAGE, label=_Field.LABEL_OPTIONAL,
-                    type_name=_ANY_VALUE, json_name="value")
-    attributes = next(f for f in record.field if f.name == "attributes")
-    attributes.type_name = _VIEW + "LogRecord.AttributesEntry"
-    body = next(f for f in record.field if f.name == "body")
-    body.type = _Field.TYPE_BYTES
+def _view_files() -> tuple[proto_view.FileProto, proto_view.FileProto]:
+    logs = proto_view.copy_file(logs_pb2.DESCRIPTOR, "agentprom/otlp_logs_view/logs.proto", PACKAGE)
+    proto_view.attributes_as_map(logs, "LogRecord")
+    body = next(f for f in proto_view.message(logs, "LogRecord").field if f.name == "body")
+    body.type = proto_view.Field.TYPE_BYTES  # the same wire form as the AnyValue message: never parsed
     body.ClearField("type_name")
-
-    service = descriptor_pb2.FileDescriptorProto()
-    logs_service_pb2.DESCRIPTOR.CopyToProto(service)
-    service.name = "agentprom/otlp_logs_view/logs_service.proto"
-    service.package = PACKAGE
-    service.ClearField("options")
-    service.ClearField("service")
-    service.dependency[:] = [logs.name]
-    request = next(m for m in service.message_type if m.name == "ExportLogsServiceRequest")
-    del service.message_type[:]
-    service.message_type.add().CopyFrom(request)
-    for field in service.message_type[0].field:
-        field.type_name = _VIEW + field.type_name.rsplit(".", 1)[1]
+    service = proto_view.request_file(logs_service_pb2.DESCRIPTOR, "agentprom/otlp_logs_view/logs_service.proto",
+                                      logs, _REQUEST)
     return logs, service
 
 
-def _request_class() -> type:
-    pool = descriptor_pool.Default()
-    try:
-        found = pool.FindMessageTypeByName(PACKAGE + ".ExportLogsServiceRequest")
-    except KeyError:
-        for file in _view_files():
-            pool.Add(file)
-        found = pool.FindMessageTypeByName(PACKAGE + ".ExportLogsServiceRequest")
-    return message_factory.GetMessageClass(found)
-
-
 #: ``ExportLogsServiceRequest`` with ``LogRecord.attributes`` as ``map<string, AnyValue>`` and ``body`` as bytes
-ExportLogsServiceRequestView = _request_class()
+ExportLogsServiceRequestView = proto_view.request_class(PACKAGE, _REQUEST, _view_files)

@@ -18,61 +18,22 @@ decoder always did.
 
 from __future__ import annotations
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from agentprom.receiver import proto_view
+
 PACKAGE = "agentprom.otlp_view"
-_TRACE = "." + trace_pb2.DESCRIPTOR.package + "."
-_VIEW = "." + PACKAGE + "."
-_ANY_VALUE = ".opentelemetry.proto.common.v1.AnyValue"
-_Field = descriptor_pb2.FieldDescriptorProto
+_REQUEST = "ExportTraceServiceRequest"
 
 
-def _view_files() -> tuple[descriptor_pb2.FileDescriptorProto, descriptor_pb2.FileDescriptorProto]:
-    trace = descriptor_pb2.FileDescriptorProto()
-    trace_pb2.DESCRIPTOR.CopyToProto(trace)
-    trace.name = "agentprom/otlp_view/trace.proto"
-    trace.package = PACKAGE
-    trace.ClearField("options")
-    for message in trace.message_type:
-        for field in [*message.field, *(f for nested in message.nested_type for f in nested.field)]:
-            if field.type_name.startswith(_TRACE):
-                field.type_name = _VIEW + field.type_name[len(_TRACE):]
-    span = next(m for m in trace.message_type if m.name == "Span")
-    entry = span.nested_type.add(name="AttributesEntry")
-    entry.options.map_entry = True
-    entry.field.add(name="key", number=1, type=_Field.TYPE_STRING, label=_Field.LABEL_OPTIONAL, json_name="key")
-    entry.field.add(name="value", number=2, type=_Field.TYPE_MESSAGE, label=_Field.LABEL_OPTIONAL,
-                    type_name=_ANY_VALUE, json_name="value")
-    attributes = next(f for f in span.field if f.name == "attributes")
-    attributes.type_name = _VIEW + "Span.AttributesEntry"
-
-    service = descriptor_pb2.FileDescriptorProto()
-    trace_service_pb2.DESCRIPTOR.CopyToProto(service)
-    service.name = "agentprom/otlp_view/trace_service.proto"
-    service.package = PACKAGE
-    service.ClearField("options")
-    service.ClearField("service")
-    service.dependency[:] = [trace.name]
-    request = next(m for m in service.message_type if m.name == "ExportTraceServiceRequest")
-    del service.message_type[:]
-    service.message_type.add().CopyFrom(request)
-    for field in service.message_type[0].field:
-        field.type_name = _VIEW + field.type_name.rsplit(".", 1)[1]
+def _view_files() -> tuple[proto_view.FileProto, proto_view.FileProto]:
+    trace = proto_view.copy_file(trace_pb2.DESCRIPTOR, "agentprom/otlp_view/trace.proto", PACKAGE)
+    proto_view.attributes_as_map(trace, "Span")
+    service = proto_view.request_file(trace_service_pb2.DESCRIPTOR, "agentprom/otlp_view/trace_service.proto",
+                                      trace, _REQUEST)
     return trace, service
 
 
-def _request_class() -> type:
-    pool = descriptor_pool.Default()
-    try:
-        found = pool.FindMessageTypeByName(PACKAGE + ".ExportTraceServiceRequest")
-    except KeyError:
-        for file in _view_files():
-            pool.Add(file)
-        found = pool.FindMessageTypeByName(PACKAGE + ".ExportTraceServiceRequest")
-    return message_factory.GetMessageClass(found)
-
-
 #: ``ExportTraceServiceRequest`` with ``Span.attributes`` as ``map<string, AnyValue>``
-ExportTraceServiceRequestView = _request_class()
+ExportTraceServiceRequestView = proto_view.request_class(PACKAGE, _REQUEST, _view_files)
