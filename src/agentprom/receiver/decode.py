@@ -12,6 +12,7 @@ operation in C rather than a Python loop over every attribute.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,17 +181,24 @@ def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: Dec
     ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``), ``resource_keys``
     the resource attribute keys; kept strings are cut to ``limits.max_string_bytes`` (protobuf has
     already checked that they are valid UTF-8)."""
+    request = parse_counted(data, limits, ExportTraceServiceRequestView, too_many_spans)
+    return traces_from_request(request, wanted, limits.max_items, limits.max_string_bytes, resource_keys)
+
+
+def parse_counted(data: bytes, limits: DecodeLimits, view: Any, refusal: Callable[[int], LimitExceeded]) -> Any:
+    """``data`` parsed as the request message ``view``, after counting its items (spans, log records)
+    on the wire, since parsing allocates per item (span_count.py): past ``limits.max_spans``,
+    ``refusal(limit)`` is raised unparsed; a body that is not such a request raises ``DecodeError``."""
     too_many = False
     try:
-        # counted on the wire first: parsing allocates per span (span_count.py)
         too_many = limits is not NO_LIMITS and count_spans(data, limits.max_spans) > limits.max_spans
         if not too_many:
-            request = ExportTraceServiceRequestView.FromString(data)
+            request = view.FromString(data)
     except (_PbDecodeError, RuntimeError, ValueError) as exc:  # ValueError includes span_count.Malformed
-        raise DecodeError(f"cannot parse ExportTraceServiceRequest: {exc}") from None
+        raise DecodeError(f"cannot parse {view.DESCRIPTOR.name}: {exc}") from None
     if too_many:
-        raise too_many_spans(limits.max_spans)
-    return traces_from_request(request, wanted, limits.max_items, limits.max_string_bytes, resource_keys)
+        raise refusal(limits.max_spans)
+    return request
 
 
 def _bounded_values(values: dict[str, Any], limit: int) -> dict[str, Any]:

@@ -20,13 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf.message import DecodeError as _PbDecodeError
-
 from agentprom.conventions.profile import EVALUATION_EVENT, EVALUATION_KEYS, EVENT_NAME_ATTRIBUTE, SERVICE_NAME
 from agentprom.evaluations.model import NOT_AN_EVALUATION, EvaluationRecord, LogBatch
-from agentprom.receiver.decode import NO_LIMITS, DecodeError, DecodeLimits, LimitExceeded, any_value
+from agentprom.receiver.decode import NO_LIMITS, DecodeLimits, LimitExceeded, any_value, parse_counted
 from agentprom.receiver.logs_view import ExportLogsServiceRequestView
-from agentprom.receiver.span_count import count_spans
 from agentprom.text import bounded_text
 
 
@@ -53,15 +50,7 @@ def service_of(resource_attributes: Any, limit: int) -> str:
 
 def decode_logs(data: bytes, limits: DecodeLimits = NO_LIMITS) -> LogBatch:
     """Parse an ``ExportLogsServiceRequest`` body; raise ``DecodeError`` if it is not one."""
-    too_many = False
-    try:
-        too_many = limits is not NO_LIMITS and count_spans(data, limits.max_spans) > limits.max_spans
-        if not too_many:
-            request = ExportLogsServiceRequestView.FromString(data)
-    except (_PbDecodeError, RuntimeError, ValueError) as exc:  # ValueError includes span_count.Malformed
-        raise DecodeError(f"cannot parse ExportLogsServiceRequest: {exc}") from None
-    if too_many:
-        raise too_many_log_records(limits.max_spans)
+    request = parse_counted(data, limits, ExportLogsServiceRequestView, too_many_log_records)
     return logs_from_request(request, limits.max_string_bytes)
 
 
