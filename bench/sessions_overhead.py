@@ -37,6 +37,7 @@ from agentprom.clock import ManualClock  # noqa: E402
 from agentprom.context.stage import TraceContext  # noqa: E402
 from agentprom.config.loader import validate  # noqa: E402
 from agentprom.metrics.series_store import SeriesStore  # noqa: E402
+from agentprom.evaluations.counter import Evaluations  # noqa: E402
 from agentprom.guardrails import Guardrails  # noqa: E402
 from agentprom.model import Span  # noqa: E402
 from agentprom.runs import Runs  # noqa: E402
@@ -101,6 +102,9 @@ def run(spans: list[Span], mode: str, directory: str) -> float:
         translator.listeners.append(Runs(store, clock, attribution.run_grace_seconds,
                                          attribution.max_open_runs).on_resolved)
         translator.listeners.append(Guardrails(store).on_resolved)
+        evaluations = config.evaluations
+        translator.listeners.append(Evaluations(store, clock, context, evaluations.max_abs_score,
+                                                evaluations.max_wait_seconds, evaluations.max_waiting).on_resolved)
     feed = translator.spans
     gc.collect()  # what earlier runs left is not this run's cost
     began = time.process_time()

@@ -235,6 +235,36 @@ def test_sdk_log_records_count_for_the_evaluated_spans_agent(sidecar, protocol):
     traces.shutdown()
 
 
+def test_a_log_record_counts_for_the_same_agent_before_and_after_its_span(sidecar):
+    """The agent a result counts for is the one its span was counted for, whichever came first: here an
+    LLM call that names its own agent, with no agent span above it, and one that names none."""
+    traces = tracer_provider(sidecar, "grpc", service="agent-service")
+    tracer = traces.get_tracer("agent")
+    evaluator = logger_provider(sidecar, "grpc").get_logger("evaluator")
+
+    def chat(agent: str | None):
+        attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}
+        if agent:
+            attributes["gen_ai.agent.name"] = agent
+        with tracer.start_as_current_span("chat gpt-4o", attributes=attributes) as span:
+            pass
+        return span
+
+    for agent, expected in (("writer", "writer"), (None, "agent-service")):
+        after = chat(agent)  # the span first, then its result
+        traces.force_flush()
+        sidecar.settle()
+        evaluator.emit(event_name=EVENT, context=trace.set_span_in_context(after),
+                       attributes=evaluation("tone", 4))
+        before = chat(agent)  # the result first: it waits for the span
+        evaluator.emit(event_name=EVENT, context=trace.set_span_in_context(before),
+                       attributes=evaluation("tone", 4))
+        traces.force_flush()
+        assert results(sidecar, expected, "tone") == 2, agent
+    assert results(sidecar, "evaluator-service", "tone") == 0
+    traces.shutdown()
+
+
 def test_a_batch_of_sdk_log_records_with_random_scales(sidecar):
     rng = random.Random(20240607)
     traces = tracer_provider(sidecar, "http")

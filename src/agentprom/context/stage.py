@@ -55,7 +55,7 @@ from operator import attrgetter
 from agentprom.config.schema import DEFAULT_PHASE_SPANS, AttributionConfig
 from agentprom.context.resolved import Resolved, hand_on
 from agentprom.context.scope import PhaseRules, session_keys, session_of
-from agentprom.context.tree import MAX_WALK, Node, Passes, Tree
+from agentprom.context.tree import AGENT_OF, MAX_WALK, Node, Passes, Tree
 from agentprom.conventions.classify import Classified, service_name
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind, Span
@@ -63,7 +63,7 @@ from agentprom.model import Kind, Span
 AGENT, LLM, TOOL, OTHER = Kind.AGENT, Kind.LLM, Kind.TOOL, Kind.OTHER
 _decided = attrgetter("decided")
 #: what a local root inherits (tree.Passes): no named agent, no agent span above, no phase
-ROOT: Passes = (None, False, False, None, False, b"", None)
+ROOT: Passes = (None, False, False, None, False, b"", None, None)
 
 
 class TraceContext:
@@ -238,12 +238,13 @@ class TraceContext:
         return out
 
     def agent_at(self, trace_id: bytes, span_id: bytes) -> tuple[bool, str | None]:
-        """What is known of a span, for a log record parented to it (evaluations/): ``(True, the nearest
-        named agent at or above it, or None)`` once it is decided; ``(False, None)`` while it has not
-        arrived, waits for its ancestors, or after its trace was forgotten. Read-only: moves nothing."""
+        """What is known of a span, for a log record parented to it (evaluations/): ``(True, the agent
+        the span was counted for)`` once it is decided, as a span event of it would be counted;
+        ``(False, None)`` while it has not arrived, waits for its ancestors, or after its trace was
+        forgotten. Read-only: moves nothing."""
         tree = self.traces.get(trace_id)
         entry = tree.nodes.get(span_id) if tree is not None else None
-        return (True, entry[0]) if entry.__class__ is tuple else (False, None)
+        return (True, entry[AGENT_OF]) if entry.__class__ is tuple else (False, None)
 
     # -- placing a span ----------------------------------------------------------------------------
 
@@ -346,7 +347,7 @@ class TraceContext:
         of plain values (``tree.Passes``), if it holds ``holder`` (the span's node) for the span id
         or no ``holder`` is given: the garbage collector does not traverse those tuples, and a busy
         sidecar keeps a hundred thousand."""
-        ctx, agent_above, any_agent, phase, parent_is_agent, _parent, invocation = above
+        ctx, agent_above, any_agent, phase, parent_is_agent, _parent, invocation, _agent = above
         session = c.session
         if session is None:
             session = c.session = tree.session
@@ -366,15 +367,15 @@ class TraceContext:
                 phase = (span_id, *own_phase)
         c.invocation = invocation
         if kind is not AGENT:
-            passes = (ctx, agent_above, any_agent, phase, False, span.parent_span_id, invocation)
             if ctx is not None and not c.named:
                 c.agent = ctx
+            passes = (ctx, agent_above, any_agent, phase, False, span.parent_span_id, invocation, c.agent)
         else:
             # without a name of its own, classification gave the span its service.name
             own = c.agent if c.named else None
             if own is None and not any_agent and span_id in tree.named_below:
                 # a wrapper: not counted, and transparent to what is below it
-                passes = (ctx, agent_above, True, phase, True, span.parent_span_id, invocation)
+                passes = (ctx, agent_above, True, phase, True, span.parent_span_id, invocation, c.agent)
                 c.counted = False
             else:
                 resolved = own or ctx or c.agent
@@ -384,9 +385,9 @@ class TraceContext:
                     c.counted = resolved != above_agent
                     if c.counted:  # a sub-agent: the call graph's edge from the agent above
                         c.caller = above_agent
-                passes = (own or ctx, True, True, phase, True, span.parent_span_id,
-                          span_id if c.counted else invocation)
                 c.agent = resolved
+                passes = (own or ctx, True, True, phase, True, span.parent_span_id,
+                          span_id if c.counted else invocation, resolved)
         if holder is None or tree.nodes.get(span_id) is holder:  # a duplicate id keeps the first span's entry
             tree.nodes[span_id] = passes
         return passes

@@ -51,10 +51,12 @@ class Node:
 #: named agent at or above it, agent_above: it is or is below an agent span that is not a wrapper,
 #: any_agent: it is or is below any agent span, phase: the phase span at or above it as (span id,
 #: phase id, name) or None, is_agent: it is an agent span, its parent span id: index ``PARENT``,
-#: invocation: the span id of the counted agent invocation at or above it, or None).
-#: Plain values, so the garbage collector need not traverse them.
+#: invocation: the span id of the counted agent invocation at or above it, or None; the agent the
+#: span itself was counted for: index ``AGENT_OF``). Plain values, so the garbage collector need not
+#: traverse them.
 Passes = tuple
 PARENT = 5
+AGENT_OF = 7
 
 
 class Tree:

@@ -9,17 +9,16 @@ Two sources, one set of rules (model.py):
   Invalid results are counted in ``agentprom_evaluation_events_dropped_total{reason}``.
 * **Log records** (``LogBatch``, from ``LogsIngest``): the conventions parent the
   record to the evaluated span (its trace and span id). A span the trace context
-  has decided gives the nearest named agent at or above it at once
-  (``TraceContext.agent_at``). A span not decided yet (log and span exporters send
+  has decided gives the agent it was counted for at once (``TraceContext.agent_at``),
+  as a span event of it would be counted. A span not decided yet (log and span exporters send
   on schedules of their own, so the record often arrives first; or the span waits
   for its ancestors) is waited for: the result is counted when the span is
   settled, for the agent it resolved to. It waits at most ``max_wait_seconds``;
   past that, beyond ``max_waiting`` results waiting (the oldest go first), or at
   shutdown, it is counted for its resource's ``service.name`` and counted in
   ``agentprom_evaluation_fallbacks_total{reason}`` (``timeout``, ``overflow``,
-  ``shutdown``). A record without well-formed ids, or whose span has no named
-  agent at or above it, is counted for its ``service.name`` at once; without one,
-  ``unknown``. Log records are not sampled with their trace: each counts once.
+  ``shutdown``). A record without well-formed ids is counted for its
+  ``service.name`` at once; without one, ``unknown``. Log records are not sampled with their trace: each counts once.
   Invalid results are rejected through partial success; every record not counted
   is in ``agentprom_log_records_dropped_total{reason}``.
 
