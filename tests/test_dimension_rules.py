@@ -4,13 +4,16 @@ from config.dimensions."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 import yaml
 
+from agentprom.config.dimension_schema import RESERVED_LABELS, DimensionConfig
 from agentprom.config.loader import validate
+from agentprom.dimensions import DIMENSIONABLE
 from agentprom.dimension_rules import ALERTS_GROUP, THRESHOLDS_GROUP, dimension_rules, render_rules
 from tests.conftest import ROOT, tool
 from tests.test_deploy_helm import OPERATOR_APIS, Helm, render
@@ -201,3 +204,13 @@ def test_helm_values_schema_refuses_a_bad_dimension(helm):
     assert done.returncode != 0 and "label" in done.stderr
     done = helm.template({"config": {"dimensions": [dict(DIMENSIONS[0], metrics=["agent_sessions_total"])]}})
     assert done.returncode != 0 and "metrics" in done.stderr
+
+
+def test_helm_values_schema_reserves_the_labels_the_sidecar_reserves():
+    """The chart refuses at install what the sidecar would refuse at start (dimension_schema.RESERVED_LABELS:
+    the catalog's labels grow with it), and allows any dimension the sidecar's schema allows."""
+    schema = json.loads((ROOT / "helm" / "agentprom" / "values.schema.json").read_text())
+    item = schema["properties"]["config"]["properties"]["dimensions"]["items"]
+    assert set(item["properties"]["label"]["not"]["enum"]) == RESERVED_LABELS
+    assert item["properties"]["metrics"]["items"]["enum"] == list(DIMENSIONABLE)
+    assert set(item["properties"]) == set(DimensionConfig.model_fields)

@@ -160,19 +160,20 @@ def test_the_open_runs_are_bounded_and_what_is_dropped_is_counted():
     assert rig.histogram("agent_invocation_llm_calls", "a", "own") == (11, 5)  # 11 runs, 5 LLM calls
 
 
-def test_calls_of_runs_forgotten_long_ago_are_dropped_at_the_bound_and_counted():
+def test_calls_of_runs_forgotten_long_ago_are_late_and_leave_no_tally():
     rig = Rig(max_open_runs=1)
     roots = [rig.agent(trace, None, "a") for trace in (1, 2, 3)]
     for root in roots:
         rig.send([root])
         rig.runs.drain()  # observed, then forgotten by the next (one run remembered)
-    # calls of runs 1 and 2 arrive now: nothing tells them from new runs, so they are tallied, and
-    # with no run to close the oldest tally is dropped at the bound
-    rig.send([rig.chat(1, roots[0]), rig.chat(2, roots[1])])
-    assert len(rig.runs.tallies) == 1
-    assert rig.store.value("agentprom_fanout_missed_total", ("overflow",)) == 1
-    rig.send([rig.chat(3, roots[2])])  # run 3 is still remembered: late
-    assert rig.store.value("agentprom_fanout_missed_total", ("late",)) == 1
+    # calls of runs 1 and 2 arrive now: their runs are no longer remembered, but a run's agent span
+    # comes with its calls, so a tally left open at the end of the batch is a late one
+    rig.send([rig.chat(1, roots[0]), rig.chat(2, roots[1]), rig.tool(2, roots[1], "t")])
+    assert not rig.runs.tallies
+    assert rig.store.value("agentprom_fanout_missed_total", ("late",)) == 3
+    rig.send([rig.chat(3, roots[2])])  # run 3 is still remembered: late as well
+    assert rig.store.value("agentprom_fanout_missed_total", ("late",)) == 4
+    assert rig.store.value("agentprom_fanout_missed_total", ("overflow",)) == 0
 
 
 def test_sampling_weight_scales_the_runs_observed():

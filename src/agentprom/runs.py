@@ -16,7 +16,9 @@ parents first, a remote sub-agent's batch) are still in it:
   its caller's when it is observed.
 * A run is observed once, with its agent span's sampling weight (a sampled trace stands for 1/p runs).
 * A call settled after its run was observed is not added anywhere: counted in
-  ``agentprom_fanout_missed_total{reason="late"}``. At most ``max_runs`` runs wait to be observed
+  ``agentprom_fanout_missed_total{reason="late"}`` (a run's agent span is settled in the same batch
+  as its calls, after them, since they wait for it: a tally still open at the end of a batch is for a
+  run observed and forgotten long ago, and is dropped as late at once). At most ``max_runs`` runs wait to be observed
   and ``max_runs`` tallies are kept; past either, the oldest closed run is observed at once, or,
   when none is closed, the oldest tally is dropped and its calls counted (``reason="overflow"``). Runs observed lately are remembered (as many
   again) to tell a late call from a new run.
@@ -67,6 +69,7 @@ class Runs:
         cycles = P.LOOP_CYCLE_OPERATIONS
         tallies = self.tallies
         due = None  # when the runs closed now are observed: read once per call
+        fresh: list[tuple[bytes, bytes]] = []  # tallies opened here for runs not closed yet
         for span, c in zip(resolved.settled_spans, resolved.settled):
             kind = c.kind
             invocation = c.invocation
@@ -91,6 +94,8 @@ class Runs:
                 tally = self._tally(key)
                 if tally is None:
                     continue
+                if key not in self.closed:
+                    fresh.append(key)
             if kind is LLM:
                 tokens = c.tokens
                 tally[0] += 1
@@ -100,6 +105,14 @@ class Runs:
                     tally[3] += c.cost
             else:
                 tally[1] += 1
+        # A run's agent span is settled with its calls (they waited for it), after them: a tally opened
+        # here whose run did not close by the end is for a run observed so long ago that it was
+        # forgotten. Its calls are late.
+        for key in fresh:
+            if key not in self.closed:
+                tally = tallies.pop(key, None)
+                if tally is not None:
+                    self._missed.inc(("late",), tally[0] + tally[1])
         if len(tallies) > self.max_runs or len(self.closed) > self.max_runs:
             self._bound()
 
