@@ -631,10 +631,11 @@ def quality() -> Dashboard:
                    [q(f"agent:agent_invocation_llm_calls_over_64:increase15m{{{AGENT}}}", "{{agent}}")],
                    bars=True, w=8),
         Row("Agent call graph"),
-        node_graph("Who calls whom", "Agents as nodes (invocations in the shown range), sub-agent invocations as "
-                   "edges from the calling agent's run (agent_subagent_calls_total).",
+        node_graph("Who calls whom", "Agents as nodes (invocations in the shown range: every agent, so that the "
+                   "sub-agents of the chosen agents have their node), sub-agent invocations as edges from the "
+                   "calling agent's run (agent_subagent_calls_total; the Agent filter picks the callers).",
                    "label_replace(label_replace(sum by (agent) (increase(agent_invocations_total"
-                   f'{{{AGENT}}}[$__range])), "id", "$1", "agent", "(.+)"), "title", "$1", "agent", "(.+)")',
+                   '[$__range])), "id", "$1", "agent", "(.+)"), "title", "$1", "agent", "(.+)")',
                    "label_replace(label_replace(label_join(sum by (agent, subagent) (increase("
                    f'agent_subagent_calls_total{{{AGENT}}}[$__range])), "id", "->", "agent", "subagent"), '
                    '"source", "$1", "agent", "(.+)"), "target", "$1", "subagent", "(.+)")'),
