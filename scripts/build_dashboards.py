@@ -212,6 +212,18 @@ DATASOURCE_VAR = {
 }
 
 
+#: Grafana's ad-hoc filters: any label = value, added to every query of the dashboard. How the call
+#: metrics are filtered by an extra dimension (tenant, environment: docs/metrics.md), whatever it is
+#: called; with none configured it lists only the catalog's labels and changes nothing until used.
+ADHOC_VAR = {
+    "type": "adhoc",
+    "name": "filters",
+    "label": "Filters",
+    "datasource": DS,
+    "hide": 0,
+}
+
+
 @dataclass
 class Dashboard:
     uid: str
@@ -221,6 +233,8 @@ class Dashboard:
     items: list[Panel | Row]
     time_from: str = "now-1h"
     refresh: str = "30s"
+    #: offer ad-hoc filters (dashboards over the call metrics, which extra dimensions label)
+    filters: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -255,7 +269,8 @@ class Dashboard:
                 "targetBlank": False,
                 "tooltip": "",
             }],
-            "templating": {"list": [DATASOURCE_VAR] + [var.to_json() for var in self.variables]},
+            "templating": {"list": [DATASOURCE_VAR] + [var.to_json() for var in self.variables]
+                           + ([ADHOC_VAR] if self.filters else [])},
             "panels": self._layout(),
         }
 
@@ -361,7 +376,7 @@ def overview() -> Dashboard:
         "agentprom-overview", "agentprom / Overview",
         "Live view of every agent: sessions, tool and LLM traffic, latency, errors, tokens and cost.",
         [agent_var("agent_llm_calls_total"), MODEL_VAR, TOOL_VAR],
-        items, time_from="now-1h", refresh="30s")
+        items, time_from="now-1h", refresh="30s", filters=True)
 
 
 def tools() -> Dashboard:
@@ -402,7 +417,7 @@ def tools() -> Dashboard:
         "agentprom-tools", "agentprom / Tools",
         "Per-tool call rate, errors by type, latency percentiles and distribution, retries and recoveries.",
         [agent_var("agent_tool_calls_total"), TOOL_VAR],
-        items)
+        items, filters=True)
 
 
 def llm_cost() -> Dashboard:
@@ -463,7 +478,7 @@ def llm_cost() -> Dashboard:
         "agentprom-llm-cost", "agentprom / LLM and cost",
         "LLM calls, latency and errors by model; tokens by type; cost by agent and model against the budgets.",
         [agent_var("agent_llm_calls_total"), MODEL_VAR],
-        items, time_from="now-6h", refresh="1m")
+        items, time_from="now-6h", refresh="1m", filters=True)
 
 
 def sessions() -> Dashboard:
@@ -652,7 +667,7 @@ def quality() -> Dashboard:
         "guardrail verdicts, per-run fan-out and the agent call graph.",
         [agent_var("agent_invocations_total"), MODEL_VAR,
          Var("evaluation", "Evaluation", 'label_values(agent_evaluations_total{agent=~"$agent"}, evaluation)')],
-        items, time_from="now-6h", refresh="1m")
+        items, time_from="now-6h", refresh="1m", filters=True)
 
 
 #: the configured extra dimension shown (a label name: the queries group by it)
@@ -709,7 +724,7 @@ def spend_by_dimension() -> Dashboard:
         "(agentprom_dimension_info); it is empty, and the panels too, until one is configured.",
         [Var("dimension", "Dimension", "label_values(agentprom_dimension_info, dimension)", single=True),
          agent_var("agent_invocations_total")],
-        items, time_from="now-6h", refresh="1m")
+        items, time_from="now-6h", refresh="1m", filters=True)
 
 
 DASHBOARDS = {

@@ -31,6 +31,10 @@ EXPECTED_VARIABLES = {
 }
 #: variables used as a label name, not matched against values: one value, no All
 SINGLE_VALUED = {"dimension"}
+#: the dashboards over the call metrics offer Grafana's ad-hoc filters (any label, extra dimensions
+#: included); the others do not, since the sessions' and the sidecar's metrics carry no dimension
+AD_HOC = {"agentprom-overview.json", "agentprom-tools.json", "agentprom-llm-cost.json", "agentprom-quality.json",
+          "agentprom-dimensions.json"}
 _VARIABLE_USE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -123,6 +127,10 @@ def test_datasource_variable_drives_every_query(path):
 def test_variables_are_defined_and_used(path):
     dashboard = _load(path)
     variables = _variables(dashboard)
+    ad_hoc = {name for name, var in variables.items() if var["type"] == "adhoc"}
+    assert ad_hoc == ({"filters"} if path.name in AD_HOC else set())
+    for name in ad_hoc:  # applied by Grafana to every query of the datasource: never written in one
+        assert variables.pop(name)["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
     assert set(variables) == EXPECTED_VARIABLES[path.name] | {"datasource"}
     texts = [target["expr"] for _title, target in _targets(dashboard)]
     texts += [var["query"] for var in variables.values() if var["type"] == "query"]
