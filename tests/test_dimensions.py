@@ -177,6 +177,17 @@ def test_invalid_dimensions_are_located(tmp_path):
     assert "'secret.tenant' is removed by security.attribute_deny" in text
 
 
+def test_a_budget_no_series_can_match_is_refused():
+    long = dict(TENANT, budgets={"x" * 200: {"cost_usd_per_hour": 1}})
+    with pytest.raises(ConfigError, match="longer than store.max_label_value_length"):
+        validate({"dimensions": [long]})
+    outside = dict(TENANT, budgets={"ACME": {"cost_usd_per_hour": 1}})
+    with pytest.raises(ConfigError, match="does not match store.label_allow"):
+        validate({"dimensions": [outside], "store": {"label_allow": {"tenant": "[a-z]+"}}})
+    validate({"dimensions": [dict(TENANT, budgets={"acme": {"cost_usd_per_hour": 1}})],
+              "store": {"label_allow": {"tenant": "[a-z]+"}}})
+
+
 def test_store_settings_may_name_a_dimension():
     config = validate({"store": {"label_values": {"tenant": 10}, "label_allow": {"tenant": "[a-z]+"}},
                        "dimensions": [TENANT]})

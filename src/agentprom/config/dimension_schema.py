@@ -103,10 +103,12 @@ class DimensionConfig(_Model):
         return self
 
 
-def check_dimensions(dimensions: tuple[DimensionConfig, ...], deny: tuple[str, ...]) -> list[str]:
+def check_dimensions(dimensions: tuple[DimensionConfig, ...], deny: tuple[str, ...], max_value_length: int = 0,
+                     allow: dict[str, str] | None = None) -> list[str]:
     """Problems of the dimensions together (each one alone is checked by ``DimensionConfig``):
-    two with one label, and attributes that ``security.attribute_deny`` removes before anything
-    reads them."""
+    two with one label, attributes that ``security.attribute_deny`` removes before anything
+    reads them, and budgeted values no series can have (longer than ``store.max_label_value_length``,
+    or outside the label's ``store.label_allow`` pattern), whose alert could never fire."""
     problems = []
     labels = [d.label for d in dimensions]
     problems += [f"dimensions: label {label!r} is configured twice" for label in sorted({x for x in labels
@@ -114,6 +116,14 @@ def check_dimensions(dimensions: tuple[DimensionConfig, ...], deny: tuple[str, .
     for i, d in enumerate(dimensions):
         problems += [f"dimensions[{i}].attributes: {key!r} is removed by security.attribute_deny, so it would "
                      "never be read" for key in d.attributes if _denied(key, deny)]
+        pattern = re.compile((allow or {})[d.label]) if d.label in (allow or {}) else None
+        for value in d.budgets:
+            if max_value_length and len(value) > max_value_length:
+                problems.append(f"dimensions[{i}].budgets: {value[:40]!r}... is longer than "
+                                f"store.max_label_value_length ({max_value_length}): no series has it")
+            elif pattern is not None and not pattern.fullmatch(value):
+                problems.append(f"dimensions[{i}].budgets: {value!r} does not match store.label_allow for "
+                                f"{d.label!r}: its series are labelled 'other'")
     return problems
 
 

@@ -415,7 +415,8 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _check_dimensions(self) -> "Config":
-        problems = check_dimensions(self.dimensions, self.security.attribute_deny)
+        problems = check_dimensions(self.dimensions, self.security.attribute_deny, self.store.max_label_value_length,
+                                    self.store.label_allow)
         if problems:
             raise ValueError("; ".join(problems))
         return self
