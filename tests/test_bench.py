@@ -48,6 +48,16 @@ def test_scrape_cost():
         assert row[fmt]["prometheus_client_ms"] > 0
 
 
+def test_scrape_under_load():
+    report = run_bench("scrape_under_load")
+    quiet, scraped = report["runs"]["quiet"][0], report["runs"]["scraped"][0]
+    assert quiet["scrapes"] == 0 and scraped["scrapes"] >= 2
+    for run in (quiet, scraped):
+        assert run["exports"] > 0 and run["export_p99_ms"] >= run["export_p50_ms"] > 0
+        assert run["agent_series"] >= 1000
+    assert report["p99_ratio_scraped_to_quiet"] > 0
+
+
 def test_memory_under_cardinality_attack():
     report = run_bench("memory")
     # the store holds the tool label's budget (1,000 values per metric, tool calls and durations, plus
