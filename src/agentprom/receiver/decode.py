@@ -123,11 +123,12 @@ def any_value(value: Any) -> Any:
     return None
 
 
-def string_array(value: Any, limit: int) -> tuple[str, ...] | None:
+def string_array(value: Any, limit: int) -> Any:
     """The string items of an array ``AnyValue`` (at most ``MAX_ARRAY_STRINGS``, each bounded), for the
-    few attributes that are arrays (``STRING_ARRAY_KEYS``); None when it is not an array."""
+    few attributes that are arrays (``STRING_ARRAY_KEYS``); any other value as ``any_value`` reads it
+    (the caller has taken non-empty strings and integers already)."""
     if value.WhichOneof("value") != "array_value":
-        return None
+        return any_value(value)
     items = value.array_value.values
     return tuple(bounded_text(item.string_value, limit) for item in items[:MAX_ARRAY_STRINGS]
                  if item.WhichOneof("value") == "string_value")
