@@ -6,15 +6,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from agentprom.conventions.profile import OWN_PREFIX, WANTED_KEYS
-from agentprom.receiver.decode import DecodeError, KeyFilter, any_value, decode_traces
+from agentprom.conventions.profile import OWN_PREFIX, STRING_ARRAY_KEYS, WANTED_KEYS
+from agentprom.receiver.decode import DecodeError, KeyFilter, any_value, decode_traces, string_array
+from agentprom.text import DEFAULT_MAX_STRING_BYTES
 from tests.test_fuzz import export_requests
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def reference_attributes(body: bytes) -> list[dict]:
-    """Every span's kept attributes, walked over the published ``repeated KeyValue`` (last key wins)."""
+    """Every span's kept attributes, walked over the published ``repeated KeyValue`` (last key wins); the
+    few array attributes read as their string items (``STRING_ARRAY_KEYS``)."""
     request = ExportTraceServiceRequest.FromString(body)
     out = []
     for rs in request.resource_spans:
@@ -22,7 +24,9 @@ def reference_attributes(body: bytes) -> list[dict]:
             for span in ss.spans:
                 attrs = {}
                 for kv in span.attributes:
-                    if kv.key in WANTED_KEYS or kv.key.startswith(OWN_PREFIX):
+                    if kv.key in STRING_ARRAY_KEYS:
+                        attrs[kv.key] = string_array(kv.value, DEFAULT_MAX_STRING_BYTES)
+                    elif kv.key in WANTED_KEYS or kv.key.startswith(OWN_PREFIX):
                         attrs[kv.key] = any_value(kv.value)
                 out.append(attrs)
     return out
