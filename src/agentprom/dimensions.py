@@ -97,10 +97,6 @@ class DimensionValues:
             values.append(default if found is None else found)
         return tuple(values)
 
-    def attribute_keys(self) -> frozenset[str]:
-        """Every attribute key some dimension reads (the decoders must keep them)."""
-        return frozenset(key for keys in self.keys for key in keys)
-
 
 class Dimensioned:
     """A family whose keys get the current span's values of its dimensions appended.

@@ -10,7 +10,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from agentprom.config.base import _Model
+from agentprom.config.base import _Model, key_list_problems, listed_twice
 from agentprom.dimensions import DIMENSIONABLE
 from agentprom.metrics.catalog import CATALOG
 
@@ -72,8 +72,7 @@ class DimensionConfig(_Model):
     @field_validator("attributes")
     @classmethod
     def _check_attributes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        problems = [f"entry {i} is empty" for i, key in enumerate(value) if not key.strip()]
-        problems += [f"{key!r} is listed twice" for key in sorted({k for k in value if value.count(k) > 1})]
+        problems = key_list_problems(value)
         if problems:
             raise ValueError("; ".join(problems))
         return value
@@ -83,7 +82,7 @@ class DimensionConfig(_Model):
     def _check_metrics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         problems = [f"{name!r} cannot take a dimension (one of: {', '.join(DIMENSIONABLE)})"
                     for name in value if name not in DIMENSIONABLE]
-        problems += [f"{name!r} is listed twice" for name in sorted({n for n in value if value.count(n) > 1})]
+        problems += listed_twice(value)
         if problems:
             raise ValueError("; ".join(problems))
         return value
@@ -110,9 +109,7 @@ def check_dimensions(dimensions: tuple[DimensionConfig, ...], deny: tuple[str, .
     reads them, and budgeted values no series can have (longer than ``store.max_label_value_length``,
     or outside the label's ``store.label_allow`` pattern), whose alert could never fire."""
     problems = []
-    labels = [d.label for d in dimensions]
-    problems += [f"dimensions: label {label!r} is configured twice" for label in sorted({x for x in labels
-                                                                                        if labels.count(x) > 1})]
+    problems += listed_twice([d.label for d in dimensions], "dimensions: label ", "configured")
     for i, d in enumerate(dimensions):
         problems += [f"dimensions[{i}].attributes: {key!r} is removed by security.attribute_deny, so it would "
                      "never be read" for key in d.attributes if _denied(key, deny)]

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from agentprom.config.base import _Model
+from agentprom.config.base import _Model, key_list_problems
 from agentprom.config.dimension_schema import DimensionConfig, check_dimensions
 from agentprom.config.network_schema import (
     BasicAuthConfig,
@@ -188,8 +188,7 @@ class MetricsInConfig(_Model):
     @field_validator("promote_resource_attributes")
     @classmethod
     def _check_promoted(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        problems = [f"entry {i} is empty" for i, key in enumerate(value) if not key.strip()]
-        problems += [f"{key!r} is listed twice" for key in sorted({k for k in value if value.count(k) > 1})]
+        problems = key_list_problems(value)
         if problems:
             raise ValueError("; ".join(problems))
         return value
