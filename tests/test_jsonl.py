@@ -188,12 +188,23 @@ def test_records_from_spans_and_events_follow_the_documented_format(make_sidecar
         own_session(t)
     post_json(sidecar, "/runtime/event", run_of_events())
     path = tmp_path / LOG_NAME
-    wait_for(lambda: len(path.read_text().splitlines()) == 7 + 8, what="15 records")
+    # 7 call, phase and session records from spans, 8 from events, and the events' 8 event records
+    wait_for(lambda: len(path.read_text().splitlines()) == 7 + 8 + 8, what="23 records")
     records = lines(path)
     by_kind: dict[str, list[dict]] = {}
     for r in records:
         by_kind.setdefault(r["kind"], []).append(r)
-    assert {k: len(v) for k, v in by_kind.items()} == {"tool_call": 7, "llm_call": 2, "phase": 4, "session": 2}
+    assert {k: len(v) for k, v in by_kind.items()} == {"tool_call": 7, "llm_call": 2, "phase": 4, "session": 2,
+                                                       "event": 8}
+    # the events that make no other record, in order, as they happened
+    assert [(r["event_type"], r["session_id"], r["timestamp"][11:19]) for r in by_kind["event"]] == [
+        ("session_started", "sess_abc123", "02:15:00"), ("phase_started", "sess_abc123", "02:15:01"),
+        ("tool_started", "sess_abc123", "02:15:02"), ("checkpoint_created", "sess_abc123", "02:15:05"),
+        ("memory_read", "sess_abc123", "02:15:05"), ("memory_write", "sess_abc123", "02:15:05"),
+        ("context_reset", "sess_abc123", "02:15:08"), ("phase_started", "sess_abc123", "02:15:09"),
+    ]
+    assert by_kind["event"][0]["model"] == "gpt-4o" and by_kind["event"][2]["call_id"] == "c1"
+    records = [r for r in records if r["kind"] != "event"]
     for r in records:
         assert SPEC_KEYS <= r.keys(), r
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["timestamp"])
@@ -222,7 +233,7 @@ def test_records_from_spans_and_events_follow_the_documented_format(make_sidecar
     assert (events_llm["tokens"], events_llm["cached_tokens"], events_llm["cost"]) == (1000, 300, 0.01)
     assert events_llm["timestamp"] == "2026-02-20T02:15:05.200Z"  # start = event time - duration
     sidecar.call(sidecar.app.journal.publish)
-    assert sidecar.value("agentprom_jsonl_records_total", outcome="written") == 15
+    assert sidecar.value("agentprom_jsonl_records_total", outcome="written") == 23
     ok, checks = sidecar.app.readiness()
     assert ok and checks["jsonl"] == "writing"
 
@@ -240,7 +251,8 @@ def test_restart_restores_sessions_and_survives_a_torn_last_line(make_sidecar, t
     before = get_json(first, "/runtime/session/done")[1]
     before_phases = get_json(first, "/runtime/session/done/phases")[1]
     path = tmp_path / LOG_NAME
-    wait_for(lambda: len(path.read_text().splitlines()) == 8 + 3, what="11 records")
+    # 8 + 3 records of calls, phases and sessions, and 8 + 2 of events that make none
+    wait_for(lambda: len(path.read_text().splitlines()) == 8 + 3 + 8 + 2, what="21 records")
     first.stop()
 
     # a crash tore the last write: half of the last record ("three") is on disk
@@ -256,7 +268,7 @@ def test_restart_restores_sessions_and_survives_a_torn_last_line(make_sidecar, t
     open_session = get_json(second, "/runtime/session/open")[1]
     assert (open_session["status"], open_session["tool_calls"], open_session["errors"]) == ("active", 2, 1)
     assert second.value("agentprom_jsonl_malformed_lines_total") == 1
-    assert second.value("agentprom_jsonl_records_total", outcome="restored") == 10
+    assert second.value("agentprom_jsonl_records_total", outcome="restored") == 20
     # Prometheus counters start again from zero after a restart; only gauges reflect restored state
     assert second.value("agent_sessions_total", agent="coder", status="completed") == 0
     assert second.value("agent_sessions_active", agent="a") == 1
@@ -270,9 +282,9 @@ def test_restart_restores_sessions_and_survives_a_torn_last_line(make_sidecar, t
     assert (ended["status"], ended["tool_calls"], ended["phases"]) == ("completed", 3, 1)
     # a phase open across the restart is known only from its calls: it ends with its session
     assert second.value("agent_phases_total", agent="a", phase="work", status="completed") == 1
-    wait_for(lambda: len(path.read_text().splitlines()) == 10 + 3, what="3 more records")
+    wait_for(lambda: len(path.read_text().splitlines()) == 20 + 3, what="3 more records")
     stats = ReadStats()
-    assert len(list(read_records([path], stats))) == 13 and stats.malformed == 0
+    assert len(list(read_records([path], stats))) == 23 and stats.malformed == 0
 
 
 def _serve(config: Path) -> tuple[subprocess.Popen, str]:

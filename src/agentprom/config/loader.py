@@ -28,7 +28,11 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "AGENTPROM_OTLP_HTTP": ("server.otlp_http", "--otlp-http"),
     "AGENTPROM_METRICS": ("server.metrics", "--metrics"),
     "AGENTPROM_LOG_LEVEL": ("log.level", "--log-level"),
+    "AGENTPROM_POSTGRES_DSN": ("storage.postgres.dsn", ""),
+    "AGENTPROM_REDIS_URL": ("storage.redis.url", ""),
 }
+#: values never echoed in errors: they may hold a password
+SECRET_PATHS = frozenset({"storage.postgres.dsn", "storage.redis.url"})
 CONFIG_ENV = "AGENTPROM_CONFIG"
 
 M = TypeVar("M", bound=BaseModel)
@@ -134,7 +138,7 @@ def validate_model(
             if error["type"] == "extra_forbidden":
                 message = "unknown key (not part of the schema)" + _did_you_mean(model, error["loc"])
             value = error.get("input")
-            if isinstance(value, dict):
+            if isinstance(value, dict) or loc in SECRET_PATHS:
                 value = None
             problems.append(Problem(loc, f"{message} (rule: {error['type']})", value, sources.get(loc, "")))
         raise ConfigError(problems, origin, what) from None

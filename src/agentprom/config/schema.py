@@ -18,6 +18,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from agentprom.config.base import _Model, key_list_problems
 from agentprom.config.dimension_schema import DimensionConfig, check_dimensions
+from agentprom.config.storage_schema import StorageConfig
 from agentprom.config.network_schema import (
     BasicAuthConfig,
     ForwardConfig,
@@ -399,6 +400,7 @@ class Config(_Model):
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     jsonl: JsonlConfig = Field(default_factory=JsonlConfig)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     dimensions: tuple[DimensionConfig, ...] = Field(
         (), description="Extra labels on chosen metrics from span or resource attributes (e.g. tenant, "
         "environment); none by default. docs/metrics.md, \"Extra dimensions\".",
@@ -411,6 +413,20 @@ class Config(_Model):
         dimensions = document.get("dimensions") if isinstance(document, dict) else None
         labels = [d.get("label") for d in dimensions or () if isinstance(d, dict)] if isinstance(dimensions, list) else []
         return {"dimension_labels": frozenset(label for label in labels if isinstance(label, str))}
+
+    @property
+    def journal(self) -> JsonlConfig:
+        """The JSONL journal as it runs: a configured store switches it on (the stores are fed from it)."""
+        if self.jsonl.enabled or not self.storage.configured:
+            return self.jsonl
+        return self.jsonl.model_copy(update={"enabled": True})
+
+    @model_validator(mode="after")
+    def _check_journal(self) -> "Config":
+        if self.storage.configured and "enabled" in self.jsonl.model_fields_set and not self.jsonl.enabled:
+            raise ValueError("jsonl.enabled is false, but the stores under storage: are fed from the JSONL journal; "
+                             "remove jsonl.enabled (a store switches the journal on) or the store")
+        return self
 
     @model_validator(mode="after")
     def _check_dimensions(self) -> "Config":

@@ -377,6 +377,11 @@ class SessionBook:
         if self.sink is not None:
             self.sink(build(*args))
 
+    def _log_event(self, event_type: str, s: Session, t: float, **fields: Any) -> None:
+        """Log a runtime event that makes no other record (``records.event_record``)."""
+        if self.sink is not None:
+            self.sink(R.event_record(event_type, s, t, **fields))
+
 
 def count_call(s: Session, call: Call, max_calls: int) -> None:
     """Count a call into its session's counters and stored calls (live, and when restoring)."""

@@ -9,6 +9,12 @@ interface (docs/sessions.md, "JSONL invocation log"). Every record has
 ``input_tokens``, ``output_tokens``, ``cached_tokens`` and ``cost``. Further
 keys carry what the session API needs after a restart. Readers ignore keys
 they do not know and treat missing optional keys as absent.
+
+Two kinds carry no call: ``event`` records the runtime events that make no
+other record when they happen (``session_started``, ``phase_started``,
+``tool_started``, checkpoints, context resets, memory operations: the Redis
+store streams them live), and ``agent_invocation`` a counted agent span (an
+invocation, for the stores' ``agent_events``). Restoring and reports skip both.
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ from agentprom.sessions.model import (
     Call,
     Phase,
     Session,
+    new_id,
 )
 from agentprom.sessions.timestamps import iso, parse_iso
 
-KINDS = (TOOL_CALL, LLM_CALL, PHASE, SESSION)
+EVENT = "event"
+AGENT_INVOCATION = "agent_invocation"
+KINDS = (TOOL_CALL, LLM_CALL, PHASE, SESSION, EVENT, AGENT_INVOCATION)
 
 #: session counters written as-is and read back as ints
 SESSION_COUNTS = (
@@ -64,6 +73,10 @@ def call_record(call: Call, session_id: str) -> dict[str, Any]:
     }
     if call.kind == TOOL_CALL:
         record["tool"] = call.name
+        if call.call_id:
+            record["call_id"] = call.call_id
+        if call.sizes:
+            record["input_size_bytes"], record["output_size_bytes"] = call.sizes
     else:
         record.update(
             provider=call.provider,
@@ -86,7 +99,7 @@ def call_record(call: Call, session_id: str) -> dict[str, Any]:
 
 
 def phase_record(phase: Phase, session: Session) -> dict[str, Any]:
-    return {
+    record = {
         "invocation_id": phase.invocation_id,
         "kind": PHASE,
         "agent": session.agent,
@@ -102,6 +115,46 @@ def phase_record(phase: Phase, session: Session) -> dict[str, Any]:
         "llm_calls": phase.llm_calls,
         "errors": phase.errors,
         "recoveries": phase.recoveries,
+    }
+    if phase.span_id:
+        record["span_id"] = phase.span_id.hex()  # a phase span's: the phase came from spans
+    return record
+
+
+def event_record(event_type: str, session: Session, timestamp: float, **fields: Any) -> dict[str, Any]:
+    """A runtime event that makes no other record (its fields: ``phase_id``, ``phase_name``,
+    ``tool``, ``call_id``, ``model``, ``provider`` when it has them)."""
+    record = {
+        "invocation_id": new_id(),
+        "kind": EVENT,
+        "event_type": event_type,
+        "agent": session.agent,
+        "phase": fields.pop("phase_name", None),
+        "session_id": session.session_id,
+        "duration_ms": 0.0,
+        "success": True,
+        "timestamp": iso(timestamp),
+    }
+    record.update((key, value) for key, value in fields.items() if value is not None)
+    return record
+
+
+def invocation_record(session_id: str, agent: str, start: float, end: float, success: bool,
+                      error_class: str | None, trace_id: bytes, span_id: bytes) -> dict[str, Any]:
+    """A counted agent span: one invocation of ``agent``."""
+    return {
+        "invocation_id": span_id.hex(),
+        "kind": AGENT_INVOCATION,
+        "agent": agent,
+        "phase": None,
+        "session_id": session_id,
+        "duration_ms": _ms(max(0.0, end - start) * 1000.0),
+        "success": success,
+        "error_class": error_class,
+        "timestamp": iso(start),
+        "end_timestamp": iso(end),
+        "trace_id": trace_id.hex(),
+        "span_id": span_id.hex(),
     }
 
 
@@ -210,6 +263,9 @@ def call_from_record(record: dict[str, Any]) -> Call:
     call.output_tokens = count(record, "output_tokens")
     call.cached_tokens = count(record, "cached_tokens")
     call.cost = number(record, "cost")
+    call.call_id = text(record, "call_id") or ""
+    if "input_size_bytes" in record or "output_size_bytes" in record:
+        call.sizes = (count(record, "input_size_bytes"), count(record, "output_size_bytes"))
     return call
 
 

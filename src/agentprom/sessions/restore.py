@@ -49,6 +49,7 @@ class Restoring(SessionBook):
             self._restore_phase(s, record)
         elif kind == SESSION:
             self._restore_session(s, record)
+        # ``event`` and ``agent_invocation`` records name the session (opened above) and change nothing
 
     def _restore_phase(self, s: Session, record: dict[str, Any]) -> None:
         phase_id = R.text(record, "phase_id") or R.text(record, "phase") or record["invocation_id"]

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from agentprom.conventions import profile as P
 from agentprom.conventions.classify import Classified, first_str
 from agentprom.model import STATUS_ERROR, Kind, Span
+from agentprom.sessions import records as R
 from agentprom.sessions.book import SessionBook
 from agentprom.sessions.model import ACTIVE, COMPLETED, END_STATUSES, FAILED, LLM_CALL, TOOL_CALL, Call, Phase, Session
 
@@ -121,6 +122,9 @@ class SpanSessions(SessionBook):
                 # an outer LLM call (the trace context found the request's own span below it) is no call
                 if kind is TOOL or (kind is LLM and c.counted):
                     self._span_call(s, span, c, found, start, end)
+                elif kind is AGENT and c.counted and self.sink is not None:
+                    self.sink(R.invocation_record(s.session_id, c.agent, start, end, c.ok, c.error_type or None,
+                                                  span.trace_id, span.span_id))
                 elif c.own_phase is not None:
                     phase_id, name = c.own_phase
                     self._phase_span(s, phase_id, name, span.span_id, start, end, span.status_code == STATUS_ERROR)
