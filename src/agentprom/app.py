@@ -18,6 +18,7 @@ import logging
 import os
 import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -51,6 +52,10 @@ from agentprom.sessions.api import RuntimeApi
 from agentprom.journal import SessionJournal
 from agentprom.sessions.tracker import SessionTracker
 from agentprom.translator import Translator
+
+if TYPE_CHECKING:
+    from agentprom.stores.fleet import Fleet
+    from agentprom.stores.service import Stores
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +189,17 @@ class App:
         self.checks: dict[str, Callable[[], tuple[bool, str]]] = {}
 
         # runtime sessions (fed by spans and the /runtime API) and their JSONL log
-        self.journal = SessionJournal(config.jsonl, self.store) if config.jsonl.enabled else None
+        self.journal = SessionJournal(config.journal, self.store) if config.journal.enabled else None
         sink = self.errors.contain("jsonl", self.journal.writer.append) if self.journal else None
+        #: PostgreSQL and Redis, fed from the journal by a thread of their own (stores/)
+        self.stores: Stores | None = None
+        if config.storage.configured:
+            from agentprom.stores import service  # psycopg and redis-py only when a store is configured
+
+            self.stores = service.Stores(config, self.store)
+            self.periodic.append(self.stores.publish)
+            self.store.expiry_hooks.append(self.stores.publish)
+            self.checks.update(self.stores.checks())
         self.tracker = SessionTracker(self.store, config.sessions, self.clock,
                                       sink=sink, errors=self.errors)
         if config.sessions.enabled:
@@ -193,7 +207,8 @@ class App:
             self.translator.sessions = self.tracker  # runtime events enter where spans do
             RuntimeApi(self.tracker, self.store, config.sessions.max_events_per_request,
                        self.amount_limits, config.sessions.max_request_bytes,
-                       apply=self.translator.event, end=self.translator.end_session).install(self.http_app)
+                       apply=self.translator.event, end=self.translator.end_session,
+                       fleet=self._fleet()).install(self.http_app)
             self.periodic.append(self.tracker.expire)
         if self.journal is not None:
             self.periodic.append(self.journal.publish)
@@ -205,6 +220,14 @@ class App:
         self._start_failed = False
         self._runners: dict[str, web.AppRunner] = {}
         self._housekeeping: asyncio.Task | None = None
+
+    def _fleet(self) -> Fleet | None:
+        """The runtime API's reads of sessions other processes saw (a PostgreSQL store is configured)."""
+        if self.stores is None or self.stores.postgres is None:
+            return None
+        from agentprom.stores.fleet import Fleet
+
+        return Fleet(self.stores, self.config.sessions, self.clock)
 
     def _secure_listeners(self) -> None:
         """TLS, authentication and slow-client limits on every listener (server/security.py)."""
@@ -286,6 +309,8 @@ class App:
             await self._serve("metrics", self.metrics_app, server.metrics)
             if self.journal is not None:
                 await self.journal.open(self.tracker)  # before any span or event arrives
+            if self.stores is not None:
+                self.stores.start()
             self.addresses["otlp_grpc"] = await self.grpc.start()
             await self._serve("otlp_http", self.http_app, server.otlp_http)
         except Exception:
@@ -336,6 +361,8 @@ class App:
         self.tracker.flush()
         if self.journal is not None:
             await self.journal.close()
+        if self.stores is not None:
+            await self.stores.stop(grace)  # what the journal holds now, shipped within the grace
         for runner in self._runners.values():
             await runner.cleanup()
         self._runners.clear()

@@ -1,4 +1,4 @@
-"""The ``agentprom`` command line: ``serve``, ``check-config``, ``docs``, ``generate``, ``report``, ``bench``, ``demo``.
+"""The ``agentprom`` command line: ``serve``, ``check-config``, ``docs``, ``generate``, ``report``, ``bench``, ``demo``, ``db``.
 
 Exit codes: 0 success, 1 runtime failure (e.g. a port in use), 2 usage or
 configuration error.
@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         "and camelCase (invocationId, durationMs, exitCode, ...) records and says which it saw. "
         "Malformed lines (such as a line torn by a crash) are skipped and counted.",
     )
-    report.add_argument("path", help="invocations.jsonl, or the directory holding it")
+    report.add_argument("path", nargs="?", help="invocations.jsonl, or the directory holding it")
+    report.add_argument("--postgres", metavar="DSN",
+                        help="aggregate the PostgreSQL store's records instead of a file (every sidecar that "
+                        "ships to it; docs/stores.md)")
     report.add_argument("--format", choices=["json", "table"], default="table", help="output format (default table)")
     report.add_argument("--bucket-seconds", type=float, default=None, metavar="S",
                         help="width of the parallelism buckets (default: the table picks a round width from the "
@@ -104,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agentprom.demo.cli import add_parser as add_demo_parser
 
     add_demo_parser(sub)
+    from agentprom.stores.cli import add_parser as add_db_parser
+
+    add_db_parser(sub)
     return parser
 
 
@@ -124,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         from agentprom.benchmark.cli import main as bench_main
 
         return bench_main(args)
+    if args.command == "db":
+        from agentprom.stores.cli import db_main
+
+        return db_main(args)
     if args.command == "demo":
         from agentprom.demo.cli import main as demo_main
 
@@ -153,11 +163,22 @@ def report(args: argparse.Namespace) -> int:
     width = args.bucket_seconds
     if width is None and args.format == "json":
         width = DEFAULT_BUCKET_SECONDS
-    try:
-        result = report_path(args.path, width)
-    except OSError as exc:
-        print(f"cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr)
+    if (args.path is None) == (args.postgres is None):
+        print("give a log path or --postgres DSN (one of them)", file=sys.stderr)
         return EXIT_USAGE
+    if args.postgres is not None:
+        from agentprom.stores.cli import report_main
+
+        args.bucket_seconds = width
+        code, result = report_main(args)
+        if result is None:
+            return code
+    else:
+        try:
+            result = report_path(args.path, width)
+        except OSError as exc:
+            print(f"cannot read {args.path}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
     if args.format == "json":
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:

@@ -301,7 +301,8 @@ def render_table(report: dict[str, Any]) -> str:
     src = report["source"]
     par = report["parallelism"]
     out = [
-        f"log: {', '.join(src.get('files', []))} ({src['records']} records, "
+        (f"database: {src['database']}" if "database" in src else f"log: {', '.join(src.get('files', []))}")
+        + f" ({src['records']} records, "
         f"{src['malformed_lines']} malformed lines skipped)",
         "shapes: " + " ".join(f"{shape}={n}" for shape, n in src.get("shapes", {}).items()),
         f"period: {report['period']['first'] or '-'} .. {report['period']['last'] or '-'}",

@@ -430,6 +430,21 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Lines of the JSONL invocation log skipped at start because they were not valid records."),
     _self("agentprom_jsonl_rotations_total", COUNTER,
           "Rotations of the JSONL invocation log."),
+    _self("agentprom_store_records_total", COUNTER,
+          "Journal records by store (postgres, redis) and outcome: shipped (in the store, with the journal "
+          "position), malformed (lines that are no record, skipped).", ("store", "outcome")),
+    _self("agentprom_store_journal_gaps_total", COUNTER,
+          "Times a store's journal position named a file rotated away while the store was behind (jsonl.keep_files): "
+          "shipping went on from the oldest file left, and the records between never reached the store.", ("store",)),
+    _self("agentprom_store_errors_total", COUNTER,
+          "Failed store operations by store and reason: unavailable, auth, timeout, rejected, internal. The "
+          "batch is retried with backoff; nothing is lost while the journal keeps it.", ("store", "reason")),
+    _self("agentprom_store_lag_records", GAUGE,
+          "Journal records not yet in the store (0 when it has everything).", ("store",)),
+    _self("agentprom_store_lag_seconds", GAUGE,
+          "Seconds since the store last had every journal record (0 while it does).", ("store",)),
+    _self("agentprom_store_up", GAUGE,
+          "1 while the store's last operation succeeded, 0 while it fails.", ("store",)),
     _self("agentprom_metric_points_received_total", COUNTER,
           "OTLP metric data points received in decodable export requests, by transport.", ("transport",)),
     _self("agentprom_metric_points_dropped_total", COUNTER,

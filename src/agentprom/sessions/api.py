@@ -12,13 +12,18 @@ not speak OpenTelemetry. docs/sessions.md has every route with examples.
 * ``GET /runtime/sessions?agent=&status=&limit=&offset=``, and per session
   ``GET /runtime/session/{id}``, ``.../metrics``, ``.../phases``,
   ``.../tool_calls``; 404 for an unknown session id.
+
+With a PostgreSQL store (stores/fleet.py), the reads also answer for sessions
+this process does not hold: a session unknown here is looked up in the
+database (503 when the database cannot be read in time), and the list adds
+the database's sessions to this process's own (``from_store`` counts them).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -29,8 +34,15 @@ from agentprom.server.bodies import read_limited
 from agentprom.sessions import events as E
 from agentprom.sessions.model import COMPLETED, END_STATUSES, Call, Phase, Session
 from agentprom.sessions.model import new_id as new_session_id
-from agentprom.sessions.timestamps import iso
+from agentprom.sessions.timestamps import iso, parse_iso
 from agentprom.sessions.tracker import SessionTracker
+
+if TYPE_CHECKING:
+    from agentprom.stores.fleet import Fleet
+
+
+class StoreUnavailable(Exception):
+    """Raised by a fleet read that failed (stores/service.py raises it; defined here so the API needs no store)."""
 
 STATUSES = ("active", *END_STATUSES)
 #: field errors listed in a 400 answer; the rest are only counted (``errors_omitted``)
@@ -268,8 +280,11 @@ class RuntimeApi:
     def __init__(self, tracker: SessionTracker, store: SeriesStore, max_events: int,
                  limits: AmountLimits | None = None, max_request_bytes: int = 1024 * 1024,
                  apply: Callable[[E.RuntimeEvent], Session] | None = None,
-                 end: Callable[[str, str, float | None], Session | None] | None = None) -> None:
+                 end: Callable[[str, str, float | None], Session | None] | None = None,
+                 fleet: Fleet | None = None) -> None:
         self.tracker = tracker
+        #: the PostgreSQL store's sessions, for those this process does not hold (None: no store)
+        self.fleet = fleet
         #: where a validated event enters: the translator (``Translator.event``), as spans do, so the
         #: calls events make are counted like spans' calls; the tracker alone when sessions stand alone
         self.apply = apply or tracker.apply
@@ -386,15 +401,34 @@ class RuntimeApi:
             if (agent is None or s.agent == agent) and (status is None or s.status == status)
         ]
         chosen.sort(key=lambda s: (-(s.start or 0.0), s.session_id))
-        page = chosen[offset:offset + limit]
-        next_offset = offset + limit if offset + limit < len(chosen) else None
+        page = [session_summary(s) for s in chosen[:offset + limit]]
+        total = len(chosen)
+        ended = [s for s in chosen if s.status in END_STATUSES]
+        n_ended, n_completed = len(ended), sum(s.status == COMPLETED for s in ended)
+        body: dict[str, Any] = {}
+        if self.fleet is not None:
+            held = [s.session_id for s in self.tracker.all_sessions()]
+            try:
+                stored, more, more_ended, more_completed = await self.fleet.sessions(agent, status, held,
+                                                                                     offset + limit)
+            except StoreUnavailable as exc:
+                body["store_error"] = str(exc)  # this process's own sessions still answer
+            else:
+                page = sorted(page + stored, key=_newest_first)
+                total += more
+                n_ended += more_ended
+                n_completed += more_completed
+                body["from_store"] = more
+        page = page[offset:offset + limit]
+        next_offset = offset + limit if offset + limit < total else None
         return web.json_response({
-            "sessions": [session_summary(s) for s in page],
-            "total": len(chosen),
-            "completion_success_rate": completion_success_rate(chosen),
+            "sessions": page,
+            "total": total,
+            "completion_success_rate": round(n_completed / n_ended, 4) if n_ended else None,
             "offset": offset,
             "limit": limit,
             "next_offset": next_offset,
+            **body,
         })
 
     def _session_view(self, view: Callable[[Session], dict[str, Any]]) -> Handler:
@@ -403,11 +437,22 @@ class RuntimeApi:
         async def handler(request: web.Request) -> web.Response:
             session_id = request.match_info["id"]
             s = self.tracker.get(session_id)
+            if s is None and self.fleet is not None:
+                try:
+                    s = await self.fleet.session(session_id)
+                except StoreUnavailable as exc:
+                    return ApiError(503, f"session not held by this process, and {exc}").response()
             if s is None:
                 return ApiError(404, "unknown session").response()
             return web.json_response(view(s))
 
         return handler
+
+
+def _newest_first(summary: dict[str, Any]) -> tuple:
+    """The list's order: newest start first (ISO 8601 in UTC sorts as time), then by id."""
+    start = summary.get("start")
+    return -(parse_iso(start) if start else 0.0), summary["session_id"]
 
 
 def _query_int(query: Any, name: str, default: int, low: int, high: int, errors: list[E.FieldError]) -> int:

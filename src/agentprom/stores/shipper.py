@@ -1,0 +1,227 @@
+"""Ship the journal into the configured stores, beside the pipeline, from a thread of its own.
+
+One ``Shipper`` per store reads the journal from the position the store
+committed (stores/cursor.py) and hands each batch to the store, which writes it
+and the new position in one transaction. A failure (the server down, a
+refused password, a timeout) drops the connection and retries with backoff
+from ``RETRY_MIN_SECONDS`` doubling to ``storage.retry_max_seconds``; the
+journal keeps every record meanwhile, so a dead store only grows the lag.
+
+The shippers run on an asyncio loop in a daemon thread (``StoreRunner``):
+nothing they do, not even parsing a batch, runs on the event loop that receives
+spans. The runtime API's reads from PostgreSQL go to that loop too
+(``StoreRunner.call``). Counters are plain values written by the store thread and
+copied into the series store on the main loop (``Stores.publish``), as the
+journal writer's are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from agentprom.sessions.timestamps import iso
+from agentprom.stores.cursor import Batch, JournalCursor, Position
+from agentprom.stores.secrets import scrub
+
+log = logging.getLogger(__name__)
+
+RETRY_MIN_SECONDS = 0.1
+#: how often a shipper that has caught up looks for new records
+POLL_SECONDS = 0.2
+#: how often the lag in records is counted again (it reads the unshipped part of the journal)
+LAG_SECONDS = 2.0
+
+
+class Store(Protocol):
+    name: str
+    address: str
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def drop_connection(self) -> None: ...
+    async def position(self) -> Position: ...
+    async def ship(self, records: list[dict[str, Any]], position: Position) -> None: ...
+
+
+class Shipper:
+    def __init__(self, store: Store, cursor: JournalCursor, batch_records: int, retry_max_seconds: float,
+                 failure_reason: Callable[[BaseException], str]) -> None:
+        self.store = store
+        self.cursor = cursor
+        self.batch_records = batch_records
+        self.retry_max = retry_max_seconds
+        self.failure_reason = failure_reason
+        # written by the store thread, read by the main loop
+        self.shipped = 0
+        self.malformed = 0
+        self.skipped = 0
+        self.errors: Counter[str] = Counter()
+        self.up = False
+        self.lag_records = 0
+        #: wall time the store last had every record (None: not yet since start)
+        self.caught_up_at: float | None = None
+        self.started_at = time.time()
+        self.last_error: str | None = None
+        self.failing_since: float | None = None
+        self.position: Position | None = None
+        self._lag_counted = 0.0
+
+    @property
+    def lag_seconds(self) -> float:
+        if self.lag_records == 0 and self.failing_since is None and self.caught_up_at is not None:
+            return 0.0
+        return max(0.0, time.time() - (self.caught_up_at or self.started_at))
+
+    def detail(self) -> str:
+        """One line for /-/ready: how far the store is and why."""
+        where = f"{self.store.name} {self.store.address}"
+        if self.failing_since is not None:
+            return (f"behind: {where} failing since {iso(self.failing_since)} ({self.last_error}); "
+                    f"{self.lag_records} records waiting in the journal, retrying")
+        if self.position is None:
+            return f"connecting to {where}"
+        if self.lag_records:
+            return f"catching up: {self.lag_records} records behind ({self.lag_seconds:.0f}s)"
+        return "shipping: up to date"
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Ship until ``stopping`` is set and the journal is shipped (or the store fails meanwhile)."""
+        delay = RETRY_MIN_SECONDS
+        while True:
+            try:
+                at_end = await self._step()
+                delay = RETRY_MIN_SECONDS
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure of the store: counted, retried
+                self._failed(exc)
+                await self.store.drop_connection()
+                self.position = None  # the transaction may or may not have committed: ask the store
+                if stopping.is_set():
+                    return
+                try:
+                    await asyncio.wait_for(stopping.wait(), delay)
+                except TimeoutError:
+                    pass
+                delay = min(2 * delay, self.retry_max)
+                continue
+            if at_end:
+                if stopping.is_set():
+                    return
+                try:
+                    await asyncio.wait_for(stopping.wait(), POLL_SECONDS)
+                except TimeoutError:
+                    pass
+
+    async def _step(self) -> bool:
+        """Ship one batch; True when the journal holds nothing more."""
+        if self.position is None:
+            await self.store.open()
+            self.position = await self.store.position()
+            self._recovered()
+        batch: Batch = await asyncio.to_thread(self.cursor.read, self.position, self.batch_records)
+        if batch.gap:
+            self.skipped += 1  # at least one; the records are counted as the lag said
+            log.warning("%s: the journal file at the committed position is gone (rotated away while the store "
+                        "was behind): going on from the oldest file left", self.store.name)
+        if batch.position != self.position:
+            await self.store.ship(batch.records, batch.position)
+            self.position = batch.position
+            self.shipped += len(batch.records)
+            self.malformed += batch.malformed
+        self.up = True
+        now = time.time()
+        if batch.at_end:
+            self.lag_records = 0
+            self.caught_up_at = now
+        elif now - self._lag_counted >= LAG_SECONDS:
+            self._lag_counted = now
+            self.lag_records = await asyncio.to_thread(self.cursor.pending_records, self.position)
+        return batch.at_end
+
+    def _failed(self, exc: BaseException) -> None:
+        reason = self.failure_reason(exc)
+        self.errors[reason] += 1
+        self.up = False
+        message = scrub(f"{reason}: {str(exc).strip() or type(exc).__name__}".splitlines()[0])
+        if self.failing_since is None:
+            self.failing_since = time.time()
+            log.warning("%s store %s failing (%s); records wait in the journal, retrying", self.store.name,
+                        self.store.address, message)
+        self.last_error = message
+        if self.position is not None or self.lag_records == 0:
+            try:
+                self.lag_records = self.cursor.pending_records(self.position or Position())
+            except OSError:
+                pass
+
+    def _recovered(self) -> None:
+        if self.failing_since is not None:
+            log.info("%s store %s available again after %.0fs", self.store.name, self.store.address,
+                     time.time() - self.failing_since)
+        self.failing_since = None
+        self.last_error = None
+
+
+class StoreRunner:
+    """The store thread: an asyncio loop running the shippers, and reads submitted from the main loop."""
+
+    def __init__(self, shippers: list[Shipper]) -> None:
+        self.shippers = shippers
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="store-shipper", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _main(self) -> None:
+        loop = self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._stopping = asyncio.Event()
+        self._tasks = [loop.create_task(s.run(self._stopping), name=f"ship-{s.store.name}") for s in self.shippers]
+        self._ready.set()
+        try:
+            loop.run_until_complete(asyncio.gather(*self._tasks, return_exceptions=True))
+            for shipper in self.shippers:
+                loop.run_until_complete(shipper.store.close())
+        finally:
+            loop.close()
+
+    def call(self, make: Callable[[], Awaitable[Any]]) -> concurrent.futures.Future:
+        """Run a coroutine on the store loop; the caller waits on the returned future (wrap it with
+        ``asyncio.wrap_future`` on another loop)."""
+        assert self.loop is not None
+
+        async def run() -> Any:
+            return await make()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop)
+
+    def stop(self, grace: float) -> None:
+        """Ship what the journal still holds for up to ``grace`` seconds, then stop (blocking: call it
+        off the event loop, after the journal writer has drained)."""
+        thread, loop = self._thread, self.loop
+        if thread is None or loop is None:
+            return
+        loop.call_soon_threadsafe(self._stopping.set)
+        thread.join(grace)
+        if thread.is_alive():
+            for task in self._tasks:
+                loop.call_soon_threadsafe(task.cancel)
+            thread.join(5)
+            behind = {s.store.name: s.lag_records for s in self.shippers if s.lag_records}
+            log.warning("stores not up to date at shutdown (records waiting: %s); they resume from the journal "
+                        "at the next start", behind or "unknown")
+        self._thread = None
