@@ -1,0 +1,335 @@
+"""The PostgreSQL and Redis stores against real servers: schema, every table and stream, the fleet's reads.
+
+The servers are real (tests/servers.py starts Debian's postgresql and redis-server on free ports);
+spans come from the OpenTelemetry SDK's exporter, events through the runtime API.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from tests.otel import tracer
+from tests.runtime_api import get_json, post_json
+from tests.test_sessions_events import run_of_events
+from tests.test_sessions_spans import own_session, span
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SESSION_COLUMNS = {"session_id", "agent_id", "model_name", "provider", "start_timestamp", "end_timestamp", "status"}
+METRICS_COLUMNS = {"duration_ms", "total_tool_calls", "total_phases", "total_errors", "total_recoveries",
+                   "completion_status", "tool_calls_per_minute", "mean_tool_latency", "recovery_rate",
+                   "completion_success_rate", "context_tokens_used", "context_tokens_available",
+                   "context_utilization_percent", "memory_reads", "memory_writes", "checkpoint_count",
+                   "context_resets"}
+PHASE_COLUMNS = {"phase_id", "session_id", "phase_name", "start_time", "end_time", "duration_ms", "tool_calls",
+                 "errors", "recoveries"}
+TOOL_COLUMNS = {"tool_call_id", "session_id", "phase_id", "tool_name", "start_time", "end_time", "duration_ms",
+                "success", "error_type", "retry_count", "input_size_bytes", "output_size_bytes"}
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def query(dsn: str, sql: str, params=None) -> list[tuple]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def store_config(tmp_path: Path, postgres: str | None = None, redis_url: str | None = None, **extra) -> dict:
+    storage: dict = {"source": extra.pop("source", "replica-a"), "retry_max_seconds": 0.5}
+    if postgres:
+        storage["postgres"] = {"dsn": postgres, **extra.pop("postgres", {})}
+    if redis_url:
+        storage["redis"] = {"url": redis_url, **extra.pop("redis", {})}
+    return {"storage": storage, "jsonl": {"directory": str(tmp_path / "journal"), **extra.pop("jsonl", {})}}
+
+
+def lag(sidecar, store: str) -> float:
+    sidecar.call(sidecar.app.stores.publish)
+    return sidecar.value("agentprom_store_lag_records", store=store)
+
+
+def shipped(sidecar, store: str) -> float:
+    sidecar.call(sidecar.app.stores.publish)
+    return sidecar.value("agentprom_store_records_total", store=store, outcome="shipped")
+
+
+def journal_records(tmp_path: Path) -> list[dict]:
+    path = tmp_path / "journal" / "invocations.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def caught_up(sidecar, tmp_path: Path, store: str) -> bool:
+    return shipped(sidecar, store) == len(journal_records(tmp_path)) > 0 and lag(sidecar, store) == 0
+
+
+# -- schema ------------------------------------------------------------------------------
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agentprom", *args], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), **(env or {})})
+
+
+def test_db_upgrade_creates_the_schema_from_empty_and_upgrades_it(pg_database):
+    status = _cli("db", "status", "--dsn", pg_database)
+    assert status.returncode == 1 and "applied: none; latest known: 2" in status.stdout
+    first = _cli("db", "upgrade", "--dsn", pg_database, "--to", "1")
+    assert first.returncode == 0 and "applied 1: runtime tables" in first.stdout, first.stderr
+    assert query(pg_database, "SELECT version FROM agentprom_schema_migrations") == [(1,)]
+    second = _cli("db", "upgrade", env={"AGENTPROM_POSTGRES_DSN": pg_database})  # the DSN from the environment
+    assert second.returncode == 0 and "applied 2: lookup indexes" in second.stdout, second.stderr
+    again = _cli("db", "upgrade", "--dsn", pg_database)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert _cli("db", "status", "--dsn", pg_database).returncode == 0
+    columns = {table: {c for (c,) in query(pg_database, "SELECT column_name FROM information_schema.columns "
+                                                        "WHERE table_name = %s", (table,))}
+               for table in ("runtime_sessions", "runtime_metrics", "runtime_phases", "tool_calls", "llm_calls")}
+    assert SESSION_COLUMNS <= columns["runtime_sessions"]
+    assert METRICS_COLUMNS <= columns["runtime_metrics"]
+    assert PHASE_COLUMNS <= columns["runtime_phases"]
+    assert TOOL_COLUMNS <= columns["tool_calls"]
+    assert {"llm_call_id", "model_name", "input_tokens", "output_tokens", "cost_usd"} <= columns["llm_calls"]
+    assert ("tool_calls_session",) in query(pg_database, "SELECT indexname FROM pg_indexes")
+
+
+def test_db_command_errors_are_clear_and_never_show_the_password(pg_database):
+    wrong = pg_database.replace("secret-pw", "not-the-password")
+    done = _cli("db", "upgrade", "--dsn", wrong)
+    assert done.returncode == 1
+    assert "cannot connect to PostgreSQL" in done.stderr and "authentication failed" in done.stderr, done.stderr
+    assert "not-the-password" not in done.stderr + done.stdout
+    assert _cli("db", "upgrade").returncode == 2  # no database named
+
+
+# -- a session through spans and through events -------------------------------------------
+
+
+def test_sessions_from_spans_and_events_reach_every_table_and_stream(make_sidecar, tmp_path, pg_database,
+                                                                    redis_server):
+    sidecar = make_sidecar(store_config(tmp_path, pg_database, redis_server.url))
+    with tracer(sidecar.grpc_address) as t:
+        own_session(t)
+        with span(t, "invoke_agent builder", gen_ai__operation__name="invoke_agent", gen_ai__agent__name="builder",
+                  agent__session__id="own-2"):
+            with span(t, "execute_tool search", gen_ai__operation__name="execute_tool", gen_ai__tool__name="search",
+                      agent__session__id="own-2"):
+                pass
+    assert post_json(sidecar, "/runtime/event", run_of_events())[0] == 200
+    assert post_json(sidecar, "/runtime/event", [
+        {"event_type": "tool_completed", "session_id": "sess_abc123", "tool_name": "late", "tool_call_id": "t9",
+         "retry_count": 2, "input_size_bytes": 10, "output_size_bytes": 20, "duration_ms": 5}])[0] == 200
+    wait_for(lambda: caught_up(sidecar, tmp_path, "postgres") and caught_up(sidecar, tmp_path, "redis"),
+             what="both stores to have every journal record")
+
+    # PostgreSQL: the specification's tables and names
+    sessions = {row[0]: row[1:] for row in query(pg_database, "SELECT session_id, agent_id, model_name, status, "
+                                                              "source FROM runtime_sessions")}
+    assert sessions["own-1"] == ("builder", "gpt-4o", "completed", "replica-a")
+    assert sessions["sess_abc123"] == ("coder", "gpt-4o", "completed", "replica-a")
+    assert sessions["own-2"][0] == "builder" and sessions["own-2"][2] == "active"  # still open: seen, not ended
+    metrics = query(pg_database, "SELECT total_tool_calls, total_phases, total_errors, total_recoveries, "
+                                 "completion_status, checkpoint_count, memory_reads, memory_writes, context_resets, "
+                                 "context_utilization_percent FROM runtime_metrics WHERE session_id = 'own-1'")
+    assert metrics == [(3, 2, 1, 1, "completed", 1, 1, 1, 1, 120.0)]
+    phases = query(pg_database, "SELECT phase_id, phase_name, tool_calls, errors, recoveries FROM runtime_phases "
+                                "WHERE session_id = 'own-1' ORDER BY start_time")
+    assert phases == [("p1", "plan", 2, 1, 1), ("build", "build", 1, 0, 0)]
+    tools = query(pg_database, "SELECT tool_name, phase_id, success, error_type, retry_count FROM tool_calls "
+                               "WHERE session_id = 'own-1' ORDER BY start_time")
+    assert tools == [("search", "p1", False, "ToolError", 0), ("search", "p1", True, None, 1),
+                     ("write", "build", True, None, 0)]
+    late = query(pg_database, "SELECT tool_call_id, retry_count, input_size_bytes, output_size_bytes FROM tool_calls "
+                              "WHERE tool_name = 'late'")
+    assert late == [("t9", 2, 10, 20)]
+    llm = query(pg_database, "SELECT session_id, model_name, input_tokens, output_tokens, cached_tokens, cost_usd "
+                             "FROM llm_calls ORDER BY session_id")
+    assert llm == [("own-1", "gpt-4o", 1200, 50, None, None), ("sess_abc123", "gpt-4o", 900, 100, 300, 0.01)]
+
+    # Redis: every runtime event in order, with stable ids; agent invocations and LLM calls
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    events = [fields for _id, fields in r.xrange("runtime_events")]
+    by_session = {}
+    for e in events:
+        by_session.setdefault(e["session_id"], []).append(e["event_type"])
+    assert by_session["sess_abc123"] == [
+        "session_started", "phase_started", "tool_started", "tool_completed", "tool_failed", "tool_completed",
+        "checkpoint_created", "memory_read", "memory_write", "llm_call", "phase_completed", "context_reset",
+        "phase_started", "tool_completed", "phase_completed", "session_completed", "tool_completed"]
+    spans = by_session["own-1"]
+    assert spans[0] == "session_started" and spans[-1] == "session_completed"
+    assert spans.count("tool_started") == 3 and spans.count("phase_started") == 2
+    assert len({e["event_id"] for e in events}) == len(events)  # one id per event
+    done = [e for e in events if e["event_type"] == "session_completed" and e["session_id"] == "sess_abc123"][0]
+    assert (done["status"], done["total_tool_calls"], done["completion_status"]) == ("completed", "4", "completed")
+    agents = [fields for _id, fields in r.xrange("agent_events")]
+    kinds = sorted(e["event_type"] for e in agents)
+    assert kinds == ["agent_invocation", "llm_call", "llm_call"]
+    assert [e["agent_id"] for e in agents if e["event_type"] == "agent_invocation"] == ["builder"]
+
+    ok, checks = sidecar.app.readiness()
+    assert ok and checks["postgres"] == "shipping: up to date" and checks["redis"] == "shipping: up to date"
+
+
+def test_a_second_sidecar_process_answers_for_sessions_only_the_first_saw(make_sidecar, tmp_path, pg_database):
+    first = make_sidecar(store_config(tmp_path / "a", pg_database))
+    assert post_json(first, "/runtime/event", run_of_events())[0] == 200
+    assert post_json(first, "/runtime/event", [
+        {"event_type": "session_started", "session_id": "open-1", "agent_id": "planner", "model_name": "m"},
+        {"event_type": "tool_completed", "session_id": "open-1", "tool_name": "x", "duration_ms": 3}])[0] == 200
+    wait_for(lambda: caught_up(first, tmp_path / "a", "postgres"), what="the first sidecar's records shipped")
+    expected = {path: get_json(first, path)[1] for path in (
+        "/runtime/session/sess_abc123", "/runtime/session/sess_abc123/metrics",
+        "/runtime/session/sess_abc123/phases", "/runtime/session/sess_abc123/tool_calls")}
+
+    config = tmp_path / "second.yaml"
+    config.write_text(json.dumps({
+        "server": {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+        **store_config(tmp_path / "b", pg_database, source="replica-b")}))
+    process = subprocess.Popen([sys.executable, "-m", "agentprom", "serve", "--config", str(config)],
+                               stderr=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin",
+                                                                       "PYTHONPATH": str(ROOT / "src")})
+    try:
+        url = None
+        for line in process.stderr:
+            if "listening: otlp_http on " in line:
+                url = "http://" + line.split("listening: otlp_http on ")[1].split()[0]
+                break
+        assert url, "the second sidecar did not start"
+        for path, body in expected.items():
+            status, got = get_json(url, path)
+            assert status == 200, got
+            if path.endswith("sess_abc123"):
+                assert got == {**body, "restored": True}
+            else:
+                assert got == body, path
+        status, listed = get_json(url, "/runtime/sessions")
+        assert status == 200
+        assert sorted(s["session_id"] for s in listed["sessions"]) == ["open-1", "sess_abc123"]
+        assert (listed["total"], listed["from_store"], listed["completion_success_rate"]) == (2, 2, 1.0)
+        open_one = get_json(url, "/runtime/session/open-1")[1]
+        assert (open_one["status"], open_one["agent_id"], open_one["tool_calls"]) == ("active", "planner", 1)
+        assert get_json(url, "/runtime/sessions?agent=planner")[1]["total"] == 1
+        assert get_json(url, "/runtime/session/never-seen")[0] == 404
+    finally:
+        process.terminate()
+        process.wait(15)
+        process.stderr.close()
+
+
+# -- faults -------------------------------------------------------------------------------
+
+
+def tool_events(session_id: str, start: int, n: int) -> list[dict]:
+    return [{"event_type": "tool_completed", "session_id": session_id, "tool_name": f"t{i}", "duration_ms": 1}
+            for i in range(start, start + n)]
+
+
+def test_database_stopped_mid_stream_loses_and_duplicates_nothing(make_sidecar, tmp_path, fresh_postgres):
+    dsn = fresh_postgres.create_database("faults")
+    sidecar = make_sidecar(store_config(tmp_path, dsn, postgres={"batch_records": 7}))
+    assert post_json(sidecar, "/runtime/event", tool_events("f", 0, 40))[0] == 200
+    wait_for(lambda: caught_up(sidecar, tmp_path, "postgres"), what="the first 40 records")
+    fresh_postgres.stop()
+    # ingestion goes on while the database is down: events accepted, counted, journaled
+    for start in range(40, 200, 40):
+        assert post_json(sidecar, "/runtime/event", tool_events("f", start, 40))[0] == 200
+    wait_for(lambda: lag(sidecar, "postgres") == 160, what="the lag to grow to 160 records")
+    sidecar.call(sidecar.app.stores.publish)
+    assert sidecar.value("agentprom_store_up", store="postgres") == 0
+    assert sidecar.value("agentprom_store_errors_total", store="postgres", reason="unavailable") >= 1
+    assert sidecar.value("agentprom_store_lag_seconds", store="postgres") > 0
+    ok, checks = sidecar.app.readiness()
+    assert ok and checks["postgres"].startswith("behind: postgres"), checks  # still ready: metrics still work
+    assert sidecar.value("agent_tool_calls_total", agent="unknown", tool="t199", status="ok") == 1
+
+    fresh_postgres.start()
+    wait_for(lambda: caught_up(sidecar, tmp_path, "postgres"), what="the lag to drain")
+    rows = query(dsn, "SELECT tool_name, count(*) FROM tool_calls GROUP BY tool_name")
+    assert len(rows) == 200 and all(n == 1 for _name, n in rows)
+    assert query(dsn, "SELECT records_shipped FROM agentprom_journal_positions") == [(200,)]
+    assert sidecar.app.readiness()[1]["postgres"] == "shipping: up to date"
+
+
+def test_redis_stopped_and_restarted_gets_every_event(make_sidecar, tmp_path, fresh_redis):
+    sidecar = make_sidecar(store_config(tmp_path, redis_url=fresh_redis.url, redis={"batch_records": 5}))
+    assert post_json(sidecar, "/runtime/event", tool_events("r", 0, 30))[0] == 200
+    wait_for(lambda: caught_up(sidecar, tmp_path, "redis"), what="the first 30 records")
+    fresh_redis.stop()
+    assert post_json(sidecar, "/runtime/event", tool_events("r", 30, 30))[0] == 200
+    wait_for(lambda: lag(sidecar, "redis") == 30, what="the lag to reach 30 records")
+    assert sidecar.app.readiness()[0]
+    fresh_redis.start()
+    wait_for(lambda: caught_up(sidecar, tmp_path, "redis"), what="the lag to drain")
+    events = [f for _id, f in fresh_redis.client(decode_responses=True).xrange("runtime_events")]
+    completed = {e["tool_name"] for e in events if e["event_type"] == "tool_completed"}
+    assert completed == {f"t{i}" for i in range(60)}  # at least once; the ids tell repeats apart
+    assert len({e["event_id"] for e in events}) == 61  # 60 calls and the session's start
+
+
+def test_kill_9_mid_shipment_then_restart_ships_every_record_once(tmp_path, pg_database):
+    config = tmp_path / "agentprom.yaml"
+    config.write_text(json.dumps({
+        "server": {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+        **store_config(tmp_path, pg_database, postgres={"batch_records": 1})}))
+
+    def serve() -> tuple[subprocess.Popen, str]:
+        process = subprocess.Popen([sys.executable, "-m", "agentprom", "serve", "--config", str(config)],
+                                   stderr=subprocess.PIPE, text=True,
+                                   env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")})
+        for line in process.stderr:
+            if "listening: otlp_http on " in line:
+                return process, "http://" + line.split("listening: otlp_http on ")[1].split()[0]
+        pytest.fail("the sidecar did not start")
+
+    process, url = serve()
+    try:
+        for start in range(0, 2000, 500):
+            assert post_json(url, "/runtime/event", tool_events("k", start, 500))[0] == 200
+        # one record per transaction: the shipper is mid-way when the process dies
+        wait_for(lambda: query(pg_database, "SELECT count(*) FROM tool_calls")[0][0] >= 50, what="some rows")
+    finally:
+        process.kill()
+        process.wait(10)
+        process.stderr.close()
+    assert query(pg_database, "SELECT count(*) FROM tool_calls")[0][0] < 2000  # killed mid-shipment
+    process, url = serve()
+    try:
+        wait_for(lambda: query(pg_database, "SELECT count(*) FROM tool_calls")[0][0] == 2000, timeout=60,
+                 what="every record after the restart")
+        assert query(pg_database, "SELECT count(DISTINCT tool_name), count(*) FROM tool_calls") == [(2000, 2000)]
+        assert query(pg_database, "SELECT records_shipped FROM agentprom_journal_positions")[0][0] >= 2000
+    finally:
+        process.terminate()
+        process.wait(15)
+        process.stderr.close()
+
+
+def test_a_refused_password_is_reported_clearly_and_ingestion_goes_on(make_sidecar, tmp_path, pg_database, caplog,
+                                                                       monkeypatch):
+    monkeypatch.setenv("WRONG_PG_PASSWORD", "definitely-wrong-pw")
+    sidecar = make_sidecar(store_config(tmp_path, pg_database, postgres={"password_env": "WRONG_PG_PASSWORD"}))
+    assert post_json(sidecar, "/runtime/event", tool_events("p", 0, 5))[0] == 200
+    wait_for(lambda: sidecar.call(sidecar.app.stores.publish) or
+             sidecar.value("agentprom_store_errors_total", store="postgres", reason="auth") >= 1,
+             what="the refused password to be counted")
+    assert sidecar.value("agent_tool_calls_total", agent="unknown", tool="t4", status="ok") == 1
+    ok, checks = sidecar.app.readiness()
+    assert ok and "auth" in checks["postgres"] and "password authentication failed" in checks["postgres"]
+    shown = checks["postgres"] + caplog.text + sidecar.scrape()
+    assert "definitely-wrong-pw" not in shown and "secret-pw" not in shown
