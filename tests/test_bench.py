@@ -71,3 +71,16 @@ def test_memory_under_cardinality_attack():
 def test_freshness():
     report = run_bench("freshness")
     assert report["samples"] == 20 and report["p99_ms"] >= report["p50_ms"] > 0
+
+
+def test_stores_shipping_and_ingest_with_stores_on_and_off():
+    report = run_bench("stores")
+    shipping = report["shipping"]
+    assert shipping["postgres"]["records"] == shipping["redis"]["records"] == shipping["journal_records"] > 0
+    assert shipping["postgres"]["records_per_s"] > 0 and shipping["redis"]["records_per_s"] > 0
+    assert shipping["postgres_rows_match"] is True
+    ingest = report["ingest"]
+    for name in ("journal_off", "journal_on", "stores_on"):
+        assert ingest[name]["requests"] > 0 and ingest[name]["errors"] == 0
+    assert set(ingest["stores_on"]["store_lag_records"]) == {"postgres", "redis"}
+    assert ingest["stores_on_vs_journal_off_throughput"] > 0
