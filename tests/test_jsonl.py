@@ -214,17 +214,18 @@ def test_records_from_spans_and_events_follow_the_documented_format(make_sidecar
         assert LLM_KEYS <= r.keys()
 
     spans = [r for r in records if r["session_id"] == "own-1"]
-    # the calls below the "plan" span arrived before it; they were logged once it had, with their phase
+    # the calls below the "plan" span arrived before it; they were logged once it had, with their phase,
+    # and then the phase, with its calls counted
     assert [(r["kind"], r.get("tool"), r["phase"], r["success"], r.get("attempt")) for r in spans] == [
-        ("phase", None, "plan", True, None),
         ("tool_call", "search", "plan", False, 1),
         ("tool_call", "search", "plan", True, 2),
         ("llm_call", None, "plan", True, 1),
+        ("phase", None, "plan", True, None),
         ("tool_call", "write", "build", True, 1),
         ("phase", None, "build", True, None),
         ("session", None, None, True, None),
     ]
-    spans = spans[1:]
+    assert (spans[3]["tool_calls"], spans[3]["llm_calls"], spans[3]["errors"], spans[3]["recoveries"]) == (2, 1, 1, 1)
     assert spans[0]["error_class"] == "ToolError" and spans[1]["recovered"] is True
     assert spans[2]["tokens"] == 1250 and spans[2]["model"] == "gpt-4o"
     session = by_kind["session"][0]

@@ -50,13 +50,15 @@ def query(dsn: str, sql: str, params=None) -> list[tuple]:
         return conn.execute(sql, params).fetchall()
 
 
-def store_config(tmp_path: Path, postgres: str | None = None, redis_url: str | None = None, **extra) -> dict:
-    storage: dict = {"source": extra.pop("source", "replica-a"), "retry_max_seconds": 0.5}
-    if postgres:
-        storage["postgres"] = {"dsn": postgres, **extra.pop("postgres", {})}
+def store_config(tmp_path: Path, dsn: str | None = None, redis_url: str | None = None, source: str = "replica-a",
+                 postgres: dict | None = None, redis: dict | None = None) -> dict:
+    """The sidecar's configuration with the given stores (``postgres``/``redis``: more of their keys)."""
+    storage: dict = {"source": source, "retry_max_seconds": 0.5}
+    if dsn:
+        storage["postgres"] = {"dsn": dsn, **(postgres or {})}
     if redis_url:
-        storage["redis"] = {"url": redis_url, **extra.pop("redis", {})}
-    return {"storage": storage, "jsonl": {"directory": str(tmp_path / "journal"), **extra.pop("jsonl", {})}}
+        storage["redis"] = {"url": redis_url, **(redis or {})}
+    return {"storage": storage, "jsonl": {"directory": str(tmp_path / "journal")}}
 
 
 def lag(sidecar, store: str) -> float:
@@ -159,7 +161,8 @@ def test_sessions_from_spans_and_events_reach_every_table_and_stream(make_sideca
     assert late == [("t9", 2, 10, 20)]
     llm = query(pg_database, "SELECT session_id, model_name, input_tokens, output_tokens, cached_tokens, cost_usd "
                              "FROM llm_calls ORDER BY session_id")
-    assert llm == [("own-1", "gpt-4o", 1200, 50, None, None), ("sess_abc123", "gpt-4o", 900, 100, 300, 0.01)]
+    # own-1: priced from the shipped table (gpt-4o: 2.50 and 10.00 USD per million input and output tokens)
+    assert llm == [("own-1", "gpt-4o", 1200, 50, None, 0.0035), ("sess_abc123", "gpt-4o", 900, 100, 300, 0.01)]
 
     # Redis: every runtime event in order, with stable ids; agent invocations and LLM calls
     r = redis.Redis.from_url(redis_server.url, decode_responses=True)
@@ -266,7 +269,8 @@ def test_database_stopped_mid_stream_loses_and_duplicates_nothing(make_sidecar, 
     assert sidecar.app.readiness()[1]["postgres"] == "shipping: up to date"
 
 
-def test_redis_stopped_and_restarted_gets_every_event(make_sidecar, tmp_path, fresh_redis):
+def test_redis_stopped_and_restarted_gets_every_event(make_sidecar, tmp_path, make_redis_server):
+    fresh_redis = make_redis_server(persistent=True)  # the append-only file keeps the streams and the position
     sidecar = make_sidecar(store_config(tmp_path, redis_url=fresh_redis.url, redis={"batch_records": 5}))
     assert post_json(sidecar, "/runtime/event", tool_events("r", 0, 30))[0] == 200
     wait_for(lambda: caught_up(sidecar, tmp_path, "redis"), what="the first 30 records")

@@ -236,20 +236,19 @@ class SpanSessions(SessionBook):
             phase = None
         if phase is None:
             phase = self._new_phase(s, phase_id, name)
-        if phase.ended:
-            # another span of an ended phase, overlapping it: the same run, counted once
-            phase.cover(start, end)
-        else:
+        ended = phase.ended
+        if not ended:
             phase.explicit = True
-            phase.cover(start, end)
-            self._end_phase(s, phase, FAILED if failed else COMPLETED)
+        phase.cover(start, end)  # for an ended phase: another span of it, overlapping, the same run
         if not s.ended:
             phase.span_id = phase.span_id or span_id
             by_span = s.phase_by_span
             if span_id not in by_span and len(by_span) >= self._max_parents:
                 self._drop_oldest(s, by_span, "phase_spans")
             by_span[span_id] = phase
-            self._resolve_pending(s, span_id, phase)
+            self._resolve_pending(s, span_id, phase)  # its calls first: the phase's record counts them
+        if not ended:
+            self._end_phase(s, phase, FAILED if failed else COMPLETED)
 
     def _span_call(self, s: Session, span: Span, c: Classified, found: frozenset[str] | set[str], start: float, end: float) -> None:
         attrs = span.attributes
