@@ -337,3 +337,22 @@ def test_a_refused_password_is_reported_clearly_and_ingestion_goes_on(make_sidec
     assert ok and "auth" in checks["postgres"] and "password authentication failed" in checks["postgres"]
     shown = checks["postgres"] + caplog.text + sidecar.scrape()
     assert "definitely-wrong-pw" not in shown and "secret-pw" not in shown
+
+
+def test_report_from_the_database_matches_the_report_from_the_journal(make_sidecar, tmp_path, pg_database):
+    sidecar = make_sidecar(store_config(tmp_path, pg_database))
+    with tracer(sidecar.grpc_address) as t:
+        own_session(t)
+    assert post_json(sidecar, "/runtime/event", run_of_events())[0] == 200
+    wait_for(lambda: caught_up(sidecar, tmp_path, "postgres"), what="every record in the database")
+    from_journal = _cli("report", str(tmp_path / "journal"), "--format", "json")
+    from_database = _cli("report", "--postgres", pg_database, "--format", "json")
+    assert from_journal.returncode == from_database.returncode == 0, from_database.stderr
+    a, b = json.loads(from_journal.stdout), json.loads(from_database.stdout)
+    for key in ("totals", "by_agent", "by_phase", "period", "parallelism"):
+        assert a[key] == b[key], key
+    assert a["totals"]["sessions"] == 2 and a["totals"]["invocations"] == 9
+    assert b["source"]["database"] == pg_database.replace(":secret-pw@", ":***@")
+    table = _cli("report", "--postgres", pg_database)
+    assert table.returncode == 0 and table.stdout.startswith("database: postgresql://agentprom:***@")
+    assert "secret-pw" not in table.stdout + table.stderr
