@@ -562,6 +562,19 @@ def sidecar_health() -> Dashboard:
         timeseries("Expired series per minute", "Series dropped because they were not updated in time.",
                    [q(f"sum by (metric) (rate(agentprom_series_expired_total{{{INSTANCE}}}[{RATE}])) * 60",
                       "{{metric}}")], w=8),
+        Row("Stores"),
+        timeseries("Store lag", "Journal records each store (PostgreSQL, Redis) does not have yet; 0 when it has "
+                   "everything (docs/stores.md). AgentpromStoreBehind fires after 15 minutes behind.",
+                   [q(f"max by (instance, store) (agentprom_store_lag_records{{{INSTANCE}}})", "{{instance}} {{store}}")],
+                   w=8),
+        timeseries("Records shipped per second", "Journal records written into each store (with the journal "
+                   "position, in one transaction).",
+                   [q(f"sum by (store) (rate(agentprom_store_records_total{{{INSTANCE}, outcome=\"shipped\"}}"
+                      f"[{RATE}]))", "{{store}}")], w=8),
+        timeseries("Store errors per minute", "Failed store operations by reason (unavailable, auth, timeout, "
+                   "rejected); each is retried with backoff.",
+                   [q(f"sum by (store, reason) (rate(agentprom_store_errors_total{{{INSTANCE}}}[{RATE}])) * 60",
+                      "{{store}} {{reason}}")], w=8),
         Row("Process"),
         timeseries("Scrape duration", "How long Prometheus takes to scrape each sidecar.",
                    [q(f"scrape_duration_seconds{{{INSTANCE}}} {SIDECARS}", "{{instance}}")], "s", w=6),
@@ -578,7 +591,7 @@ def sidecar_health() -> Dashboard:
     ]
     return Dashboard(
         "agentprom-sidecar", "agentprom / Sidecar health",
-        "The sidecar itself: spans received and rejected, series and overflow, scrape cost, CPU and memory.",
+        "The sidecar itself: spans received and rejected, series and overflow, its stores, scrape cost, CPU and memory.",
         [Var("instance", "Sidecar", "label_values(agentprom_build_info, instance)")],
         items, time_from="now-3h", refresh="1m")
 
