@@ -466,6 +466,95 @@ def test_values_schema_rejects_mistakes(helm):
         assert done.returncode != 0 and message in done.stderr, (values, done.stderr)
 
 
+# --- store credentials from a Secret (storage) ------------------------------------------------------
+
+STORAGE_SECRET = {"existingSecret": "agentprom-stores",
+                  "secretKeys": {"postgresDsn": "dsn", "postgresPassword": "pg-password",
+                                 "redisUrl": "redis-url", "redisPassword": "redis-password"}}
+
+
+def storage_schema_known() -> bool:
+    from agentprom.config import schema
+
+    return "storage" in schema.Config.model_fields
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "gateway"])
+def test_storage_credentials_come_from_the_secret(helm, tmp_path, mode):
+    values = {"mode": mode, "storage": STORAGE_SECRET, "extraEnv": [{"name": "TZ", "value": "UTC"}],
+              "config": {"storage": {"source": "eu-1", "postgres": {"batch_records": 200},
+                                     "redis": {"maxlen": 5000}}}}
+    docs = render(helm, values)
+    for doc in docs:
+        validate(doc)
+    if mode == "gateway":
+        container = agentprom_container(one(docs, "Deployment")["spec"]["template"]["spec"])
+    else:
+        container = agentprom_container(notes_pod_template(render_notes(helm, values, tmp_path))["spec"])
+    env = {e["name"]: e for e in container["env"]}
+    expected = {"AGENTPROM_POSTGRES_DSN": "dsn", "AGENTPROM_POSTGRES_PASSWORD": "pg-password",
+                "AGENTPROM_REDIS_URL": "redis-url", "AGENTPROM_REDIS_PASSWORD": "redis-password"}
+    for name, key in expected.items():
+        assert env[name]["valueFrom"] == {"secretKeyRef": {"name": "agentprom-stores", "key": key}}
+    assert env["TZ"] == {"name": "TZ", "value": "UTC"}  # extraEnv is kept
+    text = rendered_config(docs)
+    config = yaml.safe_load(text)
+    assert config["storage"] == {"source": "eu-1",
+                                 "postgres": {"password_env": "AGENTPROM_POSTGRES_PASSWORD", "batch_records": 200},
+                                 "redis": {"password_env": "AGENTPROM_REDIS_PASSWORD", "maxlen": 5000}}
+    assert "agentprom-stores" not in text and "dsn" not in text
+    if storage_schema_known():  # agentprom's storage section (issue #13) checks the rendered one
+        done = check_config(text, tmp_path)
+        assert done.returncode == 0, done.stderr
+
+
+def test_storage_secret_keys_are_optional_one_by_one(helm):
+    docs = render(helm, {"mode": "gateway", "storage": {"existingSecret": "s", "secretKeys": {"redisUrl": "url"}}})
+    env = agentprom_container(one(docs, "Deployment")["spec"]["template"]["spec"])["env"]
+    assert env == [{"name": "AGENTPROM_REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "s", "key": "url"}}}]
+    assert "storage" not in yaml.safe_load(rendered_config(docs))
+    docs = render(helm, {"mode": "gateway"})
+    assert "env" not in agentprom_container(one(docs, "Deployment")["spec"]["template"]["spec"])
+
+
+def test_values_schema_knows_every_storage_key():
+    """config.storage in values.schema.json (unknown keys rejected) lists agentprom's storage keys."""
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]["properties"]["storage"]
+    keys = {"": set(schema["properties"])} | {name: set(schema["properties"][name]["properties"])
+                                               for name in ("postgres", "redis")}
+    assert keys == {"": {"source", "retry_max_seconds", "postgres", "redis"},
+                    "postgres": {"dsn", "password_env", "password_file", "batch_records", "connect_timeout_seconds",
+                                 "query_timeout_seconds", "migrate_on_start"},
+                    "redis": {"url", "password_env", "password_file", "runtime_events_stream", "agent_events_stream",
+                              "maxlen", "batch_records", "connect_timeout_seconds"}}
+    if storage_schema_known():
+        from agentprom.config.schema import Config
+
+        model = Config.model_fields["storage"].annotation
+        assert keys[""] == set(model.model_fields)
+        for name in ("postgres", "redis"):
+            assert keys[name] == set(model.model_fields[name].annotation.model_fields), name
+
+
+def test_values_schema_and_checks_reject_storage_mistakes(helm):
+    for values, message in (
+        ({"config": {"storage": {"postgres": {"dsnn": "x"}}}}, "dsnn"),
+        ({"config": {"storage": {"redis": {"maxlen": 0}}}}, "maxlen"),
+        ({"config": {"storage": {"postgres": {"password_env": "NOT-A-NAME"}}}}, "password_env"),
+        ({"config": {"storage": {"retry_max_seconds": 0}}}, "retry_max_seconds"),
+        ({"storage": {"secretKeys": {"postgresDSN": "dsn"}}}, "postgresDSN"),
+        ({"storage": {"existingSecret": "s"}}, "no storage.secretKeys entry"),
+        ({"storage": {"secretKeys": {"postgresDsn": "dsn"}}}, "storage.existingSecret (the Secret's name) is empty"),
+        ({"storage": {"existingSecret": "s", "secretKeys": {"postgresPassword": "pw"}}}, "PostgreSQL has no address"),
+        ({"storage": {"existingSecret": "s", "secretKeys": {"redisPassword": "pw"}}}, "Redis has no address"),
+    ):
+        done = helm.template(values)
+        assert done.returncode != 0 and message in done.stderr, (values, done.stderr)
+    # an address in config.storage is enough for a password from the Secret
+    render(helm, {"storage": {"existingSecret": "s", "secretKeys": {"postgresPassword": "pw"}},
+                  "config": {"storage": {"postgres": {"dsn": "host=db dbname=agentprom user=agentprom"}}}})
+
+
 # --- rules/ and dashboards/: one copy, in the repository ----------------------------------
 
 def repo_rule_files(directory: Path) -> list[Path]:
