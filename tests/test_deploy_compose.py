@@ -67,7 +67,7 @@ def test_the_compose_binary_rejects_a_broken_file(tmp_path):
 
 
 def test_the_stack_has_every_service(services):
-    assert set(services) == {"sidecar", "demo-agent", "prometheus", "alertmanager", "grafana"}
+    assert set(services) == {"sidecar", "demo-agent", "postgres", "redis", "prometheus", "alertmanager", "grafana"}
 
 
 def test_images_are_pinned_and_builds_name_real_stages(services):
@@ -156,3 +156,54 @@ def test_grafana_provisions_prometheus_and_every_dashboard(services, tmp_path):
     assert provided.resolve() == (ROOT / "dashboards").resolve(), "the provider must read the repository's dashboards/"
     for dashboard in provided.glob("*.json"):
         json.loads(dashboard.read_text())  # Grafana skips a file it cannot parse
+
+
+def named_volumes(service: dict) -> dict[str, str]:
+    """Container path -> volume name of a service's named volumes."""
+    return {v["target"]: v["source"] for v in service.get("volumes", []) if v["type"] == "volume"}
+
+
+def test_postgres_and_redis_are_healthchecked_and_keep_their_data(services):
+    postgres, redis = services["postgres"], services["redis"]
+    test = postgres["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL" and test[1].split()[0] == "pg_isready"
+    args = test[1].split()[1:]
+    options = dict(zip(args[::2], args[1::2]))
+    assert options["-U"] == postgres["environment"]["POSTGRES_USER"]
+    assert options["-d"] == postgres["environment"]["POSTGRES_DB"]
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    for service in (postgres, redis):
+        check = service["healthcheck"]
+        assert not check.get("disable") and check["retries"] >= 3 and check["interval"] and check["timeout"]
+    assert named_volumes(postgres) == {"/var/lib/postgresql/data": "postgres-data"}
+    assert named_volumes(redis) == {"/data": "redis-data"}
+    assert redis["command"] == ["redis-server", "--appendonly", "yes"]
+    assert not postgres.get("ports") and not redis.get("ports"), "the stores are reached on the compose network only"
+
+
+def test_sidecar_waits_for_the_stores_and_gets_their_addresses(services):
+    sidecar, postgres = services["sidecar"], services["postgres"]
+    for store in ("postgres", "redis"):
+        assert sidecar["depends_on"][store]["condition"] == "service_healthy"
+    dsn = urlparse(sidecar["environment"]["AGENTPROM_POSTGRES_DSN"])
+    assert dsn.scheme == "postgresql" and (dsn.hostname, dsn.port) == ("postgres", 5432)
+    assert dsn.username == postgres["environment"]["POSTGRES_USER"]
+    assert dsn.password == postgres["environment"]["POSTGRES_PASSWORD"]
+    assert dsn.path == "/" + postgres["environment"]["POSTGRES_DB"]
+    redis = urlparse(sidecar["environment"]["AGENTPROM_REDIS_URL"])
+    assert redis.scheme == "redis" and (redis.hostname, redis.port, redis.path) == ("redis", 6379, "/0")
+    # the stores are fed from the JSONL journal, which the sidecar keeps on its volume
+    config = yaml.safe_load(mounts(sidecar)["/etc/agentprom/agentprom.yaml"].read_text())
+    assert Path(config["jsonl"]["directory"]).is_relative_to(
+        next(t for t, name in named_volumes(sidecar).items() if name == "agentprom-data"))
+
+
+def test_one_password_variable_sets_both_ends(tmp_path):
+    """AGENTPROM_POSTGRES_PASSWORD (environment or .env) changes the server's password and the DSN together."""
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE_FILE.read_text())
+    (tmp_path / ".env").write_text("AGENTPROM_POSTGRES_PASSWORD=s3cret-pw\n")
+    done = compose("config", "--no-path-resolution", "--format", "json", file=tmp_path / "docker-compose.yml")
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == "s3cret-pw"
+    assert urlparse(services["sidecar"]["environment"]["AGENTPROM_POSTGRES_DSN"]).password == "s3cret-pw"

@@ -206,6 +206,12 @@ CASES: dict[str, dict[str, Any]] = {
                     "serviceAccount": {"create": False, "name": "existing"}},
         "otlpHost": "::",
     },
+    "gateway-fleet": {
+        "mode": "gateway",
+        "gateway": {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 8}},
+        "collectorTier": {"enabled": True, "replicas": 3, "resolver": "k8s"},
+        "imagePullSecrets": [{"name": "registry"}],
+    },
 }
 
 
@@ -247,7 +253,8 @@ def test_pods_are_locked_down_and_probed(rendered, case):
     docs = rendered[case]
     pods = list(pod_templates(docs))
     if CASES[case].get("mode") == "gateway":
-        assert len(pods) == 2  # the Deployment and the helm test pod
+        # the Deployment and the helm test pod, and the collector tier's Deployment
+        assert len(pods) == 2 + CASES[case].get("collectorTier", {}).get("enabled", False)
     for metadata, spec in pods:
         for container in spec.get("containers", []) + spec.get("initContainers", []):
             security = container["securityContext"]
@@ -464,6 +471,258 @@ def test_values_schema_rejects_mistakes(helm):
     ):
         done = helm.template(values)
         assert done.returncode != 0 and message in done.stderr, (values, done.stderr)
+
+
+# --- the collector tier (collectorTier): OTLP routed by trace id over the gateway replicas --------
+
+COLLECTOR_CONFIG_KEY = "collector.yaml"
+
+
+def named(docs: list[dict], kind: str, name: str) -> dict:
+    found = [d for d in by_kind(docs, kind) if d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, got {len(found)}"
+    return found[0]
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def collector_config(docs: list[dict]) -> dict:
+    configmaps = [d for d in by_kind(docs, "ConfigMap") if COLLECTOR_CONFIG_KEY in d.get("data", {})]
+    assert len(configmaps) == 1
+    return yaml.safe_load(configmaps[0]["data"][COLLECTOR_CONFIG_KEY])
+
+
+@pytest.mark.parametrize("resolver", ["dns", "k8s"])
+def test_collector_tier_routes_each_trace_to_one_gateway_replica(helm, resolver):
+    values = {"mode": "gateway", "gateway": {"replicas": 3}, "ports": {"otlpGrpc": 14317},
+              "collectorTier": {"enabled": True, "resolver": resolver}}
+    docs = render(helm, values, api_versions=OPERATOR_APIS)
+    for doc in docs:
+        validate(doc)
+    gateway, collector = named(docs, "Deployment", "rel-agentprom"), named(docs, "Deployment", "rel-agentprom-collector")
+    gateway_pod, collector_pod = gateway["spec"]["template"], collector["spec"]["template"]
+
+    # The collector's configuration: the contrib loadbalancing exporter, by trace id, to the headless Service.
+    config = collector_config(docs)
+    headless = named(docs, "Service", "rel-agentprom-headless")
+    exporter = config["exporters"]["loadbalancing"]
+    assert exporter["routing_key"] == "traceID"
+    assert exporter["protocol"]["otlp"]["tls"] == {"insecure": True}
+    assert "endpoint" not in exporter["protocol"]["otlp"]  # the exporter fills it in per backend
+    if resolver == "dns":
+        assert exporter["resolver"] == {"dns": {"hostname": "rel-agentprom-headless.agents.svc.cluster.local",
+                                                "port": "14317", "interval": "5s", "timeout": "1s"}}
+    else:
+        assert exporter["resolver"] == {"k8s": {"service": "rel-agentprom-headless.agents", "ports": [14317]}}
+    metrics_exporter = config["exporters"]["loadbalancing/metrics"]
+    assert metrics_exporter["routing_key"] == "resource" and metrics_exporter["resolver"] == exporter["resolver"]
+    pipelines = config["service"]["pipelines"]
+    assert pipelines["traces"]["exporters"] == ["loadbalancing"]
+    assert pipelines["logs"]["exporters"] == ["loadbalancing"]  # evaluation records follow their trace
+    assert pipelines["metrics"]["exporters"] == ["loadbalancing/metrics"]
+    for pipeline in pipelines.values():
+        for kind in ("receivers", "processors", "exporters"):
+            for component in pipeline[kind]:
+                assert component in config[kind], f"{component} is used but not configured"
+    assert set(config["service"]["extensions"]) == set(config["extensions"])
+
+    # The headless Service: the gateway's pods, on their OTLP/gRPC port; no metrics port, so that
+    # the ServiceMonitor (port metrics) scrapes each replica once, through the main Service.
+    assert headless["spec"]["clusterIP"] == "None"
+    assert selects(headless["spec"]["selector"], gateway_pod["metadata"]["labels"])
+    assert not selects(headless["spec"]["selector"], collector_pod["metadata"]["labels"])
+    gateway_ports = {p["name"]: p["containerPort"] for p in agentprom_container(gateway_pod["spec"])["ports"]}
+    (port,) = headless["spec"]["ports"]
+    assert port["port"] == gateway_ports[port["targetPort"]] == 14317
+    for monitor in by_kind(docs, "ServiceMonitor"):
+        ports = {p["name"] for s in by_kind(docs, "Service")
+                 if selects(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"]) for p in s["spec"]["ports"]}
+        assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+        scraped = [s["metadata"]["name"] for s in by_kind(docs, "Service")
+                   if selects(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
+                   and "metrics" in {p["name"] for p in s["spec"]["ports"]}]
+        assert scraped == ["rel-agentprom"] and "metrics" in ports
+
+    # Neither tier's selectors pick the other's pods (a shared name label would make the gateway
+    # Service send OTLP to collectors, and the Deployments fight over pods).
+    main_service = named(docs, "Service", "rel-agentprom")
+    tier_service = named(docs, "Service", "rel-agentprom-collector")
+    assert not selects(main_service["spec"]["selector"], collector_pod["metadata"]["labels"])
+    assert not selects(gateway["spec"]["selector"]["matchLabels"], collector_pod["metadata"]["labels"])
+    assert not selects(collector["spec"]["selector"]["matchLabels"], gateway_pod["metadata"]["labels"])
+    assert selects(tier_service["spec"]["selector"], collector_pod["metadata"]["labels"])
+    for pdb in by_kind(docs, "PodDisruptionBudget"):
+        assert not selects(pdb["spec"]["selector"]["matchLabels"], collector_pod["metadata"]["labels"])
+
+    # The collector pod: pinned image, its config mounted and checksummed, probes on health_check,
+    # the receivers and its own metrics on the ports the Service and the pod name.
+    spec = collector_pod["spec"]
+    (container,) = spec["containers"]
+    repository, _, tag = container["image"].rpartition(":")
+    assert repository == "otel/opentelemetry-collector-contrib" and re.fullmatch(r"\d+\.\d+\.\d+", tag)
+    assert collector["spec"]["replicas"] == 2
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    config_text = [d for d in by_kind(docs, "ConfigMap") if COLLECTOR_CONFIG_KEY in d.get("data", {})][0]["data"][COLLECTOR_CONFIG_KEY]
+    assert collector_pod["metadata"]["annotations"]["checksum/collector-config"] == hashlib.sha256(
+        config_text.rstrip("\n").encode()).hexdigest()
+    (config_flag,) = container["args"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    (volume,) = [name for name, v in volumes.items() if v.get("configMap", {}).get("name") == "rel-agentprom-collector"]
+    assert config_flag == f"--config={mounts[volume]}/{COLLECTOR_CONFIG_KEY}"
+    env = {e["name"] for e in container["env"]}
+    for endpoint, port_name in ((config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"], "otlp-grpc"),
+                                (config["receivers"]["otlp"]["protocols"]["http"]["endpoint"], "otlp-http"),
+                                (config["extensions"]["health_check"]["endpoint"], "health")):
+        host, _, port_number = endpoint.rpartition(":")
+        assert host == "${env:MY_POD_IP}" and "MY_POD_IP" in env
+        assert int(port_number) == ports[port_name]
+    prometheus = config["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
+    assert prometheus["port"] == ports["metrics"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == "health"
+    assert {p["name"]: (p["port"], ports[p["targetPort"]]) for p in tier_service["spec"]["ports"]} == {
+        "otlp-grpc": (14317, 4317), "otlp-http": (4318, 4318)}
+
+    # The Kubernetes API: only the k8s resolver needs it, and then only to read endpoints.
+    account = named(docs, "ServiceAccount", spec["serviceAccountName"])
+    assert spec["automountServiceAccountToken"] is account["automountServiceAccountToken"] is (resolver == "k8s")
+    if resolver == "dns":
+        assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    else:
+        role, binding = one(docs, "Role"), one(docs, "RoleBinding")
+        assert {(g, r, tuple(rule["verbs"])) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]} == {
+            ("discovery.k8s.io", "endpointslices", ("get", "list", "watch")), ("", "endpoints", ("get", "list", "watch"))}
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": spec["serviceAccountName"], "namespace": "agents"}]
+
+
+def test_collector_tier_is_off_by_default_and_renders_nothing(helm):
+    for values in ({"mode": "gateway"}, {"mode": "gateway", "collectorTier": {"enabled": False, "resolver": "k8s"}}):
+        docs = render(helm, values, api_versions=OPERATOR_APIS)
+        assert len(by_kind(docs, "Deployment")) == 1 and len(by_kind(docs, "Service")) == 1
+        assert not [d for d in docs if "collector" in d["metadata"]["name"] or "headless" in d["metadata"]["name"]]
+        assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    with open(CHART / "values.yaml") as values_file:
+        assert yaml.safe_load(values_file)["collectorTier"]["enabled"] is False
+
+
+def test_collector_tier_needs_gateway_mode(helm):
+    done = helm.template({"collectorTier": {"enabled": True}})
+    assert done.returncode != 0
+    assert "collectorTier.enabled needs mode=gateway" in done.stderr
+
+
+def test_collector_tier_config_is_merged_over_the_rendered_one(helm):
+    docs = render(helm, {"mode": "gateway", "collectorTier": {"enabled": True, "config": {
+        "processors": {"batch": {"send_batch_size": 2048}},
+        "exporters": {"loadbalancing": {"protocol": {"otlp": {"timeout": "30s"}}}}}}})
+    config = collector_config(docs)
+    assert config["processors"]["batch"] == {"send_batch_size": 2048}
+    assert config["exporters"]["loadbalancing"]["protocol"]["otlp"] == {"timeout": "30s", "tls": {"insecure": True}}
+    assert config["exporters"]["loadbalancing"]["routing_key"] == "traceID"
+
+
+def test_notes_point_agents_at_the_collector_tier(helm, tmp_path):
+    text = render_notes(helm, {"mode": "gateway", "collectorTier": {"enabled": True}}, tmp_path)
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://rel-agentprom-collector.agents.svc:4317" in text
+    assert "routing_key traceID" in text and "rel-agentprom-headless" in text
+
+
+# --- store credentials from a Secret (storage) ------------------------------------------------------
+
+STORAGE_SECRET = {"existingSecret": "agentprom-stores",
+                  "secretKeys": {"postgresDsn": "dsn", "postgresPassword": "pg-password",
+                                 "redisUrl": "redis-url", "redisPassword": "redis-password"}}
+
+
+def storage_schema_known() -> bool:
+    from agentprom.config import schema
+
+    return "storage" in schema.Config.model_fields
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "gateway"])
+def test_storage_credentials_come_from_the_secret(helm, tmp_path, mode):
+    values = {"mode": mode, "storage": STORAGE_SECRET, "extraEnv": [{"name": "TZ", "value": "UTC"}],
+              "config": {"storage": {"source": "eu-1", "postgres": {"batch_records": 200},
+                                     "redis": {"maxlen": 5000}}}}
+    docs = render(helm, values)
+    for doc in docs:
+        validate(doc)
+    if mode == "gateway":
+        container = agentprom_container(one(docs, "Deployment")["spec"]["template"]["spec"])
+    else:
+        container = agentprom_container(notes_pod_template(render_notes(helm, values, tmp_path))["spec"])
+    env = {e["name"]: e for e in container["env"]}
+    expected = {"AGENTPROM_POSTGRES_DSN": "dsn", "AGENTPROM_POSTGRES_PASSWORD": "pg-password",
+                "AGENTPROM_REDIS_URL": "redis-url", "AGENTPROM_REDIS_PASSWORD": "redis-password"}
+    for name, key in expected.items():
+        assert env[name]["valueFrom"] == {"secretKeyRef": {"name": "agentprom-stores", "key": key}}
+    assert env["TZ"] == {"name": "TZ", "value": "UTC"}  # extraEnv is kept
+    text = rendered_config(docs)
+    config = yaml.safe_load(text)
+    assert config["storage"] == {"source": "eu-1",
+                                 "postgres": {"password_env": "AGENTPROM_POSTGRES_PASSWORD", "batch_records": 200},
+                                 "redis": {"password_env": "AGENTPROM_REDIS_PASSWORD", "maxlen": 5000}}
+    assert "agentprom-stores" not in text and "dsn" not in text
+    if storage_schema_known():  # agentprom's storage section (issue #13) checks the rendered one
+        done = check_config(text, tmp_path)
+        assert done.returncode == 0, done.stderr
+
+
+def test_storage_secret_keys_are_optional_one_by_one(helm):
+    docs = render(helm, {"mode": "gateway", "storage": {"existingSecret": "s", "secretKeys": {"redisUrl": "url"}}})
+    env = agentprom_container(one(docs, "Deployment")["spec"]["template"]["spec"])["env"]
+    assert env == [{"name": "AGENTPROM_REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "s", "key": "url"}}}]
+    assert "storage" not in yaml.safe_load(rendered_config(docs))
+    docs = render(helm, {"mode": "gateway"})
+    assert "env" not in agentprom_container(one(docs, "Deployment")["spec"]["template"]["spec"])
+
+
+def test_values_schema_knows_every_storage_key():
+    """config.storage in values.schema.json (unknown keys rejected) lists agentprom's storage keys."""
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]["properties"]["storage"]
+    keys = {"": set(schema["properties"])} | {name: set(schema["properties"][name]["properties"])
+                                               for name in ("postgres", "redis")}
+    assert keys == {"": {"source", "retry_max_seconds", "postgres", "redis"},
+                    "postgres": {"dsn", "password_env", "password_file", "batch_records", "connect_timeout_seconds",
+                                 "query_timeout_seconds", "migrate_on_start"},
+                    "redis": {"url", "password_env", "password_file", "runtime_events_stream", "agent_events_stream",
+                              "maxlen", "batch_records", "connect_timeout_seconds"}}
+    if storage_schema_known():
+        from agentprom.config.schema import Config
+
+        model = Config.model_fields["storage"].annotation
+        assert keys[""] == set(model.model_fields)
+        for name in ("postgres", "redis"):
+            assert keys[name] == set(model.model_fields[name].annotation.model_fields), name
+
+
+def test_values_schema_and_checks_reject_fleet_mistakes(helm):
+    for values, message in (
+        ({"mode": "gateway", "collectorTier": {"enabled": True, "resolver": "static"}}, "resolver"),
+        ({"mode": "gateway", "collectorTier": {"image": {"repository": "otel/opentelemetry-collector-contrib",
+                                                         "tag": "latest"}}}, "tag"),
+        ({"collectorTier": {"replica": 2}}, "replica"),
+        ({"collectorTier": {"dns": {"interval": "five seconds"}}}, "interval"),
+        ({"config": {"storage": {"postgres": {"dsnn": "x"}}}}, "dsnn"),
+        ({"config": {"storage": {"redis": {"maxlen": 0}}}}, "maxlen"),
+        ({"config": {"storage": {"postgres": {"password_env": "NOT-A-NAME"}}}}, "password_env"),
+        ({"config": {"storage": {"retry_max_seconds": 0}}}, "retry_max_seconds"),
+        ({"storage": {"secretKeys": {"postgresDSN": "dsn"}}}, "postgresDSN"),
+        ({"storage": {"existingSecret": "s"}}, "no storage.secretKeys entry"),
+        ({"storage": {"secretKeys": {"postgresDsn": "dsn"}}}, "storage.existingSecret (the Secret's name) is empty"),
+        ({"storage": {"existingSecret": "s", "secretKeys": {"postgresPassword": "pw"}}}, "PostgreSQL has no address"),
+        ({"storage": {"existingSecret": "s", "secretKeys": {"redisPassword": "pw"}}}, "Redis has no address"),
+    ):
+        done = helm.template(values)
+        assert done.returncode != 0 and message in done.stderr, (values, done.stderr)
+    # an address in config.storage is enough for a password from the Secret
+    render(helm, {"storage": {"existingSecret": "s", "secretKeys": {"postgresPassword": "pw"}},
+                  "config": {"storage": {"postgres": {"dsn": "host=db dbname=agentprom user=agentprom"}}}})
 
 
 # --- rules/ and dashboards/: one copy, in the repository ----------------------------------

@@ -69,7 +69,71 @@ then .Values.config over them. */}}
       "rotate_bytes" (int64 $sessions.jsonl.rotateBytes)
       "keep_files" (int $sessions.jsonl.keepFiles)) -}}
 {{- end -}}
+{{- $storage := include "agentprom.storage.config" . | fromYaml -}}
+{{- if $storage -}}
+{{- $_ := set $rendered "storage" $storage -}}
+{{- end -}}
 {{- toYaml (mustMergeOverwrite $rendered (deepCopy .Values.config)) -}}
+{{- end -}}
+
+{{/*
+Store credentials from a Secret (storage.existingSecret, storage.secretKeys): the store addresses go
+to the environment variables agentprom reads them from (AGENTPROM_POSTGRES_DSN, AGENTPROM_REDIS_URL),
+the passwords to AGENTPROM_POSTGRES_PASSWORD / AGENTPROM_REDIS_PASSWORD, which the rendered
+configuration names as the stores' password_env. Nothing secret is rendered into the ConfigMap.
+"agentprom.storage.wired" lists (values key, variable) of the keys given.
+*/}}
+{{- define "agentprom.storage.wired" -}}
+{{- $keys := (.Values.storage | default dict).secretKeys | default dict -}}
+{{- $wired := list -}}
+{{- range list (list "postgresDsn" "AGENTPROM_POSTGRES_DSN") (list "postgresPassword" "AGENTPROM_POSTGRES_PASSWORD")
+               (list "redisUrl" "AGENTPROM_REDIS_URL") (list "redisPassword" "AGENTPROM_REDIS_PASSWORD") -}}
+{{- if get $keys (index . 0) -}}
+{{- $wired = append $wired . -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $wired -}}
+{{- end -}}
+
+{{/* The container's environment variables from the Secret. */}}
+{{- define "agentprom.storage.env" -}}
+{{- $storage := .Values.storage | default dict -}}
+{{- $env := list -}}
+{{- range include "agentprom.storage.wired" . | fromJsonArray -}}
+{{- $env = append $env (dict "name" (index . 1) "valueFrom" (dict "secretKeyRef" (dict "name" $storage.existingSecret "key" (get $storage.secretKeys (index . 0))))) -}}
+{{- end -}}
+{{- toYaml $env -}}
+{{- end -}}
+
+{{/* The storage section the chart adds to agentprom.yaml (the password_env of each password from the
+Secret), after checking the storage values: the ConfigMap renders in both modes, so the checks run in both. */}}
+{{- define "agentprom.storage.config" -}}
+{{- $storage := .Values.storage | default dict -}}
+{{- $keys := $storage.secretKeys | default dict -}}
+{{- $wired := include "agentprom.storage.wired" . | fromJsonArray -}}
+{{- if and $wired (not $storage.existingSecret) -}}
+{{- fail "agentprom: storage.secretKeys names keys of a Secret, but storage.existingSecret (the Secret's name) is empty" -}}
+{{- end -}}
+{{- if and $storage.existingSecret (not $wired) -}}
+{{- fail (printf "agentprom: storage.existingSecret is %s, but no storage.secretKeys entry (postgresDsn, postgresPassword, redisUrl, redisPassword) names a key of it" $storage.existingSecret) -}}
+{{- end -}}
+{{- $configured := (.Values.config | default dict).storage | default dict -}}
+{{- if and (get $keys "postgresPassword") (not (get $keys "postgresDsn")) (not (($configured.postgres | default dict).dsn)) -}}
+{{- fail "agentprom: storage.secretKeys.postgresPassword is set, but PostgreSQL has no address: set storage.secretKeys.postgresDsn or config.storage.postgres.dsn" -}}
+{{- end -}}
+{{- if and (get $keys "redisPassword") (not (get $keys "redisUrl")) (not (($configured.redis | default dict).url)) -}}
+{{- fail "agentprom: storage.secretKeys.redisPassword is set, but Redis has no address: set storage.secretKeys.redisUrl or config.storage.redis.url" -}}
+{{- end -}}
+{{- $rendered := dict -}}
+{{- if get $keys "postgresPassword" -}}
+{{- $_ := set $rendered "postgres" (dict "password_env" "AGENTPROM_POSTGRES_PASSWORD") -}}
+{{- end -}}
+{{- if get $keys "redisPassword" -}}
+{{- $_ := set $rendered "redis" (dict "password_env" "AGENTPROM_REDIS_PASSWORD") -}}
+{{- end -}}
+{{- if $rendered -}}
+{{- toYaml $rendered -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "agentprom.configChecksum" -}}

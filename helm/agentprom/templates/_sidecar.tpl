@@ -20,7 +20,8 @@ where $ap is this chart's root context, or, from a parent chart that depends on 
   restartPolicy: Always
   {{- end }}
   args: ["serve", "--config", "/etc/agentprom/agentprom.yaml"]
-  {{- with .Values.extraEnv }}
+  {{- $env := concat (include "agentprom.storage.env" . | fromYamlArray) (.Values.extraEnv | default list) }}
+  {{- with $env }}
   env:
     {{- toYaml . | nindent 4 }}
   {{- end }}
