@@ -3,9 +3,66 @@
 # .ci/run calls it. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The real PostgreSQL and Redis servers that tests/servers.py starts come from Debian's postgresql
+# and redis-server packages. They are installed system-wide with apt-get, so this is not in
+# scripts/tools.d/ (which only unpacks tools into .tools/). Installed only when missing, and only
+# as root; otherwise what is missing is printed and the tests that need it fail saying so.
+missing_server_packages() {
+  local dir postgres=""
+  for dir in /usr/lib/postgresql/*/bin; do  # where Debian puts each major version's binaries
+    if [ -x "$dir/postgres" ] && [ -x "$dir/initdb" ]; then postgres="$dir"; fi
+  done
+  if [ -z "$postgres" ] && ! { command -v postgres && command -v initdb; } >/dev/null; then
+    echo -n "postgresql "
+  fi
+  command -v redis-server >/dev/null || echo -n "redis-server "
+}
+
+install_servers() {
+  local missing
+  missing="$(missing_server_packages)"
+  [ -n "$missing" ] || return 0
+  if [ "$EUID" -ne 0 ]; then
+    echo "== not root: not installing the Debian packages ${missing% }; the PostgreSQL/Redis tests" \
+      "fail without them (as root: apt-get install ${missing% })" >&2
+    return 0
+  fi
+  echo "== installing Debian packages: ${missing% }" >&2
+  # Keep the packages from starting their system-wide services (a main PostgreSQL cluster on 5432,
+  # Redis on 6379): the tests start servers of their own. policy-rc.d is Debian's switch for that.
+  local policy=/usr/sbin/policy-rc.d added_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# added by agentprom scripts/test.sh during apt-get install\nexit 101\n' > "$policy"
+    chmod 0755 "$policy"
+    added_policy="$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+  # shellcheck disable=SC2086 # $missing is a list of package names
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 \
+      $missing >/dev/null 2>&1; then
+    echo "== apt-get install failed; running apt-get update once" >&2
+    apt-get update -qq >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 \
+      $missing >/dev/null
+  fi
+  if [ -n "$added_policy" ]; then
+    rm -f "$added_policy"
+    trap - EXIT
+  fi
+  missing="$(missing_server_packages)"
+  if [ -n "$missing" ]; then
+    echo "== still missing after apt-get install: ${missing% }" >&2
+    return 1
+  fi
+}
+
 echo "== installing agentprom with its test dependencies" >&2
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[test]'
 echo "== fetching external tools" >&2
 bash scripts/fetch-tools.sh
+echo "== PostgreSQL and Redis servers" >&2
+install_servers
 echo "== running tests" >&2
 exec python3 -m pytest "$@"

@@ -1,4 +1,5 @@
-"""Shared test fixtures: a real sidecar on ephemeral ports, and the real external tools."""
+"""Shared test fixtures: a real sidecar on ephemeral ports, the real external tools, and real PostgreSQL and
+Redis servers (tests/servers.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ import pytest
 from agentprom.app import App
 from agentprom.clock import Clock
 from agentprom.config.loader import validate
+from tests.servers import (  # noqa: F401 - real PostgreSQL and Redis fixtures, for every test module
+    fresh_postgres,
+    fresh_redis,
+    make_postgres_server,
+    make_redis_server,
+    pg_database,
+    postgres_server,
+    redis_server,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
