@@ -6,7 +6,8 @@ time: records per second from the first batch to the last commit.
 
 Part 2 runs the sidecar (its own process) three times under the same OTLP/gRPC load as
 bench/ingest.py: journal off, journal on, journal and both stores on; spans acknowledged per second
-and the sidecar's CPU per 1,000 spans (the shipper thread included), and the ratios, in one run.
+and the sidecar's CPU per 1,000 spans, the shippers' process's CPU beside it, the stores' lag at the
+end, and the ratios, in one run.
 
 Servers: ``--postgres DSN`` and ``--redis URL``, or, by default, throwaway ones started from the
 Debian binaries the test command installs (tests/servers.py).
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from workload import SidecarProcess, emit, http_get  # noqa: E402
+from workload import SidecarProcess, cpu_seconds, emit, http_get  # noqa: E402
 
 
 def journal_of(directory: Path, records: int) -> int:
@@ -139,7 +140,12 @@ def ingest(seconds: float, senders: int, dsn: str, url: str) -> dict:
             sidecar = SidecarProcess(config)
             try:
                 run_load(sidecar.grpc, sidecar.pid, min(seconds, 2.0), senders, 4)  # warm-up
+                children = [int(p) for p in Path(f"/proc/{sidecar.pid}/task/{sidecar.pid}/children").read_text().split()]
+                before, t0 = sum(cpu_seconds(pid) for pid in children), time.monotonic()
                 results[name] = run_load(sidecar.grpc, sidecar.pid, seconds, senders, 4)
+                if children:  # the shippers' process: its CPU is the stores' cost, beside the sidecar's
+                    spent = sum(cpu_seconds(pid) for pid in children) - before
+                    results[name]["shipper_process_cpu_cores_used"] = round(spent / (time.monotonic() - t0), 2)
                 if name == "stores_on":
                     time.sleep(1.0)
                     text = http_get(f"http://{sidecar.metrics}/metrics").decode()

@@ -235,6 +235,13 @@ def test_a_second_sidecar_process_answers_for_sessions_only_the_first_saw(make_s
         process.stderr.close()
 
 
+def alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return False
+
+
 # -- faults -------------------------------------------------------------------------------
 
 
@@ -301,20 +308,30 @@ def test_kill_9_mid_shipment_then_restart_ships_every_record_once(tmp_path, pg_d
                 return process, "http://" + line.split("listening: otlp_http on ")[1].split()[0]
         pytest.fail("the sidecar did not start")
 
+    def rows() -> int:
+        try:
+            return query(pg_database, "SELECT count(*) FROM tool_calls")[0][0]
+        except psycopg.errors.UndefinedTable:  # the shipper has not created the tables yet
+            return 0
+
     process, url = serve()
     try:
         for start in range(0, 2000, 500):
             assert post_json(url, "/runtime/event", tool_events("k", start, 500))[0] == 200
         # one record per transaction: the shipper is mid-way when the process dies
-        wait_for(lambda: query(pg_database, "SELECT count(*) FROM tool_calls")[0][0] >= 50, what="some rows")
+        wait_for(lambda: rows() >= 50, what="some rows")
+        children = [int(pid) for pid in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+        assert children  # the shippers' process
     finally:
         process.kill()
         process.wait(10)
         process.stderr.close()
-    assert query(pg_database, "SELECT count(*) FROM tool_calls")[0][0] < 2000  # killed mid-shipment
+    assert rows() < 2000  # killed mid-shipment
+    # the shippers' process notices and ends: no orphan writes beside the next sidecar
+    wait_for(lambda: not any(alive(pid) for pid in children), what="the orphaned shipper process to end")
     process, url = serve()
     try:
-        wait_for(lambda: query(pg_database, "SELECT count(*) FROM tool_calls")[0][0] == 2000, timeout=60,
+        wait_for(lambda: rows() == 2000, timeout=60,
                  what="every record after the restart")
         assert query(pg_database, "SELECT count(DISTINCT tool_name), count(*) FROM tool_calls") == [(2000, 2000)]
         assert query(pg_database, "SELECT records_shipped FROM agentprom_journal_positions")[0][0] >= 2000

@@ -191,7 +191,7 @@ class App:
         # runtime sessions (fed by spans and the /runtime API) and their JSONL log
         self.journal = SessionJournal(config.journal, self.store) if config.journal.enabled else None
         sink = self.errors.contain("jsonl", self.journal.writer.append) if self.journal else None
-        #: PostgreSQL and Redis, fed from the journal by a thread of their own (stores/)
+        #: PostgreSQL and Redis, fed from the journal by a process of their own (stores/)
         self.stores: Stores | None = None
         if config.storage.configured:
             from agentprom.stores import service  # psycopg and redis-py only when a store is configured

@@ -14,7 +14,7 @@ every journal reader does (sinks/jsonl.py). When the file a position names is
 gone (rotated past ``keep_files`` while a store was down), reading starts at
 the oldest file still there and the gap is reported (``Batch.gap``).
 
-Blocking file I/O: call it off the event loop (the shipper runs in a thread of its own).
+Blocking file I/O: the shipper calls it in a worker thread, off its event loop.
 """
 
 from __future__ import annotations

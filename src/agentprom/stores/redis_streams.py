@@ -26,6 +26,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from agentprom.config.storage_schema import RedisConfig
 from agentprom.stores import spec
@@ -67,8 +69,10 @@ class RedisStore:
         if self._client is not None:
             return
         secret = password(self.config)
+        # no retries inside the client: the shipper retries with its own backoff, and counts each failure
         extra: dict[str, Any] = {"socket_connect_timeout": self.config.connect_timeout_seconds,
-                                 "socket_timeout": max(5.0, self.config.connect_timeout_seconds)}
+                                 "socket_timeout": max(5.0, self.config.connect_timeout_seconds),
+                                 "retry": Retry(NoBackoff(), 0)}
         if secret is not None:
             extra["password"] = secret
         client = aioredis.Redis.from_url(self.config.url, **extra)

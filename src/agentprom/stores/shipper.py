@@ -1,4 +1,4 @@
-"""Ship the journal into the configured stores, beside the pipeline, from a thread of its own.
+"""Ship the journal into one store: read a batch from the store's position, write it with the new position.
 
 One ``Shipper`` per store reads the journal from the position the store
 committed (stores/cursor.py) and hands each batch to the store, which writes it
@@ -7,23 +7,18 @@ refused password, a timeout) drops the connection and retries with backoff
 from ``RETRY_MIN_SECONDS`` doubling to ``storage.retry_max_seconds``; the
 journal keeps every record meanwhile, so a dead store only grows the lag.
 
-The shippers run on an asyncio loop in a daemon thread (``StoreRunner``):
-nothing they do, not even parsing a batch, runs on the event loop that receives
-spans. The runtime API's reads from PostgreSQL go to that loop too
-(``StoreRunner.call``). Counters are plain values written by the store thread and
-copied into the series store on the main loop (``Stores.publish``), as the
-journal writer's are.
+The shippers run in a process of their own (stores/process.py): nothing they
+do, not even parsing a batch, competes with the receivers for the interpreter.
+Their counters are plain values, sent to the sidecar as ``snapshot()``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
-import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from agentprom.sessions.timestamps import iso
@@ -58,7 +53,7 @@ class Shipper:
         self.batch_records = batch_records
         self.retry_max = retry_max_seconds
         self.failure_reason = failure_reason
-        # written by the store thread, read by the main loop
+        # written by the shipper, read by its process's status writer (stores/process.py)
         self.shipped = 0
         self.malformed = 0
         self.skipped = 0
@@ -78,6 +73,12 @@ class Shipper:
         if self.lag_records == 0 and self.failing_since is None and self.caught_up_at is not None:
             return 0.0
         return max(0.0, time.time() - (self.caught_up_at or self.started_at))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters and the readiness detail, as the sidecar process publishes them."""
+        return {"store": self.store.name, "shipped": self.shipped, "malformed": self.malformed,
+                "gaps": self.skipped, "errors": dict(self.errors), "up": self.up, "lag_records": self.lag_records,
+                "lag_seconds": round(self.lag_seconds, 3), "detail": self.detail()}
 
     def detail(self) -> str:
         """One line for /-/ready: how far the store is and why."""
@@ -150,7 +151,7 @@ class Shipper:
         reason = self.failure_reason(exc)
         self.errors[reason] += 1
         self.up = False
-        message = scrub(f"{reason}: {str(exc).strip() or type(exc).__name__}".splitlines()[0])
+        message = scrub(f"{reason}: {str(exc).strip() or type(exc).__name__}".splitlines()[0])[:300]
         if self.failing_since is None:
             self.failing_since = time.time()
             log.warning("%s store %s failing (%s); records wait in the journal, retrying", self.store.name,
@@ -168,60 +169,3 @@ class Shipper:
                      time.time() - self.failing_since)
         self.failing_since = None
         self.last_error = None
-
-
-class StoreRunner:
-    """The store thread: an asyncio loop running the shippers, and reads submitted from the main loop."""
-
-    def __init__(self, shippers: list[Shipper]) -> None:
-        self.shippers = shippers
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._tasks: list[asyncio.Task] = []
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._main, name="store-shipper", daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-
-    def _main(self) -> None:
-        loop = self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._stopping = asyncio.Event()
-        self._tasks = [loop.create_task(s.run(self._stopping), name=f"ship-{s.store.name}") for s in self.shippers]
-        self._ready.set()
-        try:
-            loop.run_until_complete(asyncio.gather(*self._tasks, return_exceptions=True))
-            for shipper in self.shippers:
-                loop.run_until_complete(shipper.store.close())
-        finally:
-            loop.close()
-
-    def call(self, make: Callable[[], Awaitable[Any]]) -> concurrent.futures.Future:
-        """Run a coroutine on the store loop; the caller waits on the returned future (wrap it with
-        ``asyncio.wrap_future`` on another loop)."""
-        assert self.loop is not None
-
-        async def run() -> Any:
-            return await make()
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop)
-
-    def stop(self, grace: float) -> None:
-        """Ship what the journal still holds for up to ``grace`` seconds, then stop (blocking: call it
-        off the event loop, after the journal writer has drained)."""
-        thread, loop = self._thread, self.loop
-        if thread is None or loop is None:
-            return
-        loop.call_soon_threadsafe(self._stopping.set)
-        thread.join(grace)
-        if thread.is_alive():
-            for task in self._tasks:
-                loop.call_soon_threadsafe(task.cancel)
-            thread.join(5)
-            behind = {s.store.name: s.lag_records for s in self.shippers if s.lag_records}
-            log.warning("stores not up to date at shutdown (records waiting: %s); they resume from the journal "
-                        "at the next start", behind or "unknown")
-        self._thread = None
