@@ -89,7 +89,7 @@ async def ship_all(store, directory: Path, batch_records: int, expected: int) ->
         batch = await asyncio.to_thread(cursor.read, position, batch_records)
         if batch.position == position:
             break
-        await store.ship(batch.records, batch.position)
+        await store.ship(batch.records, position, batch.position)
         shipped += len(batch.records)
         position = batch.position
     seconds = time.perf_counter() - t0
@@ -114,13 +114,13 @@ def shipping(dsn: str, url: str, records: int, batch_records: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         written = journal_of(directory, records)
-        pg = asyncio.run(ship_all(PostgresStore(PostgresConfig(dsn=dsn, batch_records=batch_records), "bench"),
+        pg = asyncio.run(ship_all(PostgresStore(PostgresConfig(dsn=dsn, batch_records=batch_records), "bench", "bench-shipping"),
                                   directory, batch_records, written))
         calls_and_phases = sum(1 for line in (directory / "invocations.jsonl").open()
                                if json.loads(line)["kind"] in ("tool_call", "llm_call", "phase"))
         rows = count_in_postgres(dsn)
         rd = asyncio.run(ship_all(RedisStore(RedisConfig(url=url, maxlen=10 * written, batch_records=batch_records),
-                                             "bench"), directory, batch_records, written))
+                                             "bench", "bench-shipping"), directory, batch_records, written))
     return {"journal_records": written, "batch_records": batch_records, "postgres": pg, "redis": rd,
             "postgres_rows_match": rows == calls_and_phases}
 

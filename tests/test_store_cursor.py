@@ -81,3 +81,18 @@ def test_a_reused_inode_is_told_apart_by_the_head(tmp_path):
     stale = Position(position.inode, b'{"invocation_id":"other"', position.offset)
     batch = cursor.read(stale, 100)
     assert batch.gap and ids(batch.records) == list(range(10))
+
+
+def test_an_unterminated_tail_in_a_rotated_file_is_skipped(tmp_path):
+    (tmp_path / (LOG_NAME + ".1")).write_text(json.dumps(record(1)) + "\n" + json.dumps(record(2))[:30])
+    (tmp_path / LOG_NAME).write_text(json.dumps(record(3)) + "\n")
+    batch = JournalCursor(tmp_path).read(Position(), 100)
+    assert ids(batch.records) == [1, 3] and batch.malformed == 1 and batch.at_end
+
+
+def test_the_journal_id_is_made_once(tmp_path):
+    from agentprom.stores.cursor import journal_id
+
+    first = journal_id(tmp_path / "j")
+    assert len(first) == 32 and journal_id(tmp_path / "j") == first
+    assert journal_id(tmp_path / "other") != first

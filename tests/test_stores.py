@@ -7,6 +7,7 @@ spans come from the OpenTelemetry SDK's exporter, events through the runtime API
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -47,7 +48,8 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
 
 def query(dsn: str, sql: str, params=None) -> list[tuple]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute(sql, params).fetchall()
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description else []
 
 
 def store_config(tmp_path: Path, dsn: str | None = None, redis_url: str | None = None, source: str = "replica-a",
@@ -342,7 +344,7 @@ def test_kill_9_mid_shipment_then_restart_ships_every_record_once(tmp_path, pg_d
 
 
 def test_a_refused_password_is_reported_clearly_and_ingestion_goes_on(make_sidecar, tmp_path, pg_database, caplog,
-                                                                       monkeypatch):
+                                                                       capfd, monkeypatch):
     monkeypatch.setenv("WRONG_PG_PASSWORD", "definitely-wrong-pw")
     sidecar = make_sidecar(store_config(tmp_path, pg_database, postgres={"password_env": "WRONG_PG_PASSWORD"}))
     assert post_json(sidecar, "/runtime/event", tool_events("p", 0, 5))[0] == 200
@@ -352,7 +354,9 @@ def test_a_refused_password_is_reported_clearly_and_ingestion_goes_on(make_sidec
     assert sidecar.value("agent_tool_calls_total", agent="unknown", tool="t4", status="ok") == 1
     ok, checks = sidecar.app.readiness()
     assert ok and "auth" in checks["postgres"] and "password authentication failed" in checks["postgres"]
-    shown = checks["postgres"] + caplog.text + sidecar.scrape()
+    child_log = capfd.readouterr().err  # the shippers' process logs to the stderr it inherited
+    assert "postgres store postgresql://agentprom:***@127.0.0.1" in child_log and "(auth: " in child_log, child_log
+    shown = checks["postgres"] + caplog.text + sidecar.scrape() + child_log
     assert "definitely-wrong-pw" not in shown and "secret-pw" not in shown
 
 
@@ -373,3 +377,90 @@ def test_report_from_the_database_matches_the_report_from_the_journal(make_sidec
     table = _cli("report", "--postgres", pg_database)
     assert table.returncode == 0 and table.stdout.startswith("database: postgresql://agentprom:***@")
     assert "secret-pw" not in table.stdout + table.stderr
+
+
+# -- what the review found ------------------------------------------------------------------
+
+
+def test_values_postgres_cannot_hold_never_stop_the_journal(make_sidecar, tmp_path, pg_database):
+    """NUL in text is replaced (PostgreSQL refuses it); a record the database still refuses (here: a
+    constraint a DBA added) is skipped, logged and counted, and everything after it ships."""
+    _cli("db", "upgrade", "--dsn", pg_database)
+    query(pg_database, "ALTER TABLE tool_calls ADD CONSTRAINT no_forbidden CHECK (tool_name <> 'forbidden')")
+    sidecar = make_sidecar(store_config(tmp_path, pg_database))
+    events = tool_events("v", 0, 3) + [
+        {"event_type": "tool_completed", "session_id": "v", "tool_name": "nul\u0000name", "duration_ms": 1},
+        {"event_type": "tool_completed", "session_id": "v", "tool_name": "forbidden", "duration_ms": 1},
+    ] + tool_events("v", 3, 3)
+    assert post_json(sidecar, "/runtime/event", events)[0] == 200
+    wait_for(lambda: lag(sidecar, "postgres") == 0 and shipped(sidecar, "postgres") == 7, what="the rest shipped")
+    names = sorted(name for (name,) in query(pg_database, "SELECT tool_name FROM tool_calls"))
+    assert names == ["nul\ufffdname", "t0", "t1", "t2", "t3", "t4", "t5"]
+    stored = query(pg_database, "SELECT record->>'tool' FROM tool_calls WHERE tool_name LIKE 'nul%'")
+    assert stored == [("nul\ufffdname",)]
+    sidecar.call(sidecar.app.stores.publish)
+    assert sidecar.value("agentprom_store_records_total", store="postgres", outcome="rejected") == 1
+    assert sidecar.value("agentprom_store_errors_total", store="postgres", reason="rejected") == 0
+
+
+def test_two_processes_cannot_move_one_journal_position(pg_database, tmp_path):
+    """A second shipper of the same journal (an orphan, a shared id) is refused, never moves it back."""
+    import asyncio
+
+    from agentprom.config.storage_schema import PostgresConfig
+    from agentprom.stores.cursor import JournalCursor, Position, PositionConflict
+    from agentprom.stores.postgres import PostgresStore
+
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    (journal / "invocations.jsonl").write_text("".join(json.dumps(
+        {"invocation_id": f"c{i}", "kind": "tool_call", "session_id": "s", "tool": "t", "duration_ms": 1,
+         "success": True, "timestamp": "2026-02-20T02:15:00.000Z"}) + "\n" for i in range(10)))
+    batch = JournalCursor(journal).read(Position(), 4)
+
+    async def run() -> None:
+        first = PostgresStore(PostgresConfig(dsn=pg_database), "a", "journal-1")
+        second = PostgresStore(PostgresConfig(dsn=pg_database), "b", "journal-1")
+        await first.open()
+        await second.open()
+        try:
+            assert await first.ship(batch.records, Position(), batch.position) == 0
+            with pytest.raises(PositionConflict):
+                await second.ship(batch.records, Position(), batch.position)  # it thinks nothing was shipped
+            assert await second.position() == batch.position
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(run())
+    assert query(pg_database, "SELECT source, byte_offset, records_shipped FROM agentprom_journal_positions") == [
+        ("a", batch.position.offset, 4)]
+
+
+def test_the_shipper_process_is_restarted_and_a_stop_keeps_to_the_grace(make_sidecar, tmp_path, fresh_postgres,
+                                                                         monkeypatch):
+    import signal
+
+    from agentprom.stores import process as store_process
+
+    monkeypatch.setattr(store_process, "RESTART_SECONDS", 0.0)
+    dsn = fresh_postgres.create_database("lifecycle")
+    sidecar = make_sidecar({**store_config(tmp_path, dsn), "server": {"shutdown_grace_seconds": 2}})
+    assert post_json(sidecar, "/runtime/event", tool_events("l", 0, 10))[0] == 200
+    wait_for(lambda: caught_up(sidecar, tmp_path, "postgres"), what="the first records")
+    child = sidecar.app.stores.process.process
+    os.kill(child.pid, signal.SIGKILL)
+    wait_for(lambda: not child.is_alive(), what="the shipper process to die")
+    assert "behind: the shipping process exited (code -9)" in sidecar.app.readiness()[1]["postgres"]
+    sidecar.call(sidecar.app.stores.publish)  # the periodic check: started again, counted
+    assert sidecar.value("agentprom_store_errors_total", store="postgres", reason="process_exit") == 1
+    assert post_json(sidecar, "/runtime/event", tool_events("l", 10, 10))[0] == 200
+    wait_for(lambda: query(dsn, "SELECT count(*) FROM tool_calls")[0][0] == 20, what="the new process to ship")
+
+    fresh_postgres.stop()  # a stop with the database down: shipping cannot finish, the grace bounds it
+    assert post_json(sidecar, "/runtime/event", tool_events("l", 20, 10))[0] == 200
+    wait_for(lambda: lag(sidecar, "postgres") == 10, what="the lag")
+    child = sidecar.app.stores.process.process
+    started = time.monotonic()
+    sidecar.call(sidecar.app.stop(), timeout=30)
+    assert time.monotonic() - started < 2 + 6 and not child.is_alive()

@@ -42,17 +42,17 @@ def test_the_environment_names_the_stores_and_errors_never_echo_an_address(tmp_p
 def test_passwords_come_from_the_environment_or_a_file(tmp_path, monkeypatch):
     secret = tmp_path / "pw"
     secret.write_text("s3cret\nignored\n")
-    assert password(PostgresConfig(dsn="x", password_file=str(secret))) == "s3cret"
+    assert password(PostgresConfig(dsn="host=db", password_file=str(secret))) == "s3cret"
     monkeypatch.setenv("PG_PW", "from-env")
-    assert password(PostgresConfig(dsn="x", password_env="PG_PW")) == "from-env"
-    assert password(PostgresConfig(dsn="x")) is None
+    assert password(PostgresConfig(dsn="host=db", password_env="PG_PW")) == "from-env"
+    assert password(PostgresConfig(dsn="host=db")) is None
     monkeypatch.delenv("PG_PW")
     with pytest.raises(SecretError, match="PG_PW"):
-        password(PostgresConfig(dsn="x", password_env="PG_PW"))
+        password(PostgresConfig(dsn="host=db", password_env="PG_PW"))
     with pytest.raises(ConfigError, match="not both"):
-        validate({"storage": {"postgres": {"dsn": "x", "password_env": "A", "password_file": str(secret)}}})
+        validate({"storage": {"postgres": {"dsn": "host=db", "password_env": "A", "password_file": str(secret)}}})
     with pytest.raises(ConfigError, match="not a readable file"):
-        validate({"storage": {"postgres": {"dsn": "x", "password_file": str(tmp_path / "missing")}}})
+        validate({"storage": {"postgres": {"dsn": "host=db", "password_file": str(tmp_path / "missing")}}})
 
 
 @pytest.mark.parametrize("address, shown", [
@@ -66,3 +66,15 @@ def test_passwords_come_from_the_environment_or_a_file(tmp_path, monkeypatch):
 def test_addresses_are_shown_without_their_password(address, shown):
     assert redacted(address) == shown
     assert scrub(f"failed for {address}", "secret") == f"failed for {address.replace('secret', '***')}"
+
+
+def test_a_dsn_that_does_not_parse_is_refused_without_showing_it():
+    for dsn in ("postgresql://u:s3%ZZcret@h/x", "password=s3cr3t word"):
+        with pytest.raises(ConfigError) as info:
+            validate({"storage": {"postgres": {"dsn": dsn}}})
+        assert "not a libpq connection string" in str(info.value) and "s3" not in str(info.value)
+
+
+def test_the_journal_keeps_rotated_files_for_the_stores():
+    with pytest.raises(ConfigError, match="keep at least 1"):
+        validate({"storage": {"redis": {"url": "redis://r"}}, "jsonl": {"keep_files": 0}})

@@ -426,6 +426,10 @@ class Config(_Model):
         if self.storage.configured and "enabled" in self.jsonl.model_fields_set and not self.jsonl.enabled:
             raise ValueError("jsonl.enabled is false, but the stores under storage: are fed from the JSONL journal; "
                              "remove jsonl.enabled (a store switches the journal on) or the store")
+        if self.storage.configured and self.jsonl.keep_files == 0:
+            raise ValueError("jsonl.keep_files is 0, but the stores under storage: read the journal's rotated "
+                             "files too: with none kept, whatever a store had not shipped at a rotation is lost "
+                             "to it; keep at least 1")
         return self
 
     @model_validator(mode="after")

@@ -68,6 +68,19 @@ class PostgresConfig(_Secret):
         True, description="Create or upgrade the tables at start (`agentprom db upgrade` does it by hand).",
     )
 
+    @field_validator("dsn")
+    @classmethod
+    def _check_dsn(cls, value: str) -> str:
+        if value:
+            from psycopg.conninfo import conninfo_to_dict  # only when a DSN is given
+
+            try:
+                conninfo_to_dict(value)
+            except Exception:  # the driver's message may quote the password: never shown
+                raise ValueError("not a libpq connection string or postgresql:// URI (the value is not shown: it "
+                                 "may hold a password)") from None
+        return value
+
 
 class RedisConfig(_Secret):
     """Redis Streams of runtime events and agent events (docs/stores.md)."""
@@ -81,6 +94,14 @@ class RedisConfig(_Secret):
     )
     batch_records: int = Field(500, ge=1, le=100_000, description="Journal records shipped per pipeline.")
     connect_timeout_seconds: float = Field(5.0, gt=0, le=300, description="Connecting gives up after this long.")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (the value is not shown: it may hold "
+                             "a password)")
+        return value
 
     @field_validator("runtime_events_stream", "agent_events_stream")
     @classmethod

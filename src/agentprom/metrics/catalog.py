@@ -432,13 +432,16 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Rotations of the JSONL invocation log."),
     _self("agentprom_store_records_total", COUNTER,
           "Journal records by store (postgres, redis) and outcome: shipped (in the store, with the journal "
-          "position), malformed (lines that are no record, skipped).", ("store", "outcome")),
+          "position), malformed (lines that are no record, skipped), rejected (refused by the store one by one, "
+          "e.g. a value PostgreSQL cannot hold; skipped so the rest ship, their ids logged).", ("store", "outcome")),
     _self("agentprom_store_journal_gaps_total", COUNTER,
           "Times a store's journal position named a file rotated away while the store was behind (jsonl.keep_files): "
           "shipping went on from the oldest file left, and the records between never reached the store.", ("store",)),
     _self("agentprom_store_errors_total", COUNTER,
-          "Failed store operations by store and reason: unavailable, auth, timeout, rejected, internal. The "
-          "batch is retried with backoff; nothing is lost while the journal keeps it.", ("store", "reason")),
+          "Failed store operations by store and reason: unavailable, auth, timeout, rejected (the server refused "
+          "a statement), conflict (another process moved the journal position), internal, process_exit (the "
+          "shipping process died and was started again). Retried with backoff; nothing is lost while the "
+          "journal keeps it.", ("store", "reason")),
     _self("agentprom_store_lag_records", GAUGE,
           "Journal records not yet in the store (0 when it has everything).", ("store",)),
     _self("agentprom_store_lag_seconds", GAUGE,

@@ -37,15 +37,21 @@ def _dsn_arguments(parser: argparse.ArgumentParser) -> None:
 
 def postgres_config(args: argparse.Namespace):
     """The PostgresConfig the arguments name; raises SystemExit-worthy ValueError when none."""
+    from pydantic import ValidationError
+
     from agentprom.config.loader import load_config
     from agentprom.config.storage_schema import PostgresConfig
 
     dsn = args.dsn or os.environ.get("AGENTPROM_POSTGRES_DSN")
-    if args.config:
-        config = load_config(args.config, env={}).storage.postgres
-        return config.model_copy(update={"dsn": dsn}) if dsn else config
+    base = load_config(args.config, env={}).storage.postgres.model_dump() if args.config else {}
+    if base.get("dsn") and not dsn:
+        return PostgresConfig(**base)
     if dsn:
-        return PostgresConfig(dsn=dsn)
+        try:
+            return PostgresConfig(**{**base, "dsn": dsn})
+        except ValidationError:  # its text would quote the DSN, password and all
+            raise ValueError("--dsn / AGENTPROM_POSTGRES_DSN: not a libpq connection string or postgresql:// URI "
+                             "(the value is not shown: it may hold a password)") from None
     raise ValueError("no database: give --dsn, set AGENTPROM_POSTGRES_DSN, or --config with storage.postgres.dsn")
 
 

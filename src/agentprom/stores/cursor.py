@@ -9,7 +9,8 @@ position it reached in the same transaction as the rows it wrote
 an outage it goes on from exactly there.
 
 Only complete lines are read: a line the writer has not finished (no newline
-yet) is left for the next read. Malformed lines are skipped and counted, as
+yet) is left for the next read; in a rotated file, which the writer has left for
+good, an unterminated tail (a crash) is skipped as malformed. Malformed lines are skipped and counted, as
 every journal reader does (sinks/jsonl.py). When the file a position names is
 gone (rotated past ``keep_files`` while a store was down), reading starts at
 the oldest file still there and the gap is reported (``Batch.gap``).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,31 @@ from agentprom.sinks.jsonl import log_files
 
 #: bytes that name a file besides its inode
 HEAD_BYTES = 64
+#: the file in the journal directory that names the journal (positions are kept under its id)
+JOURNAL_ID_FILE = "journal-id"
+
+
+class PositionConflict(Exception):
+    """The journal's position in a store is not where a batch starts: another process ships this journal."""
+
+
+def journal_id(directory: str | Path) -> str:
+    """The journal's id, made once (a random UUID in ``journal-id``): a store keeps a journal's
+    position under it, so a sidecar that comes back with the same volume (a new pod name) goes on
+    where it was, and a new journal starts from its beginning."""
+    path = Path(directory) / JOURNAL_ID_FILE
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    new = uuid.uuid4().hex
+    try:
+        with open(path, "x", encoding="ascii") as handle:  # exclusive: two starting at once agree
+            handle.write(new + "\n")
+        return new
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
 #: read this much at a time
 READ_BYTES = 256 * 1024
 
@@ -116,9 +143,11 @@ class JournalCursor:
             if len(batch.records) >= max_records:
                 batch.at_end = offset >= size and index == len(files) - 1
                 return batch
-            if index == len(files) - 1 or offset < size:
+            if index == len(files) - 1:
                 batch.at_end = offset >= size
-                return batch  # the current file, or an unterminated line in an older one (repaired at start)
+                return batch  # the current file: an unfinished last line waits for the writer
+            if offset < size:  # an unterminated tail in a rotated file: a crash's, never to be finished
+                batch.malformed += 1
             index, offset = index + 1, 0
         return batch
 

@@ -5,11 +5,14 @@ whole fleet's sessions: a session's records are read back from the database
 (every row keeps its journal record) and replayed into a scratch tracker, as
 a journal is replayed at start (sessions/restore.py), so the answer has the
 same shape and the same numbers as from the replica that saw the session.
-The local tracker always wins for a session it holds.
+The local tracker always wins for a session it holds. Reads are bounded: a
+session's newest 10,000 tool calls and LLM calls, and the list reaches 10,000
+sessions deep into the database (stores/postgres.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from agentprom.clock import Clock
@@ -41,7 +44,9 @@ class Fleet:
     async def session(self, session_id: str) -> Session | None:
         """The session from the database (None when it is not there); raises StoreUnavailable."""
         records = await self.stores.read(f"session {session_id!r}", "session_records", session_id)
-        return self.rebuild(records)
+        if len(records) < 200:
+            return self.rebuild(records)
+        return await asyncio.to_thread(self.rebuild, records)  # a long session: replayed off the loop
 
     async def sessions(self, agent: str | None, status: str | None, exclude: list[str],
                        limit: int) -> tuple[list[dict[str, Any]], int, int, int]:

@@ -5,6 +5,12 @@ transaction, so the tables hold every record exactly once however often a
 batch is retried: a failed transaction leaves both the rows and the position
 as they were, and a batch written again (after a crash between the commit and
 the shipper learning of it) upserts the same rows by the ids of their records.
+The transaction first locks the journal's position row and checks that it is
+where the batch starts (``PositionConflict`` otherwise: another process ships
+the same journal). A record the database refuses (a value it cannot hold) must
+not stop the journal: the batch is written again record by record, each in a
+savepoint, and the refused ones are skipped, logged and counted. Text never
+carries NUL (PostgreSQL refuses it) and integers are clamped to 64 bits.
 
 Reads for the runtime API and ``agentprom report`` (``session_records``,
 ``list_sessions``, ``all_records``) give journal records back (every row keeps
@@ -15,13 +21,16 @@ so a read never waits behind a long batch.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from agentprom.config.storage_schema import PostgresConfig
@@ -29,18 +38,43 @@ from agentprom.sessions import records as R
 from agentprom.sessions.model import LLM_CALL, PHASE, SESSION, TOOL_CALL
 from agentprom.sessions.timestamps import iso
 from agentprom.stores import migrations, spec
-from agentprom.stores.cursor import Position
+from agentprom.stores.cursor import Position, PositionConflict
 from agentprom.stores.secrets import password, redacted, scrub
 
 log = logging.getLogger(__name__)
 
 
+#: the errors a record's own values cause (class 22 data exceptions, class 23 integrity violations)
+RECORD_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+_BIGINT = 2**63 - 1
+
+
 def _ts(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+    if epoch is None:
+        return None
+    try:
+        return datetime.fromtimestamp(epoch, timezone.utc)
+    except (OverflowError, OSError, ValueError):  # beyond what a datetime holds: no time rather than no row
+        return None
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, int) and not isinstance(value, bool) and not -_BIGINT <= value <= _BIGINT:
+        return _BIGINT if value > 0 else -_BIGINT
+    return value
+
+
+def _dumps(record: Any) -> str:
+    text = json.dumps(record, ensure_ascii=False, allow_nan=False)
+    return text.replace("\\u0000", "\\ufffd").replace("\x00", "\ufffd")  # jsonb refuses NUL, escaped or not
 
 
 def failure_reason(exc: BaseException) -> str:
     """The ``reason`` label of a failed database operation."""
+    if isinstance(exc, PositionConflict):
+        return "conflict"
     sqlstate = getattr(exc, "sqlstate", None) or ""
     text = str(exc).lower()
     if sqlstate.startswith("28") or "password authentication failed" in text or "authentication" in text:
@@ -64,12 +98,16 @@ def _upsert(table: str, key: str, columns: Sequence[str]) -> sql.Composed:
 
 
 _TIMES = ("start_time", "end_time", "start_timestamp", "end_timestamp")
+#: tool calls and LLM calls read back per session for the runtime API (the newest)
+MAX_CALL_RECORDS = 10_000
+#: sessions read from the database for one page of GET /runtime/sessions (offset + limit, at most)
+MAX_LIST_ROWS = 10_000
 
 
 def _row(row: dict[str, Any], record: dict[str, Any] | None = None) -> dict[str, Any]:
-    out = {key: (_ts(value) if key in _TIMES else value) for key, value in row.items()}
+    out = {key: (_ts(value) if key in _TIMES else _clean(value)) for key, value in row.items()}
     if record is not None:
-        out["record"] = Jsonb(record)
+        out["record"] = Jsonb(record, dumps=_dumps)
     return out
 
 
@@ -98,40 +136,65 @@ ON CONFLICT (session_id) DO UPDATE SET
     start_record = COALESCE(EXCLUDED.start_record, s.start_record),
     updated_at = now()
 """)
+_CLAIM_POSITION = """
+SELECT inode, head, byte_offset FROM agentprom_journal_positions WHERE journal_id = %s FOR UPDATE
+"""
 _SAVE_POSITION = """
-INSERT INTO agentprom_journal_positions (source, inode, head, byte_offset, records_shipped)
-VALUES (%s, %s, %s, %s, %s)
-ON CONFLICT (source) DO UPDATE SET inode = EXCLUDED.inode, head = EXCLUDED.head, byte_offset = EXCLUDED.byte_offset,
+INSERT INTO agentprom_journal_positions (journal_id, source, inode, head, byte_offset, records_shipped)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (journal_id) DO UPDATE SET source = EXCLUDED.source, inode = EXCLUDED.inode, head = EXCLUDED.head,
+    byte_offset = EXCLUDED.byte_offset,
     records_shipped = agentprom_journal_positions.records_shipped + EXCLUDED.records_shipped, updated_at = now()
 """
 
 
-def conninfo(config: PostgresConfig) -> tuple[str, dict[str, Any]]:
-    """The DSN and the connection keywords (the password when it comes from elsewhere)."""
+#: libpq keepalives: a server that vanishes without a word (a partition) is noticed within about a minute
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 15, "keepalives_interval": 5, "keepalives_count": 3,
+               "tcp_user_timeout": 45_000}
+
+
+def conninfo(config: PostgresConfig, statement_timeout: float | None = None) -> tuple[str, dict[str, Any]]:
+    """The DSN and the connection keywords (the password when it comes from elsewhere; a server-side
+    ``statement_timeout`` when given)."""
     extra: dict[str, Any] = {"connect_timeout": max(1, round(config.connect_timeout_seconds)),
-                             "application_name": "agentprom"}
+                             "application_name": "agentprom", **_KEEPALIVES}
+    if statement_timeout is not None:
+        extra["options"] = f"-c statement_timeout={max(1, round(statement_timeout * 1000))}"
     secret = password(config)
     if secret is not None:
         extra["password"] = secret
     return config.dsn, extra
 
 
+def secrets_of(dsn: str, extra: dict[str, Any]) -> list[str]:
+    """Every form of a password a driver's message could quote: given apart, in the DSN, percent-encoded."""
+    found = [extra.get("password") or "", dsn]
+    try:
+        inline = conninfo_to_dict(dsn).get("password") or ""
+    except Exception:  # the config checks the DSN parses; should it not, its whole text is scrubbed
+        inline = ""
+    found += [inline, quote(inline, safe="")]
+    return [value for value in found if value]
+
+
 class PostgresStore:
     name = "postgres"
 
-    def __init__(self, config: PostgresConfig, source: str) -> None:
+    def __init__(self, config: PostgresConfig, source: str, journal_id: str = "") -> None:
+        """``source``: the sidecar's name on its rows; ``journal_id``: the journal whose position it keeps."""
         self.config = config
         self.source = source
+        self.journal_id = journal_id
         self.address = redacted(config.dsn)
         self._ship: psycopg.AsyncConnection | None = None
         self._read: psycopg.AsyncConnection | None = None
 
-    async def _connect(self) -> psycopg.AsyncConnection:
-        dsn, extra = conninfo(self.config)
+    async def _connect(self, statement_timeout: float | None = None) -> psycopg.AsyncConnection:
+        dsn, extra = conninfo(self.config, statement_timeout)
         try:
             return await psycopg.AsyncConnection.connect(dsn, **extra)
         except psycopg.Error as exc:
-            raise type(exc)(scrub(str(exc), extra.get("password"), dsn)) from None
+            raise type(exc)(scrub(str(exc), *secrets_of(dsn, extra))) from None
 
     async def open(self) -> None:
         """Connect for shipping; create or upgrade the tables when configured to."""
@@ -162,12 +225,50 @@ class PostgresStore:
         assert self._ship is not None
         async with self._ship.transaction():
             cur = await self._ship.execute(
-                "SELECT inode, head, byte_offset FROM agentprom_journal_positions WHERE source = %s", (self.source,))
+                "SELECT inode, head, byte_offset FROM agentprom_journal_positions WHERE journal_id = %s",
+                (self.journal_id,))
             row = await cur.fetchone()
         return Position(row[0], bytes(row[1]), row[2]) if row else Position()
 
-    async def ship(self, records: list[dict[str, Any]], position: Position) -> None:
-        """Upsert the records and store the position after them, in one transaction."""
+    async def ship(self, records: list[dict[str, Any]], start: Position, end: Position) -> int:
+        """Upsert the records and move the position from ``start`` to ``end``, in one transaction;
+        return how many records the database refused (skipped)."""
+        conn = self._ship
+        assert conn is not None
+        rejected = 0
+        async with conn.transaction():
+            cur = await conn.execute(_CLAIM_POSITION, (self.journal_id,))
+            row = await cur.fetchone()
+            held = Position(row[0], bytes(row[1]), row[2]) if row else Position()
+            if held != start:
+                raise PositionConflict("the journal's position in PostgreSQL moved: another process ships this "
+                                       "journal (or one of the same journal id)")
+            try:
+                async with conn.transaction():  # a savepoint: a refused value undoes only this
+                    await self._write(records)
+            except RECORD_ERRORS:
+                rejected = await self._write_one_by_one(records)
+            await conn.execute(_SAVE_POSITION, (self.journal_id, self.source, end.inode, end.head, end.offset,
+                                                len(records) - rejected))
+        return rejected
+
+    async def _write_one_by_one(self, records: list[dict[str, Any]]) -> int:
+        """Write each record in a savepoint of its own; skip (log) the ones refused; return how many."""
+        conn = self._ship
+        assert conn is not None
+        rejected = 0
+        for record in records:
+            try:
+                async with conn.transaction():
+                    await self._write([record])
+            except RECORD_ERRORS as exc:
+                rejected += 1
+                log.warning("PostgreSQL refused journal record %s (%s %s): %s; skipped",
+                            record.get("invocation_id"), record.get("kind"), record.get("session_id"),
+                            (exc.diag.message_primary or type(exc).__name__)[:200])
+        return rejected
+
+    async def _write(self, records: list[dict[str, Any]]) -> None:
         conn = self._ship
         assert conn is not None
         tools, llms, phases, metrics, ended, seen = [], [], [], [], [], {}
@@ -184,42 +285,40 @@ class PostgresStore:
                 metrics.append(_row(spec.session_metrics(record)))
             if kind != SESSION:
                 self._seen(seen, record)
-        async with conn.transaction():
-            async with conn.cursor() as cur:
-                if seen:
-                    await cur.executemany(_SEEN_SESSION, list(seen.values()))
-                for statement, rows in ((_INSERT_TOOL, tools), (_INSERT_LLM, llms), (_INSERT_PHASE, phases),
-                                        (_END_SESSION, ended), (_INSERT_METRICS, metrics)):
-                    if rows:
-                        await cur.executemany(statement, rows)
-                await cur.execute(_SAVE_POSITION, (self.source, position.inode, position.head, position.offset,
-                                                   len(records)))
+        async with conn.cursor() as cur:
+            if seen:
+                await cur.executemany(_SEEN_SESSION, list(seen.values()))
+            for statement, rows in ((_INSERT_TOOL, tools), (_INSERT_LLM, llms), (_INSERT_PHASE, phases),
+                                    (_END_SESSION, ended), (_INSERT_METRICS, metrics)):
+                if rows:
+                    await cur.executemany(statement, rows)
 
     def _seen(self, seen: dict[str, dict[str, Any]], record: dict[str, Any]) -> None:
         """Fold a record into the ``runtime_sessions`` row its session gets while it runs."""
-        session_id = record["session_id"]
+        session_id = _clean(record["session_id"])
         start = _ts(R.time_of(record))
         started = record["kind"] == spec.EVENT and record.get("event_type") == "session_started"
         row = seen.get(session_id)
         if row is None:
-            seen[session_id] = {"session_id": session_id, "agent_id": R.text(record, "agent"),
-                                "model_name": R.text(record, "model") if started else None,
-                                "provider": R.text(record, "provider") if started else None,
+            seen[session_id] = {"session_id": session_id, "agent_id": _clean(R.text(record, "agent")),
+                                "model_name": _clean(R.text(record, "model")) if started else None,
+                                "provider": _clean(R.text(record, "provider")) if started else None,
                                 "start": start, "source": self.source,
-                                "start_record": Jsonb(record) if started else None}
+                                "start_record": Jsonb(record, dumps=_dumps) if started else None}
             return
         if start is not None and (row["start"] is None or start < row["start"]):
             row["start"] = start
         if started:
-            row.update(model_name=R.text(record, "model"), provider=R.text(record, "provider"),
-                       start_record=Jsonb(record))
-        row["agent_id"] = row["agent_id"] or R.text(record, "agent")
+            row.update(model_name=_clean(R.text(record, "model")), provider=_clean(R.text(record, "provider")),
+                       start_record=Jsonb(record, dumps=_dumps))
+        row["agent_id"] = row["agent_id"] or _clean(R.text(record, "agent"))
 
     # -- reads (runtime API, report) -------------------------------------------------------
 
     async def _reader(self) -> psycopg.AsyncConnection:
         if self._read is None or self._read.closed:
-            self._read = await self._connect()
+            # the server ends a read that outlives the API's patience itself (a cancel from here may wait)
+            self._read = await self._connect(statement_timeout=self.config.query_timeout_seconds)
             await self._read.set_autocommit(True)
         return self._read
 
@@ -234,15 +333,19 @@ class PostgresStore:
                 await conn.close()
             raise
 
-    async def session_records(self, session_id: str) -> list[dict[str, Any]]:
-        """Every record of one session, in an order that rebuilds it (start, calls, phases, end)."""
+    async def session_records(self, session_id: str, max_calls: int = MAX_CALL_RECORDS) -> list[dict[str, Any]]:
+        """The records of one session, in an order that rebuilds it (start, calls, phases, end): its
+        latest ``max_calls`` tool calls and as many LLM calls (an ended session's counts come whole
+        from its session record), every phase."""
         rows = await self._query("""
             SELECT 0, start_record FROM runtime_sessions WHERE session_id = %(id)s AND start_record IS NOT NULL
-            UNION ALL SELECT 1, record FROM tool_calls WHERE session_id = %(id)s
-            UNION ALL SELECT 1, record FROM llm_calls WHERE session_id = %(id)s
+            UNION ALL (SELECT 1, record FROM tool_calls WHERE session_id = %(id)s
+                       ORDER BY start_time DESC NULLS LAST LIMIT %(calls)s)
+            UNION ALL (SELECT 1, record FROM llm_calls WHERE session_id = %(id)s
+                       ORDER BY start_time DESC NULLS LAST LIMIT %(calls)s)
             UNION ALL SELECT 2, record FROM runtime_phases WHERE session_id = %(id)s
             UNION ALL SELECT 3, record FROM runtime_sessions WHERE session_id = %(id)s AND record IS NOT NULL
-            """, {"id": session_id})
+            """, {"id": session_id, "calls": max_calls})
         rows.sort(key=lambda row: (row[0], row[1].get("timestamp") or ""))
         return [record for _order, record in rows]
 
@@ -251,7 +354,7 @@ class PostgresStore:
         """Sessions not in ``exclude`` (newest first, at most ``limit``) as summaries, and over all of
         them that match: how many, how many ended, how many completed."""
         where = sql.SQL("NOT (s.session_id = ANY(%(exclude)s))")
-        params: dict[str, Any] = {"exclude": list(exclude), "limit": limit}
+        params: dict[str, Any] = {"exclude": list(exclude), "limit": min(limit, MAX_LIST_ROWS)}
         if agent is not None:
             where = sql.SQL("{} AND s.agent_id = %(agent)s").format(where)
             params["agent"] = agent

@@ -8,11 +8,15 @@ another core and the sidecar pays nothing (bench/stores.py measures both).
 
 The child reads only the journal directory and the configuration, and reports
 its shippers' counters through a small shared buffer (``snapshot``), which the
-sidecar copies into its metrics (stores/service.py). It stops when told to,
-after shipping what the journal holds (``stop``, within the shutdown grace),
-and at once when the sidecar's process is gone (``kill -9`` of the sidecar must
-not leave an orphan writing beside its successor). SIGINT and SIGTERM are the
-sidecar's to handle: the child ignores them and waits for the word.
+sidecar copies into its metrics (stores/service.py). The buffer takes no lock:
+the child writes a sequence number before and after the data (odd while it
+writes), and the reader keeps its last good snapshot when the two differ, so a
+child killed mid-write can never block the sidecar's loop. It stops when told
+to, after shipping what the journal holds (``stop``: within the shutdown grace,
+then SIGTERM, then SIGKILL), and at once when the sidecar's process is gone
+(``kill -9`` of the sidecar must not leave an orphan writing beside its
+successor). SIGINT (a terminal's Ctrl-C reaches the whole process group) is the
+sidecar's to handle: the child ignores it and waits for the word.
 """
 
 from __future__ import annotations
@@ -41,18 +45,20 @@ def build_shippers(config: Any) -> list:
     """The shippers of the stores ``config`` (a Config) configures, reading its journal."""
     from agentprom.stores import postgres as pg
     from agentprom.stores import redis_streams as rs
-    from agentprom.stores.cursor import JournalCursor
+    from agentprom.stores.cursor import JournalCursor, journal_id
     from agentprom.stores.shipper import Shipper
 
     storage = config.storage
     source = source_name(config)
-    cursor = JournalCursor(config.journal.directory)
+    directory = config.journal.directory
+    journal = journal_id(directory)
+    cursor = JournalCursor(directory)
     shippers = []
     if storage.postgres.dsn:
-        shippers.append(Shipper(pg.PostgresStore(storage.postgres, source), cursor, storage.postgres.batch_records,
-                                storage.retry_max_seconds, pg.failure_reason))
+        shippers.append(Shipper(pg.PostgresStore(storage.postgres, source, journal), cursor,
+                                storage.postgres.batch_records, storage.retry_max_seconds, pg.failure_reason))
     if storage.redis.url:
-        shippers.append(Shipper(rs.RedisStore(storage.redis, source), cursor, storage.redis.batch_records,
+        shippers.append(Shipper(rs.RedisStore(storage.redis, source, journal), cursor, storage.redis.batch_records,
                                 storage.retry_max_seconds, rs.failure_reason))
     return shippers
 
@@ -63,18 +69,40 @@ def source_name(config: Any) -> str:
     return config.storage.source or socket.gethostname() or "agentprom"
 
 
-def _write_status(status: Any, shippers: list) -> None:
-    data = json.dumps([s.snapshot() for s in shippers]).encode()[:STATUS_BYTES - 1]
-    with status.get_lock():
-        status.raw = data + b"\0" * (STATUS_BYTES - len(data))
+class _Status:
+    """The shared buffer: a sequence number (odd while written) and the snapshot's JSON."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.seq = ctx.Value(ctypes.c_uint64, 0, lock=False)
+        self.data = ctx.Array(ctypes.c_char, STATUS_BYTES, lock=False)
+
+    def write(self, shippers: list) -> None:
+        data = json.dumps([s.snapshot() for s in shippers]).encode()[:STATUS_BYTES - 1]
+        self.seq.value += 1
+        self.data.raw = data + b"\0" * (STATUS_BYTES - len(data))
+        self.seq.value += 1
+
+    def read(self) -> list[dict[str, Any]] | None:
+        """The snapshot, or None when it was being written (read again later)."""
+        before = self.seq.value
+        if before % 2:
+            return None
+        raw = self.data.raw
+        if self.seq.value != before:
+            return None
+        text = raw.split(b"\0", 1)[0]
+        try:
+            return json.loads(text) if text else []
+        except ValueError:
+            return None
 
 
-async def _run(shippers: list, status: Any, stop: Any, parent: int) -> None:
+async def _run(shippers: list, status: _Status, stop: Any, parent: int) -> None:
     stopping = asyncio.Event()
     tasks = [asyncio.create_task(s.run(stopping), name=f"ship-{s.store.name}") for s in shippers]
     try:
         while not all(task.done() for task in tasks):
-            _write_status(status, shippers)
+            status.write(shippers)
             if os.getppid() != parent:  # the sidecar is gone: stop now, its successor takes over
                 for task in tasks:
                     task.cancel()
@@ -84,7 +112,7 @@ async def _run(shippers: list, status: Any, stop: Any, parent: int) -> None:
             await asyncio.sleep(TICK_SECONDS)
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        _write_status(status, shippers)
+        status.write(shippers)
         for shipper in shippers:
             try:
                 await shipper.store.close()
@@ -92,10 +120,9 @@ async def _run(shippers: list, status: Any, stop: Any, parent: int) -> None:
                 pass
 
 
-def child_main(document: dict[str, Any], status: Any, stop: Any, parent: int) -> None:
+def child_main(document: dict[str, Any], status: _Status, stop: Any, parent: int) -> None:
     """The process's entry point (spawned: it imports what it needs, inherits nothing)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from agentprom.config.loader import validate
     from agentprom.logs import setup_logging
 
@@ -111,37 +138,53 @@ class ShipperProcess:
         """``document``: the validated configuration as plain data (``Config.model_dump``)."""
         self.document = document
         self._ctx = multiprocessing.get_context("spawn")
-        self.status = self._ctx.Array(ctypes.c_char, STATUS_BYTES)
+        self.status = _Status(self._ctx)
         self.stop_event = self._ctx.Event()
         self.process: multiprocessing.process.BaseProcess | None = None
         self.restarts = 0
         self._stopped = False
         self._started_at = 0.0
+        self._last: list[dict[str, Any]] = []
 
     def start(self) -> None:
         self._started_at = time.monotonic()
-        self.stop_event.clear()
+        self.status = _Status(self._ctx)  # a buffer of its own: nothing a dead child left behind
+        self._last = []
+        self.stop_event = self._ctx.Event()
         self.process = self._ctx.Process(target=child_main, name="agentprom-stores", daemon=True,
                                          args=(self.document, self.status, self.stop_event, os.getpid()))
         self.process.start()
 
-    def check(self) -> None:
-        """Start the process again if it died (periodic, on the sidecar's loop)."""
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def exit_detail(self) -> str | None:
+        """Why the process is not running (None while it runs)."""
+        if self.process is None:
+            return "not started"
+        if self.process.is_alive():
+            return None
+        return f"the shipping process exited (code {self.process.exitcode}); starting it again"
+
+    def check(self) -> bool:
+        """Start the process again if it died (periodic, on the sidecar's loop); True when it did."""
         process = self.process
         if process is None or self._stopped or process.is_alive():
-            return
+            return False
         if time.monotonic() - self._started_at < RESTART_SECONDS:
-            return
+            return False
         self.restarts += 1
         log.error("the store shipping process exited (code %s); starting it again", process.exitcode)
         self.start()
+        return True
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """What the shippers reported last (empty until the process has started)."""
-        with self.status.get_lock():
-            raw = self.status.raw
-        text = raw.split(b"\0", 1)[0]
-        return json.loads(text) if text else []
+        """What the shippers reported last (empty until the process has reported)."""
+        snapshot = self.status.read()
+        if snapshot is not None:
+            self._last = snapshot
+        return self._last
 
     def stop(self, grace: float) -> None:
         """Let the process ship what the journal holds for up to ``grace`` seconds, then end it
@@ -151,11 +194,13 @@ class ShipperProcess:
         if process is None:
             return
         self.stop_event.set()
-        deadline = time.monotonic() + grace
-        process.join(max(0.0, deadline - time.monotonic()))
+        process.join(grace)
         if process.is_alive():
             behind = {s["store"]: s["lag_records"] for s in self.snapshot() if s["lag_records"]}
             log.warning("stores not up to date at shutdown (records waiting: %s); they resume from the journal "
                         "at the next start", behind or "unknown")
-            process.terminate()
-            process.join(5)
+            process.terminate()  # SIGTERM: the default action, the transaction in flight rolls back
+            process.join(2)
+            if process.is_alive():
+                process.kill()
+                process.join(2)

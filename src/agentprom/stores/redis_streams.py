@@ -10,7 +10,9 @@ stream.
 
 A batch's entries and the journal position after them go in one
 ``MULTI``/``EXEC`` transaction, so an outage or a restart resumes from the
-journal where the last transaction ended. Delivery is at least once: a crash
+journal where the last transaction ended. The position key is ``WATCH``ed and
+checked first: when another process moved it, the transaction is not run
+(``PositionConflict``). Delivery is at least once: a crash
 between ``EXEC`` and its reply sends that batch again, with the same event
 ids. A session that came from spans has no ``session_started`` record: its
 event is made on the session's first record, remembered (bounded) so it is
@@ -31,7 +33,7 @@ from redis.backoff import NoBackoff
 
 from agentprom.config.storage_schema import RedisConfig
 from agentprom.stores import spec
-from agentprom.stores.cursor import Position
+from agentprom.stores.cursor import Position, PositionConflict
 from agentprom.stores.secrets import password, redacted, scrub
 
 #: sessions whose ``session_started`` this process has sent (oldest forgotten first)
@@ -39,6 +41,8 @@ MAX_STARTED = 100_000
 
 
 def failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, (PositionConflict, redis.exceptions.WatchError)):
+        return "conflict"
     if isinstance(exc, redis.exceptions.AuthenticationError) or "auth" in str(exc).lower():
         return "auth"
     if isinstance(exc, (redis.exceptions.TimeoutError, TimeoutError)):
@@ -57,11 +61,11 @@ def _flat(event: dict[str, Any]) -> dict[str, str]:
 class RedisStore:
     name = "redis"
 
-    def __init__(self, config: RedisConfig, source: str) -> None:
+    def __init__(self, config: RedisConfig, source: str, journal_id: str = "") -> None:
         self.config = config
         self.source = source
         self.address = redacted(config.url)
-        self.position_key = f"agentprom:journal_position:{source}"
+        self.position_key = f"agentprom:journal_position:{journal_id}"
         self._client: aioredis.Redis | None = None
         self._started: OrderedDict[str, None] = OrderedDict()
 
@@ -92,10 +96,7 @@ class RedisStore:
 
     async def position(self) -> Position:
         assert self._client is not None
-        saved = await self._client.hgetall(self.position_key)
-        if not saved:
-            return Position()
-        return Position(int(saved[b"inode"]), bytes.fromhex(saved[b"head"].decode()), int(saved[b"offset"]))
+        return _position(await self._client.hgetall(self.position_key))
 
     def events(self, records: list[dict[str, Any]], started: set[str]) -> list[tuple[str, dict[str, Any]]]:
         """(stream, event) for every entry a batch makes, in order; ``started`` collects the sessions
@@ -116,12 +117,18 @@ class RedisStore:
             out.extend((agents, event) for event in spec.agent_events(record))
         return out
 
-    async def ship(self, records: list[dict[str, Any]], position: Position) -> None:
-        """Append the batch's events and store the position after them, in one transaction."""
+    async def ship(self, records: list[dict[str, Any]], start: Position, end: Position) -> int:
+        """Append the batch's events and move the position from ``start`` to ``end``, in one
+        transaction; return 0 (Redis refuses no record)."""
         assert self._client is not None
         maxlen = self.config.maxlen
         started: set[str] = set()
+        position = end
         async with self._client.pipeline(transaction=True) as pipe:
+            await pipe.watch(self.position_key)
+            if _position(await pipe.hgetall(self.position_key)) != start:
+                raise PositionConflict("the journal's position in Redis moved: another process ships this journal")
+            pipe.multi()
             for stream, event in self.events(records, started):
                 event["source"] = self.source
                 pipe.xadd(stream, _flat(event), maxlen=maxlen, approximate=True)
@@ -132,3 +139,10 @@ class RedisStore:
             self._started[session_id] = None
             if len(self._started) > MAX_STARTED:
                 self._started.popitem(last=False)
+        return 0
+
+
+def _position(saved: dict[bytes, bytes]) -> Position:
+    if not saved:
+        return Position()
+    return Position(int(saved[b"inode"]), bytes.fromhex(saved[b"head"].decode()), int(saved[b"offset"]))

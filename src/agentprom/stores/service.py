@@ -51,7 +51,7 @@ class Stores:
         self._last: dict[str, dict[str, Any]] = {}
         for name in self.names:  # every series exists from the start: rate() sees the first batch
             for family, labels in ((self._records, (name, "shipped")), (self._records, (name, "malformed")),
-                                   (self._gaps, (name,))):
+                                   (self._records, (name, "rejected")), (self._gaps, (name,))):
                 family.inc(labels, 0)
             self._up.set((name,), 0)
 
@@ -71,14 +71,15 @@ class Stores:
 
     def publish(self) -> None:
         """Copy the shippers' counters into the series store (periodic, and at every scrape)."""
-        self.process.check()
+        if self.process.check():  # it died and was started again: every store's shipping was interrupted
+            for name in self.names:
+                self._errors.inc((name, "process_exit"))
         done = self._published
         for s in self.process.snapshot():
             name = s["store"]
             self._last[name] = s
-            counts = [(self._records, (name, "shipped"), s["shipped"]), (self._records, (name, "malformed"),
-                                                                         s["malformed"]),
-                      (self._gaps, (name,), s["gaps"])]
+            counts = [(self._records, (name, outcome), s[outcome]) for outcome in ("shipped", "malformed", "rejected")]
+            counts.append((self._gaps, (name,), s["gaps"]))
             counts += [(self._errors, (name, reason), n) for reason, n in s["errors"].items()]
             for family, labels, value in counts:
                 key = (family.spec.name, *labels)
@@ -96,6 +97,9 @@ class Stores:
     def checks(self) -> dict[str, Any]:
         """name -> readiness check: always ready, with the store's state as the detail."""
         def check(name: str) -> tuple[bool, str]:
+            down = self.process.exit_detail()
+            if down is not None:
+                return True, f"behind: {down}"
             last = self._last.get(name)
             return True, last["detail"] if last else f"starting: {name} {self.addresses[name]}"
 

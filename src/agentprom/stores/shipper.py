@@ -28,6 +28,8 @@ from agentprom.stores.secrets import scrub
 log = logging.getLogger(__name__)
 
 RETRY_MIN_SECONDS = 0.1
+#: a batch not written within this long is abandoned (the connection dropped) and retried
+SHIP_TIMEOUT_SECONDS = 60.0
 #: how often a shipper that has caught up looks for new records
 POLL_SECONDS = 0.2
 #: how often the lag in records is counted again (it reads the unshipped part of the journal)
@@ -42,7 +44,7 @@ class Store(Protocol):
     async def close(self) -> None: ...
     async def drop_connection(self) -> None: ...
     async def position(self) -> Position: ...
-    async def ship(self, records: list[dict[str, Any]], position: Position) -> None: ...
+    async def ship(self, records: list[dict[str, Any]], start: Position, end: Position) -> int: ...
 
 
 class Shipper:
@@ -56,6 +58,7 @@ class Shipper:
         # written by the shipper, read by its process's status writer (stores/process.py)
         self.shipped = 0
         self.malformed = 0
+        self.rejected = 0
         self.skipped = 0
         self.errors: Counter[str] = Counter()
         self.up = False
@@ -77,6 +80,7 @@ class Shipper:
     def snapshot(self) -> dict[str, Any]:
         """The counters and the readiness detail, as the sidecar process publishes them."""
         return {"store": self.store.name, "shipped": self.shipped, "malformed": self.malformed,
+                "rejected": self.rejected,
                 "gaps": self.skipped, "errors": dict(self.errors), "up": self.up, "lag_records": self.lag_records,
                 "lag_seconds": round(self.lag_seconds, 3), "detail": self.detail()}
 
@@ -122,7 +126,8 @@ class Shipper:
                     pass
 
     async def _step(self) -> bool:
-        """Ship one batch; True when the journal holds nothing more."""
+        """Ship one batch; True when there is nothing more to ship now (the journal's end, or a last
+        line the writer has not finished)."""
         if self.position is None:
             await self.store.open()
             self.position = await self.store.position()
@@ -132,10 +137,13 @@ class Shipper:
             self.skipped += 1  # at least one; the records are counted as the lag said
             log.warning("%s: the journal file at the committed position is gone (rotated away while the store "
                         "was behind): going on from the oldest file left", self.store.name)
-        if batch.position != self.position:
-            await self.store.ship(batch.records, batch.position)
+        moved = batch.position != self.position
+        if moved:
+            rejected = await asyncio.wait_for(self.store.ship(batch.records, self.position, batch.position),
+                                              SHIP_TIMEOUT_SECONDS)
             self.position = batch.position
-            self.shipped += len(batch.records)
+            self.shipped += len(batch.records) - rejected
+            self.rejected += rejected
             self.malformed += batch.malformed
         self.up = True
         now = time.time()
@@ -145,7 +153,7 @@ class Shipper:
         elif now - self._lag_counted >= LAG_SECONDS:
             self._lag_counted = now
             self.lag_records = await asyncio.to_thread(self.cursor.pending_records, self.position)
-        return batch.at_end
+        return batch.at_end or not moved
 
     def _failed(self, exc: BaseException) -> None:
         reason = self.failure_reason(exc)

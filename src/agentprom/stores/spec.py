@@ -199,6 +199,8 @@ def runtime_events(record: dict[str, Any]) -> list[dict[str, Any]]:
             return [session_started(record)]
         fields = {"phase_id": R.text(record, "phase_id"), "phase_name": R.text(record, "phase"),
                   "tool_name": R.text(record, "tool"), "tool_call_id": R.text(record, "call_id")}
+        if event_type in ("tool_started", "phase_started"):
+            fields["start_time"] = iso(R.time_of(record))
         return [_event(rid, event_type, record, R.time_of(record), fields)]
     if kind == TOOL_CALL:
         row = _iso_times(tool_call(record), "start_time", "end_time")
