@@ -48,13 +48,11 @@ def _retry_count(record: dict[str, Any]) -> int:
     return max(1, R.count(record, "attempt") or 1) - 1
 
 
-def tool_call(record: dict[str, Any]) -> dict[str, Any]:
+def _call(record: dict[str, Any]) -> dict[str, Any]:
+    """What a tool call and an LLM call both have."""
     return {
-        "tool_call_id": R.text(record, "call_id") or record["invocation_id"],
-        "record_id": record["invocation_id"],
         "session_id": record["session_id"],
         "phase_id": R.text(record, "phase_id") or R.text(record, "phase"),
-        "tool_name": R.text(record, "tool") or "unknown",
         "agent_id": R.text(record, "agent"),
         "start_time": R.time_of(record),
         "end_time": end_time(record),
@@ -62,34 +60,33 @@ def tool_call(record: dict[str, Any]) -> dict[str, Any]:
         "success": record.get("success") is not False,
         "error_type": R.text(record, "error_class"),
         "retry_count": _retry_count(record),
-        "input_size_bytes": R.count(record, "input_size_bytes"),
-        "output_size_bytes": R.count(record, "output_size_bytes"),
         "trace_id": R.text(record, "trace_id"),
         "span_id": R.text(record, "span_id"),
+    }
+
+
+def tool_call(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "tool_call_id": R.text(record, "call_id") or record["invocation_id"],
+        "record_id": record["invocation_id"],
+        "tool_name": R.text(record, "tool") or "unknown",
+        **_call(record),
+        "input_size_bytes": R.count(record, "input_size_bytes"),
+        "output_size_bytes": R.count(record, "output_size_bytes"),
     }
 
 
 def llm_call(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "llm_call_id": record["invocation_id"],
-        "session_id": record["session_id"],
-        "phase_id": R.text(record, "phase_id") or R.text(record, "phase"),
-        "agent_id": R.text(record, "agent"),
         "model_name": R.text(record, "model"),
         "provider": R.text(record, "provider"),
-        "start_time": R.time_of(record),
-        "end_time": end_time(record),
-        "duration_ms": R.number(record, "duration_ms"),
-        "success": record.get("success") is not False,
-        "error_type": R.text(record, "error_class"),
-        "retry_count": _retry_count(record),
+        **_call(record),
         "input_tokens": R.count(record, "input_tokens"),
         "output_tokens": R.count(record, "output_tokens"),
         "cached_tokens": R.count(record, "cached_tokens"),
         "total_tokens": R.count(record, "tokens"),
         "cost_usd": R.number(record, "cost"),
-        "trace_id": R.text(record, "trace_id"),
-        "span_id": R.text(record, "span_id"),
     }
 
 
