@@ -15,7 +15,7 @@ from agentprom.metrics.exposition import Renderer
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Span
 from agentprom.receiver.decode import Batch
-from agentprom.sessions.api import session_detail
+from agentprom.sessions.views import session_detail
 from agentprom.sessions.tracker import SessionTracker
 from agentprom.translator import Translator
 
