@@ -464,3 +464,14 @@ def test_the_shipper_process_is_restarted_and_a_stop_keeps_to_the_grace(make_sid
     started = time.monotonic()
     sidecar.call(sidecar.app.stop(), timeout=30)
     assert time.monotonic() - started < 2 + 6 and not child.is_alive()
+
+
+def test_a_redis_password_from_a_file_wins_over_the_url(make_sidecar, tmp_path, make_redis_server):
+    server = make_redis_server(password="right-pw")
+    secret = tmp_path / "redis-password"
+    secret.write_text("right-pw\n")
+    url = server.url.replace("right-pw", "stale-pw")  # an old password left in the address
+    sidecar = make_sidecar(store_config(tmp_path, redis_url=url, redis={"password_file": str(secret)}))
+    assert post_json(sidecar, "/runtime/event", tool_events("pw", 0, 3))[0] == 200
+    wait_for(lambda: caught_up(sidecar, tmp_path, "redis"), what="the records in Redis")
+    assert server.client().xlen("runtime_events") == 4  # the session's start and three calls

@@ -77,9 +77,9 @@ class RedisStore:
         extra: dict[str, Any] = {"socket_connect_timeout": self.config.connect_timeout_seconds,
                                  "socket_timeout": max(5.0, self.config.connect_timeout_seconds),
                                  "retry": Retry(NoBackoff(), 0)}
-        if secret is not None:
-            extra["password"] = secret
         client = aioredis.Redis.from_url(self.config.url, **extra)
+        if secret is not None:  # from_url lets the URL's own password win over a keyword: this one wins
+            client.connection_pool.connection_kwargs["password"] = secret
         try:
             await client.ping()
         except Exception as exc:
