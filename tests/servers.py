@@ -621,34 +621,30 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.close()
 
 
-@pytest.fixture
-def make_postgres_server(tmp_path: Path) -> Iterator[Callable[..., PostgresServer]]:
-    """Factory of PostgresServer(tmp_path/..., **kwargs), each closed after the test."""
-    made: list[PostgresServer] = []
+def _closing_factory(cls: Callable[..., _ManagedServer], prefix: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """A factory of ``cls(tmp_path/<prefix><n>, **kwargs)``; every server it made is closed afterwards."""
+    made: list[_ManagedServer] = []
 
-    def factory(**kwargs: Any) -> PostgresServer:
-        server = _server_or_fail(lambda: PostgresServer(tmp_path / f"pg{len(made)}", **kwargs))
+    def factory(**kwargs: Any) -> Any:
+        server = _server_or_fail(lambda: cls(tmp_path / f"{prefix}{len(made)}", **kwargs))
         made.append(server)
         return server
 
     yield factory
     for server in made:
         server.close()
+
+
+@pytest.fixture
+def make_postgres_server(tmp_path: Path) -> Iterator[Callable[..., PostgresServer]]:
+    """Factory of PostgresServer(tmp_path/..., **kwargs), each closed after the test."""
+    yield from _closing_factory(PostgresServer, "pg", tmp_path)
 
 
 @pytest.fixture
 def make_redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     """Factory of RedisServer(tmp_path/..., persistent=..., password=...), each closed after the test."""
-    made: list[RedisServer] = []
-
-    def factory(**kwargs: Any) -> RedisServer:
-        server = _server_or_fail(lambda: RedisServer(tmp_path / f"redis{len(made)}", **kwargs))
-        made.append(server)
-        return server
-
-    yield factory
-    for server in made:
-        server.close()
+    yield from _closing_factory(RedisServer, "redis", tmp_path)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 import redis
 
+from tests import test_jsonl as journal_tests
 from tests.otel import tracer
 from tests.runtime_api import get_json, post_json
 from tests.test_sessions_events import run_of_events
@@ -37,13 +38,8 @@ TOOL_COLUMNS = {"tool_call_id", "session_id", "phase_id", "tool_name", "start_ti
 
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
+    """test_jsonl's, with more patience: a store's round trips and the shippers' process start."""
+    return journal_tests.wait_for(predicate, timeout, what)
 
 
 def query(dsn: str, sql: str, params=None) -> list[tuple]:

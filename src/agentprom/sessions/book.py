@@ -372,15 +372,10 @@ class SessionBook:
                 self._attribute(s, call, None)
             s.pending.clear()
 
-    def _write(self, build: Callable[..., dict[str, Any]], *args: Any) -> None:
+    def _write(self, build: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> None:
         """Log a record; it is only built when there is a log to write it to."""
         if self.sink is not None:
-            self.sink(build(*args))
-
-    def _log_event(self, event_type: str, s: Session, t: float, **fields: Any) -> None:
-        """Log a runtime event that makes no other record (``records.event_record``)."""
-        if self.sink is not None:
-            self.sink(R.event_record(event_type, s, t, **fields))
+            self.sink(build(*args, **kwargs))
 
 
 def count_call(s: Session, call: Call, max_calls: int) -> None:

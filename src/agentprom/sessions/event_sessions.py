@@ -14,6 +14,7 @@ import logging
 from agentprom.conventions import profile as P
 from agentprom.conventions.classify import UNKNOWN
 from agentprom.sessions import events as E
+from agentprom.sessions import records as R
 from agentprom.sessions.book import SessionBook
 from agentprom.sessions.model import COMPLETED, FAILED, LLM_CALL, TOOL_CALL, Call, Session, new_id
 
@@ -46,14 +47,15 @@ class EventSessions(SessionBook):
             s.cover(t, t)
         elif kind == E.TOOL_STARTED:
             self._tool_started(s, event, agent, t)
-            self._log_event(kind, s, t, tool=event.tool_name, call_id=event.call_id, phase_id=event.phase_id,
-                            phase_name=event.phase_name)
+            self._write(R.event_record, kind, s, t, tool=event.tool_name, call_id=event.call_id,
+                        phase_id=event.phase_id, phase_name=event.phase_name)
         elif kind in (E.PHASE_STARTED, E.PHASE_COMPLETED):
             if s.ended:
                 log.debug("%s for ended session %s ignored", kind, s.session_id)
             elif kind == E.PHASE_STARTED:
                 self._phase_started(s, event, t)
-                self._log_event(kind, s, t, phase_id=event.phase_key, phase_name=event.phase_name or event.phase_key)
+                self._write(R.event_record, kind, s, t, phase_id=event.phase_key,
+                            phase_name=event.phase_name or event.phase_key)
             else:
                 self._phase_completed(s, event, t)
         elif kind == E.SESSION_COMPLETED:
@@ -71,7 +73,7 @@ class EventSessions(SessionBook):
                 self._memory(s, agent, "read")
             elif kind == E.MEMORY_WRITE:
                 self._memory(s, agent, "write")
-            self._log_event(kind, s, t)
+            self._write(R.event_record, kind, s, t)
         return s, call
 
     def start_session(self, session_id: str, t: float, agent: str | None = None,
@@ -90,7 +92,7 @@ class EventSessions(SessionBook):
         s.last_seen = t if s.last_seen is None else max(s.last_seen, t)
         s.model = model or s.model
         s.provider = provider or s.provider
-        self._log_event(E.SESSION_STARTED, s, t, model=s.model, provider=s.provider)
+        self._write(R.event_record, E.SESSION_STARTED, s, t, model=s.model, provider=s.provider)
         return s
 
     def end_session(self, session_id: str, status: str, t: float | None = None) -> Session | None:

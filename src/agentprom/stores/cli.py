@@ -56,16 +56,11 @@ def postgres_config(args: argparse.Namespace):
 
 
 async def _connect(config):
-    import psycopg
+    from agentprom.stores.postgres import PostgresStore
 
-    from agentprom.stores.postgres import conninfo
-    from agentprom.stores.secrets import scrub
-
-    dsn, extra = conninfo(config)
-    try:
-        return await psycopg.AsyncConnection.connect(dsn, autocommit=True, **extra)
-    except psycopg.Error as exc:
-        raise ConnectionError(scrub(str(exc).strip(), extra.get("password"), dsn)) from None
+    conn = await PostgresStore(config, "cli").connect()  # its errors never quote the password
+    await conn.set_autocommit(True)
+    return conn
 
 
 async def _db(args: argparse.Namespace, config) -> int:
@@ -87,23 +82,30 @@ async def _db(args: argparse.Namespace, config) -> int:
     return EXIT_OK
 
 
-def _run(coro_factory, args: argparse.Namespace) -> int:
+def _run(work, args: argparse.Namespace) -> tuple[int, Any]:
+    """Run ``work(args, config)``: (EXIT_OK, its result), or an exit code and None after saying why."""
+    import psycopg
+
     from agentprom.config.loader import ConfigError
     from agentprom.stores.secrets import SecretError
 
     try:
         config = postgres_config(args)
-        return asyncio.run(coro_factory(args, config))
+        return EXIT_OK, asyncio.run(work(args, config))
     except (ValueError, ConfigError, SecretError) as exc:
         print(exc, file=sys.stderr)
-        return EXIT_USAGE
-    except ConnectionError as exc:
-        print(f"cannot connect to PostgreSQL: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_USAGE, None
+    except psycopg.OperationalError as exc:
+        print(f"cannot connect to PostgreSQL: {str(exc).strip()}", file=sys.stderr)
+        return EXIT_FAILURE, None
+    except psycopg.Error as exc:  # e.g. tables not there yet (agentprom db upgrade)
+        print(f"PostgreSQL refused the query: {str(exc).strip()}", file=sys.stderr)
+        return EXIT_FAILURE, None
 
 
 def db_main(args: argparse.Namespace) -> int:
-    return _run(_db, args)
+    code, status = _run(_db, args)
+    return code if status is None else status
 
 
 async def _report(args: argparse.Namespace, config) -> dict[str, Any]:
@@ -113,7 +115,6 @@ async def _report(args: argparse.Namespace, config) -> dict[str, Any]:
     from agentprom.stores.secrets import redacted
 
     store = PostgresStore(config, "report")
-    store._read = await _connect(config)
     stats = ReadStats()
     records = []
     try:
@@ -131,12 +132,5 @@ async def _report(args: argparse.Namespace, config) -> dict[str, Any]:
 
 def report_main(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
     """The report from the database (``--postgres``), or an exit code and None."""
-    result: dict[str, Any] = {}
-
-    async def run(args: argparse.Namespace, config) -> int:
-        result.update(await _report(args, config))
-        return EXIT_OK
-
     args.dsn, args.config = args.postgres, None
-    code = _run(run, args)
-    return code, (result if code == EXIT_OK else None)
+    return _run(_report, args)

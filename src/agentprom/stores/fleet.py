@@ -25,7 +25,9 @@ from agentprom.stores.service import Stores
 
 class Fleet:
     def __init__(self, stores: Stores, config: SessionsConfig, clock: Clock) -> None:
+        assert stores.postgres is not None
         self.stores = stores
+        self.postgres = stores.postgres
         self.config = config
         self.clock = clock
 
@@ -43,7 +45,7 @@ class Fleet:
 
     async def session(self, session_id: str) -> Session | None:
         """The session from the database (None when it is not there); raises StoreUnavailable."""
-        records = await self.stores.read(f"session {session_id!r}", "session_records", session_id)
+        records = await self.stores.read(f"session {session_id!r}", self.postgres.session_records(session_id))
         if len(records) < 200:
             return self.rebuild(records)
         return await asyncio.to_thread(self.rebuild, records)  # a long session: replayed off the loop
@@ -52,4 +54,5 @@ class Fleet:
                        limit: int) -> tuple[list[dict[str, Any]], int, int, int]:
         """Summaries of the database's sessions not in ``exclude`` (newest first), and their counts:
         matching, ended, completed."""
-        return await self.stores.read("the session list", "list_sessions", agent, status, exclude, limit)
+        return await self.stores.read("the session list",
+                                      self.postgres.list_sessions(agent, status, exclude, limit))

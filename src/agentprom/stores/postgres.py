@@ -189,7 +189,7 @@ class PostgresStore:
         self._ship: psycopg.AsyncConnection | None = None
         self._read: psycopg.AsyncConnection | None = None
 
-    async def _connect(self, statement_timeout: float | None = None) -> psycopg.AsyncConnection:
+    async def connect(self, statement_timeout: float | None = None) -> psycopg.AsyncConnection:
         dsn, extra = conninfo(self.config, statement_timeout)
         try:
             return await psycopg.AsyncConnection.connect(dsn, **extra)
@@ -199,7 +199,7 @@ class PostgresStore:
     async def open(self) -> None:
         """Connect for shipping; create or upgrade the tables when configured to."""
         if self._ship is None or self._ship.closed:
-            self._ship = await self._connect()
+            self._ship = await self.connect()
             if self.config.migrate_on_start:
                 applied = await migrations.upgrade(self._ship)
                 if applied:
@@ -318,7 +318,7 @@ class PostgresStore:
     async def _reader(self) -> psycopg.AsyncConnection:
         if self._read is None or self._read.closed:
             # the server ends a read that outlives the API's patience itself (a cancel from here may wait)
-            self._read = await self._connect(statement_timeout=self.config.query_timeout_seconds)
+            self._read = await self.connect(statement_timeout=self.config.query_timeout_seconds)
             await self._read.set_autocommit(True)
         return self._read
 

@@ -138,10 +138,10 @@ class ShipperProcess:
         """``document``: the validated configuration as plain data (``Config.model_dump``)."""
         self.document = document
         self._ctx = multiprocessing.get_context("spawn")
-        self.status = _Status(self._ctx)
-        self.stop_event = self._ctx.Event()
+        #: the shared buffer and the word to stop: new for each process (``start``)
+        self.status: _Status | None = None
+        self.stop_event: Any = None
         self.process: multiprocessing.process.BaseProcess | None = None
-        self.restarts = 0
         self._stopped = False
         self._started_at = 0.0
         self._last: list[dict[str, Any]] = []
@@ -154,10 +154,6 @@ class ShipperProcess:
         self.process = self._ctx.Process(target=child_main, name="agentprom-stores", daemon=True,
                                          args=(self.document, self.status, self.stop_event, os.getpid()))
         self.process.start()
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.is_alive()
 
     def exit_detail(self) -> str | None:
         """Why the process is not running (None while it runs)."""
@@ -174,14 +170,13 @@ class ShipperProcess:
             return False
         if time.monotonic() - self._started_at < RESTART_SECONDS:
             return False
-        self.restarts += 1
         log.error("the store shipping process exited (code %s); starting it again", process.exitcode)
         self.start()
         return True
 
     def snapshot(self) -> list[dict[str, Any]]:
         """What the shippers reported last (empty until the process has reported)."""
-        snapshot = self.status.read()
+        snapshot = self.status.read() if self.status is not None else None
         if snapshot is not None:
             self._last = snapshot
         return self._last

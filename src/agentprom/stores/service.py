@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from agentprom.config.schema import Config
@@ -107,11 +108,11 @@ class Stores:
 
     # -- reads for the runtime API -----------------------------------------------------
 
-    async def read(self, what: str, method: str, *args: Any) -> Any:
-        """A read of the PostgreSQL store, within the query timeout."""
-        assert self.postgres is not None
+    async def read(self, what: str, query: Awaitable[Any]) -> Any:
+        """A read of the PostgreSQL store (``query``: a coroutine of ``self.postgres``), within the query
+        timeout; StoreUnavailable saying ``what`` could not be read otherwise."""
         try:
-            return await asyncio.wait_for(getattr(self.postgres, method)(*args), self.query_timeout)
+            return await asyncio.wait_for(query, self.query_timeout)
         except (TimeoutError, asyncio.TimeoutError):
             raise StoreUnavailable(f"PostgreSQL did not answer {what} within {self.query_timeout:g}s") from None
         except Exception as exc:

@@ -47,6 +47,14 @@ class Store(Protocol):
     async def ship(self, records: list[dict[str, Any]], start: Position, end: Position) -> int: ...
 
 
+async def _pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds``, or less when ``stopping`` is set meanwhile."""
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
 class Shipper:
     def __init__(self, store: Store, cursor: JournalCursor, batch_records: int, retry_max_seconds: float,
                  failure_reason: Callable[[BaseException], str]) -> None:
@@ -59,7 +67,7 @@ class Shipper:
         self.shipped = 0
         self.malformed = 0
         self.rejected = 0
-        self.skipped = 0
+        self.gaps = 0
         self.errors: Counter[str] = Counter()
         self.up = False
         self.lag_records = 0
@@ -68,7 +76,10 @@ class Shipper:
         self.started_at = time.time()
         self.last_error: str | None = None
         self.failing_since: float | None = None
+        #: where the next batch starts; None until the store has said (again, after a failure)
         self.position: Position | None = None
+        #: the last position the store confirmed: the lag is counted from it, failing or not
+        self._confirmed = Position()
         self._lag_counted = 0.0
 
     @property
@@ -81,7 +92,7 @@ class Shipper:
         """The counters and the readiness detail, as the sidecar process publishes them."""
         return {"store": self.store.name, "shipped": self.shipped, "malformed": self.malformed,
                 "rejected": self.rejected,
-                "gaps": self.skipped, "errors": dict(self.errors), "up": self.up, "lag_records": self.lag_records,
+                "gaps": self.gaps, "errors": dict(self.errors), "up": self.up, "lag_records": self.lag_records,
                 "lag_seconds": round(self.lag_seconds, 3), "detail": self.detail()}
 
     def detail(self) -> str:
@@ -109,51 +120,56 @@ class Shipper:
                 self._failed(exc)
                 await self.store.drop_connection()
                 self.position = None  # the transaction may or may not have committed: ask the store
+                await self._count_lag()
                 if stopping.is_set():
                     return
-                try:
-                    await asyncio.wait_for(stopping.wait(), delay)
-                except TimeoutError:
-                    pass
+                await _pause(stopping, delay)
                 delay = min(2 * delay, self.retry_max)
                 continue
             if at_end:
                 if stopping.is_set():
                     return
-                try:
-                    await asyncio.wait_for(stopping.wait(), POLL_SECONDS)
-                except TimeoutError:
-                    pass
+                await _pause(stopping, POLL_SECONDS)
 
     async def _step(self) -> bool:
         """Ship one batch; True when there is nothing more to ship now (the journal's end, or a last
         line the writer has not finished)."""
         if self.position is None:
             await self.store.open()
-            self.position = await self.store.position()
+            self.position = self._confirmed = await self.store.position()
             self._recovered()
         batch: Batch = await asyncio.to_thread(self.cursor.read, self.position, self.batch_records)
         if batch.gap:
-            self.skipped += 1  # at least one; the records are counted as the lag said
+            self.gaps += 1
             log.warning("%s: the journal file at the committed position is gone (rotated away while the store "
                         "was behind): going on from the oldest file left", self.store.name)
         moved = batch.position != self.position
         if moved:
             rejected = await asyncio.wait_for(self.store.ship(batch.records, self.position, batch.position),
                                               SHIP_TIMEOUT_SECONDS)
-            self.position = batch.position
+            self.position = self._confirmed = batch.position
             self.shipped += len(batch.records) - rejected
             self.rejected += rejected
             self.malformed += batch.malformed
         self.up = True
-        now = time.time()
         if batch.at_end:
             self.lag_records = 0
-            self.caught_up_at = now
-        elif now - self._lag_counted >= LAG_SECONDS:
-            self._lag_counted = now
-            self.lag_records = await asyncio.to_thread(self.cursor.pending_records, self.position)
+            self.caught_up_at = time.time()
+        else:
+            await self._count_lag()
         return batch.at_end or not moved
+
+    async def _count_lag(self) -> None:
+        """Count the records after the confirmed position again (at most every LAG_SECONDS: it reads
+        the unshipped part of the journal, in a worker thread)."""
+        now = time.time()
+        if now - self._lag_counted < LAG_SECONDS:
+            return
+        self._lag_counted = now
+        try:
+            self.lag_records = await asyncio.to_thread(self.cursor.pending_records, self._confirmed)
+        except OSError:
+            pass  # the journal's directory cannot be read: the last count stands
 
     def _failed(self, exc: BaseException) -> None:
         reason = self.failure_reason(exc)
@@ -165,11 +181,6 @@ class Shipper:
             log.warning("%s store %s failing (%s); records wait in the journal, retrying", self.store.name,
                         self.store.address, message)
         self.last_error = message
-        if self.position is not None or self.lag_records == 0:
-            try:
-                self.lag_records = self.cursor.pending_records(self.position or Position())
-            except OSError:
-                pass
 
     def _recovered(self) -> None:
         if self.failing_since is not None:
