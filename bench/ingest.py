@@ -4,21 +4,31 @@ Several sender processes replay pre-serialized 512-span export requests (each
 sent with trace ids of its own, as real traffic has), each keeping a few calls
 in flight, first against the sidecar and then against
 ``rotel-agent`` with its blackhole exporter. For each target it reports spans
-acknowledged per second and the target's CPU seconds per 1,000 spans; the
-ratios make the figure meaningful on a noisy, shared machine.
+acknowledged per second and the target's CPU seconds per 1,000 spans (of the whole process
+tree: the sidecar's decode workers count), and its peak resident memory; the ratios make the
+figure meaningful on a noisy, shared machine.
 
-    python3 bench/ingest.py [--quick] [--seconds S] [--senders N] [--in-flight K]
+The sidecar runs its default configuration (sessions and trace context on; ``server.workers``
+unset, so as many decode workers as usable cores, at most 4) unless ``--workers`` says otherwise.
+Nothing lost, nothing counted twice: once the load ends, the script waits for the sidecar's
+queue to drain and checks its catalog counters against what was acknowledged during the measured
+window: ``agentprom_spans_received_total`` must have grown by exactly the spans acknowledged, and
+``agent_llm_calls_total`` and ``agent_tool_calls_total`` by the LLM and tool spans among them.
+
+    python3 bench/ingest.py [--quick] [--seconds S] [--senders N] [--in-flight K] [--workers W]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +40,9 @@ from workload import (  # noqa: E402
     cpu_seconds,
     emit,
     free_port,
+    http_get,
     request_bytes,
+    rss_bytes,
     with_trace_ids,
     wait_until,
 )
@@ -82,9 +94,11 @@ def run_load(address: str, pid: int, seconds: float, senders: int, in_flight: in
         p.start()
     while time.time() < start_at:
         time.sleep(0.005)
+    peak = PeakRss(pid)
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     results = [out.get(timeout=seconds + 60) for _ in procs]
     cpu1, t1 = cpu_seconds(pid), time.monotonic()
+    peak.stop()
     for p in procs:
         p.join(10)
     sent = sum(r[0] for r in results)
@@ -98,7 +112,74 @@ def run_load(address: str, pid: int, seconds: float, senders: int, in_flight: in
         "requests": sent,
         "errors": sum(r[1] for r in results),
         "seconds": round(wall, 2),
+        "peak_rss_mib": round(peak.main / 2**20, 1),
+        "peak_rss_process_tree_mib": round(peak.tree / 2**20, 1),
     }
+
+
+class PeakRss:
+    """Samples a process's resident memory (and its process tree's) every 50 ms until ``stop``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.main, self.tree = pid, 0, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(0.05):
+            try:
+                self.main = max(self.main, rss_bytes(self.pid))
+                self.tree = max(self.tree, rss_bytes(self.pid, tree=True))
+            except (OSError, RuntimeError):
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+#: the catalog counters the exactly-once check reads
+COUNTED = ("agentprom_spans_received_total", "agent_llm_calls_total", "agent_tool_calls_total")
+
+
+def counters(metrics_address: str) -> dict[str, float]:
+    """Each ``COUNTED`` family summed over its series, once the sidecar's queue is empty."""
+    deadline = time.monotonic() + 60
+    while True:
+        text = http_get(f"http://{metrics_address}/metrics").decode()
+        queued = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("agentprom_queue_spans ")]
+        if queued == [0.0] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    totals = dict.fromkeys(COUNTED, 0.0)
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def expected_per_request(requests: list[bytes]) -> dict[str, float]:
+    """What one request adds to each ``COUNTED`` family (every request of the workload has the same mix)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    from agentprom.conventions.classify import classify
+    from agentprom.model import Kind
+    from agentprom.receiver.decode import decode_traces
+
+    kinds = [classify(span).kind for span in decode_traces(requests[0]).spans]
+    return {"agentprom_spans_received_total": float(len(kinds)),
+            "agent_llm_calls_total": float(kinds.count(Kind.LLM)),
+            "agent_tool_calls_total": float(kinds.count(Kind.TOOL))}
+
+
+def exactly_once(metrics_address: str, before: dict[str, float], acknowledged: int) -> dict:
+    """The counters' growth against what the acknowledged requests hold; ``ok`` only if every one matches."""
+    after = counters(metrics_address)
+    per_request = expected_per_request([request_bytes("-0")])
+    check = {name: {"counted": after[name] - before[name], "expected": per_request[name] * acknowledged}
+             for name in COUNTED}
+    return {"ok": all(c["counted"] == c["expected"] for c in check.values()), **check}
 
 
 def rotel_binary() -> str:
@@ -137,14 +218,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="load duration per target (default 15)")
     parser.add_argument("--senders", type=int, default=None, help="sender processes (default 3)")
     parser.add_argument("--in-flight", type=int, default=4, help="calls in flight per sender")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="the sidecar's server.workers (default: its own default, the usable cores up to 4)")
     args = parser.parse_args()
     seconds = args.seconds or (1.0 if args.quick else 15.0)
     senders = args.senders or (1 if args.quick else 3)
 
-    sidecar = SidecarProcess()
+    sidecar = SidecarProcess(json.dumps({"server": {"workers": args.workers}}) if args.workers else "")
     try:
         run_load(sidecar.grpc, sidecar.pid, min(seconds, 2.0), senders, args.in_flight)  # warm-up
+        before = counters(sidecar.metrics)
         ours = run_load(sidecar.grpc, sidecar.pid, seconds, senders, args.in_flight)
+        ours["exactly_once"] = exactly_once(sidecar.metrics, before, ours["requests"])
     finally:
         sidecar.stop()
     with tempfile.TemporaryDirectory() as workdir:
@@ -162,6 +247,7 @@ def main() -> None:
         "senders": senders,
         "in_flight_per_sender": args.in_flight,
         "cpus": os.cpu_count(),
+        "workers": args.workers or "default",
         "agentprom": ours,
         "rotel": theirs,
         "throughput_ratio": round(ours["spans_per_s"] / theirs["spans_per_s"], 3),

@@ -50,12 +50,27 @@ def tool(name: str) -> str:
     pytest.fail(f"{name} not found: run scripts/fetch-tools.sh (the README test command does)")
 
 
+def workers_config(workers: int) -> dict[str, Any]:
+    """``server`` settings for a decode worker count: with more than one, every trace export goes
+    through the workers (``worker_min_bytes: 0``), so a test's small requests exercise them too."""
+    return {"workers": workers, "worker_min_bytes": 0} if workers > 1 else {"workers": 1}
+
+
+@pytest.fixture
+def workers(request: pytest.FixtureRequest) -> int:
+    """``server.workers`` for the sidecars a test starts: 1 (the machine-independent default of the
+    tests) unless a module parametrizes it, as the receiver, overload and shutdown tests do with
+    ``pytestmark = pytest.mark.parametrize("workers", [1, 2], indirect=True)``."""
+    return getattr(request, "param", 1)
+
+
 class Sidecar:
     """A real ``App`` running on its own event loop in a background thread."""
 
-    def __init__(self, config: dict[str, Any] | None = None, clock: Clock | None = None) -> None:
+    def __init__(self, config: dict[str, Any] | None = None, clock: Clock | None = None, workers: int = 1) -> None:
         document = {
-            "server": {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+            "server": {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "metrics": "127.0.0.1:0",
+                       **workers_config(workers)},
         }
         for section, values in (config or {}).items():
             if isinstance(values, dict):
@@ -130,11 +145,11 @@ class Sidecar:
 
 
 @pytest.fixture
-def make_sidecar() -> Iterator[Callable[..., Sidecar]]:
+def make_sidecar(workers: int) -> Iterator[Callable[..., Sidecar]]:
     started: list[Sidecar] = []
 
     def factory(config: dict[str, Any] | None = None, clock: Clock | None = None) -> Sidecar:
-        sidecar = Sidecar(config, clock).start()
+        sidecar = Sidecar(config, clock, workers).start()
         started.append(sidecar)
         return sidecar
 

@@ -15,6 +15,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
@@ -22,6 +23,7 @@ from opentelemetry.trace import set_span_in_context, use_span
 
 from agentprom.sinks.jsonl import LOG_NAME, ReadStats, log_files, read_records
 from bench.soak import Sender, Sidecar, export_request
+from tests.conftest import workers_config
 from tests.exposition import text_samples
 from tests.otel import tracer
 from tests.runtime_api import get_json, post_json
@@ -34,9 +36,11 @@ from tests.test_sessions_spans import span
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_sigterm_under_load_counts_every_accepted_span(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_under_load_counts_every_accepted_span(tmp_path, workers):
     config = {
-        "server": {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+        "server": {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "metrics": "127.0.0.1:0",
+                   **workers_config(workers)},
         "queue": {"max_spans": 4096},
     }
     sidecar = Sidecar(config, tmp_path / "sidecar.log")
@@ -272,10 +276,12 @@ def split_session_part(t, root, session_id: str, phase: str) -> None:
                 pass
 
 
-def test_sigterm_under_load_flushes_the_log_and_a_restart_counts_each_invocation_once(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_under_load_flushes_the_log_and_a_restart_counts_each_invocation_once(tmp_path, workers):
     log_dir = tmp_path / "log"
     config = {
-        "server": {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+        "server": {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "metrics": "127.0.0.1:0",
+                   **workers_config(workers)},
         "jsonl": {"enabled": True, "directory": str(log_dir)},
         # While the sidecar restarts, the agents' SDK batch processors fill their queues and drop
         # spans (the SDK's choice): a dropped session root leaves acknowledged calls waiting for

@@ -7,6 +7,9 @@ from opentelemetry.trace import Status, StatusCode
 
 from tests.otel import tracer
 
+#: the receivers' contract holds with decode workers as in one process (receiver/decode_workers.py)
+pytestmark = pytest.mark.parametrize("workers", [1, 2], indirect=True)
+
 
 def _emit_agent_run(t) -> None:
     with t.start_as_current_span(

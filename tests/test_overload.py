@@ -17,6 +17,9 @@ from agentprom.receiver.pipeline import resident_bytes
 from tests.otel import tracer
 from tests.test_receiver_errors import PROTOBUF, _grpc_export, good_protobuf, llm_calls
 
+#: the receivers' contract holds with decode workers as in one process (receiver/decode_workers.py)
+pytestmark = pytest.mark.parametrize("workers", [1, 2], indirect=True)
+
 MIB = 1024 * 1024
 
 

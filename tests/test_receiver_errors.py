@@ -16,6 +16,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from agentprom.receiver.ingest import FAILURES
 from tests.test_decode import JSON_DOC, pb_request
 
+#: the receivers' contract holds with decode workers as in one process (receiver/decode_workers.py)
+pytestmark = pytest.mark.parametrize("workers", [1, 2], indirect=True)
+
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 

@@ -137,7 +137,8 @@ class App:
             DecodeLimits(server.max_spans_per_request, server.max_items_per_array, server.max_string_bytes),
         )
         self.ingest = TraceIngest(self.store, self.translator, limits, self.pipeline, queue.retry_after_seconds,
-                                  wanted | dimension_keys, bounds, WANTED_RESOURCE_KEYS | dimension_keys)
+                                  wanted | dimension_keys, bounds, WANTED_RESOURCE_KEYS | dimension_keys,
+                                  server.decode_workers, server.worker_min_bytes)
         self.metrics_app = web.Application()
         self.metrics_routes = MetricsRoutes(self.store, self.readiness, server.metrics_gzip_level,
                                             max_concurrent=server.max_concurrent_scrapes,
@@ -311,6 +312,8 @@ class App:
                 await self.journal.open(self.tracker)  # before any span or event arrives
             if self.stores is not None:
                 self.stores.start()
+            if self.ingest.workers is not None:
+                await self.ingest.workers.start()  # spawned before the first large request, which need not wait
             self.addresses["otlp_grpc"] = await self.grpc.start()
             await self._serve("otlp_http", self.http_app, server.otlp_http)
         except Exception:
@@ -344,6 +347,8 @@ class App:
         if "otlp_http" in self._runners:
             receivers.append(self._runners.pop("otlp_http").cleanup())
         await asyncio.gather(*receivers, return_exceptions=True)
+        if self.ingest.workers is not None:
+            await self.ingest.workers.close()  # the receivers have finished their decodes
         drained = await self.pipeline.stop()
         waiting = len(self.context.pending)
         self.translator.drain()  # spans still waiting for their ancestors are counted as they are

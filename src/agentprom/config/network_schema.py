@@ -6,6 +6,7 @@ that neither file passes a few hundred lines. Defaults live here as in schema.py
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Annotated, Literal
@@ -16,6 +17,42 @@ from agentprom.config.base import _Model
 from agentprom.text import DEFAULT_MAX_STRING_BYTES
 
 _ADDRESS = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.\-]+)):(?P<port>\d{1,5})$")
+
+
+#: ``server.workers`` when not configured: the usable cores, at most this many
+MAX_DEFAULT_WORKERS = 4
+
+
+def usable_cores(cgroup: str = "/sys/fs/cgroup") -> int:
+    """The cores this process may use: its CPU affinity (which a container's CPU set narrows), or
+    fewer under a CPU quota (a Kubernetes CPU limit: cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``),
+    rounded up."""
+    try:
+        cores = len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    quota = _cpu_quota(cgroup)
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def _cpu_quota(cgroup: str) -> float:
+    """The CPU quota in cores, or 0 for none (or none readable)."""
+    for path, read in ((f"{cgroup}/cpu.max", lambda text: text.split()),
+                       (f"{cgroup}/cpu/cpu.cfs_quota_us", lambda text: [text.strip(), _read(f"{cgroup}/cpu/cpu.cfs_period_us")])):
+        try:
+            with open(path) as f:
+                quota, period = read(f.read())[:2]
+            if quota not in ("max", "-1") and float(period) > 0:
+                return float(quota) / float(period)
+        except (OSError, ValueError, TypeError):
+            continue
+        return 0.0
+    return 0.0
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
 
 
 def parse_address(value: str) -> tuple[str, int]:
@@ -78,6 +115,18 @@ class ServerConfig(_Model):
         description="Items in one OTLP/JSON array (attributes, events, data points, ...; spans go by "
         "max_spans_per_request) and events on one span; more refuse the request (400 naming the path).",
     )
+    workers: int | None = Field(
+        None, ge=1, le=64,
+        description="Processes that decode large export requests (worker_min_bytes and more) beside the one "
+        "that keeps the state; 1 decodes everything in the main process. Unset: the usable cores, at most "
+        f"{MAX_DEFAULT_WORKERS}.",
+    )
+    worker_min_bytes: int = Field(
+        32 * 1024, ge=0, le=2**31 - 1,
+        description="With workers above 1, export requests of at least this many bytes (after decompression) are "
+        "decoded by the workers; smaller ones in the main process, where handing them over would cost more "
+        "than it saves.",
+    )
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, le=3600, description="How long in-flight requests may take to finish on SIGTERM."
     )
@@ -110,6 +159,12 @@ class ServerConfig(_Model):
         30.0, gt=0, le=3600,
         description="A /metrics client must read the whole body within this long, or its connection is closed.",
     )
+
+
+    @property
+    def decode_workers(self) -> int:
+        """``workers``, or its default for this machine."""
+        return self.workers if self.workers is not None else min(usable_cores(), MAX_DEFAULT_WORKERS)
 
 
 class TlsConfig(_Model):

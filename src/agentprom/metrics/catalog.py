@@ -373,9 +373,13 @@ CATALOG: tuple[MetricSpec, ...] = (
           "Spans rejected individually (reported through partial_success), by reason.", ("reason",)),
     _self("agentprom_requests_refused_total", COUNTER,
           "Export requests refused whole (decode_error, too_large, too_many_spans, too_many_log_records, "
-          "too_many_items, unsupported_media_type, unsupported_encoding, overloaded, memory_limit, fair_share, timeout), by "
-          "transport and reason. overloaded, memory_limit and fair_share refusals tell the client to retry.",
+          "too_many_items, unsupported_media_type, unsupported_encoding, overloaded, memory_limit, fair_share, worker_lost, "
+          "timeout), by transport and reason. overloaded, memory_limit, fair_share and worker_lost refusals tell the "
+          "client to retry.",
           ("transport", "reason")),
+    _self("agentprom_decode_worker_restarts_total", COUNTER,
+          "Times the pool of decode worker processes (server.workers) was replaced because a worker ended "
+          "unexpectedly; the requests it held were refused as retryable (reason worker_lost)."),
     _self("agentprom_series_overflow_total", COUNTER,
           "Observations folded into a metric's otel_metric_overflow series because it reached its series limit "
           "(incoming OTLP metrics: points dropped instead). metric is the catalog name, or otlp_in for every "

@@ -38,12 +38,12 @@ from agentprom.evaluations.model import LogBatch
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.metrics_in.model import MetricBatch
 from agentprom.metrics_in.translator import MetricsTranslator
-from agentprom.receiver.decode import NO_LIMITS, Batch, DecodeError, DecodeLimits, LimitExceeded, decode_traces
+from agentprom.receiver.decode import NO_LIMITS, Batch, DecodeError, DecodeLimits, LimitExceeded
+from agentprom.receiver.decode_workers import DecodeWorkers, TraceDecoder, WorkerLost
 from agentprom.receiver.logs_decode import decode_logs
 from agentprom.receiver.logs_json import decode_logs_json
 from agentprom.receiver.metrics_decode import decode_metrics
 from agentprom.receiver.metrics_json import decode_metrics_json
-from agentprom.receiver.otlp_json import decode_traces_json
 from agentprom.receiver.pipeline import Pipeline
 from agentprom.translator import Translator
 
@@ -75,6 +75,8 @@ FAILURES: dict[str, FailureMapping] = {
     "memory_limit": FailureMapping(503, grpc.StatusCode.UNAVAILABLE, retryable=True),
     # this transport holds its share of the queue (receiver/pipeline.py, fairness between transports)
     "fair_share": FailureMapping(503, grpc.StatusCode.UNAVAILABLE, retryable=True),
+    # the decode worker holding the request died (receiver/decode_workers.py); nothing of it was counted
+    "worker_lost": FailureMapping(503, grpc.StatusCode.UNAVAILABLE, retryable=True),
     # a body that does not arrive in time (slowloris); not retryable in OTLP on purpose
     "timeout": FailureMapping(408, grpc.StatusCode.DEADLINE_EXCEEDED),
     "unauthenticated": FailureMapping(401, grpc.StatusCode.UNAUTHENTICATED),
@@ -282,18 +284,27 @@ class Ingest:
         finally:
             self._release(reserved)
 
+    def off_loop(self, body: bytes) -> bool:
+        """Whether ``receive`` decodes this body off the event loop."""
+        return len(body) >= OFFLOAD_BYTES
+
+    async def decode_off_loop(self, body: bytes, encoding: str) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(decode_pool(), self.decode, body, encoding)
+
     async def receive(self, body: bytes, encoding: str, transport: str) -> Any:
-        """``export`` for the receivers: a large body is decoded in the worker thread while the
-        loop serves others; refusals, counting and sinks run on the loop."""
-        if len(body) < OFFLOAD_BYTES:
+        """``export`` for the receivers: a large body is decoded off the loop (a worker thread, or
+        the decode workers' processes) while the loop serves others; refusals, counting and sinks
+        run on the loop."""
+        if not self.off_loop(body):
             return self.export(body, encoding, transport)
         reserved = self._admit(body, encoding, transport)
         try:
-            loop = asyncio.get_running_loop()
             try:
-                batch = await loop.run_in_executor(decode_pool(), self.decode, body, encoding)
+                batch = await self.decode_off_loop(body, encoding)
             except DecodeError as exc:
                 raise self._refuse_decode_error(exc, transport) from None
+            except WorkerLost as exc:
+                raise self.refuse(transport, "worker_lost", str(exc)) from None
             return self._accept(body, encoding, batch, transport)
         finally:
             self._release(reserved)
@@ -305,25 +316,34 @@ class Ingest:
 
 class TraceIngest(Ingest):
     """Spans: ``Batch`` in, ``Translator`` counts. Spans whose amounts or sampling weight break a
-    bound (bounds.py) are rejected right after decoding, so ``partial_success`` reports them."""
+    bound (bounds.py) are rejected right after decoding, so ``partial_success`` reports them.
+    With ``workers`` above 1, large bodies are decoded in worker processes (decode_workers.py)."""
 
     translator: Translator
-    decoders = {PROTOBUF: decode_traces, JSON: decode_traces_json}
 
     def __init__(self, store: SeriesStore, translator: Translator, limits: RequestLimits | int,
                  pipeline: Pipeline | None = None, retry_after_seconds: int = 1,
                  wanted_keys: frozenset[str] = WANTED_KEYS, bounds: SpanBounds | None = None,
-                 resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS) -> None:
+                 resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS, workers: int = 1,
+                 worker_min_bytes: int = 0) -> None:
         super().__init__(store, translator, limits, pipeline, retry_after_seconds)
         #: span and resource attribute keys the decoders keep (the conventions' keys plus configured ones)
-        self.wanted_keys = wanted_keys
-        self.resource_keys = resource_keys
-        self.bounds = bounds or SpanBounds(AmountLimits.defaults(), translator.weights)
+        self.decoder = TraceDecoder(wanted_keys, self.limits.decode, resource_keys,
+                                    bounds or SpanBounds(AmountLimits.defaults(), translator.weights))
+        self.workers = DecodeWorkers(self.decoder, workers, worker_min_bytes,
+                                     store.families["agentprom_decode_worker_restarts_total"]) if workers > 1 else None
 
     def decode(self, body: bytes, encoding: str) -> Batch:
-        batch = self.decoders[encoding](body, self.wanted_keys, self.limits.decode, self.resource_keys)
-        self.bounds.check(batch)
-        return batch
+        return self.decoder(body, encoding)
+
+    def off_loop(self, body: bytes) -> bool:
+        return (self.workers is not None and self.workers.wants(body)) or super().off_loop(body)
+
+    async def decode_off_loop(self, body: bytes, encoding: str) -> Batch:
+        workers = self.workers
+        if workers is not None and workers.wants(body):
+            return await workers.decode(body, encoding)
+        return await super().decode_off_loop(body, encoding)
 
     def count(self, batch: Batch, transport: str) -> None:
         """Queue the batch for the translation task (or translate now without a pipeline)."""

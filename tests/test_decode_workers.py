@@ -1,0 +1,188 @@
+"""Decode worker processes (server.workers): the same batches as decoding in-process, a dead worker's
+requests refused as retryable and the pool replaced, and decoding in-process when no pool can start."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+
+import pytest
+
+from agentprom.bounds import AmountLimits, SpanBounds
+from agentprom.config.loader import validate
+from agentprom.config.network_schema import MAX_DEFAULT_WORKERS, usable_cores
+from agentprom.conventions.profile import WANTED_KEYS, WANTED_RESOURCE_KEYS
+from agentprom.receiver import decode_workers
+from agentprom.receiver.decode import DecodeError, DecodeLimits, LimitExceeded
+from agentprom.receiver.decode_workers import DecodeWorkers, TraceDecoder
+from bench.workload import request_bytes
+from tests.conftest import Sidecar
+from tests.test_decode import JSON_DOC, pb_request
+from tests.test_receiver_errors import PROTOBUF, good_protobuf, llm_calls
+
+
+def decoder(max_spans: int = 50_000) -> TraceDecoder:
+    return TraceDecoder(WANTED_KEYS, DecodeLimits(max_spans, 10_000, 4096), WANTED_RESOURCE_KEYS,
+                        SpanBounds(AmountLimits.defaults()))
+
+
+def with_events_and_rejections() -> bytes:
+    """A request with what a span can carry besides attributes: an exception, agentprom's own
+    events, an evaluation event, a first-token event, and a span rejected for its ids."""
+    request = pb_request()
+    spans = request.resource_spans[0].scope_spans[0].spans
+    first = spans[0]
+    for name, attrs in (("exception", {"exception.type": "ValueError"}), ("agent.checkpoint", {"agent.checkpoint.id": "c1"}),
+                        ("gen_ai.evaluation.result", {"gen_ai.evaluation.name": "relevance",
+                                                      "gen_ai.evaluation.score.value": 0.5}),
+                        ("First Token Stream Event", {})):
+        event = first.events.add(name=name, time_unix_nano=first.start_time_unix_nano + 1)
+        for key, value in attrs.items():
+            kv = event.attributes.add(key=key)
+            if isinstance(value, float):
+                kv.value.double_value = value
+            else:
+                kv.value.string_value = value
+    bad = spans.add()
+    bad.CopyFrom(first)
+    bad.trace_id = b"\0" * 16
+    return request.SerializeToString()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def decode_all(workers: DecodeWorkers, bodies: list[tuple[bytes, str]]) -> list:
+    try:
+        return [await workers.decode(body, encoding) for body, encoding in bodies]
+    finally:
+        await workers.close()
+
+
+def test_workers_decode_exactly_what_the_main_process_decodes():
+    bodies = [(request_bytes("-w"), "protobuf"), (with_events_and_rejections(), "protobuf"),
+              (json.dumps(JSON_DOC).encode(), "json")]
+    local = decoder()
+    workers = DecodeWorkers(local, 2, 0)
+    remote = run(decode_all(workers, bodies))
+    for (body, encoding), got in zip(bodies, remote):
+        expected = local(body, encoding)
+        assert got.spans == expected.spans and got.rejected == expected.rejected
+        assert got.spans, encoding
+        # the decoders share one resource map among a resource's spans; so does the worker's copy
+        assert len({id(span.resource) for span in got.spans}) == len({id(span.resource) for span in expected.spans})
+    assert remote[1].rejected == {"invalid_trace_id": 1}
+    assert remote[1].spans[0].events and remote[1].spans[0].evaluations and remote[1].spans[0].exception_type
+
+
+def test_a_bad_body_raises_in_the_caller_as_it_would_in_process():
+    workers = DecodeWorkers(decoder(max_spans=10), 2, 0)
+
+    async def attempts():
+        try:
+            with pytest.raises(DecodeError) as bad:
+                await workers.decode(good_protobuf()[:-4], "protobuf")
+            assert not isinstance(bad.value, LimitExceeded)
+            with pytest.raises(LimitExceeded) as many:
+                await workers.decode(request_bytes("-x"), "protobuf")  # 512 spans, 10 allowed
+            assert many.value.reason == "too_many_spans"
+            return await workers.decode(good_protobuf(), "protobuf")  # the workers are fine after both
+        finally:
+            await workers.close()
+
+    assert len(run(attempts()).spans) == 1
+
+
+def test_a_pool_that_cannot_start_leaves_decoding_in_this_process(monkeypatch, caplog):
+    def refuse(*args, **kwargs):
+        raise OSError("no /dev/shm here")
+
+    monkeypatch.setattr(decode_workers, "ProcessPoolExecutor", refuse)
+    workers = DecodeWorkers(decoder(), 2, 0)
+    with caplog.at_level(logging.WARNING, logger="agentprom.receiver.decode_workers"):
+        batch = run(decode_all(workers, [(good_protobuf(), "protobuf")]))[0]
+    assert len(batch.spans) == 1 and workers.failed and not workers.wants(good_protobuf())
+    assert "decoding in the main process" in caplog.text and "no /dev/shm here" in caplog.text
+
+
+def wait_until(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("workers", [2], indirect=True)
+def test_a_dead_worker_fails_its_requests_retryably_and_the_pool_is_replaced(sidecar):
+    assert sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)[0] == 200
+    pool = sidecar.app.ingest.workers
+    pids = pool.pids()
+    assert len(pids) == 2
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: pool._pool._broken)  # noqa: SLF001 - the executor has seen its workers die
+    status, headers, _payload = sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)
+    assert status == 503 and headers["Retry-After"] == "1"
+    assert sidecar.value("agentprom_requests_refused_total", transport="http", reason="worker_lost") == 1
+    assert sidecar.value("agentprom_decode_worker_restarts_total") == 1
+    # the client's retry reaches a new pool; the refused request was never counted
+    assert sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)[0] == 200
+    assert llm_calls(sidecar) == 2
+    assert set(pool.pids()).isdisjoint(pids)
+
+
+def ignored_signals(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("SigIgn:")).split()[1], 16)
+
+
+@pytest.mark.parametrize("workers", [2], indirect=True)
+def test_workers_ignore_a_sigterm_sent_to_the_process_group(sidecar):
+    """A SIGTERM for the whole group (a terminal, some supervisors) must not fail decodes in flight:
+    the sidecar ends its workers itself, after the drain."""
+    assert sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)[0] == 200
+    pids = sidecar.app.ingest.workers.pids()
+    both = 1 << (signal.SIGTERM - 1) | 1 << (signal.SIGINT - 1)
+    for pid in pids:  # once each worker has started (the pool starts them one after the other)
+        wait_until(lambda: ignored_signals(pid) & both == both)
+        os.kill(pid, signal.SIGTERM)
+    assert sidecar.app.ingest.workers.pids() == pids
+    assert sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)[0] == 200
+    assert sidecar.value("agentprom_decode_worker_restarts_total") == 0
+
+
+def test_stop_ends_the_workers():
+    sidecar = Sidecar(workers=2).start()
+    assert sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)[0] == 200
+    pids = sidecar.app.ingest.workers.pids()
+    assert pids
+    sidecar.stop()
+    for pid in pids:
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2])
+
+
+def test_workers_setting_defaults_to_the_usable_cores_capped():
+    assert validate({}).server.decode_workers == min(usable_cores(), MAX_DEFAULT_WORKERS)
+    assert validate({"server": {"workers": 1}}).server.decode_workers == 1
+    with pytest.raises(Exception, match="workers"):
+        validate({"server": {"workers": 0}})
+
+
+@pytest.mark.parametrize("files, cores", [
+    ({"cpu.max": "50000 100000\n"}, 1),  # a Kubernetes CPU limit of 500m
+    ({"cpu.max": "max 100000\n"}, None),  # no limit: the affinity decides
+    ({"cpu/cpu.cfs_quota_us": "150000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),  # cgroup v1, 1.5 cores
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+])
+def test_usable_cores_follow_a_cpu_quota(tmp_path, monkeypatch, files, cores):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert usable_cores(str(tmp_path)) == (cores or 8)
