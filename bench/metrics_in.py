@@ -1,6 +1,6 @@
 """Benchmark OTLP metrics in: decode + translate throughput and /metrics render time. Prints JSON.
 
-    python3 bench/metrics_in.py [--series 2000] [--rounds 5]
+    python3 bench/metrics_in.py [--quick] [--series 2000] [--rounds 5]
 
 A request holds ``--series`` label sets of a GenAI-style histogram (16 buckets), a counter and a
 gauge, cumulative, as an SDK would export them; each round re-sends it with later timestamps.
@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest  # noqa: E402
 
 from agentprom.app import reserved_names  # noqa: E402
+from agentprom.metrics.catalog import CATALOG  # noqa: E402
 from agentprom.clock import ManualClock  # noqa: E402
 from agentprom.metrics.exposition import Renderer  # noqa: E402
 from agentprom.metrics.series_store import SeriesStore, StoreLimits  # noqa: E402
@@ -62,10 +63,13 @@ def build_request(series: int, round_: int) -> bytes:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (proves the script works)")
     parser.add_argument("--series", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    if args.quick:
+        args.series, args.rounds = 50, 1
     bodies = [build_request(args.series, r) for r in range(args.rounds)]
     points = 3 * args.series * args.rounds
 
@@ -75,7 +79,7 @@ def main() -> None:
     parse_s = time.process_time() - started
 
     store = SeriesStore(StoreLimits(max_series_per_metric=0), ManualClock())
-    translator = MetricsTranslator(store, MetricsInSettings(), reserved_names())
+    translator = MetricsTranslator(store, MetricsInSettings(), reserved_names(CATALOG))
     started = time.process_time()
     for body in bodies:
         translator.consume(decode_metrics(body), "grpc")
@@ -92,6 +96,7 @@ def main() -> None:
     render_cached_s = time.perf_counter() - started
 
     print(json.dumps({
+        "bench": "metrics_in",
         "series_per_metric": args.series,
         "points": points,
         "parse_only_points_per_cpu_s": round(points / parse_s),
@@ -101,7 +106,7 @@ def main() -> None:
         "exposition_bytes": len(text),
         "render_after_update_ms": round(render_updated_s * 1000, 1),
         "render_cached_ms": round(render_cached_s * 1000, 1),
-    }, indent=1))
+    }))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,15 @@ def test_ingest_against_rotel():
         assert report[target]["requests"] > 0 and report[target]["errors"] == 0
         assert report[target]["spans_per_s"] > 0 and report[target]["cpu_s_per_1000_spans"] > 0
     assert report["throughput_ratio"] > 0
+    # every acknowledged span counted once: the sidecar's counters grew by exactly what was sent
+    check = report["agentprom"]["exactly_once"]
+    assert check["ok"] and check["agentprom_spans_received_total"]["counted"] > 0, check
+
+
+def test_metrics_in_cost():
+    report = run_bench("metrics_in")
+    assert report["points"] == 150 and report["exposed_series"] > 0
+    assert report["parse_only_points_per_cpu_s"] > 0 and report["decode_translate_points_per_cpu_s"] > 0
 
 
 def test_decode_floor():
