@@ -4,13 +4,18 @@ A sender exports agent runs (LLM calls, tool calls, errors) over OTLP/gRPC with 
 while a scraper reads /metrics over and over, in the text format and in OpenMetrics in turn; each
 scrape is parsed with prometheus_client's parsers, and every counter sample (``_total``, and the
 ``_count``, ``_sum`` and ``_bucket`` of histograms) must be at least what the scrape before showed.
+
+A large scrape lets ingestion run while its body is encoded, yet shows the one instant it read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import urllib.request
+
+import pytest
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -83,3 +88,40 @@ def test_counters_never_decrease_across_scrapes_during_ingestion(sidecar):
     assert went_back == 0 and scrapes >= 10
     # the scrapes overlapped ingestion: they saw the LLM call counters at several values on the way
     assert len(set(calls_seen)) >= 3, calls_seen
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_a_large_scrape_lets_ingestion_run_and_shows_the_instant_it_read(make_sidecar, openmetrics):
+    sidecar = make_sidecar({"store": {"max_series_per_metric": 0, "max_label_values": 0}})
+    store = sidecar.app.store
+    calls = store["agent_tool_calls_total"]
+
+    def fill():  # a body of several MB: many chunks to encode
+        durations = store["agent_llm_duration_seconds"]
+        for i in range(3500):
+            durations.observe((f"agent-{i}", "provider", f"a-model-with-a-rather-long-name-{i}", "chat"), 0.5)
+        calls.inc(("a", "t", "ok"))
+
+    sidecar.call(fill)
+    routes = sidecar.app.metrics_routes
+    snapshot = routes.snapshot
+    ran_while_encoding = []
+
+    def snapshot_then_ingest(openmetrics):
+        taken = snapshot(openmetrics)
+        body_task = asyncio.current_task()
+
+        def ingest():  # an update at the loop's next turn, as an Export's would be
+            ran_while_encoding.append(not body_task.done())
+            calls.inc(("a", "t", "ok"))
+
+        asyncio.get_running_loop().call_soon(ingest)
+        return taken
+
+    routes.snapshot = snapshot_then_ingest
+    body = sidecar.scrape(openmetrics)
+    routes.snapshot = snapshot
+    assert ran_while_encoding == [True]  # the scrape yielded to the loop before its body was done
+    line = 'agent_tool_calls_total{agent="a",tool="t",status="ok"} '
+    assert line + "1\n" in body  # the update came after the snapshot: not in this scrape
+    assert line + "2\n" in sidecar.scrape(openmetrics)

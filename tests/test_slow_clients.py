@@ -107,8 +107,8 @@ def test_scrapes_that_are_not_read_are_bounded_shared_and_cut_off(make_sidecar):
     fill_store(sidecar)
     routes = sidecar.app.metrics_routes
     renders = []
-    render = routes.render
-    routes.render = lambda openmetrics: renders.append(openmetrics) or render(openmetrics)
+    snapshot = routes.snapshot
+    routes.snapshot = lambda openmetrics: renders.append(openmetrics) or snapshot(openmetrics)
     failed = "agentprom_scrapes_failed_total"
 
     stalled = [scrape_and_never_read(sidecar.app.addresses["metrics"]) for _ in range(5)]

@@ -219,9 +219,15 @@ class Renderer:
             renderer = self._families[family.name] = FamilyRenderer(family)
         return renderer
 
-    def render(self, openmetrics: bool = False) -> str:
-        """The store's exposition (without the OpenMetrics ``# EOF`` terminator)."""
+    def parts(self, openmetrics: bool = False) -> list[str]:
+        """The store's exposition as the list of its pieces, read in one go (no await), so it is
+        one instant's counter set. The pieces are immutable strings: joining them later, even
+        after the store has moved on, still gives that instant's exposition."""
         parts: list[str] = []
         for family in self.store.families.values():
             self._renderer(family).render(parts, openmetrics)
-        return "".join(parts)
+        return parts
+
+    def render(self, openmetrics: bool = False) -> str:
+        """The store's exposition (without the OpenMetrics ``# EOF`` terminator)."""
+        return "".join(self.parts(openmetrics))
