@@ -8,13 +8,14 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 
 import pytest
 
 from agentprom.bounds import AmountLimits, SpanBounds
 from agentprom.config.loader import validate
-from agentprom.config.network_schema import MAX_DEFAULT_WORKERS, usable_cores
+from agentprom.config.network_schema import MAX_DEFAULT_WORKERS, default_workers, usable_cores
 from agentprom.conventions.profile import WANTED_KEYS, WANTED_RESOURCE_KEYS
 from agentprom.receiver import decode_workers
 from agentprom.receiver.decode import DecodeError, DecodeLimits, LimitExceeded
@@ -99,15 +100,15 @@ def test_a_bad_body_raises_in_the_caller_as_it_would_in_process():
 
 
 def test_a_pool_that_cannot_start_leaves_decoding_in_this_process(monkeypatch, caplog):
-    def refuse(*args, **kwargs):
-        raise OSError("no /dev/shm here")
+    async def refuse(*args, **kwargs):
+        raise OSError("no more processes here")
 
-    monkeypatch.setattr(decode_workers, "ProcessPoolExecutor", refuse)
+    monkeypatch.setattr(decode_workers.asyncio, "create_subprocess_exec", refuse)
     workers = DecodeWorkers(decoder(), 2, 0)
     with caplog.at_level(logging.WARNING, logger="agentprom.receiver.decode_workers"):
         batch = run(decode_all(workers, [(good_protobuf(), "protobuf")]))[0]
     assert len(batch.spans) == 1 and workers.failed and not workers.wants(good_protobuf())
-    assert "decoding in the main process" in caplog.text and "no /dev/shm here" in caplog.text
+    assert "decoding in the main process" in caplog.text and "no more processes here" in caplog.text
 
 
 def wait_until(predicate, timeout: float = 20.0) -> None:
@@ -118,22 +119,34 @@ def wait_until(predicate, timeout: float = 20.0) -> None:
 
 
 @pytest.mark.parametrize("workers", [2], indirect=True)
-def test_a_dead_worker_fails_its_requests_retryably_and_the_pool_is_replaced(sidecar):
+def test_a_dead_worker_fails_what_it_held_retryably_and_is_replaced(sidecar):
     assert sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)[0] == 200
-    pool = sidecar.app.ingest.workers
-    pids = pool.pids()
-    assert len(pids) == 2
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: pool._pool._broken)  # noqa: SLF001 - the executor has seen its workers die
-    status, headers, _payload = sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)
+    workers = sidecar.app.ingest.workers
+    first, second = workers.pids()
+    # an idle worker dies: nothing was waiting for it, and the next request finds a new one
+    os.kill(second, signal.SIGKILL)
+    wait_until(lambda: sidecar.value("agentprom_decode_worker_restarts_total") == 1)
+    assert sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)[0] == 200
+    # a worker dies holding a request (the workers are stopped, so that it holds it until killed)
+    for pid in workers.pids():
+        os.kill(pid, signal.SIGSTOP)
+    answers: list = []
+    poster = threading.Thread(target=lambda: answers.append(sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)))
+    poster.start()
+    wait_until(lambda: sidecar.call(lambda: workers.pending()) == 1)
+    held_by = [w.proc.pid for w in workers._pool if w.pending]  # noqa: SLF001
+    os.kill(held_by[0], signal.SIGKILL)
+    poster.join(20)
+    for pid in workers.pids():
+        os.kill(pid, signal.SIGCONT)
+    status, headers, _payload = answers[0]
     assert status == 503 and headers["Retry-After"] == "1"
     assert sidecar.value("agentprom_requests_refused_total", transport="http", reason="worker_lost") == 1
-    assert sidecar.value("agentprom_decode_worker_restarts_total") == 1
-    # the client's retry reaches a new pool; the refused request was never counted
+    assert sidecar.value("agentprom_decode_worker_restarts_total") == 2
+    # the client's retry is decoded by a worker alive; the refused request was never counted
     assert sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)[0] == 200
-    assert llm_calls(sidecar) == 2
-    assert set(pool.pids()).isdisjoint(pids)
+    assert llm_calls(sidecar) == 3
+    assert first in workers.pids() or held_by == [first]  # the other worker was left alone
 
 
 def ignored_signals(pid: int) -> int:
@@ -166,8 +179,9 @@ def test_stop_ends_the_workers():
         wait_until(lambda: not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2])
 
 
-def test_workers_setting_defaults_to_the_usable_cores_capped():
-    assert validate({}).server.decode_workers == min(usable_cores(), MAX_DEFAULT_WORKERS)
+def test_workers_setting_defaults_to_one_fewer_than_the_usable_cores_capped():
+    assert validate({}).server.decode_workers == default_workers(usable_cores())
+    assert [default_workers(cores) for cores in (1, 2, 3, 4, 5, 64)] == [1, 1, 2, 3, MAX_DEFAULT_WORKERS, MAX_DEFAULT_WORKERS]
     assert validate({"server": {"workers": 1}}).server.decode_workers == 1
     with pytest.raises(Exception, match="workers"):
         validate({"server": {"workers": 0}})

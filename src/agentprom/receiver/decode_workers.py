@@ -16,13 +16,13 @@ What holds across workers (the receivers' contract, receiver/ingest.py):
   same time may be queued in either order, as they may be answered in either order.
 * A worker that dies (killed, out of memory) fails the requests it held with a retryable refusal
   (``worker_lost``: HTTP 503, gRPC UNAVAILABLE, with a retry delay): the client resends them, and
-  nothing from them was counted. The pool is replaced, and the replacement counted in
+  nothing from them was counted. Another worker is started in its place, counted in
   ``agentprom_decode_worker_restarts_total``.
 * Workers ignore SIGINT and SIGTERM: on shutdown the sidecar stops its receivers, lets the decodes
-  in flight finish within the grace, and only then closes the pool. Workers end with the sidecar
-  even when it is killed (their request pipe closes).
-* Should the pool fail to start (no ``/dev/shm`` for its semaphores, a process limit), decoding
-  stays in this process and a warning says why.
+  in flight finish within the grace, and only then closes the workers' input. Workers end with the
+  sidecar even when it is killed (their input pipe closes). decode_worker.py is the worker's side.
+* Should no worker start (a process limit, say), decoding stays in this process and a warning
+  says why.
 """
 
 from __future__ import annotations
@@ -30,19 +30,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import marshal
-import multiprocessing
 import os
-import signal
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import pickle
+import sys
+from collections import deque
 from dataclasses import fields
 from operator import attrgetter
+from pathlib import Path
 from typing import Any
 
 from agentprom.bounds import SpanBounds
 from agentprom.receiver.decode import Batch, DecodeError, DecodeLimits, LimitExceeded, decode_traces
 from agentprom.receiver.otlp_json import decode_traces_json
 from agentprom.model import Span
+from agentprom.receiver.decode_worker import LENGTH_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -76,36 +77,12 @@ class WorkerLost(Exception):
     """The worker decoding a request died; the request may be resent."""
 
 
-# -- in each worker process ---------------------------------------------------------------------
+# -- the pool, on the event loop ----------------------------------------------------------------
 
-_decoder: TraceDecoder | None = None
+def span_rows(spans: list[Span]) -> list[tuple]:
+    """Spans as plain values (what a worker sends; ``Span(*row)`` rebuilds each)."""
+    return list(map(_span_row, spans))
 
-
-def _start_worker(decoder: TraceDecoder) -> None:
-    global _decoder
-    _decoder = decoder
-    # the sidecar decides when workers end (after the drain); a terminal's Ctrl-C or a SIGTERM sent
-    # to the whole process group must not fail the decodes in flight
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def _decode_in_worker(body: bytes, encoding: str) -> bytes:
-    assert _decoder is not None
-    try:
-        batch = _decoder(body, encoding)
-    except LimitExceeded as exc:
-        return marshal.dumps((False, exc.reason, str(exc)))
-    except DecodeError as exc:
-        return marshal.dumps((False, "", str(exc)))
-    return marshal.dumps((True, list(map(_span_row, batch.spans)), batch.rejected), 4)
-
-
-def _ready() -> int:
-    return os.getpid()
-
-
-# -- on the event loop --------------------------------------------------------------------------
 
 def batch_from_worker(data: bytes) -> Batch:
     """The ``Batch`` a worker sent, or the ``DecodeError`` it met raised here."""
@@ -115,8 +92,27 @@ def batch_from_worker(data: bytes) -> Batch:
     return Batch([Span(*row) for row in first], second)
 
 
+class _Worker:
+    """One worker process, its pipes, and the requests it holds (answered in order)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.pending: deque[asyncio.Future] = deque()
+        self.reader: asyncio.Task | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None and self.reader is not None and not self.reader.done()
+
+
 class DecodeWorkers:
-    """The pool (started with the sidecar, or on first use) and its replacement when a worker dies."""
+    """The worker processes (started with the sidecar, or on first use) and their replacement.
+
+    Requests go to the worker holding the fewest; each worker answers in order, so its answers
+    are matched to its requests first in, first out. The pipes are the event loop's own (asyncio
+    subprocess transports): no thread of this process takes part, so nothing competes with the
+    loop for the interpreter lock (a ``ProcessPoolExecutor``, with a feeder and a result thread,
+    measured slower than decoding on the loop)."""
 
     def __init__(self, decoder: TraceDecoder, workers: int, min_bytes: int, restarts: Any = None) -> None:
         self.decoder = decoder
@@ -125,76 +121,131 @@ class DecodeWorkers:
         self.min_bytes = min_bytes
         #: ``agentprom_decode_worker_restarts_total`` (a Family), or None
         self._restarts = restarts
-        self._pool: ProcessPoolExecutor | None = None
-        #: the pool could not start: decode in this process from now on
+        self._pool: list[_Worker] = []
+        self._starting: asyncio.Task | None = None
+        #: the workers could not start: decode in this process from now on
         self.failed = False
         self._closed = False
+        self._decoder_frame = _frame(pickle.dumps(decoder, pickle.HIGHEST_PROTOCOL))
 
     def wants(self, body: bytes) -> bool:
-        return not self.failed and len(body) >= self.min_bytes
-
-    def _ensure(self) -> ProcessPoolExecutor | None:
-        if self._pool is None and not self.failed and not self._closed:
-            try:
-                self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
-                                                 initializer=_start_worker, initargs=(self.decoder,))
-            except (OSError, ImportError, NotImplementedError) as exc:
-                self._fail(exc)
-        return self._pool
-
-    def _fail(self, exc: BaseException) -> None:
-        self.failed = True
-        log.warning("decode workers could not start (%s); decoding in the main process", exc)
+        return not self.failed and not self._closed and len(body) >= self.min_bytes
 
     async def start(self) -> None:
-        """Start the workers now and wait until the pool answers (so the first large request does
-        not wait for a spawn). Should that fail, decoding stays in this process."""
-        pool = self._ensure()
-        if pool is not None:
-            loop = asyncio.get_running_loop()
+        """Start the workers now (so the first large request does not wait for them). Should that
+        fail, decoding stays in this process."""
+        await self._ensure()
+
+    async def _ensure(self) -> None:
+        """Bring the pool up to ``workers`` live processes (one start at a time)."""
+        while self._starting is not None:
+            await asyncio.shield(self._starting)
+        if len(self._pool) >= self.workers or self.failed or self._closed:
+            return
+        self._starting = asyncio.get_running_loop().create_task(self._spawn(self.workers - len(self._pool)))
+        try:
+            await asyncio.shield(self._starting)
+        finally:
+            self._starting = None
+
+    async def _spawn(self, count: int) -> None:
+        env = dict(os.environ)
+        # the worker imports this package from where this process did (a checkout, a virtualenv)
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        for _ in range(count):
             try:
-                await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(self.workers)))
-            except (OSError, BrokenProcessPool) as exc:
-                self._pool = None
-                pool.shutdown(wait=False, cancel_futures=True)
-                self._fail(exc)
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "agentprom.receiver.decode_worker",
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env)
+            except OSError as exc:
+                self.failed = True
+                log.warning("decode workers could not start (%s); decoding in the main process", exc)
+                return
+            worker = _Worker(proc)
+            assert proc.stdin is not None
+            proc.stdin.write(self._decoder_frame)
+            worker.reader = asyncio.get_running_loop().create_task(self._read(worker), name="decode-worker")
+            self._pool.append(worker)
+
+    async def _read(self, worker: _Worker) -> None:
+        """Answer the worker's requests in order; when its output ends, it has died (or was closed)."""
+        stdout = worker.proc.stdout
+        assert stdout is not None
+        try:
+            while True:
+                header = await stdout.readexactly(LENGTH_BYTES)
+                data = await stdout.readexactly(int.from_bytes(header, "big"))
+                if worker.pending:
+                    future = worker.pending.popleft()
+                    if not future.done():
+                        future.set_result(data)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        self._lost(worker)
+
+    def _lost(self, worker: _Worker) -> None:
+        if worker in self._pool:
+            self._pool.remove(worker)
+            if not self._closed:
+                if self._restarts is not None:
+                    self._restarts.inc(())
+                log.warning("a decode worker ended unexpectedly (%d request(s) it held are refused as "
+                            "retryable); starting another", len(worker.pending))
+        while worker.pending:
+            future = worker.pending.popleft()
+            if not future.done():
+                future.set_exception(WorkerLost("a decode worker ended while decoding this request; retry later"))
+        if worker.proc.returncode is None:
+            try:
+                worker.proc.kill()
+            except ProcessLookupError:
+                pass
 
     async def decode(self, body: bytes, encoding: str) -> Batch:
         """Decode in a worker; raises ``DecodeError`` for a bad body, ``WorkerLost`` if the worker died."""
-        pool = self._ensure()
-        if pool is None:
-            return self.decoder(body, encoding)
-        loop = asyncio.get_running_loop()
+        if len(self._pool) < self.workers:
+            await self._ensure()
+        live = [w for w in self._pool if w.alive]
+        if not live:
+            return self.decoder(body, encoding)  # none could start (``failed``) or the pool is closed
+        worker = min(live, key=lambda w: len(w.pending))
+        future = asyncio.get_running_loop().create_future()
+        worker.pending.append(future)
+        stdin = worker.proc.stdin
+        assert stdin is not None
         try:
-            data = await loop.run_in_executor(pool, _decode_in_worker, body, encoding)
-        except OSError as exc:  # a worker process could not be started
-            if self._pool is pool:
-                self._pool = None
-                pool.shutdown(wait=False, cancel_futures=True)
-                self._fail(exc)
-            return self.decoder(body, encoding)
-        except BrokenProcessPool:
-            self._replace(pool)
-            raise WorkerLost("a decode worker ended while decoding this request; retry later") from None
-        return batch_from_worker(data)
+            stdin.write(len(body).to_bytes(LENGTH_BYTES, "big") + (b"P" if encoding == PROTOBUF else b"J"))
+            stdin.write(body)
+            await stdin.drain()
+        except (ConnectionError, RuntimeError):
+            pass  # the worker is gone: its reader fails the future
+        return batch_from_worker(await future)
 
-    def _replace(self, pool: ProcessPoolExecutor) -> None:
-        if self._pool is pool:  # the first of the requests that saw it break replaces it
-            self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
-            if self._restarts is not None:
-                self._restarts.inc(())
-            log.warning("a decode worker ended unexpectedly; its requests were refused as retryable, "
-                        "and the pool is restarted")
+    def pending(self) -> int:
+        """Requests the workers hold now."""
+        return sum(len(w.pending) for w in self._pool)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 10.0) -> None:
         """End the workers once the decodes in flight have finished (after the receivers stopped)."""
         self._closed = True  # anything decoded after this is decoded here
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.get_running_loop().run_in_executor(None, pool.shutdown, True)
+        pool, self._pool = self._pool, []
+        for worker in pool:
+            if worker.proc.stdin is not None:
+                worker.proc.stdin.close()  # the worker's end of input: it exits
+        for worker in pool:
+            try:
+                await asyncio.wait_for(worker.proc.wait(), timeout)
+            except asyncio.TimeoutError:
+                worker.proc.kill()
+                await worker.proc.wait()
+            if worker.reader is not None:
+                await worker.reader
 
     def pids(self) -> list[int]:
         """The worker processes' ids (for tests and diagnostics)."""
-        pool = self._pool
-        return list(pool._processes) if pool is not None and pool._processes else []
+        return [w.proc.pid for w in self._pool]
+
+
+def _frame(payload: bytes) -> bytes:
+    return len(payload).to_bytes(LENGTH_BYTES, "big") + payload
