@@ -7,6 +7,11 @@ the floor no Python receiver can beat), ``decode`` = parse plus our walk into
 (``bounds.py``), classification and the series store updates. ``share_outside_parsing`` is the part of the pipeline's time
 spent in our own Python, i.e. what is left to optimize.
 
+The decode workers' hand-over (``server.workers``, receiver/decode_workers.py) is timed the same
+way, without the pipes: ``worker`` = what a worker does per request (decode, bounds, ``marshal``),
+``handover`` = what the main process does with a worker's answer before translating it (unmarshal,
+rebuild the spans), to set against ``decode`` (what the main process does without workers).
+
     python3 bench/decode.py [--quick] [--requests N]
 """
 
@@ -25,7 +30,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from agentprom.bounds import AmountLimits, SpanBounds  # noqa: E402
 from agentprom.metrics.series_store import SeriesStore  # noqa: E402
-from agentprom.receiver.decode import decode_traces  # noqa: E402
+from agentprom.conventions.profile import WANTED_KEYS, WANTED_RESOURCE_KEYS  # noqa: E402
+from agentprom.receiver.decode import NO_LIMITS, decode_traces  # noqa: E402
+from agentprom.receiver.decode_worker import _decode_in_worker  # noqa: E402
+from agentprom.receiver.decode_workers import TraceDecoder, batch_from_worker  # noqa: E402
 from agentprom.translator import Translator  # noqa: E402
 
 
@@ -60,6 +68,10 @@ def main() -> None:
     parse = cpu_rate(ExportTraceServiceRequest.FromString, requests, count)
     decode = cpu_rate(decode_traces, requests, count)
     full = cpu_rate(pipeline, requests, count)
+    decoder = TraceDecoder(WANTED_KEYS, NO_LIMITS, WANTED_RESOURCE_KEYS, bounds)
+    worker = cpu_rate(lambda body: _decode_in_worker(decoder, body, "protobuf"), requests, count)
+    answers = {body: _decode_in_worker(decoder, body, "protobuf") for body in requests}
+    handover = cpu_rate(lambda body: batch_from_worker(answers[body]), requests, count)
     emit({
         "bench": "decode",
         "spans_per_request": SPANS_PER_REQUEST,
@@ -70,6 +82,9 @@ def main() -> None:
         "pipeline_cpu_ms_per_1000_spans": round(1e6 / full, 2),
         "share_outside_parsing": round(1 - full / parse, 3),
         "decode_share_of_pipeline": round(full / decode, 3),
+        "worker_us_per_span": round(1e6 / worker, 2),
+        "handover_us_per_span": round(1e6 / handover, 2),
+        "decode_us_per_span": round(1e6 / decode, 2),
     })
 
 
