@@ -200,3 +200,30 @@ def test_usable_cores_follow_a_cpu_quota(tmp_path, monkeypatch, files, cores):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)
     assert usable_cores(str(tmp_path)) == (cores or 8)
+
+
+def test_workers_that_cannot_start_leave_decoding_in_this_process(monkeypatch, caplog):
+    """A worker that ends before its first answer, again and again (a broken install, say), must
+    not refuse every large request forever: after a few, decoding stays in this process."""
+    monkeypatch.setattr(DecodeWorkers, "command", ("-c", "import sys; sys.exit(3)"))
+    workers = DecodeWorkers(decoder(), 1 + DecodeWorkers.MAX_EARLY_DEATHS, 0)
+
+    async def attempts():
+        outcomes = []
+        try:
+            for _ in range(10):
+                try:
+                    outcomes.append(len((await workers.decode(good_protobuf(), "protobuf")).spans))
+                except decode_workers.WorkerLost:
+                    outcomes.append("lost")
+                if workers.failed:
+                    outcomes.append(len((await workers.decode(good_protobuf(), "protobuf")).spans))
+                    break
+        finally:
+            await workers.close()
+        return outcomes
+
+    with caplog.at_level(logging.WARNING, logger="agentprom.receiver.decode_workers"):
+        outcomes = run(attempts())
+    assert workers.failed and outcomes[-1] == 1 and set(outcomes[:-1]) <= {"lost"}
+    assert "before their first answer (exit status 3); decoding in the main process" in caplog.text

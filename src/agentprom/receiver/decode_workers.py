@@ -99,6 +99,8 @@ class _Worker:
         self.proc = proc
         self.pending: deque[asyncio.Future] = deque()
         self.reader: asyncio.Task | None = None
+        #: requests answered (a worker that dies before its first answer may not be able to start at all)
+        self.answered = 0
 
     @property
     def alive(self) -> bool:
@@ -113,6 +115,11 @@ class DecodeWorkers:
     subprocess transports): no thread of this process takes part, so nothing competes with the
     loop for the interpreter lock (a ``ProcessPoolExecutor`` adds a feeder and a result thread)."""
 
+    #: how a worker is started (``sys.executable`` and these arguments)
+    command: tuple[str, ...] = ("-m", "agentprom.receiver.decode_worker")
+    #: workers in a row that end before their first answer, after which decoding stays in this process
+    MAX_EARLY_DEATHS = 3
+
     def __init__(self, decoder: TraceDecoder, workers: int, min_bytes: int, restarts: Any = None) -> None:
         self.decoder = decoder
         self.workers = workers
@@ -125,6 +132,7 @@ class DecodeWorkers:
         #: the workers could not start: decode in this process from now on
         self.failed = False
         self._closed = False
+        self._early_deaths = 0
         self._decoder_frame = _frame(pickle.dumps(decoder, pickle.HIGHEST_PROTOCOL))
 
     def wants(self, body: bytes) -> bool:
@@ -155,8 +163,8 @@ class DecodeWorkers:
         for _ in range(count):
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "agentprom.receiver.decode_worker",
-                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env)
+                    sys.executable, *self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    env=env, limit=READ_LIMIT)
             except OSError as exc:
                 self.failed = True
                 log.warning("decode workers could not start (%s); decoding in the main process", exc)
@@ -175,22 +183,34 @@ class DecodeWorkers:
             while True:
                 header = await stdout.readexactly(LENGTH_BYTES)
                 data = await stdout.readexactly(int.from_bytes(header, "big"))
+                worker.answered += 1
+                self._early_deaths = 0
                 if worker.pending:
                     future = worker.pending.popleft()
                     if not future.done():
                         future.set_result(data)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        try:  # its exit status, for the log (a process whose output ended is exiting)
+            await asyncio.wait_for(worker.proc.wait(), 2.0)
+        except asyncio.TimeoutError:
+            pass  # killed in _lost
         self._lost(worker)
 
     def _lost(self, worker: _Worker) -> None:
         if worker in self._pool:
             self._pool.remove(worker)
-            if not self._closed:
+            if not self._closed and not self.failed:
                 if self._restarts is not None:
                     self._restarts.inc(())
-                log.warning("a decode worker ended unexpectedly (%d request(s) it held are refused as "
-                            "retryable); starting another", len(worker.pending))
+                self._early_deaths = self._early_deaths + 1 if not worker.answered else 0
+                if self._early_deaths >= self.MAX_EARLY_DEATHS:  # it cannot start here: stop trying
+                    self.failed = True
+                    log.warning("decode workers ended %d times in a row before their first answer (exit "
+                                "status %s); decoding in the main process", self._early_deaths, worker.proc.returncode)
+                else:
+                    log.warning("a decode worker ended unexpectedly (%d request(s) it held are refused as "
+                                "retryable); starting another", len(worker.pending))
         while worker.pending:
             future = worker.pending.popleft()
             if not future.done():
@@ -205,7 +225,7 @@ class DecodeWorkers:
         """Decode in a worker; raises ``DecodeError`` for a bad body, ``WorkerLost`` if the worker died."""
         if len(self._pool) < self.workers:
             await self._ensure()
-        live = [w for w in self._pool if w.alive]
+        live = [w for w in self._pool if w.alive] if not self.failed else []
         if not live:
             return self.decoder(body, encoding)  # none could start (``failed``) or the pool is closed
         worker = min(live, key=lambda w: len(w.pending))
@@ -244,6 +264,10 @@ class DecodeWorkers:
     def pids(self) -> list[int]:
         """The worker processes' ids (for tests and diagnostics)."""
         return [w.proc.pid for w in self._pool]
+
+
+#: the workers' output streams buffer this much before pausing the pipe (answers are often 100 KB+)
+READ_LIMIT = 1 << 20
 
 
 def _frame(payload: bytes) -> bytes:
