@@ -8,8 +8,8 @@ acknowledged per second and the target's CPU seconds per 1,000 spans (of the who
 tree: the sidecar's decode workers count), and its peak resident memory; the ratios make the
 figure meaningful on a noisy, shared machine.
 
-The sidecar runs its default configuration (sessions and trace context on; ``server.workers``
-unset, so as many decode workers as usable cores, at most 4) unless ``--workers`` says otherwise.
+The sidecar runs its default configuration (sessions and trace context on; ``server.workers: 1``,
+no decode worker processes) unless ``--workers`` says otherwise.
 Nothing lost, nothing counted twice: once the load ends, the script waits for the sidecar's
 queue to drain and checks its catalog counters against what was acknowledged during the measured
 window: ``agentprom_spans_received_total`` must have grown by exactly the spans acknowledged, and
@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=None, help="sender processes (default 3)")
     parser.add_argument("--in-flight", type=int, default=4, help="calls in flight per sender")
     parser.add_argument("--workers", type=int, default=None,
-                        help="the sidecar's server.workers (default: its own default, the usable cores up to 4)")
+                        help="the sidecar's server.workers (default: its own default, 1)")
     args = parser.parse_args()
     seconds = args.seconds or (1.0 if args.quick else 15.0)
     senders = args.senders or (1 if args.quick else 3)

@@ -920,13 +920,3 @@ def test_operator_schemas_are_strict():
         with pytest.raises(AssertionError):
             validate(doc)
 
-
-def test_decode_workers_are_off_in_a_sidecar_and_the_default_in_a_gateway(helm):
-    """A sidecar's small memory limit has no room for decode worker processes; a gateway takes the
-    default (the usable cores, at most 4); config.server.workers overrides either."""
-    def workers(values):
-        return yaml.safe_load(rendered_config(render(helm, values)))["server"].get("workers")
-
-    assert workers({"mode": "sidecar"}) == 1
-    assert workers({"mode": "gateway"}) is None
-    assert workers({"mode": "sidecar", "config": {"server": {"workers": 2}}}) == 2

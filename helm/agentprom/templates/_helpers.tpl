@@ -56,10 +56,6 @@ then .Values.config over them. */}}
       "otlp_grpc" (printf "%s:%d" $host (int .Values.ports.otlpGrpc))
       "otlp_http" (printf "%s:%d" $host (int .Values.ports.otlpHttp))
       "metrics" (printf "0.0.0.0:%d" (int .Values.ports.metrics)) -}}
-{{- if ne .Values.mode "gateway" -}}
-{{- /* a sidecar serves one agent inside a small memory limit: no decode worker processes */ -}}
-{{- $_ := set $server "workers" 1 -}}
-{{- end -}}
 {{- $rendered := dict "server" $server "log" (dict "level" .Values.log.level "format" .Values.log.format) -}}
 {{- $sessions := .Values.sessions -}}
 {{- $_ := set $rendered "sessions" (dict "enabled" $sessions.enabled) -}}

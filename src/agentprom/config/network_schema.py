@@ -19,14 +19,14 @@ from agentprom.text import DEFAULT_MAX_STRING_BYTES
 _ADDRESS = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.\-]+)):(?P<port>\d{1,5})$")
 
 
-#: ``server.workers`` when not configured: one fewer than the usable cores (the process that keeps
-#: the state needs a core of its own), at least 1, at most this many
+#: ``server.workers: auto``: one fewer than the usable cores (the process that keeps the state needs
+#: a core of its own), at least 1, at most this many
 MAX_DEFAULT_WORKERS = 4
 
 
 def default_workers(cores: int) -> int:
-    """On two cores shared with other work, decode workers measured slower than one process
-    (bench/ingest.py: their hand-over costs about a third more CPU per span), so they start at three."""
+    """What ``auto`` means on ``cores`` usable cores. (On two cores shared with other work, decode
+    workers measured slower than one process, bench/ingest.py, hence not a default of their own.)"""
     return max(1, min(cores - 1, MAX_DEFAULT_WORKERS))
 
 
@@ -122,11 +122,12 @@ class ServerConfig(_Model):
         description="Items in one OTLP/JSON array (attributes, events, data points, ...; spans go by "
         "max_spans_per_request) and events on one span; more refuse the request (400 naming the path).",
     )
-    workers: int | None = Field(
-        None, ge=1, le=64,
+    workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
+        1,
         description="Processes that decode large export requests (worker_min_bytes and more) beside the one "
-        "that keeps the state; 1 decodes everything in the main process. Unset: one fewer than the usable "
-        f"cores (a CPU limit counts, rounded up), at least 1 and at most {MAX_DEFAULT_WORKERS}.",
+        "that keeps the state; 1 decodes everything in the main process. auto: one fewer than the usable "
+        f"cores (a CPU limit counts, rounded up), at least 1 and at most {MAX_DEFAULT_WORKERS}. Workers "
+        "make a span cost more CPU in all: they pay only where cores are free for them (docs/deploy.md).",
     )
     worker_min_bytes: int = Field(
         32 * 1024, ge=0, le=2**31 - 1,
@@ -170,8 +171,8 @@ class ServerConfig(_Model):
 
     @property
     def decode_workers(self) -> int:
-        """``workers``, or its default for this machine."""
-        return self.workers if self.workers is not None else default_workers(usable_cores())
+        """``workers``, or for ``auto`` what this machine gives."""
+        return self.workers if self.workers != "auto" else default_workers(usable_cores())
 
 
 class TlsConfig(_Model):

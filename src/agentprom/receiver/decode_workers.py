@@ -32,6 +32,7 @@ import logging
 import marshal
 import os
 import pickle
+import site
 import sys
 from collections import deque
 from dataclasses import fields
@@ -85,40 +86,58 @@ def span_rows(spans: list[Span]) -> list[tuple]:
 
 
 def batch_from_worker(data: bytes) -> Batch:
-    """The ``Batch`` a worker sent, or the ``DecodeError`` it met raised here."""
+    """The ``Batch`` a worker sent, or the ``DecodeError`` it met raised here (an unexpected error
+    in the worker is raised as ``WorkerError``: a fault of ours, as it would be in this process)."""
     ok, first, second = marshal.loads(data)
+    if ok is None:
+        raise WorkerError(f"decode worker: {first}: {second}")
     if not ok:
         raise LimitExceeded(first, second) if first else DecodeError(second)
     return Batch([Span(*row) for row in first], second)
 
 
+class _Unserved(Exception):
+    """No worker will take this request: it is decoded in this process."""
+
+
+class WorkerError(RuntimeError):
+    """Decoding raised something unexpected in a worker (a bug): answered as in this process."""
+
+
+#: requests written to one worker before its answers come back: enough to keep it busy, few enough
+#: that a cancelled request is rarely sent, and the pipes hold little
+AHEAD = 2
+
+
 class _Worker:
-    """One worker process, its pipes, and the requests it holds (answered in order)."""
+    """One worker process, its pipes, and the requests written to it (answered in order)."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
-        self.pending: deque[asyncio.Future] = deque()
+        self.sent: deque[asyncio.Future] = deque()
         self.reader: asyncio.Task | None = None
         #: requests answered (a worker that dies before its first answer may not be able to start at all)
         self.answered = 0
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.returncode is None and self.reader is not None and not self.reader.done()
+        #: its output ended: it takes nothing more
+        self.dead = False
 
 
 class DecodeWorkers:
     """The worker processes (started with the sidecar, or on first use) and their replacement.
 
-    Requests go to the worker holding the fewest; each worker answers in order, so its answers
-    are matched to its requests first in, first out. The pipes are the event loop's own (asyncio
-    subprocess transports): no thread of this process takes part, so nothing competes with the
-    loop for the interpreter lock (a ``ProcessPoolExecutor`` adds a feeder and a result thread)."""
+    Requests wait in one queue here and are written to a worker holding fewer than ``AHEAD``;
+    each worker answers in order, so its answers are matched to its requests first in, first
+    out. A request whose caller gave up is dropped from the queue unsent. The pipes are the event
+    loop's own (asyncio subprocess transports; Python's child watcher waits for the exits in threads
+    blocked in ``waitpid``), so nothing competes with the loop for the interpreter lock (a
+    ``ProcessPoolExecutor`` adds a feeder and a result thread)."""
 
     #: how a worker is started (``sys.executable`` and these arguments)
     command: tuple[str, ...] = ("-m", "agentprom.receiver.decode_worker")
     #: workers in a row that end before their first answer, after which decoding stays in this process
     MAX_EARLY_DEATHS = 3
+    #: ``close`` waits this long for the workers to exit before killing them
+    CLOSE_SECONDS = 2.0
 
     def __init__(self, decoder: TraceDecoder, workers: int, min_bytes: int, restarts: Any = None) -> None:
         self.decoder = decoder
@@ -128,6 +147,8 @@ class DecodeWorkers:
         #: ``agentprom_decode_worker_restarts_total`` (a Family), or None
         self._restarts = restarts
         self._pool: list[_Worker] = []
+        #: requests not yet written to a worker: (future, header, body)
+        self._queue: deque[tuple[asyncio.Future, bytes, bytes]] = deque()
         self._starting: asyncio.Task | None = None
         #: the workers could not start: decode in this process from now on
         self.failed = False
@@ -141,39 +162,44 @@ class DecodeWorkers:
     async def start(self) -> None:
         """Start the workers now (so the first large request does not wait for them). Should that
         fail, decoding stays in this process."""
-        await self._ensure()
+        self._ensure()
+        if self._starting is not None:
+            await asyncio.shield(self._starting)
 
-    async def _ensure(self) -> None:
-        """Bring the pool up to ``workers`` live processes (one start at a time)."""
-        while self._starting is not None:
-            await asyncio.shield(self._starting)
-        if len(self._pool) >= self.workers or self.failed or self._closed:
-            return
-        self._starting = asyncio.get_running_loop().create_task(self._spawn(self.workers - len(self._pool)))
+    def _ensure(self) -> None:
+        """Start workers up to ``workers`` (in a task of its own: a caller that gives up does not stop it)."""
+        if self._starting is None and len(self._pool) < self.workers and not self.failed and not self._closed:
+            self._starting = asyncio.get_running_loop().create_task(self._spawn(), name="decode-workers-start")
+
+    async def _spawn(self) -> None:
         try:
-            await asyncio.shield(self._starting)
+            env = dict(os.environ)
+            # the worker imports this package from where this process did (a checkout, say), unless a
+            # worker would find it anyway (installed: site-packages must not go before the standard library)
+            package_root = str(Path(__file__).resolve().parents[2])
+            if package_root not in site.getsitepackages() + [site.getusersitepackages()]:
+                env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+            while len(self._pool) < self.workers and not self.failed and not self._closed:
+                try:
+                    proc = await asyncio.create_subprocess_exec(
+                        sys.executable, *self.command, stdin=asyncio.subprocess.PIPE,
+                        stdout=asyncio.subprocess.PIPE, env=env, limit=READ_LIMIT)
+                except OSError as exc:
+                    self.failed = True
+                    log.warning("decode workers could not start (%s); decoding in the main process", exc)
+                    break
+                worker = _Worker(proc)
+                self._pool.append(worker)
+                assert proc.stdin is not None
+                proc.stdin.write(self._decoder_frame)
+                worker.reader = asyncio.get_running_loop().create_task(self._read(worker), name="decode-worker")
+                if self._closed:  # closed while this one started
+                    proc.stdin.close()
         finally:
             self._starting = None
-
-    async def _spawn(self, count: int) -> None:
-        env = dict(os.environ)
-        # the worker imports this package from where this process did (a checkout, a virtualenv)
-        package_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-        for _ in range(count):
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable, *self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                    env=env, limit=READ_LIMIT)
-            except OSError as exc:
-                self.failed = True
-                log.warning("decode workers could not start (%s); decoding in the main process", exc)
-                return
-            worker = _Worker(proc)
-            assert proc.stdin is not None
-            proc.stdin.write(self._decoder_frame)
-            worker.reader = asyncio.get_running_loop().create_task(self._read(worker), name="decode-worker")
-            self._pool.append(worker)
+        if self.failed:
+            self._fail_queued()
+        self._dispatch()
 
     async def _read(self, worker: _Worker) -> None:
         """Answer the worker's requests in order; when its output ends, it has died (or was closed)."""
@@ -185,12 +211,14 @@ class DecodeWorkers:
                 data = await stdout.readexactly(int.from_bytes(header, "big"))
                 worker.answered += 1
                 self._early_deaths = 0
-                if worker.pending:
-                    future = worker.pending.popleft()
+                if worker.sent:
+                    future = worker.sent.popleft()
                     if not future.done():
                         future.set_result(data)
+                self._dispatch()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        worker.dead = True
         try:  # its exit status, for the log (a process whose output ended is exiting)
             await asyncio.wait_for(worker.proc.wait(), 2.0)
         except asyncio.TimeoutError:
@@ -203,16 +231,17 @@ class DecodeWorkers:
             if not self._closed and not self.failed:
                 if self._restarts is not None:
                     self._restarts.inc(())
+                held = len(worker.sent)
                 self._early_deaths = self._early_deaths + 1 if not worker.answered else 0
                 if self._early_deaths >= self.MAX_EARLY_DEATHS:  # it cannot start here: stop trying
                     self.failed = True
                     log.warning("decode workers ended %d times in a row before their first answer (exit "
                                 "status %s); decoding in the main process", self._early_deaths, worker.proc.returncode)
                 else:
-                    log.warning("a decode worker ended unexpectedly (%d request(s) it held are refused as "
-                                "retryable); starting another", len(worker.pending))
-        while worker.pending:
-            future = worker.pending.popleft()
+                    log.warning("a decode worker ended unexpectedly (exit status %s; %d request(s) it held are "
+                                "refused as retryable); starting another", worker.proc.returncode, held)
+        while worker.sent:
+            future = worker.sent.popleft()
             if not future.done():
                 future.set_exception(WorkerLost("a decode worker ended while decoding this request; retry later"))
         if worker.proc.returncode is None:
@@ -220,50 +249,79 @@ class DecodeWorkers:
                 worker.proc.kill()
             except ProcessLookupError:
                 pass
+        if self._closed or self.failed:
+            self._fail_queued()
+        else:
+            self._ensure()
+
+    def _dispatch(self) -> None:
+        """Write queued requests to the workers that hold fewer than ``AHEAD``; drop those given up."""
+        queue = self._queue
+        while queue:
+            ready = [w for w in self._pool if not w.dead and len(w.sent) < AHEAD]
+            if not ready:
+                return
+            future, header, body = queue.popleft()
+            if future.done():  # cancelled while it waited: never sent
+                continue
+            worker = min(ready, key=lambda w: len(w.sent))
+            worker.sent.append(future)
+            stdin = worker.proc.stdin
+            assert stdin is not None
+            try:
+                stdin.write(header)
+                stdin.write(body)
+            except (ConnectionError, RuntimeError):
+                pass  # the worker is gone: its reader fails the future
+
+    def _fail_queued(self) -> None:
+        """The workers stopped (closed, or cannot start): what waits for one is decoded here instead."""
+        while self._queue:
+            future = self._queue.popleft()[0]
+            if not future.done():
+                future.set_exception(_Unserved())
 
     async def decode(self, body: bytes, encoding: str) -> Batch:
-        """Decode in a worker; raises ``DecodeError`` for a bad body, ``WorkerLost`` if the worker died."""
-        if len(self._pool) < self.workers:
-            await self._ensure()
-        live = [w for w in self._pool if w.alive] if not self.failed else []
-        if not live:
-            return self.decoder(body, encoding)  # none could start (``failed``) or the pool is closed
-        worker = min(live, key=lambda w: len(w.pending))
+        """Decode in a worker; raises ``DecodeError`` for a bad body, ``WorkerLost`` if the worker died
+        (or the workers stopped) before answering."""
+        if self.failed or self._closed:  # a large body: off the loop all the same
+            return await asyncio.get_running_loop().run_in_executor(_fallback_pool(), self.decoder, body, encoding)
+        self._ensure()
         future = asyncio.get_running_loop().create_future()
-        worker.pending.append(future)
-        stdin = worker.proc.stdin
-        assert stdin is not None
+        self._queue.append((future, len(body).to_bytes(LENGTH_BYTES, "big") + (b"P" if encoding == PROTOBUF else b"J"),
+                            body))
+        self._dispatch()
         try:
-            stdin.write(len(body).to_bytes(LENGTH_BYTES, "big") + (b"P" if encoding == PROTOBUF else b"J"))
-            stdin.write(body)
-            await stdin.drain()
-        except (ConnectionError, RuntimeError):
-            pass  # the worker is gone: its reader fails the future
-        return batch_from_worker(await future)
+            data = await future
+        except _Unserved:
+            return await asyncio.get_running_loop().run_in_executor(_fallback_pool(), self.decoder, body, encoding)
+        return batch_from_worker(data)
 
     def pending(self) -> int:
-        """Requests the workers hold now."""
-        return sum(len(w.pending) for w in self._pool)
+        """Requests waiting for a worker or written to one and not answered yet."""
+        return len(self._queue) + sum(len(w.sent) for w in self._pool)
 
-    async def close(self, timeout: float = 10.0) -> None:
-        """End the workers once the decodes in flight have finished (after the receivers stopped)."""
-        self._closed = True  # anything decoded after this is decoded here
-        pool, self._pool = self._pool, []
+    async def close(self) -> None:
+        """End the workers (after the receivers stopped: nothing waits for them any more). They get
+        ``CLOSE_SECONDS`` to exit on their own, then are killed; whatever they still held fails."""
+        self._closed = True  # anything decoded after this is decoded in this process
+        if self._starting is not None:
+            await asyncio.shield(self._starting)
+        pool = list(self._pool)
+        self._fail_queued()
         for worker in pool:
             if worker.proc.stdin is not None:
                 worker.proc.stdin.close()  # the worker's end of input: it exits
-        for worker in pool:
-            try:
-                await asyncio.wait_for(worker.proc.wait(), timeout)
-            except asyncio.TimeoutError:
+        waits = [asyncio.wait_for(worker.proc.wait(), self.CLOSE_SECONDS) for worker in pool]
+        for worker, outcome in zip(pool, await asyncio.gather(*waits, return_exceptions=True)):
+            if isinstance(outcome, asyncio.TimeoutError) and worker.proc.returncode is None:
                 worker.proc.kill()
-                await worker.proc.wait()
-            if worker.reader is not None:
-                await worker.reader
+        await asyncio.gather(*(worker.reader for worker in pool if worker.reader is not None))
+        self._pool.clear()
 
     def pids(self) -> list[int]:
         """The worker processes' ids (for tests and diagnostics)."""
-        return [w.proc.pid for w in self._pool]
+        return [w.proc.pid for w in self._pool if not w.dead]
 
 
 #: the workers' output streams buffer this much before pausing the pipe (answers are often 100 KB+)
@@ -272,3 +330,9 @@ READ_LIMIT = 1 << 20
 
 def _frame(payload: bytes) -> bytes:
     return len(payload).to_bytes(LENGTH_BYTES, "big") + payload
+
+
+def _fallback_pool():
+    from agentprom.receiver.ingest import decode_pool  # the one thread large bodies use without workers
+
+    return decode_pool()
