@@ -16,6 +16,11 @@ window: ``agentprom_spans_received_total`` must have grown by exactly the spans 
 ``agent_llm_calls_total`` and ``agent_tool_calls_total`` by the LLM and tool spans among them.
 
     python3 bench/ingest.py [--quick] [--seconds S] [--senders N] [--in-flight K] [--workers W]
+    python3 bench/ingest.py --compare-workers 1,2 [--rounds R] [--seconds S] ...
+
+``--compare-workers`` measures only the sidecar, once per ``server.workers`` value per round, the
+values alternating (so a busy machine's phases fall on each alike), and reports each value's best
+and median spans/s, CPU per 1,000 spans (process tree) and cores used by the main process alone.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from workload import (  # noqa: E402
     emit,
     free_port,
     http_get,
+    own_cpu_seconds,
     request_bytes,
     rss_bytes,
     with_trace_ids,
@@ -212,6 +218,32 @@ def tuple_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def compare_workers(values: list[int], rounds: int, seconds: float, senders: int, in_flight: int) -> None:
+    runs: dict[int, list[dict]] = {v: [] for v in values}
+    for _ in range(rounds):
+        for workers in values:
+            sidecar = SidecarProcess(json.dumps({"server": {"workers": workers}}))
+            try:
+                run_load(sidecar.grpc, sidecar.pid, min(seconds, 2.0), senders, in_flight)  # warm-up
+                own0, t0 = own_cpu_seconds(sidecar.pid), time.monotonic()
+                result = run_load(sidecar.grpc, sidecar.pid, seconds, senders, in_flight)
+                result["main_process_cores_used"] = round((own_cpu_seconds(sidecar.pid) - own0)
+                                                          / (time.monotonic() - t0), 2)
+                runs[workers].append(result)
+            finally:
+                sidecar.stop()
+
+    def summary(results: list[dict]) -> dict:
+        rates = sorted(r["spans_per_s"] for r in results)
+        return {"best_spans_per_s": rates[-1], "median_spans_per_s": rates[len(rates) // 2],
+                "cpu_s_per_1000_spans": [r["cpu_s_per_1000_spans"] for r in results],
+                "main_process_cores_used": [r["main_process_cores_used"] for r in results]}
+
+    emit({"bench": "ingest", "mode": "compare_workers", "senders": senders, "in_flight_per_sender": in_flight,
+          "seconds": seconds, "rounds": rounds, "cpus": os.cpu_count(),
+          "workers": {str(v): summary(runs[v]) for v in values}})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run (proves the script works)")
@@ -220,9 +252,16 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=4, help="calls in flight per sender")
     parser.add_argument("--workers", type=int, default=None,
                         help="the sidecar's server.workers (default: its own default, 1)")
+    parser.add_argument("--compare-workers", default="",
+                        help="comma-separated server.workers values to compare, alternating (no rotel run)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --compare-workers (default 3)")
     args = parser.parse_args()
     seconds = args.seconds or (1.0 if args.quick else 15.0)
     senders = args.senders or (1 if args.quick else 3)
+    if args.compare_workers:
+        compare_workers([int(v) for v in args.compare_workers.split(",")], args.rounds, seconds, senders,
+                        args.in_flight)
+        return
 
     sidecar = SidecarProcess(json.dumps({"server": {"workers": args.workers}}) if args.workers else "")
     try:

@@ -140,7 +140,8 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def _own_cpu_seconds(pid: int) -> float:
+def own_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process alone (and its reaped children)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:  # ended meanwhile: its time is in its parent's reaped-children fields
@@ -150,7 +151,7 @@ def _own_cpu_seconds(pid: int) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and all its descendants (alive, or ended and reaped), from /proc."""
-    return sum(_own_cpu_seconds(p) for p in process_tree(pid))
+    return sum(own_cpu_seconds(p) for p in process_tree(pid))
 
 
 def _own_rss(pid: int) -> int:

@@ -14,9 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_bench(name: str) -> dict:
+def run_bench(name: str, *extra: str) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}.py"), "--quick"],
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}.py"), "--quick", *extra],
                             capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
@@ -35,6 +35,13 @@ def test_ingest_against_rotel():
     # every acknowledged span counted once: the sidecar's counters grew by exactly what was sent
     check = report["agentprom"]["exactly_once"]
     assert check["ok"] and check["agentprom_spans_received_total"]["counted"] > 0, check
+
+
+def test_ingest_compares_worker_counts():
+    report = run_bench("ingest", "--compare-workers", "1,2", "--rounds", "1")
+    assert set(report["workers"]) == {"1", "2"}
+    for summary in report["workers"].values():
+        assert summary["best_spans_per_s"] > 0 and summary["main_process_cores_used"][0] > 0
 
 
 def test_metrics_in_cost():
