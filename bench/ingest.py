@@ -101,9 +101,9 @@ def run_load(address: str, pid: int, seconds: float, senders: int, in_flight: in
     while time.time() < start_at:
         time.sleep(0.005)
     peak = PeakRss(pid)
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    cpu0, own0, t0 = cpu_seconds(pid), own_cpu_seconds(pid), time.monotonic()
     results = [out.get(timeout=seconds + 60) for _ in procs]
-    cpu1, t1 = cpu_seconds(pid), time.monotonic()
+    cpu1, own1, t1 = cpu_seconds(pid), own_cpu_seconds(pid), time.monotonic()
     peak.stop()
     for p in procs:
         p.join(10)
@@ -115,6 +115,7 @@ def run_load(address: str, pid: int, seconds: float, senders: int, in_flight: in
         "spans_per_s": round(spans / wall),
         "cpu_s_per_1000_spans": round(cpu / spans * 1000, 5) if spans else None,
         "cpu_cores_used": round(cpu / wall, 2),
+        "main_process_cores_used": round((own1 - own0) / wall, 2),
         "requests": sent,
         "errors": sum(r[1] for r in results),
         "seconds": round(wall, 2),
@@ -225,11 +226,7 @@ def compare_workers(values: list[int], rounds: int, seconds: float, senders: int
             sidecar = SidecarProcess(json.dumps({"server": {"workers": workers}}))
             try:
                 run_load(sidecar.grpc, sidecar.pid, min(seconds, 2.0), senders, in_flight)  # warm-up
-                own0, t0 = own_cpu_seconds(sidecar.pid), time.monotonic()
-                result = run_load(sidecar.grpc, sidecar.pid, seconds, senders, in_flight)
-                result["main_process_cores_used"] = round((own_cpu_seconds(sidecar.pid) - own0)
-                                                          / (time.monotonic() - t0), 2)
-                runs[workers].append(result)
+                runs[workers].append(run_load(sidecar.grpc, sidecar.pid, seconds, senders, in_flight))
             finally:
                 sidecar.stop()
 
