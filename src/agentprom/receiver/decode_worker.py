@@ -20,7 +20,12 @@ import os
 import pickle
 import signal
 import sys
+from dataclasses import fields
+from operator import attrgetter
 from typing import BinaryIO
+
+from agentprom.model import Span
+from agentprom.receiver.decode import DecodeError, LimitExceeded
 
 ENCODINGS = {b"P"[0]: "protobuf", b"J"[0]: "json"}
 LENGTH_BYTES = 8
@@ -38,10 +43,16 @@ def _read_frame(stream: BinaryIO) -> bytes | None:
     return _read_exactly(stream, int.from_bytes(header, "big"))
 
 
-def _decode_in_worker(decoder, body: bytes, encoding: str) -> bytes:
-    from agentprom.receiver.decode import DecodeError, LimitExceeded
-    from agentprom.receiver.decode_workers import span_rows
+#: a span as plain values, in ``Span``'s field order (``Span(*row)`` rebuilds it)
+_span_row = attrgetter(*(f.name for f in fields(Span)))
 
+
+def span_rows(spans: list[Span]) -> list[tuple]:
+    """Spans as plain values: what a worker sends, ``Span(*row)`` rebuilds each."""
+    return list(map(_span_row, spans))
+
+
+def _decode_in_worker(decoder, body: bytes, encoding: str) -> bytes:
     try:
         batch = decoder(body, encoding)
     except LimitExceeded as exc:

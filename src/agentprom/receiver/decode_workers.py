@@ -35,8 +35,7 @@ import pickle
 import site
 import sys
 from collections import deque
-from dataclasses import fields
-from operator import attrgetter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +49,6 @@ log = logging.getLogger(__name__)
 
 PROTOBUF = "protobuf"
 JSON = "json"
-
-
-#: a span as plain values, in ``Span``'s field order (``Span(*row)`` rebuilds it)
-_span_row = attrgetter(*(f.name for f in fields(Span)))
 
 
 class TraceDecoder:
@@ -79,11 +74,6 @@ class WorkerLost(Exception):
 
 
 # -- the pool, on the event loop ----------------------------------------------------------------
-
-def span_rows(spans: list[Span]) -> list[tuple]:
-    """Spans as plain values (what a worker sends; ``Span(*row)`` rebuilds each)."""
-    return list(map(_span_row, spans))
-
 
 def batch_from_worker(data: bytes) -> Batch:
     """The ``Batch`` a worker sent, or the ``DecodeError`` it met raised here (an unexpected error
@@ -285,7 +275,7 @@ class DecodeWorkers:
         """Decode in a worker; raises ``DecodeError`` for a bad body, ``WorkerLost`` if the worker died
         (or the workers stopped) before answering."""
         if self.failed or self._closed:  # a large body: off the loop all the same
-            return await asyncio.get_running_loop().run_in_executor(_fallback_pool(), self.decoder, body, encoding)
+            return await self._decode_here(body, encoding)
         self._ensure()
         future = asyncio.get_running_loop().create_future()
         self._queue.append((future, len(body).to_bytes(LENGTH_BYTES, "big") + (b"P" if encoding == PROTOBUF else b"J"),
@@ -294,8 +284,12 @@ class DecodeWorkers:
         try:
             data = await future
         except _Unserved:
-            return await asyncio.get_running_loop().run_in_executor(_fallback_pool(), self.decoder, body, encoding)
+            return await self._decode_here(body, encoding)
         return batch_from_worker(data)
+
+    async def _decode_here(self, body: bytes, encoding: str) -> Batch:
+        """No worker takes this large body: the decode thread does (never the loop)."""
+        return await asyncio.get_running_loop().run_in_executor(decode_pool(), self.decoder, body, encoding)
 
     def pending(self) -> int:
         """Requests waiting for a worker or written to one and not answered yet."""
@@ -332,7 +326,14 @@ def _frame(payload: bytes) -> bytes:
     return len(payload).to_bytes(LENGTH_BYTES, "big") + payload
 
 
-def _fallback_pool():
-    from agentprom.receiver.ingest import decode_pool  # the one thread large bodies use without workers
+_decode_pool: ThreadPoolExecutor | None = None
 
-    return decode_pool()
+
+def decode_pool() -> ThreadPoolExecutor:
+    """The thread large bodies are decoded in without workers (receiver/ingest.py), or when the
+    workers cannot take them: one, since decodes hold the interpreter lock mostly (more threads
+    would not decode faster), and one at a time bounds their memory."""
+    global _decode_pool
+    if _decode_pool is None:
+        _decode_pool = ThreadPoolExecutor(1, thread_name_prefix="agentprom-decode")
+    return _decode_pool

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +38,14 @@ from agentprom.metrics.series_store import SeriesStore
 from agentprom.metrics_in.model import MetricBatch
 from agentprom.metrics_in.translator import MetricsTranslator
 from agentprom.receiver.decode import NO_LIMITS, Batch, DecodeError, DecodeLimits, LimitExceeded
-from agentprom.receiver.decode_workers import DecodeWorkers, TraceDecoder, WorkerLost
+from agentprom.receiver.decode_workers import (  # noqa: F401 - PROTOBUF and JSON: the receivers' names
+    JSON,
+    PROTOBUF,
+    DecodeWorkers,
+    TraceDecoder,
+    WorkerLost,
+    decode_pool,
+)
 from agentprom.receiver.logs_decode import decode_logs
 from agentprom.receiver.logs_json import decode_logs_json
 from agentprom.receiver.metrics_decode import decode_metrics
@@ -47,8 +53,6 @@ from agentprom.receiver.metrics_json import decode_metrics_json
 from agentprom.receiver.pipeline import Pipeline
 from agentprom.translator import Translator
 
-PROTOBUF = "protobuf"
-JSON = "json"
 
 
 @dataclass(frozen=True)
@@ -170,18 +174,6 @@ OFFLOAD_BYTES = 256 * 1024
 #: decodes (measured: agent spans about 7x protobuf and 8x JSON, empty JSON spans 25x; empty
 #: protobuf spans cost more, which ``server.max_spans_per_request`` bounds before parsing).
 DECODED_BYTES_PER_BYTE = {PROTOBUF: 8, JSON: 25}
-
-_decode_pool: ThreadPoolExecutor | None = None
-
-
-def decode_pool() -> ThreadPoolExecutor:
-    """One worker for large decodes: they hold the GIL mostly, so more threads would not
-    decode faster, and one at a time bounds their memory."""
-    global _decode_pool
-    if _decode_pool is None:
-        _decode_pool = ThreadPoolExecutor(1, thread_name_prefix="agentprom-decode")
-    return _decode_pool
-
 
 @dataclass(frozen=True)
 class RequestLimits:
