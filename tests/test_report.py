@@ -9,11 +9,12 @@ import random
 import subprocess
 import sys
 from datetime import datetime, timezone
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from agentprom.report import SCREEN_BUCKETS, parallelism, render_table, report_path, screen_width
+from agentprom.report import SCREEN_BUCKETS, ExactSum, parallelism, render_table, report_path, screen_width
 from agentprom.report_records import epoch_timestamp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -361,3 +362,33 @@ def test_implausible_numbers_are_ignored_not_summed_to_infinity(tmp_path):
     assert report["period"] == {"first": at(0), "last": at(10)}
     assert "cost" in render_table(report)
     json.dumps(report, allow_nan=False)
+
+
+def test_the_report_does_not_depend_on_the_order_of_its_records(tmp_path):
+    """The journal and the database hand the same records over in different orders; float sums
+    must not round differently (0.1 + 0.2 + 0.3 != 0.3 + 0.2 + 0.1 in floats)."""
+    values = [0.0105, 0.0105, 0.01, 0.1, 0.3, 0.1]  # a mean on a rounding edge: 0.0885
+    lines = [camel(n, "x", at(n), durationMs=value, cost=value) for n, value in enumerate(values)]
+    plain = {round(sum(random.Random(seed).sample(values, len(values))) / len(values), 3) for seed in range(6)}
+    assert plain == {0.088, 0.089}  # plain float sums round either way, by order
+    reports = []
+    for seed in range(6):
+        random.Random(seed).shuffle(lines)
+        path = tmp_path / f"order{seed}.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        reports.append(report_path(path, bucket_seconds=60))
+    for report in reports:
+        del report["source"]  # the file's name
+    assert all(r == reports[0] for r in reports)
+    exact = float(sum(Fraction(v) for v in values))
+    assert reports[0]["totals"]["cost"] == round(exact, 6)
+    assert reports[0]["totals"]["mean_duration_ms"] == round(exact / len(values), 3)
+
+
+def test_exact_sum_overflows_to_infinity_and_back():
+    total = ExactSum()
+    for value in (1e308, 1e308, -1e308):
+        total.add(value)
+    assert total.value() == 1e308  # a float sum would have stayed at inf
+    total.add(1e308)
+    assert total.value() == math.inf

@@ -22,6 +22,8 @@ counts which it saw. Invocations are the ``tool_call`` and ``llm_call`` records;
 * bad values: a field of the wrong type is ignored (``records.number``); a
   ``duration_ms`` below 0 or above ``MAX_DURATION_MS`` counts as 0; a cost sum
   that overflows a float is reported as null.
+* sums of floats are exact (``ExactSum``), so a report does not depend on the
+  order it reads records in: the journal and the database give the same figures.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,30 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+#: every finite float is a whole multiple of 2**-1074 (the smallest subnormal)
+_FLOAT_QUANTUM = 2 ** 1074
+
+
+class ExactSum:
+    """A sum of floats without rounding error, whatever order they are added in."""
+
+    __slots__ = ("_units",)
+
+    def __init__(self) -> None:
+        self._units = 0  # the sum, in units of 2**-1074
+
+    def add(self, value: float) -> None:
+        numerator, denominator = value.as_integer_ratio()  # denominator: a power of two
+        self._units += numerator * (_FLOAT_QUANTUM // denominator)
+
+    def value(self) -> float:
+        """The sum rounded once to the nearest float (inf when it overflows one)."""
+        try:
+            return self._units / _FLOAT_QUANTUM  # int / int: correctly rounded
+        except OverflowError:
+            return math.inf if self._units > 0 else -math.inf
+
+
 @dataclass
 class Group:
     """Sums over a set of invocations."""
@@ -75,8 +101,8 @@ class Group:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
-    cost: float = 0.0
-    duration_ms: float = 0.0
+    cost: ExactSum = field(default_factory=ExactSum)
+    duration_ms: ExactSum = field(default_factory=ExactSum)
 
     def add(self, record: dict[str, Any]) -> None:
         self.invocations += 1
@@ -98,8 +124,8 @@ class Group:
         self.input_tokens += inputs or 0
         self.output_tokens += outputs or 0
         self.cached_tokens += R.count(record, "cached_tokens") or 0
-        self.cost += R.number(record, "cost") or 0.0
-        self.duration_ms += duration_ms(record)
+        self.cost.add(R.number(record, "cost") or 0.0)
+        self.duration_ms.add(duration_ms(record))
 
     def as_dict(self) -> dict[str, Any]:
         n = self.invocations
@@ -117,8 +143,8 @@ class Group:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens,
-            "cost": _finite(round(self.cost, 6)),
-            "mean_duration_ms": round(self.duration_ms / n, 3) if n else None,
+            "cost": _finite(round(self.cost.value(), 6)),
+            "mean_duration_ms": round(self.duration_ms.value() / n, 3) if n else None,
         }
 
 
