@@ -28,6 +28,8 @@ Concurrency: owned by the event loop; no method awaits. Time comes from the inje
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from agentprom.clock import Clock
 from agentprom.conventions import profile as P
 from agentprom.context.resolved import Resolved
@@ -49,13 +51,15 @@ class Runs:
         self.clock = clock
         self.grace = grace_seconds
         self.max_runs = max_runs
-        #: open runs: key -> tally (a list, updated in place)
-        self.tallies: dict[tuple[bytes, bytes], list] = {}
-        #: closed runs in closing order (dicts keep it): key -> (due time, agent, caller's key or None,
-        #: weight, span end)
-        self.closed: dict[tuple[bytes, bytes], tuple[float, str, tuple | None, float, int]] = {}
+        # OrderedDicts, not dicts: each is bounded by dropping its oldest entry, and a dict that is
+        # emptied from the front walks over the holes left there to find its first entry again
+        # (2 us a lookup at 10,000 entries, 20 us at 100,000), an OrderedDict follows its links.
+        #: open runs, oldest first: key -> tally (a list, updated in place)
+        self.tallies: OrderedDict[tuple[bytes, bytes], list] = OrderedDict()
+        #: closed runs in closing order: key -> (due time, agent, caller's key or None, weight, span end)
+        self.closed: OrderedDict[tuple[bytes, bytes], tuple[float, str, tuple | None, float, int]] = OrderedDict()
         #: runs observed lately, oldest first (bounded): a call of one of them is late, not a new run
-        self.observed: dict[tuple[bytes, bytes], None] = {}
+        self.observed: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
         f = store.families
         self._llm = f["agent_invocation_llm_calls"]
         self._tools = f["agent_invocation_tool_calls"]
@@ -182,7 +186,7 @@ class Runs:
         observed = self.observed
         observed[key] = None
         if len(observed) > self.max_runs:
-            del observed[next(iter(observed))]
+            observed.popitem(last=False)
 
     def _bound(self) -> None:
         closed = self.closed
