@@ -65,6 +65,52 @@ def _exemplar_text(exemplar: Exemplar | None) -> str:
     )
 
 
+class _Copy:
+    """What formatting reads of a series, copied at a snapshot's instant."""
+
+    __slots__ = ("labels", "label_text", "value", "counts", "sum", "exemplars", "bounds", "quantiles", "count",
+                 "has_sum")
+
+
+class Snapshot:
+    """One instant's exposition whose changed series are formatted afterwards, in steps.
+
+    ``parts`` holds every piece; the piece of a histogram or summary series whose lines were not
+    cached is empty until ``format`` fills it from the copy taken at the instant (``later``; the
+    other series are formatted at the instant, which costs about what a copy would), so the body is
+    that instant's counter set however long formatting takes and whatever is counted
+    meanwhile. While it waits, the series' cache slot holds this snapshot as a mark; an update
+    resets the slot, so lines formatted from a copy are cached only if the series did not
+    change since, and only by the snapshot that marked it last.
+    """
+
+    __slots__ = ("openmetrics", "parts", "later", "done")
+
+    def __init__(self, openmetrics: bool) -> None:
+        self.openmetrics = openmetrics
+        self.parts: list[str] = []
+        #: (index in ``parts``, renderer, series, copy) of each series still to format
+        self.later: list[tuple[int, FamilyRenderer, Series, _Copy]] = []
+        self.done = 0
+
+    def format(self, budget: int | None = None) -> bool:
+        """Format up to ``budget`` of the waiting series (all when None); True once none waits."""
+        later, parts, openmetrics = self.later, self.parts, self.openmetrics
+        end = len(later) if budget is None else min(len(later), self.done + budget)
+        for index, renderer, series, copy in later[self.done:end]:
+            text = parts[index] = renderer.render_series(copy, openmetrics)  # type: ignore[arg-type]
+            if openmetrics:
+                if series.om is self:
+                    series.om = text
+            elif series.text is self:
+                series.text = text
+        self.done = end
+        if end < len(later):
+            return False
+        later.clear()
+        return True
+
+
 class FamilyRenderer:
     """Cached pieces of one family's exposition."""
 
@@ -81,6 +127,9 @@ class FamilyRenderer:
         self.om_header = f"# HELP {om_name} {escape_help(spec.help, True)}\n# TYPE {om_name} {spec.type}\n"
         self.bounds = [format_bound(b) for b in spec.buckets] + ["+Inf"]
         self.le_parts = [f'le="{bound}"}} ' for bound in self.bounds]
+        #: a snapshot formats this family's changed series later, from copies: a histogram's lines
+        #: cost ten times its copy; a counter's or gauge's line costs about what a copy would
+        self.deferred = spec.type == HISTOGRAM
 
     def label_text(self, series: Series) -> str:
         """The text inside the braces for a series, without ``le``."""
@@ -119,23 +168,51 @@ class FamilyRenderer:
         lines.append(f"{name}_sum{braces} {format_value(series.sum)}\n")
         return "".join(lines)
 
-    def render(self, parts: list[str], openmetrics: bool) -> None:
+    def freeze(self, series: Series, openmetrics: bool) -> _Copy:
+        """What ``render_series`` reads of ``series``, copied now (a ``Snapshot`` formats it later)."""
+        copy = _Copy()
+        if series.label_text is None:
+            series.label_text = self.label_text(series)
+        copy.labels, copy.label_text, copy.value, copy.sum = series.labels, series.label_text, series.value, series.sum
+        counts = series.counts
+        copy.counts = None if counts is None else counts.copy()
+        exemplars = series.exemplars if openmetrics else None
+        # the list, not its exemplars: a later span of the same bucket may replace one in place
+        # before it is formatted (series_store._replace), which still makes it that bucket's exemplar
+        copy.exemplars = None if exemplars is None else exemplars.copy()
+        return copy
+
+    def render(self, parts: list[str], openmetrics: bool, snapshot: Snapshot | None = None) -> None:
+        """Append the family's pieces. A series whose lines are not cached is formatted now, or,
+        with a ``snapshot`` and when the family is ``deferred``, copied into it and given an empty
+        piece that ``Snapshot.format`` fills."""
         family = self.family
         if not len(family):
             return
         parts.append(self.om_header if openmetrics else self.text_header)
         render = self.render_series
+        later = snapshot.later if snapshot is not None and self.deferred else None
         if openmetrics:
             for series in family.all_series():
                 text = series.om
-                if text is None:
-                    text = series.om = render(series, True)
+                if text.__class__ is not str:
+                    if later is None:
+                        text = series.om = render(series, True)
+                    else:
+                        series.om = snapshot
+                        later.append((len(parts), self, series, self.freeze(series, True)))
+                        text = ""
                 parts.append(text)
         else:
             for series in family.all_series():
                 text = series.text
-                if text is None:
-                    text = series.text = render(series, False)
+                if text.__class__ is not str:
+                    if later is None:
+                        text = series.text = render(series, False)
+                    else:
+                        series.text = snapshot
+                        later.append((len(parts), self, series, self.freeze(series, False)))
+                        text = ""
                 parts.append(text)
 
 
@@ -166,6 +243,7 @@ class DynamicFamilyRenderer(FamilyRenderer):
         self.om_header = f"# HELP {om_name} {escape_help(spec.help, True)}\n# TYPE {om_name} {om_type}\n{unit}"
         #: OpenMetrics allows exemplars on counters and histogram buckets only
         self.exemplars = om_type in (COUNTER, HISTOGRAM)
+        self.deferred = spec.type in (HISTOGRAM, SUMMARY)
 
     def label_text(self, series: Series) -> str:
         return ",".join(
@@ -173,6 +251,11 @@ class DynamicFamilyRenderer(FamilyRenderer):
             for name, value in zip(self.family.spec.labels, series.labels)
             if value
         )
+
+    def freeze(self, series: DynamicSeries, openmetrics: bool) -> _Copy:  # type: ignore[override]
+        copy = super().freeze(series, openmetrics)
+        copy.bounds, copy.quantiles, copy.count, copy.has_sum = series.bounds, series.quantiles, series.count, series.has_sum
+        return copy
 
     def render_series(self, series: DynamicSeries, openmetrics: bool) -> str:  # type: ignore[override]
         labels = self.label_text(series)
@@ -218,6 +301,15 @@ class Renderer:
         if renderer is None or renderer.family is not family:
             renderer = self._families[family.name] = FamilyRenderer(family)
         return renderer
+
+    def snapshot(self, openmetrics: bool = False) -> Snapshot:
+        """The store's exposition at this instant, read in one go (no await) like ``parts``, but
+        with the series that changed since their lines were last formatted copied rather than
+        formatted: ``Snapshot.format`` formats them afterwards, in steps."""
+        snapshot = Snapshot(openmetrics)
+        for family in self.store.families.values():
+            self._renderer(family).render(snapshot.parts, openmetrics, snapshot)
+        return snapshot
 
     def parts(self, openmetrics: bool = False) -> list[str]:
         """The store's exposition as the list of its pieces, read in one go (no await), so it is

@@ -89,9 +89,10 @@ class Exemplar:
 
 def _replace(held: Exemplar, ids: tuple[str | bytes, str | bytes], value: float, timestamp: float) -> None:
     """Make ``held`` the exemplar of another span. Safe because the store has a single owner
-    (module docstring), every reader renders an exemplar when it reads it and keeps none, and
-    the OTLP metrics path (metrics_in/), which shares exemplar objects between buckets, sets its
-    series' exemplars itself and never comes here."""
+    (module docstring), every reader renders an exemplar when it reads it, except a scrape's
+    snapshot (exposition.Snapshot), which may then render the newer exemplar of the same bucket,
+    and the OTLP metrics path (metrics_in/), which shares exemplar objects between buckets, sets
+    its series' exemplars itself and never comes here."""
     held._trace_id, held._span_id = ids
     held.value = value
     held.timestamp = timestamp
