@@ -3,8 +3,15 @@ Redis servers (tests/servers.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
+
+# Before grpc is imported: gRPC's fork handlers, run in a child forked while the in-process sidecars'
+# gRPC threads are busy, can crash that child before it execs (seen: PostgreSQL started as its
+# unprivileged user, a fork rather than a vfork, died of SIGSEGV after "epoll_wait error: Bad file
+# descriptor"). Nothing here forks to keep using gRPC in the child.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import asyncio
 import shutil
 import threading
 import urllib.request
