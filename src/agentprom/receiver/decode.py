@@ -12,12 +12,14 @@ operation in C rather than a Python loop over every attribute.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import DecodeError as _PbDecodeError
 
+from agentprom.conventions import profile as _profile
 from agentprom.conventions.profile import (
     EVALUATION_EVENT,
     EVALUATION_KEYS,
@@ -176,9 +178,10 @@ def key_filter(wanted: frozenset[str]) -> KeyFilter:
     return found
 
 
-def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS,
-                  resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS) -> Batch:
-    """Parse an ``ExportTraceServiceRequest`` body; raise ``DecodeError`` if it is not one.
+def decode_traces_python(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS,
+                         resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS) -> Batch:
+    """Parse an ``ExportTraceServiceRequest`` body; raise ``DecodeError`` if it is not one (the pure-Python
+    path: upb parses, Python walks; ``decode_traces`` is the compiled twin when it is built).
     ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``), ``resource_keys``
     the resource attribute keys; kept strings are cut to ``limits.max_string_bytes`` (protobuf has
     already checked that they are valid UTF-8)."""
@@ -297,3 +300,35 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_
                     continue
                 rejected[reason] = rejected.get(reason, 0) + 1
     return batch
+
+
+def _compiled() -> Callable[..., Batch] | None:
+    """The compiled decoder (receiver/_wire.pyx) when it is built and not switched off with
+    ``AGENTPROM_PURE_PYTHON=1``, else None."""
+    if os.environ.get("AGENTPROM_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from agentprom.receiver import _wire
+    except ImportError:
+        return None
+    try:
+        _wire.configure(ExportTraceServiceRequestView.DESCRIPTOR, batch=Batch, span=Span, decode_error=DecodeError,
+                        spans_refusal=too_many_spans, items_refusal=too_many_items, no_limits=NO_LIMITS,
+                        bounded=bounded_text, key_limit=KNOWN_KEYS_LIMIT, profile=_profile)
+    except ValueError:  # a schema the compiled pass does not follow: the Python path reads it
+        return None
+    compiled = _wire.decode_traces
+
+    def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS,
+                      resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS) -> Batch:
+        """``decode_traces_python``'s result, from one C pass over the bytes (receiver/_wire.pyx)."""
+        return compiled(data, wanted, limits, resource_keys)
+
+    return decode_traces
+
+
+_decode_compiled = _compiled()
+#: whether ``decode_traces`` is the compiled decoder (read once, at import; ``AGENTPROM_PURE_PYTHON=1`` turns it off)
+COMPILED = _decode_compiled is not None
+#: the trace decoder in use: the compiled one when built, else ``decode_traces_python``
+decode_traces = _decode_compiled or decode_traces_python
