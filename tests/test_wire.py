@@ -228,6 +228,11 @@ def edge_cases() -> list[bytes]:
         ld(1, ld(3, b"")[:-1] + b"\x05") + b"\xff" * 5, ld(1, ld(3, b"")[:-1] + b"\x05") + b"a" * 5,
         ld(1, ld(2, ld(2, ld(5, b"")[:-1] + b"\x09")) + b"\xff" * 9),
     ]
+    # lengths take at most 5 bytes (varints 10)
+    for size in range(1, 11):
+        zero = b"\x80" * (size - 1) + b"\x00"
+        cases += [tag(7, 2) + zero, tag(1, 2) + zero, ld(1, tag(3, 2) + zero), tag(7, 0) + zero,
+                  request(s(tag(1, 2) + zero)), request(s(attr(model, tag(1, 2) + zero)))]
     # depth: upb refuses the 101st nested message or group below the request
     for n in range(44, 50):
         cases.append(request(s(attr(b"k", nested_arrays(n)))))

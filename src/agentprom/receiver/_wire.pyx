@@ -144,7 +144,8 @@ cdef inline cptr rd_tag(cptr p, cptr end, uint32_t* out) noexcept nogil:
 
 
 cdef inline cptr rd_len(cptr p, cptr end, Py_ssize_t* n) noexcept nogil:
-    """The payload start of a length-delimited field (``n`` its length), NULL if it does not fit."""
+    """The payload start of a length-delimited field (``n`` its length), NULL if it does not fit or its
+    length takes more than 5 bytes."""
     cdef uint64_t v
     cdef cptr q
     if p < end and p[0] < 0x80:
@@ -152,7 +153,7 @@ cdef inline cptr rd_len(cptr p, cptr end, Py_ssize_t* n) noexcept nogil:
         q = p + 1
     else:
         q = rd_varint(p, end, &v)
-        if q == NULL:
+        if q == NULL or q - p > 5:  # upb reads a length in at most 5 bytes
             return NULL
     if v > <uint64_t>(end - q):
         return NULL
