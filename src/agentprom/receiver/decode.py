@@ -8,6 +8,11 @@ values, because the attribute walk is the ingest hot path (bench/decode.py measu
 Requests are parsed as ``trace_view.ExportTraceServiceRequestView`` (the same
 wire format, with span attributes as a map), so picking the kept keys is a set
 operation in C rather than a Python loop over every attribute.
+
+That is ``decode_traces_python``. When the optional extension receiver/_wire.pyx is built (the install
+builds it where a C compiler is found), ``decode_traces`` is its compiled twin instead: one C pass over
+the wire bytes, with the same results and errors for every body (tests/test_wire.py); ``COMPILED`` says
+which is in use, and ``AGENTPROM_PURE_PYTHON=1`` in the environment at import keeps the Python one.
 """
 
 from __future__ import annotations
