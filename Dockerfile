@@ -10,7 +10,14 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/python3-debian12:nonroot
 FROM ${BUILD_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# gcc and the C library headers build the compiled trace decoder (src/agentprom/receiver/_wire.pyx) here,
+# in the build stage only: the runtime image gets the built extension, no compiler. Unpinned: the
+# versions are the base image's Debian release's (the base image is the pin).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 # A plain directory on PYTHONPATH rather than a virtualenv: the runtime image's interpreter lives at
 # another path (/usr/bin/python3.11), and the cp311 wheels fit both. Byte code is compiled here because

@@ -7,6 +7,10 @@ the floor no Python receiver can beat), ``decode`` = parse plus our walk into
 (``bounds.py``), classification and the series store updates. ``share_outside_parsing`` is the part of the pipeline's time
 spent in our own Python, i.e. what is left to optimize.
 
+``decode`` is the decoder in use (``decode.COMPILED``: the compiled one, receiver/_wire.pyx, when it is
+built); ``decode_python`` and ``decode_compiled`` time both paths on the same requests in the same run,
+and ``compiled_speedup`` is their ratio (null when the extension is not built).
+
 The decode workers' hand-over (``server.workers``, receiver/decode_workers.py) is timed the same
 way, without the pipes: ``worker`` = what a worker does per request (decode, bounds, ``marshal``),
 ``handover`` = what the main process does with a worker's answer before translating it (unmarshal,
@@ -31,7 +35,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from agentprom.bounds import AmountLimits, SpanBounds  # noqa: E402
 from agentprom.metrics.series_store import SeriesStore  # noqa: E402
 from agentprom.conventions.profile import WANTED_KEYS, WANTED_RESOURCE_KEYS  # noqa: E402
-from agentprom.receiver.decode import NO_LIMITS, decode_traces  # noqa: E402
+from agentprom.receiver import decode as decode_module  # noqa: E402
+from agentprom.receiver.decode import NO_LIMITS, decode_traces, decode_traces_python  # noqa: E402
 from agentprom.receiver.decode_worker import _decode_in_worker  # noqa: E402
 from agentprom.receiver.decode_workers import TraceDecoder, batch_from_worker  # noqa: E402
 from agentprom.translator import Translator  # noqa: E402
@@ -67,6 +72,8 @@ def main() -> None:
     pipeline(requests[0])  # warm caches and series
     parse = cpu_rate(ExportTraceServiceRequest.FromString, requests, count)
     decode = cpu_rate(decode_traces, requests, count)
+    python = cpu_rate(decode_traces_python, requests, count)
+    compiled = decode if decode_module.COMPILED else None  # decode_traces is the compiled decoder then
     full = cpu_rate(pipeline, requests, count)
     decoder = TraceDecoder(WANTED_KEYS, NO_LIMITS, WANTED_RESOURCE_KEYS, bounds)
     worker = cpu_rate(lambda body: _decode_in_worker(decoder, body, "protobuf"), requests, count)
@@ -78,6 +85,10 @@ def main() -> None:
         "request_bytes": len(requests[0]),
         "parse_spans_per_cpu_s": round(parse),
         "decode_spans_per_cpu_s": round(decode),
+        "decode_compiled": decode_module.COMPILED,
+        "decode_python_spans_per_cpu_s": round(python),
+        "decode_compiled_spans_per_cpu_s": round(compiled) if compiled else None,
+        "compiled_speedup": round(compiled / python, 2) if compiled else None,
         "pipeline_spans_per_cpu_s": round(full),
         "pipeline_cpu_ms_per_1000_spans": round(1e6 / full, 2),
         "share_outside_parsing": round(1 - full / parse, 3),

@@ -65,4 +65,7 @@ bash scripts/fetch-tools.sh
 echo "== PostgreSQL and Redis servers" >&2
 install_servers
 echo "== running tests" >&2
+# the install above builds the compiled trace decoder (src/agentprom/receiver/_wire.pyx); a build that lost it
+# fails tests/test_wire.py instead of testing the pure-Python path twice
+export AGENTPROM_REQUIRE_COMPILED=1
 exec python3 -m pytest "$@"

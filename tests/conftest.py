@@ -24,6 +24,7 @@ import pytest
 from agentprom.app import App
 from agentprom.clock import Clock
 from agentprom.config.loader import validate
+from agentprom.receiver import decode as _decode
 from tests.servers import (  # noqa: F401 - real PostgreSQL and Redis fixtures, for every test module
     fresh_postgres,
     fresh_redis,
@@ -168,6 +169,22 @@ def make_sidecar(workers: int) -> Iterator[Callable[..., Sidecar]]:
 @pytest.fixture
 def sidecar(make_sidecar) -> Sidecar:
     return make_sidecar()
+
+
+#: the protobuf trace decoders this run can test: the Python path always, the compiled one when built
+TRACE_DECODERS = ["python"] + (["compiled"] if _decode.COMPILED else [])
+
+
+@pytest.fixture(scope="module", params=TRACE_DECODERS)
+def trace_decoder(request):
+    """Run a test module's tests with each trace decoder as its ``decode_traces`` (module-scoped, so
+    hypothesis tests can use it: ``pytestmark = pytest.mark.usefixtures("trace_decoder")``)."""
+    chosen = _decode.decode_traces_python if request.param == "python" else _decode.decode_traces
+    module = request.module
+    saved = module.decode_traces
+    module.decode_traces = chosen
+    yield chosen
+    module.decode_traces = saved
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,8 @@ def test_decode_floor():
     report = run_bench("decode")
     assert report["parse_spans_per_cpu_s"] > report["decode_spans_per_cpu_s"] >= report["pipeline_spans_per_cpu_s"] > 0
     assert 0 < report["share_outside_parsing"] < 1
+    assert report["decode_python_spans_per_cpu_s"] > 0
+    assert (report["compiled_speedup"] is None) == (not report["decode_compiled"])
 
 
 def test_scrape_cost():

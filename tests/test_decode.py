@@ -12,6 +12,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from agentprom.receiver.decode import DecodeError, decode_traces
 from agentprom.receiver.otlp_json import decode_traces_json
 
+# every test here runs with the Python and the compiled decoder (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("trace_decoder")
+
 TRACE = bytes.fromhex("5b8efff798038103d269b633813fc60c")
 SPAN = bytes.fromhex("eee19b7ec3c1b174")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -10,6 +11,9 @@ from agentprom.conventions.profile import OWN_PREFIX, STRING_ARRAY_KEYS, WANTED_
 from agentprom.receiver.decode import DecodeError, KeyFilter, any_value, decode_traces, string_array
 from agentprom.text import DEFAULT_MAX_STRING_BYTES
 from tests.test_fuzz import export_requests
+
+# every test here runs with the Python and the compiled decoder (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("trace_decoder")
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -162,6 +162,8 @@ def test_every_copied_file_exists_and_is_in_the_build_context():
     assert not in_build_context(".tools/bin/helm")
     assert not in_build_context("tests/conftest.py")
     assert not in_build_context("src/agentprom/__pycache__/app.cpython-311.pyc")
+    assert not in_build_context("src/agentprom/receiver/_wire.cpython-311-x86_64-linux-gnu.so")
+    assert in_build_context("src/agentprom/receiver/_wire.pyx") and in_build_context("setup.py")
 
 
 def _free_port() -> int:
@@ -183,9 +185,10 @@ def installed_like_the_image(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("image") / "lib"
     work = tmp_path_factory.mktemp("src")
     # Build from a copy so the worktree gets no build/ or egg-info directories.
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, work / name)
-    shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(ROOT / "src", work / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.so", "_wire.c"))
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
          "--disable-pip-version-check", "--no-compile", "--target", str(target), str(work)],

@@ -86,6 +86,7 @@ def translate_and_render(batch) -> str:
     return text
 
 
+@pytest.mark.usefixtures("trace_decoder")  # the Python and the compiled decoder (tests/conftest.py)
 @FAST
 @given(st.binary(max_size=4096))
 def test_protobuf_decoder_on_arbitrary_bytes(data):
@@ -96,6 +97,7 @@ def test_protobuf_decoder_on_arbitrary_bytes(data):
     translate_and_render(batch)
 
 
+@pytest.mark.usefixtures("trace_decoder")
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(export_requests())
 def test_protobuf_decoder_on_generated_requests_keeps_or_rejects_every_span(request):

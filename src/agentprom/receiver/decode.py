@@ -8,16 +8,23 @@ values, because the attribute walk is the ingest hot path (bench/decode.py measu
 Requests are parsed as ``trace_view.ExportTraceServiceRequestView`` (the same
 wire format, with span attributes as a map), so picking the kept keys is a set
 operation in C rather than a Python loop over every attribute.
+
+That is ``decode_traces_python``. When the optional extension receiver/_wire.pyx is built (the install
+builds it where a C compiler is found), ``decode_traces`` is its compiled twin instead: one C pass over
+the wire bytes, with the same results and errors for every body (tests/test_wire.py); ``COMPILED`` says
+which is in use, and ``AGENTPROM_PURE_PYTHON=1`` in the environment at import keeps the Python one.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import DecodeError as _PbDecodeError
 
+from agentprom.conventions import profile as _profile
 from agentprom.conventions.profile import (
     EVALUATION_EVENT,
     EVALUATION_KEYS,
@@ -176,9 +183,10 @@ def key_filter(wanted: frozenset[str]) -> KeyFilter:
     return found
 
 
-def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS,
-                  resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS) -> Batch:
-    """Parse an ``ExportTraceServiceRequest`` body; raise ``DecodeError`` if it is not one.
+def decode_traces_python(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS,
+                         resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS) -> Batch:
+    """Parse an ``ExportTraceServiceRequest`` body; raise ``DecodeError`` if it is not one (the pure-Python
+    path: upb parses, Python walks; ``decode_traces`` is the compiled twin when it is built).
     ``wanted`` is the set of span attribute keys to keep (besides ``agent.*``), ``resource_keys``
     the resource attribute keys; kept strings are cut to ``limits.max_string_bytes`` (protobuf has
     already checked that they are valid UTF-8)."""
@@ -297,3 +305,35 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_
                     continue
                 rejected[reason] = rejected.get(reason, 0) + 1
     return batch
+
+
+def _compiled() -> Callable[..., Batch] | None:
+    """The compiled decoder (receiver/_wire.pyx) when it is built and not switched off with
+    ``AGENTPROM_PURE_PYTHON=1``, else None."""
+    if os.environ.get("AGENTPROM_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from agentprom.receiver import _wire
+    except ImportError:
+        return None
+    try:
+        _wire.configure(ExportTraceServiceRequestView.DESCRIPTOR, batch=Batch, span=Span, decode_error=DecodeError,
+                        spans_refusal=too_many_spans, items_refusal=too_many_items, no_limits=NO_LIMITS,
+                        bounded=bounded_text, key_limit=KNOWN_KEYS_LIMIT, profile=_profile)
+    except ValueError:  # a schema the compiled pass does not follow: the Python path reads it
+        return None
+    compiled = _wire.decode_traces
+
+    def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS,
+                      resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS) -> Batch:
+        """``decode_traces_python``'s result, from one C pass over the bytes (receiver/_wire.pyx)."""
+        return compiled(data, wanted, limits, resource_keys)
+
+    return decode_traces
+
+
+_decode_compiled = _compiled()
+#: whether ``decode_traces`` is the compiled decoder (read once, at import; ``AGENTPROM_PURE_PYTHON=1`` turns it off)
+COMPILED = _decode_compiled is not None
+#: the trace decoder in use: the compiled one when built, else ``decode_traces_python``
+decode_traces = _decode_compiled or decode_traces_python
