@@ -7,7 +7,7 @@ from setuptools import Extension, setup
 
 try:
     from Cython.Build import cythonize
-except ImportError:  # building from an sdist that ships the generated C file
+except ImportError:  # Cython missing (a build without build isolation): the Python path only
     cythonize = None
 
 SOURCE = "src/agentprom/receiver/_wire.pyx"
