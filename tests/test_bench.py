@@ -37,6 +37,14 @@ def test_ingest_against_rotel():
     assert check["ok"] and check["agentprom_spans_received_total"]["counted"] > 0, check
 
 
+def test_ingest_reports_the_median_of_several_pairs():
+    report = run_bench("ingest", "--pairs", "3")
+    ratios = [pair["throughput_ratio"] for pair in report["pairs"]]
+    assert len(ratios) == 3 and report["throughput_ratio"] == sorted(ratios)[1]
+    assert report["exactly_once_every_pair"] is True
+    assert report["agentprom"]["spans_per_s"] in [pair["agentprom_spans_per_s"] for pair in report["pairs"]]
+
+
 def test_ingest_compares_worker_counts():
     report = run_bench("ingest", "--compare-workers", "1,2", "--rounds", "1")
     assert set(report["workers"]) == {"1", "2"}
