@@ -417,3 +417,38 @@ def test_bytearray_and_memoryview_bodies():
     expected = outcome(decode.decode_traces_python, body)
     assert outcome(_wire_decode, bytearray(body)) == expected
     assert outcome(_wire_decode, memoryview(body)) == expected
+
+
+@needs_compiled
+def test_two_threads_decoding_at_once_each_check_their_own_body():
+    """The loop thread decodes small bodies while the decode thread decodes large ones, and the pass
+    calls Python mid-walk (Span, bounded_text), where the interpreter switches threads. A body whose
+    last span's name claims 2**33 bytes is corrupt, whatever the other thread is decoding; with the
+    body's end shared between passes it was checked against the other's and scanned past its own
+    end ("bad UTF-8" in 200 of 200 runs)."""
+    import sys
+    import threading
+
+    good = span_bytes(ld(5, b"span-name"))
+    bad = span_bytes(tag(5, 2) + vi(1 << 33))
+    big = request(*([good] * 20000), bad)
+    small = request(good)
+    alone = outcome(_wire_decode, big)
+    assert alone[0] == "error" and "Wire format was corrupt" in alone[2], alone
+    stop = threading.Event()
+
+    def other() -> None:
+        while not stop.is_set():
+            _wire_decode(small, WANTED_KEYS, NO_LIMITS, WANTED_RESOURCE_KEYS)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        seen = {outcome(_wire_decode, big) for _ in range(30)}
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+    assert seen == {alone}

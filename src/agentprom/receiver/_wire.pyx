@@ -63,17 +63,26 @@ cdef int ONEOF_CODE[MAXF]
 cdef int T_REQ, T_RS, T_RES, T_SS, T_SCOPE, T_SPAN, T_ENTRY, T_EVENT, T_LINK, T_STATUS, T_KV, T_AV, T_ARR
 cdef bint CONFIGURED = False
 
-# why the pass stopped, as upb words it (one of _PARSE_ERRORS); a global, read right after the pass,
-# which holds the GIL from start to end
 cdef enum:
     E_CORRUPT = 0
     E_UTF8 = 1
     E_DEPTH = 2
-cdef int ERR = E_CORRUPT
-# the end of the body being read: upb checks a string's length against it (not against the message the
-# string sits in, whose end it checks once past the string), so a string running past its message is
-# refused for bad UTF-8 first if it has some
-cdef cptr BODY_END = NULL
+
+# The pass's state beside its arguments: ``ERR``, why it stopped, as upb words it (one of
+# _PARSE_ERRORS), read right after it; ``BODY_END``, the end of the body being read (upb checks a
+# string's length against it, not against the message the string sits in, whose end it checks once
+# past the string, so a string running past its message is refused for bad UTF-8 first if it has
+# some). Thread-local: the pass calls Python mid-walk (``Span``, ``bounded_text``), where the
+# interpreter may switch to another thread's pass (the loop thread decodes small bodies while the
+# decode thread decodes large ones); a shared end would let one pass check lengths against
+# another's body and read past its own.
+cdef extern from *:
+    """
+    static __thread int agentprom_wire_err;
+    static __thread const unsigned char *agentprom_wire_body_end;
+    """
+    int ERR "agentprom_wire_err"
+    const uint8_t *BODY_END "agentprom_wire_body_end"
 
 
 cdef inline cptr bad_utf8() noexcept nogil:
