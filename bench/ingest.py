@@ -260,6 +260,8 @@ def main() -> None:
     args = parser.parse_args()
     seconds = args.seconds or (1.0 if args.quick else 15.0)
     senders = args.senders or (1 if args.quick else 3)
+    if args.pairs is not None and args.pairs < 1:
+        parser.error("--pairs must be at least 1")
     args.pairs = args.pairs or (1 if args.quick else 3)
     if args.compare_workers:
         compare_workers([int(v) for v in args.compare_workers.split(",")], args.rounds, seconds, senders,

@@ -65,7 +65,15 @@ bash scripts/fetch-tools.sh
 echo "== PostgreSQL and Redis servers" >&2
 install_servers
 echo "== running tests" >&2
-# the install above builds the compiled trace decoder (src/agentprom/receiver/_wire.pyx); a build that lost it
-# fails tests/test_wire.py instead of testing the pure-Python path twice
+# The install above builds the compiled trace decoder (src/agentprom/receiver/_wire.pyx), which the whole
+# suite then runs with; a build that lost it fails tests/test_wire.py instead of testing the Python path
+# twice. First, every module that decodes OTLP/protobuf runs with the pure-Python decoder (about 40 s): a
+# machine without a C compiler runs that one, and it must stay right.
+echo "== the OTLP/protobuf modules with the pure-Python decoder (AGENTPROM_PURE_PYTHON=1)" >&2
+AGENTPROM_PURE_PYTHON=1 python3 -m pytest "$@" tests/test_decode.py tests/test_decode_view.py \
+  tests/test_decode_workers.py tests/test_fuzz.py tests/test_hostile_input.py tests/test_integration_sdk.py \
+  tests/test_overload.py tests/test_receiver_errors.py tests/test_request_bounds.py tests/test_wire.py \
+  tests/test_streaming.py tests/test_sampling.py
+echo "== the whole suite (the compiled decoder)" >&2
 export AGENTPROM_REQUIRE_COMPILED=1
 exec python3 -m pytest "$@"

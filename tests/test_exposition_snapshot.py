@@ -149,3 +149,32 @@ def test_the_metrics_route_lets_the_loop_run_while_it_formats(openmetrics, monke
 
 def test_snapshot_is_exported_for_the_route():
     assert isinstance(Renderer(SeriesStore(clock=ManualClock())).snapshot(), Snapshot)
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_a_family_that_gains_a_label_after_the_snapshot_keeps_the_instants_labels(openmetrics):
+    """A run-time family re-sorts its label names when a point brings a new one (DynamicFamily.widen);
+    a histogram copied before that must keep the label text of the instant."""
+    store = SeriesStore(clock=ManualClock())
+    families = DynamicFamilies(store, ttl=300, max_families=5, reserved=frozenset())
+    latency = families.get(DynamicSpec("latency_seconds", "histogram", "Latency.", unit="seconds"))
+    series = latency.lookup({"queue": "q1"})
+    series.bounds, series.counts, series.sum = (0.1,), [1, 2], 3.0
+    snapshot = Renderer(store).snapshot(openmetrics)
+    other = latency.lookup({"aaa": "x", "queue": "q2"})  # now ("aaa", "queue"): q1's series is ("", "q1")
+    other.bounds, other.counts, other.sum = (0.1,), [0, 1], 1.0
+    snapshot.format()
+    lines = [line for line in "".join(snapshot.parts).splitlines() if line.startswith("latency_seconds_count")]
+    assert lines == ['latency_seconds_count{queue="q1"} 3']
+    assert 'latency_seconds_count{queue="q1"} 3' in Renderer(store).render(openmetrics)
+
+
+def test_a_snapshot_abandoned_half_way_leaves_no_mark():
+    store = busy_store()
+    snapshot = Renderer(store).snapshot(False)
+    snapshot.format(10)
+    waiting = [entry[2] for entry in snapshot.later[10:]]
+    assert waiting and all(series.text is snapshot for series in waiting)
+    snapshot.abandon()
+    assert all(series.text is None for series in waiting)
+    assert "".join(Renderer(store).parts(False)) == "".join(Renderer(busy_store()).parts(False))

@@ -110,6 +110,18 @@ class Snapshot:
         later.clear()
         return True
 
+    def abandon(self) -> None:
+        """Take this snapshot's marks off the series it did not format (a scrape that failed
+        half-way), so that none of them keeps it alive."""
+        openmetrics = self.openmetrics
+        for _index, _renderer, series, _copy in self.later[self.done:]:
+            if openmetrics:
+                if series.om is self:
+                    series.om = None
+            elif series.text is self:
+                series.text = None
+        self.later.clear()
+
 
 class FamilyRenderer:
     """Cached pieces of one family's exposition."""
@@ -171,9 +183,8 @@ class FamilyRenderer:
     def freeze(self, series: Series, openmetrics: bool) -> _Copy:
         """What ``render_series`` reads of ``series``, copied now (a ``Snapshot`` formats it later)."""
         copy = _Copy()
-        if series.label_text is None:
-            series.label_text = self.label_text(series)
-        copy.labels, copy.label_text, copy.value, copy.sum = series.labels, series.label_text, series.value, series.sum
+        copy.labels, copy.label_text = series.labels, self.frozen_label_text(series)
+        copy.value, copy.sum = series.value, series.sum
         counts = series.counts
         copy.counts = None if counts is None else counts.copy()
         exemplars = series.exemplars if openmetrics else None
@@ -181,6 +192,12 @@ class FamilyRenderer:
         # before it is formatted (series_store._replace), which still makes it that bucket's exemplar
         copy.exemplars = None if exemplars is None else exemplars.copy()
         return copy
+
+    def frozen_label_text(self, series: Series) -> str:
+        """The series' label text for a copy (cached on the series: a catalog family's labels never change)."""
+        if series.label_text is None:
+            series.label_text = self.label_text(series)
+        return series.label_text
 
     def render(self, parts: list[str], openmetrics: bool, snapshot: Snapshot | None = None) -> None:
         """Append the family's pieces. A series whose lines are not cached is formatted now, or,
@@ -252,13 +269,18 @@ class DynamicFamilyRenderer(FamilyRenderer):
             if value
         )
 
+    def frozen_label_text(self, series: Series) -> str:
+        """Made now, not cached: a family that gains a label name re-sorts its names (``DynamicFamily.widen``),
+        so the text must be the snapshot instant's."""
+        return self.label_text(series)
+
     def freeze(self, series: DynamicSeries, openmetrics: bool) -> _Copy:  # type: ignore[override]
         copy = super().freeze(series, openmetrics)
         copy.bounds, copy.quantiles, copy.count, copy.has_sum = series.bounds, series.quantiles, series.count, series.has_sum
         return copy
 
-    def render_series(self, series: DynamicSeries, openmetrics: bool) -> str:  # type: ignore[override]
-        labels = self.label_text(series)
+    def render_series(self, series: DynamicSeries | _Copy, openmetrics: bool) -> str:  # type: ignore[override]
+        labels = series.label_text if series.__class__ is _Copy else self.label_text(series)
         braces = f"{{{labels}}}" if labels else ""
         name = self.name
         exemplars = series.exemplars if openmetrics and self.exemplars else None

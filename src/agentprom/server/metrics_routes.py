@@ -127,8 +127,11 @@ class MetricsRoutes:
     async def _make_body(self, openmetrics: bool, gzip: bool) -> tuple[list[bytes], bool]:
         """The body in chunks and whether it is gzipped (small bodies are not)."""
         snapshot, extra = self.snapshot(openmetrics)
-        while not snapshot.format(_SERIES_PER_STEP):
-            await asyncio.sleep(0)  # ingestion runs between steps; the snapshot's values stay put
+        try:
+            while not snapshot.format(_SERIES_PER_STEP):
+                await asyncio.sleep(0)  # ingestion runs between steps; the snapshot's values stay put
+        finally:
+            snapshot.abandon()  # nothing left to do after the last step; after a failure, its marks go
         chunks = await _encode(snapshot.parts)
         chunks.append(extra)
         if gzip and self.gzip_level and sum(map(len, chunks)) >= _GZIP_MIN_BYTES:
