@@ -14,7 +14,7 @@ import pytest
 
 from agentprom.clock import ManualClock
 from agentprom.metrics.dynamic import DynamicFamilies, DynamicSpec
-from agentprom.metrics.exposition import Renderer, Snapshot
+from agentprom.metrics.exposition import Renderer
 from agentprom.metrics.series_store import Exemplar, SeriesStore, StoreLimits
 from agentprom.server import metrics_routes
 from agentprom.server.metrics_routes import MetricsRoutes
@@ -145,10 +145,6 @@ def test_the_metrics_route_lets_the_loop_run_while_it_formats(openmetrics, monke
     body, turns = asyncio.run(scrape())
     assert turns >= 200 // 50  # a turn per formatting step (200 histogram series and the overflow one)
     assert samples(body.decode())[:len(samples(expected))] == samples(expected)
-
-
-def test_snapshot_is_exported_for_the_route():
-    assert isinstance(Renderer(SeriesStore(clock=ManualClock())).snapshot(), Snapshot)
 
 
 @pytest.mark.parametrize("openmetrics", [False, True])
