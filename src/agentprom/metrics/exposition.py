@@ -75,9 +75,10 @@ class _Copy:
 class Snapshot:
     """One instant's exposition whose changed series are formatted afterwards, in steps.
 
-    ``parts`` holds every piece; the piece of a histogram or summary series whose lines were not
-    cached is empty until ``format`` fills it from the copy taken at the instant (``later``; the
-    other series are formatted at the instant, which costs about what a copy would), so the body is
+    ``parts`` holds every piece; the piece of a histogram or summary series (in OpenMetrics, of a
+    counter series too) whose lines were not cached is empty until ``format`` fills it from the copy
+    taken at the instant (``later``; the other series are formatted at the instant, which costs
+    about what a copy would: ``FamilyRenderer.deferred``), so the body is
     that instant's counter set however long formatting takes and whatever is counted
     meanwhile. While it waits, the series' cache slot holds this snapshot as a mark; an update
     resets the slot, so lines formatted from a copy are cached only if the series did not
@@ -139,9 +140,10 @@ class FamilyRenderer:
         self.om_header = f"# HELP {om_name} {escape_help(spec.help, True)}\n# TYPE {om_name} {spec.type}\n"
         self.bounds = [format_bound(b) for b in spec.buckets] + ["+Inf"]
         self.le_parts = [f'le="{bound}"}} ' for bound in self.bounds]
-        #: a snapshot formats this family's changed series later, from copies: a histogram's lines
-        #: cost ten times its copy; a counter's or gauge's line costs about what a copy would
-        self.deferred = spec.type == HISTOGRAM
+        #: whether a snapshot formats this family's changed series later, from copies (text, OpenMetrics):
+        #: a histogram's lines cost ten times its copy, an OpenMetrics counter line with its exemplar
+        #: three times; a gauge's line, or a counter's without exemplar, costs about what a copy would
+        self.deferred = (spec.type == HISTOGRAM, spec.type in (HISTOGRAM, COUNTER))
 
     def label_text(self, series: Series) -> str:
         """The text inside the braces for a series, without ``le``."""
@@ -183,14 +185,17 @@ class FamilyRenderer:
     def freeze(self, series: Series, openmetrics: bool) -> _Copy:
         """What ``render_series`` reads of ``series``, copied now (a ``Snapshot`` formats it later)."""
         copy = _Copy()
-        copy.labels, copy.label_text = series.labels, self.frozen_label_text(series)
-        copy.value, copy.sum = series.value, series.sum
+        copy.labels = series.labels
+        label_text = series.label_text
+        copy.label_text = self.frozen_label_text(series) if label_text is None else label_text
+        copy.value = series.value
+        copy.sum = series.sum
         counts = series.counts
         copy.counts = None if counts is None else counts.copy()
-        exemplars = series.exemplars if openmetrics else None
+        exemplars = series.exemplars
         # the list, not its exemplars: a later span of the same bucket may replace one in place
         # before it is formatted (series_store._replace), which still makes it that bucket's exemplar
-        copy.exemplars = None if exemplars is None else exemplars.copy()
+        copy.exemplars = None if exemplars is None or not openmetrics else exemplars.copy()
         return copy
 
     def frozen_label_text(self, series: Series) -> str:
@@ -208,7 +213,7 @@ class FamilyRenderer:
             return
         parts.append(self.om_header if openmetrics else self.text_header)
         render = self.render_series
-        later = snapshot.later if snapshot is not None and self.deferred else None
+        later = snapshot.later if snapshot is not None and self.deferred[openmetrics] else None
         if openmetrics:
             for series in family.all_series():
                 text = series.om
@@ -260,7 +265,7 @@ class DynamicFamilyRenderer(FamilyRenderer):
         self.om_header = f"# HELP {om_name} {escape_help(spec.help, True)}\n# TYPE {om_name} {om_type}\n{unit}"
         #: OpenMetrics allows exemplars on counters and histogram buckets only
         self.exemplars = om_type in (COUNTER, HISTOGRAM)
-        self.deferred = spec.type in (HISTOGRAM, SUMMARY)
+        self.deferred = (spec.type in (HISTOGRAM, SUMMARY), spec.type in (HISTOGRAM, SUMMARY, COUNTER))
 
     def label_text(self, series: Series) -> str:
         return ",".join(
@@ -270,8 +275,8 @@ class DynamicFamilyRenderer(FamilyRenderer):
         )
 
     def frozen_label_text(self, series: Series) -> str:
-        """Made now, not cached: a family that gains a label name re-sorts its names (``DynamicFamily.widen``),
-        so the text must be the snapshot instant's."""
+        """Made now, not cached (a run-time series' ``label_text`` stays None): a family that gains a
+        label name re-sorts its names (``DynamicFamily.widen``), so the text must be the instant's."""
         return self.label_text(series)
 
     def freeze(self, series: DynamicSeries, openmetrics: bool) -> _Copy:  # type: ignore[override]
