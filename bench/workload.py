@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -190,7 +191,7 @@ def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 6
 class SidecarProcess:
     """``python -m agentprom serve`` from this checkout, on free loopback ports."""
 
-    def __init__(self, config: str = "", log_path: str = os.devnull) -> None:
+    def __init__(self, config: str = "", log_path: str | None = None) -> None:
         self.grpc = f"127.0.0.1:{free_port()}"
         self.metrics = f"127.0.0.1:{free_port()}"
         self.http = f"127.0.0.1:{free_port()}"
@@ -198,17 +199,31 @@ class SidecarProcess:
         args = [sys.executable, "-m", "agentprom", "serve", "--otlp-grpc", self.grpc,
                 "--otlp-http", self.http, "--metrics", self.metrics, "--log-level", "warning"]
         if config:
-            import tempfile
-
             handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
             handle.write(config)
             handle.close()
             self._config_path = handle.name
             args += ["--config", handle.name]
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-        self._log = open(log_path, "wb")
+        # the sidecar's own log (warnings and up), kept to explain a sidecar that never became ready
+        self._log = open(log_path, "w+b") if log_path else tempfile.TemporaryFile()
         self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        wait_until(lambda: b"ready" in http_get(f"http://{self.metrics}/-/ready", timeout=2), 30, "sidecar ready")
+        try:
+            wait_until(lambda: self._ready(), 30, "sidecar ready")
+        except (TimeoutError, RuntimeError) as exc:
+            self._log.seek(0)
+            tail = self._log.read()[-3000:].decode(errors="replace")
+            self.proc.kill()
+            self.proc.wait()
+            self._log.close()
+            if self._config_path:
+                os.unlink(self._config_path)
+            raise RuntimeError(f"{exc} (exit code {self.proc.returncode}); its log:\n{tail}") from None
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:  # it ended: waiting longer would not help
+            raise RuntimeError("the sidecar exited before it was ready")
+        return b"ready" in http_get(f"http://{self.metrics}/-/ready", timeout=2)
 
     @property
     def pid(self) -> int:

@@ -9,7 +9,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,3 +113,13 @@ def test_stores_shipping_and_ingest_with_stores_on_and_off():
         assert ingest[name]["requests"] > 0 and ingest[name]["errors"] == 0
     assert set(ingest["stores_on"]["store_lag_records"]) == {"postgres", "redis"}
     assert ingest["stores_on_vs_journal_off_throughput"] > 0
+
+
+def test_a_sidecar_that_cannot_start_fails_the_bench_at_once_with_its_log():
+    """Not after the 30 s readiness wait: the harness sees the process end and shows why."""
+    from bench.workload import SidecarProcess
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="(?s)exited before it was ready.*exit code 2.*server.bogus_key"):
+        SidecarProcess("server: {bogus_key: 1}\n")
+    assert time.monotonic() - started < 25
