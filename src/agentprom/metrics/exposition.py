@@ -85,10 +85,12 @@ class Snapshot:
     change since, and only by the snapshot that marked it last.
     """
 
-    __slots__ = ("openmetrics", "parts", "later", "done")
+    __slots__ = ("openmetrics", "slot", "parts", "later", "done")
 
     def __init__(self, openmetrics: bool) -> None:
         self.openmetrics = openmetrics
+        #: the series' cache slot of this format, which holds the mark
+        self.slot = "om" if openmetrics else "text"
         self.parts: list[str] = []
         #: (index in ``parts``, renderer, series, copy) of each series still to format
         self.later: list[tuple[int, FamilyRenderer, Series, _Copy]] = []
@@ -96,15 +98,12 @@ class Snapshot:
 
     def format(self, budget: int | None = None) -> bool:
         """Format up to ``budget`` of the waiting series (all when None); True once none waits."""
-        later, parts, openmetrics = self.later, self.parts, self.openmetrics
+        later, parts, openmetrics, slot = self.later, self.parts, self.openmetrics, self.slot
         end = len(later) if budget is None else min(len(later), self.done + budget)
         for index, renderer, series, copy in later[self.done:end]:
             text = parts[index] = renderer.render_series(copy, openmetrics)  # type: ignore[arg-type]
-            if openmetrics:
-                if series.om is self:
-                    series.om = text
-            elif series.text is self:
-                series.text = text
+            if getattr(series, slot) is self:
+                setattr(series, slot, text)
         self.done = end
         if end < len(later):
             return False
@@ -114,13 +113,10 @@ class Snapshot:
     def abandon(self) -> None:
         """Take this snapshot's marks off the series it did not format (a scrape that failed
         half-way), so that none of them keeps it alive."""
-        openmetrics = self.openmetrics
+        slot = self.slot
         for _index, _renderer, series, _copy in self.later[self.done:]:
-            if openmetrics:
-                if series.om is self:
-                    series.om = None
-            elif series.text is self:
-                series.text = None
+            if getattr(series, slot) is self:
+                setattr(series, slot, None)
         self.later.clear()
 
 

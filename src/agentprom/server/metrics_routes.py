@@ -6,14 +6,14 @@ global one). OpenMetrics is chosen when the scraper's Accept header asks for
 it, as Prometheus does when exemplar storage is on.
 
 A scrape shares the event loop with ingestion, so it holds the loop as little
-as it can: the store is read in one go (cached lines, counters and gauges that
-changed formatted, copies of the histograms that changed: ``exposition.Snapshot``),
-which keeps the counter set consistent; the changed histograms are then
-formatted ``_SERIES_PER_STEP`` at a time and the body encoded a chunk at a time,
-with a yield to the loop between steps (formatting 50,000 changed series took
-140 to 210 ms, and one join, encode and copy of a 26 MB body up to 60 ms, in one
-hold of the loop: bench/scrape.py). Compression runs in
-a worker thread (zlib releases the GIL).
+as it can: the store is read in one go (cached lines; the changed series that
+are cheap to format formatted, copies of the others, histograms and, in
+OpenMetrics, counters: ``exposition.Snapshot``), which keeps the counter set
+consistent; the copies are then formatted ``_SERIES_PER_STEP`` at a time and the
+body encoded a chunk at a time, with a yield to the loop between steps
+(formatting 50,000 changed series took 80 to 230 ms, and one join, encode and
+copy of a 26 MB body up to 60 ms, in one hold of the loop: bench/scrape.py).
+Compression runs in a worker thread (zlib releases the GIL).
 
 Scrapes are bounded, because a scraper that asks and never reads would
 otherwise hold a full copy of a possibly large body per connection:
@@ -53,7 +53,7 @@ _GZIP_MIN_BYTES = 1024
 _SHARE_SECONDS = 1.0
 #: Bytes handed to the transport at a time; the next waits until the client has read them.
 _CHUNK_BYTES = 256 * 1024
-#: Changed histograms formatted per turn of the loop (4 to 5 ms of work on a shared vCPU: bench/scrape.py).
+#: Copied series formatted per turn of the loop (4 to 15 ms of work on a shared vCPU: bench/scrape.py).
 _SERIES_PER_STEP = 500
 
 
