@@ -2,6 +2,7 @@
 
 Usage: python3 bench/instructions.py [--quick] [--mode MODE] [--spans N] [--extra-attributes K]
                                      [--parents-first] [--against DIR --against-mode MODE]
+       python3 bench/instructions.py --mode ingest [--spans N] [--against DIR]
 
 CPU time on a shared machine moves by tens of percent between runs, which hides
 a 5 % change. This script runs ``bench/sessions_overhead.py``'s spans through
@@ -10,6 +11,12 @@ runs them) under ``valgrind --tool=callgrind`` twice, once with N spans and
 once with four, and reports the difference per span: the interpreter's
 instructions for the work itself, start-up excluded. Hash seeds and span ids
 are fixed, so a rerun gives the same count to within a few instructions.
+
+``--mode ingest`` measures what ``bench/ingest.py`` sends instead: its 512-span
+requests (bench/workload.py, each with traces of its own) decoded by the
+decoder in use and consumed by the translator of an App built from the default
+configuration, every listener subscribed as ``agentprom serve`` subscribes
+them; gRPC and the event loop are left out.
 
 ``--against DIR`` measures another checkout the same way (``git worktree add
 /tmp/before <rev>``), with the same spans, and reports the ratio. Before the
@@ -55,12 +62,35 @@ bench.run(spans[:fed], mode, tempfile.mkdtemp())
 print(len(spans))
 """
 
+#: ``--mode ingest``: bench/ingest.py's requests, decoded and consumed by a default App's translator
+_RUN_INGEST = r"""
+import gc, os, sys
+root, n, fed = sys.argv[1], int(sys.argv[3]), int(sys.argv[4])
+sys.path[:0] = [os.path.join(root, "src"), os.path.join(root, "bench")]
+import workload
+from agentprom.app import App
+from agentprom.clock import ManualClock
+from agentprom.cli import tune_gc
+from agentprom.config.loader import validate
+from agentprom.receiver.decode import decode_traces
+body = workload.request_bytes()
+requests = -(-n // workload.SPANS_PER_REQUEST)
+bodies = [workload.with_trace_ids(body, (0x5000 + i).to_bytes(8, "big")) for i in range(requests)]
+translator = App(validate({}), ManualClock()).translator
+gc.collect()
+tune_gc()
+for data in bodies[:fed // workload.SPANS_PER_REQUEST]:
+    translator.consume(decode_traces(data), "grpc")
+print(requests * workload.SPANS_PER_REQUEST)
+"""
+
 
 def instructions(root: Path, mode: str, n: int, fed: int, extra: int, parents_first: bool) -> tuple[int, int]:
     """Instructions of a whole run that builds spans for ``n`` and feeds the first ``fed``; and
     how many spans it built (whole traces: a few more than ``n``)."""
     out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c", _RUN,
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c",
+         _RUN_INGEST if mode == "ingest" else _RUN,
          str(root), mode, str(n), str(fed), str(extra), "1" if parents_first else "0"],
         env=dict(os.environ, PYTHONHASHSEED="0"), capture_output=True, text=True, check=True,
     )
@@ -71,21 +101,23 @@ def instructions(root: Path, mode: str, n: int, fed: int, extra: int, parents_fi
 
 
 def per_span(root: Path, mode: str, n: int, extra: int, parents_first: bool) -> float:
-    # both runs build the same spans; only feeding them differs
+    # both runs build the same spans; only feeding them differs (``ingest``: whole requests, none)
+    empty_fed = 0 if mode == "ingest" else 4
     full, built = instructions(root, mode, n, 10**9, extra, parents_first)
-    empty, _ = instructions(root, mode, n, 4, extra, parents_first)
-    return (full - empty) / (built - 4)
+    empty, _ = instructions(root, mode, n, empty_fed, extra, parents_first)
+    return (full - empty) / (built - empty_fed)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", default="default", help="a sessions_overhead.py mode (default: default)")
+    parser.add_argument("--mode", default="default", help="a sessions_overhead.py mode, or ingest: bench/ingest.py's requests through a default App "
+                             "(default: default)")
     parser.add_argument("--spans", type=int, default=8000, help="spans fed (default 8000; about 40 s per run)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (400 spans)")
     parser.add_argument("--extra-attributes", type=int, default=0, help="attributes no stage reads, per span")
     parser.add_argument("--parents-first", action="store_true", help="each trace's root first (default: children first)")
     parser.add_argument("--against", type=Path, help="another checkout to measure with the same spans")
-    parser.add_argument("--against-mode", default="default", help="the mode to run there (default: default)")
+    parser.add_argument("--against-mode", help="the mode to run there (default: --mode's)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -94,8 +126,9 @@ def main() -> None:
               "extra_attributes": args.extra_attributes, "parents_first": args.parents_first,
               "instructions_per_span": round(per_span(ROOT, args.mode, *shape))}
     if args.against is not None:
-        theirs = per_span(args.against.resolve(), args.against_mode, *shape)
-        result["against"] = {"checkout": str(args.against), "mode": args.against_mode,
+        against_mode = args.against_mode or args.mode
+        theirs = per_span(args.against.resolve(), against_mode, *shape)
+        result["against"] = {"checkout": str(args.against), "mode": against_mode,
                              "instructions_per_span": round(theirs)}
         result["ratio"] = round(result["instructions_per_span"] / theirs, 3)
     print(json.dumps(result))
