@@ -168,12 +168,15 @@ class Runs:
         tally = self.tallies.pop(key, None) or list(_EMPTY)
         llm, tools, tokens, cost, sub_llm, sub_tools, sub_tokens, sub_cost, cycles = tally
         llm_all, tools_all, tokens_all, cost_all = llm + sub_llm, tools + sub_tools, tokens + sub_tokens, cost + sub_cost
-        for scope, values in ((OWN, (llm, tools, tokens, cost)), (ALL, (llm_all, tools_all, tokens_all, cost_all))):
-            labels = (agent, scope)
-            self._llm.observe(labels, values[0], None, weight)
-            self._tools.observe(labels, values[1], None, weight)
-            self._tokens.observe(labels, values[2], None, weight)
-            self._cost.observe(labels, values[3], None, weight)
+        own, every = (agent, OWN), (agent, ALL)  # the two scopes, spelled out: once per run
+        self._llm.observe(own, llm, None, weight)
+        self._tools.observe(own, tools, None, weight)
+        self._tokens.observe(own, tokens, None, weight)
+        self._cost.observe(own, cost, None, weight)
+        self._llm.observe(every, llm_all, None, weight)
+        self._tools.observe(every, tools_all, None, weight)
+        self._tokens.observe(every, tokens_all, None, weight)
+        self._cost.observe(every, cost_all, None, weight)
         # reasoning cycles: the framework's loop-cycle spans where it has them, else the run's LLM calls
         self._cycles.observe((agent,), cycles or llm, None, weight)
         if caller is not None:  # the sub-agent's whole run is part of its caller's

@@ -191,22 +191,25 @@ class Translator:
                 self._tool_errors.inc((agent, c.tool, c.error_type), w)
                 self._errors.inc((agent, "tool", c.error_type), w)
         elif kind is LLM:
-            labels = (agent, c.provider, c.model)
-            self._llm_calls.inc((*labels, c.operation, status), w, exemplar)
-            self._llm_duration.observe((*labels, c.operation), duration, exemplar, w)
+            # label tuples spelled out: ``(*labels, ...)`` builds a list first (several per LLM span)
+            provider, model, operation = c.provider, c.model, c.operation
+            labels = (agent, provider, model)
+            self._llm_calls.inc((agent, provider, model, operation, status), w, exemplar)
+            self._llm_duration.observe((agent, provider, model, operation), duration, exemplar, w)
             used = False
+            tokens = self._tokens
             for token_type, count in c.tokens.items():
                 if count:
                     used = True
-                    self._tokens.inc((*labels, token_type), count * w)
+                    tokens.inc((agent, provider, model, token_type), count * w)
             cost = c.cost
             if cost is None and used:  # the span's own cost wins; else the table's (pricing.py)
                 pricing = self.pricing
                 if pricing is not None:
                     # kept on the classification: the session tracker (a listener) reads it after
-                    cost = c.cost = pricing.cost(c.provider, c.model, c.tokens)
+                    cost = c.cost = pricing.cost(provider, model, c.tokens)
                 if cost is None:
-                    self._unpriced.inc((c.provider, c.model), w)
+                    self._unpriced.inc((provider, model), w)
             if cost:
                 self._cost.inc(labels, cost * w)
             if c.streaming:
@@ -216,7 +219,7 @@ class Translator:
                 if c.tpot is not None:
                     self._tpot.observe(labels, c.tpot, None, w)
             for reason in c.finish_reasons:
-                self._finish_reasons.inc((*labels, reason), w)
+                self._finish_reasons.inc((agent, provider, model, reason), w)
             if not c.ok:
                 self._errors.inc((agent, "llm", c.error_type), w)
         elif kind is AGENT:

@@ -189,8 +189,8 @@ class FamilyRenderer:
         counts = series.counts
         copy.counts = None if counts is None else counts.copy()
         exemplars = series.exemplars
-        # the list, not its exemplars: a later span of the same bucket may replace one in place
-        # before it is formatted (series_store._replace), which still makes it that bucket's exemplar
+        # the list, not its exemplars: a later span of the same bucket may replace one in place before
+        # it is formatted (series_store.py, above ``Series``), which still makes it that bucket's exemplar
         copy.exemplars = None if exemplars is None or not openmetrics else exemplars.copy()
         return copy
 

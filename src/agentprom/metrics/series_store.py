@@ -87,15 +87,12 @@ class Exemplar:
         return found
 
 
-def _replace(held: Exemplar, ids: tuple[str | bytes, str | bytes], value: float, timestamp: float) -> None:
-    """Make ``held`` the exemplar of another span. Safe because the store has a single owner
-    (module docstring), every reader renders an exemplar when it reads it, except a scrape's
-    snapshot (exposition.Snapshot), which may then render the newer exemplar of the same bucket,
-    and the OTLP metrics path (metrics_in/), which shares exemplar objects between buckets, sets
-    its series' exemplars itself and never comes here."""
-    held._trace_id, held._span_id = ids
-    held.value = value
-    held.timestamp = timestamp
+# Replacing an exemplar in place (``inc`` and ``observe`` make ``held`` the exemplar of a later span by
+# setting its four fields, the update inline as the hot path wants it) is safe because the store has a
+# single owner (module docstring) and every reader renders an exemplar when it reads it, except a
+# scrape's snapshot (exposition.Snapshot), which may then render the newer exemplar of the same bucket,
+# and the OTLP metrics path (metrics_in/), which shares exemplar objects between buckets, sets its
+# series' exemplars itself and never comes here.
 
 
 class Series:
@@ -258,8 +255,10 @@ class Family:
             held = series.exemplars
             if held is None or held[0] is None:
                 series.exemplars = [Exemplar(exemplar[0], exemplar[1], amount, self.store.wall_now)]
-            else:  # the latest span replaces the last in place (``_replace``): no allocation per span
-                _replace(held[0], exemplar, amount, self.store.wall_now)
+            else:  # the latest span replaces the last in place (above ``Series``): no allocation
+                held = held[0]
+                held._trace_id, held._span_id = exemplar
+                held.value, held.timestamp = amount, self.store.wall_now
 
     def set(self, labels: tuple[str, ...], value: float) -> None:
         series = self.series.get(labels) or self._resolve(labels)
@@ -283,8 +282,9 @@ class Family:
             held = series.exemplars[index]
             if held is None:
                 series.exemplars[index] = Exemplar(exemplar[0], exemplar[1], value, self.store.wall_now)
-            else:
-                _replace(held, exemplar, value, self.store.wall_now)
+            else:  # in place (above ``Series``)
+                held._trace_id, held._span_id = exemplar
+                held.value, held.timestamp = value, self.store.wall_now
 
     def remove(self, labels: tuple[str, ...]) -> None:
         self.series.pop(labels, None)
