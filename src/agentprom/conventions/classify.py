@@ -30,6 +30,7 @@ UNKNOWN = "unknown"
 _AGENT, _LLM, _TOOL, _OTHER = Kind.AGENT, Kind.LLM, Kind.TOOL, Kind.OTHER
 _TRACELOOP_SPAN_KIND, _TRACELOOP_KINDS = P.TRACELOOP_SPAN_KIND, P.TRACELOOP_KINDS
 _OPENINFERENCE_SPAN_KIND, _OPENINFERENCE_KINDS = P.OPENINFERENCE_SPAN_KIND, P.OPENINFERENCE_KINDS
+_SPAN_KIND_KEYS = frozenset((_TRACELOOP_SPAN_KIND, _OPENINFERENCE_SPAN_KIND))
 _GENAI_OPERATION, _GENAI_OPERATIONS = P.GENAI_OPERATION, P.GENAI_OPERATIONS
 _GENAI_OPERATION_ALIASES = P.GENAI_OPERATION_ALIASES
 _AGENT_KEY, _TOOL_KEY = P.AGENT_NAME_KEYS[0], P.TOOL_NAME_KEYS[0]
@@ -41,7 +42,8 @@ _NOT_LLM_CALLS = P.NOT_LLM_CALLS
 _GUARDRAIL_KEYS = P.GUARDRAIL_KEYS
 #: what ``span_kind`` returns as the operation of a guardrail span
 _GUARDRAIL = P.GUARDRAIL_OPERATION
-_STREAM_AND_FINISH_KEYS = frozenset((*P.STREAMING_KEYS, *P.TTFT_KEYS, *P.TPOT_KEYS, *P.FINISH_REASON_KEYS))
+_STREAM_AND_TIME_KEYS = frozenset((*P.STREAMING_KEYS, *P.TTFT_KEYS, *P.TPOT_KEYS))
+_STREAM_AND_FINISH_KEYS = _STREAM_AND_TIME_KEYS | frozenset(P.FINISH_REASON_KEYS)
 
 
 @dataclass(slots=True)
@@ -292,6 +294,24 @@ def _guardrail(span: Span, attrs: dict[str, Any], out: Classified) -> None:
 
 def _stream_and_finish(span: Span, attrs: dict[str, Any], out: Classified) -> None:
     """Streaming, time to first token, time per output token and finish reasons of an LLM call.
+    Most LLM spans report finish reasons only: one ``isdisjoint`` rules out the rest."""
+    if not attrs.keys().isdisjoint(_STREAM_AND_TIME_KEYS) or span.first_token_ns:
+        _stream_and_time(span, attrs, out)
+    reasons: list[str] = []
+    for key in P.FINISH_REASON_KEYS:
+        value = attrs.get(key)
+        if value is None:
+            continue
+        for reason in (value,) if value.__class__ is str else value if value.__class__ is tuple else ():
+            if reason and reason.__class__ is str and reason not in reasons:
+                reasons.append(reason)
+        if reasons:
+            break
+    out.finish_reasons = tuple(reasons)
+
+
+def _stream_and_time(span: Span, attrs: dict[str, Any], out: Classified) -> None:
+    """Streaming, time to first token and time per output token of an LLM call.
 
     Times are read only for a streamed call: a span that says it was not streamed (OpenLIT writes
     its whole duration as the time to first token then) has none. A time without a streaming flag
@@ -322,14 +342,3 @@ def _stream_and_finish(span: Span, attrs: dict[str, Any], out: Classified) -> No
         if streaming is None and ttft is not None:
             streaming = True
     out.streaming = streaming
-    reasons: list[str] = []
-    for key in P.FINISH_REASON_KEYS:
-        value = attrs.get(key)
-        if value is None:
-            continue
-        for reason in (value,) if value.__class__ is str else value if value.__class__ is tuple else ():
-            if reason and reason.__class__ is str and reason not in reasons:
-                reasons.append(reason)
-        if reasons:
-            break
-    out.finish_reasons = tuple(reasons)
