@@ -157,7 +157,8 @@ def test_resolutions_are_remembered_up_to_the_bound(table_file):
 
 
 def _llm(provider="openai", model="gpt-4o-mini", cost=None, **tokens) -> Classified:
-    c = Classified(Kind.LLM, "agent", True, "", operation="chat", provider=provider, model=model)
+    c = Classified(Kind.LLM, "agent", True, "")
+    c.operation, c.provider, c.model = "chat", provider, model
     c.tokens, c.cost = dict(tokens), cost
     return c
 
