@@ -2,7 +2,7 @@
 
 Usage: python3 bench/instructions.py [--quick] [--mode MODE] [--spans N] [--extra-attributes K]
                                      [--parents-first] [--against DIR --against-mode MODE]
-       python3 bench/instructions.py --mode ingest [--spans N] [--against DIR]
+       python3 bench/instructions.py --mode ingest [--spans N] [--breakdown] [--against DIR]
 
 CPU time on a shared machine moves by tens of percent between runs, which hides
 a 5 % change. This script runs ``bench/sessions_overhead.py``'s spans through
@@ -16,7 +16,9 @@ are fixed, so a rerun gives the same count to within a few instructions.
 requests (bench/workload.py, each with traces of its own) decoded by the
 decoder in use and consumed by the translator of an App built from the default
 configuration, every listener subscribed as ``agentprom serve`` subscribes
-them; gRPC and the event loop are left out.
+them; gRPC and the event loop are left out. ``--breakdown`` adds what each stage costs of
+that: decode and classification measured alone, the counting and each listener as what leaving it
+out saves, and the trace context with the translator's own loop as the remainder.
 
 ``--against DIR`` measures another checkout the same way (``git worktree add
 /tmp/before <rev>``), with the same spans, and reports the ratio. Before the
@@ -37,6 +39,7 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,27 +65,71 @@ bench.run(spans[:fed], mode, tempfile.mkdtemp())
 print(len(spans))
 """
 
-#: ``--mode ingest``: bench/ingest.py's requests, decoded and consumed by a default App's translator
+#: ``--mode ingest``: bench/ingest.py's requests, decoded and consumed by a default App's translator.
+#: ``ingest:PART`` measures one part of that (``--breakdown``): ``decode`` or ``classify`` alone (the
+#: latter on requests decoded beforehand), or everything but the counting (``-counting``) or but one
+#: listener (``-Runs``, ``-SpanSessions``, ...: a listener's class name).
 _RUN_INGEST = r"""
 import gc, os, sys
-root, n, fed = sys.argv[1], int(sys.argv[3]), int(sys.argv[4])
+root, mode, n, fed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+part = mode.partition(":")[2]
 sys.path[:0] = [os.path.join(root, "src"), os.path.join(root, "bench")]
 import workload
 from agentprom.app import App
 from agentprom.clock import ManualClock
 from agentprom.cli import tune_gc
 from agentprom.config.loader import validate
+from agentprom.conventions.classify import classify
 from agentprom.receiver.decode import decode_traces
 body = workload.request_bytes()
 requests = -(-n // workload.SPANS_PER_REQUEST)
 bodies = [workload.with_trace_ids(body, (0x5000 + i).to_bytes(8, "big")) for i in range(requests)]
 translator = App(validate({}), ManualClock()).translator
+if part == "-counting":
+    translator.record = lambda *args: None
+elif part.startswith("-"):
+    kept = [f for f in translator.listeners if not f.__qualname__.startswith(part[1:] + ".")]
+    if len(kept) != len(translator.listeners) - 1:
+        sys.exit(f"no listener {part[1:]!r} among {[f.__qualname__ for f in translator.listeners]}")
+    translator.listeners = kept
+batches = [decode_traces(data) for data in bodies] if part == "classify" else []
 gc.collect()
 tune_gc()
-for data in bodies[:fed // workload.SPANS_PER_REQUEST]:
-    translator.consume(decode_traces(data), "grpc")
+fed //= workload.SPANS_PER_REQUEST
+if part == "decode":
+    for data in bodies[:fed]:
+        decode_traces(data)
+elif part == "classify":
+    for batch in batches[:fed]:
+        for span in batch.spans:
+            classify(span)
+else:
+    for data in bodies[:fed]:
+        translator.consume(decode_traces(data), "grpc")
 print(requests * workload.SPANS_PER_REQUEST)
 """
+
+#: ``--breakdown``: the parts measured, and what each difference means
+_LISTENERS = ("SpanSessions", "Runs", "Guardrails", "Evaluations")
+
+
+def breakdown(root: Path, n: int) -> dict[str, int]:
+    """Instructions per span of each stage of ``--mode ingest``: decode and classification measured
+    alone, the counting and each listener as what leaving it out saves, and the trace context
+    with the translator's own loop as what remains."""
+    def run(part: str) -> float:
+        return per_span(root, f"ingest:{part}" if part else "ingest", n, 0, False)
+
+    parts = ["", "decode", "classify", "-counting", *(f"-{name}" for name in _LISTENERS)]
+    with ThreadPoolExecutor(max(1, min(len(parts), os.cpu_count() or 1))) as pool:
+        found = dict(zip(parts, pool.map(run, parts)))
+    whole = found[""]
+    out = {"whole": whole, "decode": found["decode"], "classify": found["classify"],
+           "counting": whole - found["-counting"]}
+    for name in _LISTENERS:
+        out[f"listener {name}"] = whole - found[f"-{name}"]
+    out["trace context and the rest"] = whole - sum(value for key, value in out.items() if key != "whole")
+    return {key: round(value) for key, value in out.items()}
 
 
 def instructions(root: Path, mode: str, n: int, fed: int, extra: int, parents_first: bool) -> tuple[int, int]:
@@ -90,7 +137,7 @@ def instructions(root: Path, mode: str, n: int, fed: int, extra: int, parents_fi
     how many spans it built (whole traces: a few more than ``n``)."""
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c",
-         _RUN_INGEST if mode == "ingest" else _RUN,
+         _RUN_INGEST if mode.partition(":")[0] == "ingest" else _RUN,
          str(root), mode, str(n), str(fed), str(extra), "1" if parents_first else "0"],
         env=dict(os.environ, PYTHONHASHSEED="0"), capture_output=True, text=True, check=True,
     )
@@ -102,7 +149,7 @@ def instructions(root: Path, mode: str, n: int, fed: int, extra: int, parents_fi
 
 def per_span(root: Path, mode: str, n: int, extra: int, parents_first: bool) -> float:
     # both runs build the same spans; only feeding them differs (``ingest``: whole requests, none)
-    empty_fed = 0 if mode == "ingest" else 4
+    empty_fed = 0 if mode.partition(":")[0] == "ingest" else 4
     full, built = instructions(root, mode, n, 10**9, extra, parents_first)
     empty, _ = instructions(root, mode, n, empty_fed, extra, parents_first)
     return (full - empty) / (built - empty_fed)
@@ -110,7 +157,8 @@ def per_span(root: Path, mode: str, n: int, extra: int, parents_first: bool) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", default="default", help="a sessions_overhead.py mode, or ingest: bench/ingest.py's requests through a default App "
+    parser.add_argument("--mode", default="default",
+                        help="a sessions_overhead.py mode, or ingest: bench/ingest.py's requests through a default App "
                              "(default: default)")
     parser.add_argument("--spans", type=int, default=8000, help="spans fed (default 8000; about 40 s per run)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (400 spans)")
@@ -118,7 +166,15 @@ def main() -> None:
     parser.add_argument("--parents-first", action="store_true", help="each trace's root first (default: children first)")
     parser.add_argument("--against", type=Path, help="another checkout to measure with the same spans")
     parser.add_argument("--against-mode", help="the mode to run there (default: --mode's)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="with --mode ingest: instructions per span of each stage (decode, classify, counting, "
+                             "each listener, the rest): 16 valgrind runs, one per core at a time")
     args = parser.parse_args()
+    ingest = args.mode.partition(":")[0] == "ingest"
+    if ingest and (args.extra_attributes or args.parents_first):
+        parser.error("--extra-attributes and --parents-first shape sessions_overhead.py's spans, not --mode ingest's")
+    if args.breakdown and args.mode != "ingest":
+        parser.error("--breakdown needs --mode ingest")
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     shape = (400 if args.quick else args.spans, args.extra_attributes, args.parents_first)
@@ -131,6 +187,8 @@ def main() -> None:
         result["against"] = {"checkout": str(args.against), "mode": against_mode,
                              "instructions_per_span": round(theirs)}
         result["ratio"] = round(result["instructions_per_span"] / theirs, 3)
+    if args.breakdown:
+        result["breakdown"] = breakdown(ROOT, shape[0])
     print(json.dumps(result))
 
 
