@@ -3,6 +3,7 @@
 Usage: python3 bench/instructions.py [--quick] [--mode MODE] [--spans N] [--extra-attributes K]
                                      [--parents-first] [--against DIR --against-mode MODE]
        python3 bench/instructions.py --mode ingest [--spans N] [--breakdown] [--against DIR]
+       python3 bench/instructions.py --mode serve [--spans N]
 
 CPU time on a shared machine moves by tens of percent between runs, which hides
 a 5 % change. This script runs ``bench/sessions_overhead.py``'s spans through
@@ -19,6 +20,10 @@ configuration, every listener subscribed as ``agentprom serve`` subscribes
 them; gRPC and the event loop are left out. ``--breakdown`` adds what each stage costs of
 that: decode and classification measured alone, the counting and each listener as what leaving it
 out saves, and the trace context with the translator's own loop as the remainder.
+
+``--mode serve`` counts the whole sidecar instead: ``agentprom serve`` under valgrind, sent those
+requests over OTLP/gRPC four at a time and stopped with SIGTERM, against one sent none (both at
+once, a few minutes): gRPC, the event loop, the receiver and its bounds included.
 
 ``--against DIR`` measures another checkout the same way (``git worktree add
 /tmp/before <rev>``), with the same spans, and reports the ratio. Before the
@@ -132,6 +137,39 @@ def breakdown(root: Path, n: int) -> dict[str, int]:
     return {key: round(value) for key, value in out.items()}
 
 
+def serve_instructions(requests: int) -> int:
+    """Instructions of a whole ``agentprom serve`` (this checkout, default configuration) under
+    callgrind that is sent ``requests`` of bench/ingest.py's requests over OTLP/gRPC, four at a
+    time, and then stopped with SIGTERM."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import grpc
+    from workload import GRPC_EXPORT, SidecarProcess, request_bytes, with_trace_ids
+
+    body = request_bytes()
+    sidecar = SidecarProcess(prefix=["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"],
+                             ready_seconds=600, env={"PYTHONHASHSEED": "0"})
+    try:
+        with grpc.insecure_channel(sidecar.grpc, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+            export = channel.unary_unary(GRPC_EXPORT)
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(lambda i: export(with_trace_ids(body, (0x6000 + i).to_bytes(8, "big")), timeout=600),
+                              range(requests)))
+    finally:
+        log = sidecar.stop(grace=600).decode(errors="replace")
+    found = re.search(r"Collected : (\d+)", log)
+    if found is None:
+        raise SystemExit(f"no instruction count in valgrind's output:\n{log[-2000:]}")
+    return int(found.group(1))
+
+
+def serve_per_span(requests: int) -> float:
+    """``serve_instructions`` of ``requests`` minus that of none, per span: start-up, shutdown and
+    the idle loop's housekeeping (a little more of it while requests are sent) excluded."""
+    with ThreadPoolExecutor(2) as pool:
+        full, empty = pool.map(serve_instructions, (requests, 0))
+    return (full - empty) / (requests * 512)
+
+
 def instructions(root: Path, mode: str, n: int, fed: int, extra: int, parents_first: bool) -> tuple[int, int]:
     """Instructions of a whole run that builds spans for ``n`` and feeds the first ``fed``; and
     how many spans it built (whole traces: a few more than ``n``)."""
@@ -158,7 +196,8 @@ def per_span(root: Path, mode: str, n: int, extra: int, parents_first: bool) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", default="default",
-                        help="a sessions_overhead.py mode, or ingest: bench/ingest.py's requests through a default App "
+                        help="a sessions_overhead.py mode; ingest: bench/ingest.py's requests through a default App's "
+                             "translator; serve: the same requests sent to agentprom serve over OTLP/gRPC "
                              "(default: default)")
     parser.add_argument("--spans", type=int, default=8000, help="spans fed (default 8000; about 40 s per run)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (400 spans)")
@@ -170,7 +209,9 @@ def main() -> None:
                         help="with --mode ingest: instructions per span of each stage (decode, classify, counting, "
                              "each listener, the rest): 16 valgrind runs, one per core at a time")
     args = parser.parse_args()
-    ingest = args.mode.partition(":")[0] == "ingest"
+    ingest = args.mode.partition(":")[0] in ("ingest", "serve")
+    if args.against is not None and args.mode == "serve":
+        parser.error("--against does not take --mode serve")
     if ingest and (args.extra_attributes or args.parents_first):
         parser.error("--extra-attributes and --parents-first shape sessions_overhead.py's spans, not --mode ingest's")
     if args.breakdown and args.mode != "ingest":
@@ -178,6 +219,11 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     shape = (400 if args.quick else args.spans, args.extra_attributes, args.parents_first)
+    if args.mode == "serve":
+        requests = -(-shape[0] // 512)
+        print(json.dumps({"bench": "instructions", "mode": "serve", "spans": requests * 512,
+                          "instructions_per_span": round(serve_per_span(requests))}))
+        return
     result = {"bench": "instructions", "mode": args.mode, "spans": shape[0],
               "extra_attributes": args.extra_attributes, "parents_first": args.parents_first,
               "instructions_per_span": round(per_span(ROOT, args.mode, *shape))}

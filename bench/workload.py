@@ -191,12 +191,15 @@ def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 6
 class SidecarProcess:
     """``python -m agentprom serve`` from this checkout, on free loopback ports."""
 
-    def __init__(self, config: str = "", log_path: str | None = None) -> None:
+    def __init__(self, config: str = "", log_path: str | None = None, prefix: list[str] | None = None,
+                 ready_seconds: float = 30, env: dict[str, str] | None = None) -> None:
+        """``prefix`` runs the sidecar under another program (``bench/instructions.py``: valgrind),
+        which may need longer than ``ready_seconds`` to start it; ``env`` adds to its environment."""
         self.grpc = f"127.0.0.1:{free_port()}"
         self.metrics = f"127.0.0.1:{free_port()}"
         self.http = f"127.0.0.1:{free_port()}"
         self._config_path = None
-        args = [sys.executable, "-m", "agentprom", "serve", "--otlp-grpc", self.grpc,
+        args = [*(prefix or ()), sys.executable, "-m", "agentprom", "serve", "--otlp-grpc", self.grpc,
                 "--otlp-http", self.http, "--metrics", self.metrics, "--log-level", "warning"]
         if config:
             handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
@@ -204,12 +207,12 @@ class SidecarProcess:
             handle.close()
             self._config_path = handle.name
             args += ["--config", handle.name]
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+        env = dict(os.environ, **(env or {}), PYTHONPATH=str(ROOT / "src"))
         # the sidecar's own log (warnings and up), kept to explain a sidecar that never became ready
         self._log = open(log_path, "w+b") if log_path else tempfile.TemporaryFile()
         self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         try:
-            wait_until(lambda: self._ready(), 30, "sidecar ready")
+            wait_until(lambda: self._ready(), ready_seconds, "sidecar ready")
         except (TimeoutError, RuntimeError) as exc:
             self._log.seek(0)
             tail = self._log.read()[-3000:].decode(errors="replace")
@@ -233,16 +236,20 @@ class SidecarProcess:
         accept = {"Accept": "application/openmetrics-text; version=1.0.0"} if openmetrics else {}
         return http_get(f"http://{self.metrics}/metrics", accept)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 15) -> bytes:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; return the sidecar's log."""
         self.proc.terminate()
         try:
-            self.proc.wait(15)
+            self.proc.wait(grace)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._log.seek(0)
+        log = self._log.read()
         self._log.close()
         if self._config_path:
             os.unlink(self._config_path)
+        return log
 
 
 def emit(result: dict) -> None:
