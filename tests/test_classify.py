@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agentprom.conventions.classify import classify, tool_from_span_name
+from agentprom.conventions.classify import Classified, classify, tool_from_span_name
 from agentprom.model import STATUS_ERROR, STATUS_OK, Kind, Span
 
 
@@ -209,3 +209,18 @@ def test_reasoning_tokens_are_their_own_type_from_the_wire_to_the_counter(key):
     Translator(store).consume(decode_traces(request.SerializeToString()), "grpc")
     tokens = {s.labels[-1]: s.value for s in store["agent_tokens_total"].all_series()}
     assert tokens == {"output": 50, "reasoning": 30}
+
+
+def test_classified_constructor_sets_every_field_to_its_declared_default():
+    """The hand-written constructor (the hot path) must agree with the fields declared: a field
+    added without it would be unset, and a default changed in one place only would differ."""
+    import dataclasses
+
+    first, second = Classified(Kind.LLM, "agent", True, ""), Classified(Kind.LLM, "agent", True, "")
+    assert (first.kind, first.agent, first.ok, first.error_type) == (Kind.LLM, "agent", True, "")
+    for f in dataclasses.fields(Classified):
+        if f.name in ("kind", "agent", "ok", "error_type"):
+            continue
+        declared = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        assert getattr(first, f.name) == declared, f.name
+    assert first.tokens is not second.tokens  # each its own dict: the translator fills it per span
