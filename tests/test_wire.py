@@ -452,3 +452,23 @@ def test_two_threads_decoding_at_once_each_check_their_own_body():
         thread.join()
         sys.setswitchinterval(interval)
     assert seen == {alone}
+
+
+@needs_compiled
+def test_utf8_checked_at_every_position_around_the_eight_byte_ascii_steps():
+    """The UTF-8 check skips ASCII eight bytes at a time and the key cache hashes eight bytes a step:
+    a bad (or good multi-byte) sequence at each position before, inside and after those steps, in a
+    dropped value, a kept value, a span name and a key, is judged as upb judges it."""
+    sequences = [b"\xff", b"\xc3", b"\xc3\xa9", b"\xe0\x80\x80", b"\xed\xa0\x80", b"\xe2\x82\xac",
+                 b"\xf0\x9f\x98\x80", b"\xf4\x90\x80\x80", b"\x80"]
+    outcomes = set()
+    for before in range(0, 20):
+        for after in (0, 3, 9):
+            for seq in sequences:
+                text = b"a" * before + seq + b"b" * after
+                for span in (span_bytes(attr(b"gen_ai.input.messages", ld(1, text))),
+                             span_bytes(attr(b"gen_ai.agent.name", ld(1, text))),
+                             span_bytes(ld(5, text)),
+                             span_bytes(attr(text, ld(1, b"v")))):
+                    outcomes.add(assert_same(request(span))[0])
+    assert outcomes == {"ok", "error"}
