@@ -472,3 +472,41 @@ def test_utf8_checked_at_every_position_around_the_eight_byte_ascii_steps():
                              span_bytes(attr(text, ld(1, b"v")))):
                     outcomes.add(assert_same(request(span))[0])
     assert outcomes == {"ok", "error"}
+
+
+@needs_compiled
+def test_spans_filled_slot_by_slot_hold_their_values_once_and_are_collectable():
+    """The pass writes a span's slots directly (``configure_span``): each value is held once more by
+    the span, the span by its batch only, and the collector tracks it as it tracks ``Span(...)``."""
+    import gc
+    import sys
+
+    batch = _wire.decode_traces(request_bytes(), WANTED_KEYS, NO_LIMITS, WANTED_RESOURCE_KEYS)
+    span = batch.spans[1]
+    # counted outside ``assert``: pytest's rewriting holds the values it shows
+    refs = (sys.getrefcount(span), sys.getrefcount(span.attributes), sys.getrefcount(span.trace_id))
+    assert refs == (3, 2, 2)  # the span: the batch's list, this name, the call's argument; its values: itself
+    assert gc.is_tracked(span)
+    assert [getattr(span, name) for name in _wire.SPAN_FIELDS] == \
+        [getattr(decode.decode_traces_python(request_bytes()).spans[1], name) for name in _wire.SPAN_FIELDS]
+
+
+@needs_compiled
+def test_configure_span_refuses_a_span_class_it_cannot_fill_directly():
+    import dataclasses
+
+    from agentprom.model import Span
+
+    @dataclasses.dataclass
+    class WithDict:  # no slots
+        trace_id: bytes
+
+    fields = [(name, object) for name in _wire.SPAN_FIELDS]
+    Extra = dataclasses.make_dataclass("Extra", [*fields, ("more", object, dataclasses.field(default=None))],
+                                       slots=True)
+    Checked = dataclasses.make_dataclass("Checked", fields, slots=True,
+                                         namespace={"__post_init__": lambda self: setattr(self, "name", "x")})
+    for cls in (WithDict, Extra, Checked):
+        with pytest.raises(ValueError):
+            _wire.configure_span(cls)
+    _wire.configure_span(Span)  # and the real one is taken (again: offsets are per class)

@@ -24,9 +24,20 @@ from libc.string cimport memcmp, memcpy, memset
 from libc.stdlib cimport malloc, free
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
 
 cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+        int flags
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+    ctypedef struct PyTypeObject:
+        pass
+    PyObject* PyType_GenericAlloc(PyTypeObject*, Py_ssize_t)
+    int T_OBJECT_EX
+    int READONLY
     Py_ssize_t PyUnicode_GET_LENGTH(object)
     object PyBool_FromLong(long)
     object PyLong_FromLongLong(long long)
@@ -99,6 +110,12 @@ cdef inline cptr too_deep() noexcept nogil:
 # set by configure (decode.py's own types and helpers)
 cdef object Batch = None
 cdef object Span = None
+#: where each of Span's fields sits in its instances (``configure_span``), in SPAN_FIELDS order
+cdef Py_ssize_t SPAN_OFFSET[17]
+#: the fields of model.Span, in the order the pass writes them
+SPAN_FIELDS = ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_ns", "end_ns", "status_code",
+               "attributes", "resource", "exception_type", "trace_state", "scope_name", "events",
+               "parent_remote", "first_token_ns", "evaluations")
 cdef object DecodeError = None
 cdef object too_many_spans = None
 cdef object too_many_items = None
@@ -447,6 +464,45 @@ cdef inline uint64_t fnv(cptr p, Py_ssize_t n) noexcept nogil:
         h = (h ^ p[i]) * 1099511628211ULL
         i += 1
     return h
+
+
+cdef inline void put(PyObject* span, int field, object value):
+    """Write a new span's field ``field`` (SPAN_FIELDS order) directly into its slot."""
+    Py_INCREF(value)
+    (<PyObject**>((<char*>span) + SPAN_OFFSET[field]))[0] = <PyObject*>value
+
+
+def configure_span(span) -> None:
+    """Take model.Span for the pass, which fills a span's slots directly instead of calling the
+    class (its generated ``__init__`` cost a sixth of the pass): ``ValueError`` unless it is a
+    slots dataclass of exactly SPAN_FIELDS (writable object slots, no ``__dict__``) whose
+    ``__init__`` only stores them (a span built both ways holds the very same objects)."""
+    cdef PyMemberDescrObject* member
+    cdef PyObject* obj
+    import dataclasses, types
+    if not dataclasses.is_dataclass(span) or tuple(f.name for f in dataclasses.fields(span)) != SPAN_FIELDS:
+        raise ValueError("model.Span's fields are not the ones the compiled pass writes")
+    if getattr(span, "__slots__", None) != SPAN_FIELDS or span.__dictoffset__:
+        raise ValueError("model.Span is not a slots class")
+    for i, name in enumerate(SPAN_FIELDS):
+        descriptor = span.__dict__[name]
+        if type(descriptor) is not types.MemberDescriptorType:
+            raise ValueError(f"model.Span.{name} is not a slot")
+        member = <PyMemberDescrObject*>descriptor
+        if member.d_member.type != T_OBJECT_EX or member.d_member.flags & READONLY:
+            raise ValueError(f"model.Span.{name} is not a writable object slot")
+        SPAN_OFFSET[i] = member.d_member.offset
+    values = [object() for _ in SPAN_FIELDS]
+    obj = PyType_GenericAlloc(<PyTypeObject*>span, 0)
+    if obj == NULL:
+        raise MemoryError()
+    built = <object>obj
+    Py_DECREF(built)
+    for i in range(17):
+        put(obj, i, values[i])
+    made = span(*values)
+    if any(getattr(built, name) is not getattr(made, name) for name in SPAN_FIELDS):
+        raise ValueError("model.Span's __init__ does more than store its fields")
 
 
 cdef class KeyCache:
@@ -904,16 +960,43 @@ cdef class _Run:
         if reason is not None:
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
             return p
-        self.spans.append(Span(
-            PyBytes_FromStringAndSize(<const char*>trace_id, 16),
-            PyBytes_FromStringAndSize(<const char*>span_id, 8),
-            PyBytes_FromStringAndSize(<const char*>parent, parent_n),
-            self.bounded(text(name, name_n)), kind,
-            PyLong_FromUnsignedLongLong(start), PyLong_FromUnsignedLongLong(stop), status,
-            attrs, self.resource, self.exception_type, text(state, state_n), self.scope_name,
-            self.own_events or (), flags & 0x300 == 0x300, PyLong_FromUnsignedLongLong(self.first_token),
-            self.evaluations or (),
-        ))
+        # every value made before the span is allocated: no collection sees it half filled
+        v0 = PyBytes_FromStringAndSize(<const char*>trace_id, 16)
+        v1 = PyBytes_FromStringAndSize(<const char*>span_id, 8)
+        v2 = PyBytes_FromStringAndSize(<const char*>parent, parent_n)
+        v3 = self.bounded(text(name, name_n))
+        v4 = kind
+        v5 = PyLong_FromUnsignedLongLong(start)
+        v6 = PyLong_FromUnsignedLongLong(stop)
+        v7 = status
+        v11 = text(state, state_n)
+        v13 = self.own_events or ()
+        v14 = flags & 0x300 == 0x300
+        v15 = PyLong_FromUnsignedLongLong(self.first_token)
+        v16 = self.evaluations or ()
+        cdef PyObject* obj = PyType_GenericAlloc(<PyTypeObject*>Span, 0)
+        if obj == NULL:
+            raise MemoryError()
+        span_obj = <object>obj  # takes a reference of its own: give back the allocation's
+        Py_DECREF(span_obj)
+        put(obj, 0, v0)
+        put(obj, 1, v1)
+        put(obj, 2, v2)
+        put(obj, 3, v3)
+        put(obj, 4, v4)
+        put(obj, 5, v5)
+        put(obj, 6, v6)
+        put(obj, 7, v7)
+        put(obj, 8, attrs)
+        put(obj, 9, self.resource)
+        put(obj, 10, self.exception_type)
+        put(obj, 11, v11)
+        put(obj, 12, self.scope_name)
+        put(obj, 13, v13)
+        put(obj, 14, v14)
+        put(obj, 15, v15)
+        put(obj, 16, v16)
+        PyList_Append(self.spans, span_obj)
         return p
 
     cdef cptr scope_spans(self, cptr p, cptr end, int depth) except? NULL:
@@ -1202,6 +1285,7 @@ def configure(descriptor, *, batch, span, decode_error, spans_refusal, items_ref
     T_SCOPE, T_SPAN, T_ENTRY = ids[short["InstrumentationScope"]], ids[short["Span"]], ids[short["AttributesEntry"]]
     T_EVENT, T_STATUS, T_KV = ids[short["Event"]], ids[short["Status"]], ids[short["KeyValue"]]
     T_AV, T_ARR = ids[short["AnyValue"]], ids[short["ArrayValue"]]
+    configure_span(span)
     Batch, Span, DecodeError = batch, span, decode_error
     too_many_spans, too_many_items, NO_LIMITS, bounded_text = spans_refusal, items_refusal, no_limits, bounded
     KEY_LIMIT = key_limit
