@@ -509,4 +509,6 @@ def test_configure_span_refuses_a_span_class_it_cannot_fill_directly():
     for cls in (WithDict, Extra, Checked):
         with pytest.raises(ValueError):
             _wire.configure_span(cls)
-    _wire.configure_span(Span)  # and the real one is taken (again: offsets are per class)
+    assert_same(request_bytes())  # a refusal leaves the pass as it was
+    _wire.configure_span(Span)  # and the real class is taken
+    assert_same(request_bytes())

@@ -479,22 +479,28 @@ def configure_span(span) -> None:
     ``__init__`` only stores them (a span built both ways holds the very same objects)."""
     cdef PyMemberDescrObject* member
     cdef PyObject* obj
+    cdef Py_ssize_t previous[17]
     import dataclasses, types
     if not dataclasses.is_dataclass(span) or tuple(f.name for f in dataclasses.fields(span)) != SPAN_FIELDS:
         raise ValueError("model.Span's fields are not the ones the compiled pass writes")
     if getattr(span, "__slots__", None) != SPAN_FIELDS or span.__dictoffset__:
         raise ValueError("model.Span is not a slots class")
-    for i, name in enumerate(SPAN_FIELDS):
+    offsets = []
+    for name in SPAN_FIELDS:
         descriptor = span.__dict__[name]
         if type(descriptor) is not types.MemberDescriptorType:
             raise ValueError(f"model.Span.{name} is not a slot")
         member = <PyMemberDescrObject*>descriptor
         if member.d_member.type != T_OBJECT_EX or member.d_member.flags & READONLY:
             raise ValueError(f"model.Span.{name} is not a writable object slot")
-        SPAN_OFFSET[i] = member.d_member.offset
+        offsets.append(member.d_member.offset)
+    memcpy(previous, SPAN_OFFSET, sizeof(previous))  # put back should the last check fail
+    for i in range(17):
+        SPAN_OFFSET[i] = offsets[i]
     values = [object() for _ in SPAN_FIELDS]
     obj = PyType_GenericAlloc(<PyTypeObject*>span, 0)
     if obj == NULL:
+        memcpy(SPAN_OFFSET, previous, sizeof(previous))
         raise MemoryError()
     built = <object>obj
     Py_DECREF(built)
@@ -502,6 +508,7 @@ def configure_span(span) -> None:
         put(obj, i, values[i])
     made = span(*values)
     if any(getattr(built, name) is not getattr(made, name) for name in SPAN_FIELDS):
+        memcpy(SPAN_OFFSET, previous, sizeof(previous))
         raise ValueError("model.Span's __init__ does more than store its fields")
 
 
