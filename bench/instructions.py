@@ -48,6 +48,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from workload import SPANS_PER_REQUEST  # noqa: E402
 
 #: runs inside valgrind: build the spans of a checkout's sessions_overhead.py, feed them through a mode
 _RUN = r"""
@@ -118,17 +120,16 @@ print(requests * workload.SPANS_PER_REQUEST)
 _LISTENERS = ("SpanSessions", "Runs", "Guardrails", "Evaluations")
 
 
-def breakdown(root: Path, n: int) -> dict[str, int]:
-    """Instructions per span of each stage of ``--mode ingest``: decode and classification measured
-    alone, the counting and each listener as what leaving it out saves, and the trace context
-    with the translator's own loop as what remains."""
+def breakdown(root: Path, n: int, whole: float) -> dict[str, int]:
+    """Instructions per span of each stage of ``--mode ingest`` (``whole``, measured already):
+    decode and classification measured alone, the counting and each listener as what leaving it
+    out saves, and the trace context with the translator's own loop as what remains."""
     def run(part: str) -> float:
-        return per_span(root, f"ingest:{part}" if part else "ingest", n, 0, False)
+        return per_span(root, f"ingest:{part}", n, 0, False)
 
-    parts = ["", "decode", "classify", "-counting", *(f"-{name}" for name in _LISTENERS)]
+    parts = ["decode", "classify", "-counting", *(f"-{name}" for name in _LISTENERS)]
     with ThreadPoolExecutor(max(1, min(len(parts), os.cpu_count() or 1))) as pool:
         found = dict(zip(parts, pool.map(run, parts)))
-    whole = found[""]
     out = {"whole": whole, "decode": found["decode"], "classify": found["classify"],
            "counting": whole - found["-counting"]}
     for name in _LISTENERS:
@@ -141,7 +142,6 @@ def serve_instructions(requests: int) -> int:
     """Instructions of a whole ``agentprom serve`` (this checkout, default configuration) under
     callgrind that is sent ``requests`` of bench/ingest.py's requests over OTLP/gRPC, four at a
     time, and then stopped with SIGTERM."""
-    sys.path.insert(0, str(ROOT / "bench"))
     import grpc
     from workload import GRPC_EXPORT, SidecarProcess, request_bytes, with_trace_ids
 
@@ -167,7 +167,7 @@ def serve_per_span(requests: int) -> float:
     the idle loop's housekeeping (a little more of it while requests are sent) excluded."""
     with ThreadPoolExecutor(2) as pool:
         full, empty = pool.map(serve_instructions, (requests, 0))
-    return (full - empty) / (requests * 512)
+    return (full - empty) / (requests * SPANS_PER_REQUEST)
 
 
 def instructions(root: Path, mode: str, n: int, fed: int, extra: int, parents_first: bool) -> tuple[int, int]:
@@ -207,7 +207,7 @@ def main() -> None:
     parser.add_argument("--against-mode", help="the mode to run there (default: --mode's)")
     parser.add_argument("--breakdown", action="store_true",
                         help="with --mode ingest: instructions per span of each stage (decode, classify, counting, "
-                             "each listener, the rest): 16 valgrind runs, one per core at a time")
+                             "each listener, the rest): 14 valgrind runs more, one per core at a time")
     args = parser.parse_args()
     ingest = args.mode.partition(":")[0] in ("ingest", "serve")
     if args.against is not None and args.mode == "serve":
@@ -220,13 +220,15 @@ def main() -> None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     shape = (400 if args.quick else args.spans, args.extra_attributes, args.parents_first)
     if args.mode == "serve":
-        requests = -(-shape[0] // 512)
-        print(json.dumps({"bench": "instructions", "mode": "serve", "spans": requests * 512,
+        requests = -(-shape[0] // SPANS_PER_REQUEST)
+        print(json.dumps({"bench": "instructions", "mode": "serve", "spans": requests * SPANS_PER_REQUEST,
                           "instructions_per_span": round(serve_per_span(requests))}))
         return
     result = {"bench": "instructions", "mode": args.mode, "spans": shape[0],
               "extra_attributes": args.extra_attributes, "parents_first": args.parents_first,
-              "instructions_per_span": round(per_span(ROOT, args.mode, *shape))}
+              "instructions_per_span": None}
+    measured = per_span(ROOT, args.mode, *shape)
+    result["instructions_per_span"] = round(measured)
     if args.against is not None:
         against_mode = args.against_mode or args.mode
         theirs = per_span(args.against.resolve(), against_mode, *shape)
@@ -234,7 +236,7 @@ def main() -> None:
                              "instructions_per_span": round(theirs)}
         result["ratio"] = round(result["instructions_per_span"] / theirs, 3)
     if args.breakdown:
-        result["breakdown"] = breakdown(ROOT, shape[0])
+        result["breakdown"] = breakdown(ROOT, shape[0], measured)
     print(json.dumps(result))
 
 

@@ -207,7 +207,7 @@ class SidecarProcess:
             handle.close()
             self._config_path = handle.name
             args += ["--config", handle.name]
-        env = dict(os.environ, **(env or {}), PYTHONPATH=str(ROOT / "src"))
+        env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT / "src")}
         # the sidecar's own log (warnings and up), kept to explain a sidecar that never became ready
         self._log = open(log_path, "w+b") if log_path else tempfile.TemporaryFile()
         self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT)

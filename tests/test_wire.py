@@ -506,9 +506,17 @@ def test_configure_span_refuses_a_span_class_it_cannot_fill_directly():
                                        slots=True)
     Checked = dataclasses.make_dataclass("Checked", fields, slots=True,
                                          namespace={"__post_init__": lambda self: setattr(self, "name", "x")})
-    for cls in (WithDict, Extra, Checked):
-        with pytest.raises(ValueError):
+    class Padded:  # a slotted base: the fields sit one slot further on
+        __slots__ = ("pad",)
+
+    def refuse(self):
+        raise TypeError("not these values")
+
+    Raising = dataclasses.make_dataclass("Raising", fields, bases=(Padded,), slots=True,
+                                         namespace={"__post_init__": refuse})
+    for cls, error in ((WithDict, ValueError), (Extra, ValueError), (Checked, ValueError), (Raising, TypeError)):
+        with pytest.raises(error):
             _wire.configure_span(cls)
-    assert_same(request_bytes())  # a refusal leaves the pass as it was
+    assert_same(request_bytes())  # a refusal leaves the pass as it was (Raising's offsets would not fit Span)
     _wire.configure_span(Span)  # and the real class is taken
     assert_same(request_bytes())

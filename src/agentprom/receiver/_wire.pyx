@@ -466,7 +466,7 @@ cdef inline uint64_t fnv(cptr p, Py_ssize_t n) noexcept nogil:
     return h
 
 
-cdef inline void put(PyObject* span, int field, object value):
+cdef inline void put(PyObject* span, int field, object value) noexcept:
     """Write a new span's field ``field`` (SPAN_FIELDS order) directly into its slot."""
     Py_INCREF(value)
     (<PyObject**>((<char*>span) + SPAN_OFFSET[field]))[0] = <PyObject*>value
@@ -494,22 +494,24 @@ def configure_span(span) -> None:
         if member.d_member.type != T_OBJECT_EX or member.d_member.flags & READONLY:
             raise ValueError(f"model.Span.{name} is not a writable object slot")
         offsets.append(member.d_member.offset)
-    memcpy(previous, SPAN_OFFSET, sizeof(previous))  # put back should the last check fail
+    memcpy(previous, SPAN_OFFSET, sizeof(previous))  # put back unless the last check passes
     for i in range(17):
         SPAN_OFFSET[i] = offsets[i]
-    values = [object() for _ in SPAN_FIELDS]
-    obj = PyType_GenericAlloc(<PyTypeObject*>span, 0)
-    if obj == NULL:
+    try:
+        values = [object() for _ in SPAN_FIELDS]
+        obj = PyType_GenericAlloc(<PyTypeObject*>span, 0)
+        if obj == NULL:
+            raise MemoryError()
+        built = <object>obj
+        Py_DECREF(built)
+        for i in range(17):
+            put(obj, i, values[i])
+        made = span(*values)  # may raise: the class's own code
+        if any(getattr(built, name) is not getattr(made, name) for name in SPAN_FIELDS):
+            raise ValueError("model.Span's __init__ does more than store its fields")
+    except BaseException:
         memcpy(SPAN_OFFSET, previous, sizeof(previous))
-        raise MemoryError()
-    built = <object>obj
-    Py_DECREF(built)
-    for i in range(17):
-        put(obj, i, values[i])
-    made = span(*values)
-    if any(getattr(built, name) is not getattr(made, name) for name in SPAN_FIELDS):
-        memcpy(SPAN_OFFSET, previous, sizeof(previous))
-        raise ValueError("model.Span's __init__ does more than store its fields")
+        raise
 
 
 cdef class KeyCache:
@@ -972,10 +974,10 @@ cdef class _Run:
         v1 = PyBytes_FromStringAndSize(<const char*>span_id, 8)
         v2 = PyBytes_FromStringAndSize(<const char*>parent, parent_n)
         v3 = self.bounded(text(name, name_n))
-        v4 = kind
+        cdef object v4 = kind  # objects now, not at the slot writes
         v5 = PyLong_FromUnsignedLongLong(start)
         v6 = PyLong_FromUnsignedLongLong(stop)
-        v7 = status
+        cdef object v7 = status
         v11 = text(state, state_n)
         v13 = self.own_events or ()
         v14 = flags & 0x300 == 0x300
