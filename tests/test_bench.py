@@ -123,3 +123,25 @@ def test_a_sidecar_that_cannot_start_fails_the_bench_at_once_with_its_log():
     with pytest.raises(RuntimeError, match="(?s)exited before it was ready.*exit code 2.*server.bogus_key"):
         SidecarProcess("server: {bogus_key: 1}\n")
     assert time.monotonic() - started < 25
+
+
+@pytest.mark.parametrize("part", ["", "decode", "classify", "-counting", "-SpanSessions", "-Runs",
+                                  "-Guardrails", "-Evaluations"])
+def test_instructions_ingest_program_runs_every_part(part):
+    """bench/instructions.py runs this program under valgrind (not installed here): run it bare, for
+    the whole step and each --breakdown part, so a change it depends on cannot break it unseen."""
+    from bench import instructions
+
+    mode = f"ingest:{part}" if part else "ingest"
+    out = subprocess.run([sys.executable, "-c", instructions._RUN_INGEST, str(ROOT), mode, "1024", "1024", "0", "0"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "1024"  # the spans built: two requests
+
+
+def test_instructions_ingest_program_refuses_an_unknown_listener():
+    from bench import instructions
+
+    out = subprocess.run([sys.executable, "-c", instructions._RUN_INGEST, str(ROOT), "ingest:-Nothing", "512", "512",
+                          "0", "0"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode != 0 and "no listener 'Nothing'" in out.stderr
