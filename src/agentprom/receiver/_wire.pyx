@@ -236,8 +236,8 @@ cdef cptr skip_group(cptr p, cptr end, uint32_t number, int depth) noexcept nogi
 
 cdef bint utf8_ok(cptr s, Py_ssize_t n) noexcept nogil:
     """Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), as upb checks it."""
-    cdef Py_ssize_t i = 0
-    cdef uint8_t c, d
+    cdef Py_ssize_t i = 0, k, more
+    cdef uint8_t c, d, low, high
     cdef uint64_t word
     while i < n:
         c = s[i]
@@ -250,44 +250,30 @@ cdef bint utf8_ok(cptr s, Py_ssize_t n) noexcept nogil:
                     break
                 i += 8
             continue
-        if c < 0xC2:
+        # a lead byte: how many continuation bytes follow, and the range of the first (narrower after
+        # E0, ED, F0 and F4: no overlong forms, surrogates or code points past U+10FFFF; the
+        # well-formed sequences of the Unicode standard, table 3-7); the rest are 80..BF
+        if c < 0xC2 or c > 0xF4:
             return False
         if c < 0xE0:
-            if i + 1 >= n or (s[i + 1] & 0xC0) != 0x80:
-                return False
-            i += 2
+            more, low, high = 1, 0x80, 0xBF
         elif c < 0xF0:
-            if i + 2 >= n:
-                return False
-            d = s[i + 1]
-            if c == 0xE0:
-                if d < 0xA0 or d > 0xBF:
-                    return False
-            elif c == 0xED:
-                if d < 0x80 or d > 0x9F:
-                    return False
-            elif (d & 0xC0) != 0x80:
-                return False
-            if (s[i + 2] & 0xC0) != 0x80:
-                return False
-            i += 3
-        elif c < 0xF5:
-            if i + 3 >= n:
-                return False
-            d = s[i + 1]
-            if c == 0xF0:
-                if d < 0x90 or d > 0xBF:
-                    return False
-            elif c == 0xF4:
-                if d < 0x80 or d > 0x8F:
-                    return False
-            elif (d & 0xC0) != 0x80:
-                return False
-            if (s[i + 2] & 0xC0) != 0x80 or (s[i + 3] & 0xC0) != 0x80:
-                return False
-            i += 4
+            more = 2
+            low = 0xA0 if c == 0xE0 else 0x80
+            high = 0x9F if c == 0xED else 0xBF
         else:
+            more = 3
+            low = 0x90 if c == 0xF0 else 0x80
+            high = 0x8F if c == 0xF4 else 0xBF
+        if i + more >= n:
             return False
+        d = s[i + 1]
+        if d < low or d > high:
+            return False
+        for k in range(2, more + 1):
+            if (s[i + k] & 0xC0) != 0x80:
+                return False
+        i += more + 1
     return True
 
 
