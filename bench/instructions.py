@@ -138,6 +138,14 @@ def breakdown(root: Path, n: int, whole: float) -> dict[str, int]:
     return {key: round(value) for key, value in out.items()}
 
 
+def collected(output: str) -> int:
+    """The instruction count in callgrind's output (``Collected : N``)."""
+    found = re.search(r"Collected : (\d+)", output)
+    if found is None:
+        raise SystemExit(f"no instruction count in valgrind's output:\n{output[-2000:]}")
+    return int(found.group(1))
+
+
 def serve_instructions(requests: int) -> int:
     """Instructions of a whole ``agentprom serve`` (this checkout, default configuration) under
     callgrind that is sent ``requests`` of bench/ingest.py's requests over OTLP/gRPC, four at a
@@ -156,10 +164,7 @@ def serve_instructions(requests: int) -> int:
                               range(requests)))
     finally:
         log = sidecar.stop(grace=600).decode(errors="replace")
-    found = re.search(r"Collected : (\d+)", log)
-    if found is None:
-        raise SystemExit(f"no instruction count in valgrind's output:\n{log[-2000:]}")
-    return int(found.group(1))
+    return collected(log)
 
 
 def serve_per_span(requests: int) -> float:
@@ -179,10 +184,7 @@ def instructions(root: Path, mode: str, n: int, fed: int, extra: int, parents_fi
          str(root), mode, str(n), str(fed), str(extra), "1" if parents_first else "0"],
         env=dict(os.environ, PYTHONHASHSEED="0"), capture_output=True, text=True, check=True,
     )
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    if found is None:
-        raise SystemExit(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
-    return int(found.group(1)), int(out.stdout.split()[-1])
+    return collected(out.stderr), int(out.stdout.split()[-1])
 
 
 def per_span(root: Path, mode: str, n: int, extra: int, parents_first: bool) -> float:
