@@ -15,8 +15,12 @@ child killed mid-write can never block the sidecar's loop. It stops when told
 to, after shipping what the journal holds (``stop``: within the shutdown grace,
 then SIGTERM, then SIGKILL), and at once when the sidecar's process is gone
 (``kill -9`` of the sidecar must not leave an orphan writing beside its
-successor). SIGINT (a terminal's Ctrl-C reaches the whole process group) is the
-sidecar's to handle: the child ignores it and waits for the word.
+successor): its loop cancels the shippers (the transaction in flight rolls
+back), and a watchdog thread ends the process ``ORPHAN_EXIT_SECONDS`` later
+should the loop not have finished by then (a driver call that ignores the
+cancellation, a blocked loop). SIGINT (a terminal's Ctrl-C reaches the whole
+process group) is the sidecar's to handle: the child ignores it and waits for
+the word.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -39,6 +44,8 @@ STATUS_BYTES = 16 * 1024
 TICK_SECONDS = 0.25
 #: a process that died is started again at most this often
 RESTART_SECONDS = 10.0
+#: an orphan (the sidecar's process gone) still running this long after noticing exits at once
+ORPHAN_EXIT_SECONDS = 5.0
 
 
 def build_shippers(config: Any) -> list:
@@ -120,6 +127,16 @@ async def _run(shippers: list, status: _Status, stop: Any, parent: int) -> None:
                 pass
 
 
+def exit_when_orphaned(parent: int, grace: float = ORPHAN_EXIT_SECONDS) -> None:
+    """Watch for the sidecar's process to be gone, then give the loop ``grace`` seconds to stop the
+    shippers and end the process at once if it has not (a thread's watch, whatever the loop does)."""
+    while os.getppid() == parent:
+        time.sleep(TICK_SECONDS)
+    time.sleep(grace)
+    log.error("the sidecar's process is gone and the shippers did not stop within %.0fs: exiting", grace)
+    os._exit(1)
+
+
 def child_main(document: dict[str, Any], status: _Status, stop: Any, parent: int) -> None:
     """The process's entry point (spawned: it imports what it needs, inherits nothing)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -128,6 +145,7 @@ def child_main(document: dict[str, Any], status: _Status, stop: Any, parent: int
 
     config = validate(document)
     setup_logging(config.log.level, config.log.format)
+    threading.Thread(target=exit_when_orphaned, args=(parent,), name="orphan-watch", daemon=True).start()
     asyncio.run(_run(build_shippers(config), status, stop, parent))
 
 

@@ -47,10 +47,17 @@ class Store(Protocol):
     async def ship(self, records: list[dict[str, Any]], start: Position, end: Position) -> int: ...
 
 
+# Timeouts here are ``asyncio.timeout`` blocks, not ``asyncio.wait_for``: on Python 3.11,
+# ``wait_for`` returns the awaited call's result when a cancellation arrives just as that call
+# finishes, and the cancellation is lost (CPython gh-86296, fixed in 3.12). A shipper whose cancel
+# was lost so would go on shipping after its process was told to stop (stores/process.py).
+
+
 async def _pause(stopping: asyncio.Event, seconds: float) -> None:
     """Wait ``seconds``, or less when ``stopping`` is set meanwhile."""
     try:
-        await asyncio.wait_for(stopping.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await stopping.wait()
     except TimeoutError:
         pass
 
@@ -145,8 +152,8 @@ class Shipper:
                         "was behind): going on from the oldest file left", self.store.name)
         moved = batch.position != self.position
         if moved:
-            rejected = await asyncio.wait_for(self.store.ship(batch.records, self.position, batch.position),
-                                              SHIP_TIMEOUT_SECONDS)
+            async with asyncio.timeout(SHIP_TIMEOUT_SECONDS):
+                rejected = await self.store.ship(batch.records, self.position, batch.position)
             self.position = self._confirmed = batch.position
             self.shipped += len(batch.records) - rejected
             self.rejected += rejected
