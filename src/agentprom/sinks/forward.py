@@ -183,9 +183,11 @@ class Forwarder:
         return payload, kept
 
     async def _sleep(self, seconds: float) -> None:
-        """Wait ``seconds``, or less if shutdown begins."""
+        """Wait ``seconds``, or less if shutdown begins (an ``asyncio.timeout`` block: Python 3.11's
+        ``wait_for`` can lose a cancellation that arrives as the wait ends, CPython gh-86296)."""
         try:
-            await asyncio.wait_for(self._closing.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
         except TimeoutError:
             pass
 
