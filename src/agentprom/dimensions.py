@@ -16,8 +16,9 @@ nothing is wrapped and the hot path is unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from agentprom.metrics.catalog import MetricSpec
@@ -105,6 +106,10 @@ class Dimensioned:
     (scrapes, expiry) goes to the family itself, which the store holds."""
 
     __slots__ = ("family", "values", "positions")
+
+    #: no series is stored under a key without its dimensions: a handle (metrics/handles.py) of
+    #: a dimensioned family holds none, and each of its updates comes through ``inc``/``observe``
+    series: Mapping[tuple[str, ...], Any] = MappingProxyType({})
 
     def __init__(self, family: Any, values: DimensionValues, positions: tuple[int, ...]) -> None:
         self.family = family

@@ -28,6 +28,7 @@ from agentprom.context.stage import TraceContext
 from agentprom.dimensions import DimensionSpec, DimensionValues, dimensioned
 from agentprom.conventions.classify import Classified, classify
 from agentprom.internal_errors import InternalErrors
+from agentprom.metrics.handles import Handle, Handles
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind, Span
 from agentprom.pricing import Pricing
@@ -86,6 +87,8 @@ class Translator:
         self._errors = f["agent_errors_total"]
         self._subagent_calls = f["agent_subagent_calls_total"]
         self._subagent_duration = f["agent_subagent_duration_seconds"]
+        #: the series of the label values of calls counted so far (``record``)
+        self._handles = Handles(store)
 
     def consume(self, batch: Batch, transport: str) -> None:
         """Count a decoded batch. Never awaits: the store's single-owner rule holds."""
@@ -178,30 +181,33 @@ class Translator:
                w: float = 1) -> None:
         """Count one agent, LLM or tool call, standing for ``w`` calls (sampling weight);
         spans and the runtime event API both come here. Wrapper and step agent spans and outer
-        LLM calls (``c.counted`` false) count nothing."""
+        LLM calls (``c.counted`` false) count nothing. The series of a call's label values are
+        looked up once and then held (metrics/handles.py): the per-span hot path."""
         if not c.counted:
             return
         kind = c.kind
         status = "ok" if c.ok else "error"
         agent = c.agent
+        held = self._handles.current()
         if kind is TOOL:
-            self._tool_calls.inc((agent, c.tool, status), w, exemplar)
-            self._tool_duration.observe((agent, c.tool), duration, exemplar, w)
+            key = ("tool", agent, c.tool, status)
+            h = held.get(key) or held.setdefault(key, _ToolSeries(self, agent, c.tool, status))
+            h.calls.add(w, exemplar)
+            h.duration.put(duration, exemplar, w)
             if not c.ok:
                 self._tool_errors.inc((agent, c.tool, c.error_type), w)
                 self._errors.inc((agent, "tool", c.error_type), w)
         elif kind is LLM:
-            # label tuples spelled out: ``(*labels, ...)`` builds a list first (several per LLM span)
-            provider, model, operation = c.provider, c.model, c.operation
-            labels = (agent, provider, model)
-            self._llm_calls.inc((agent, provider, model, operation, status), w, exemplar)
-            self._llm_duration.observe((agent, provider, model, operation), duration, exemplar, w)
+            provider, model = c.provider, c.model
+            key = ("llm", agent, provider, model, c.operation, status)
+            h = held.get(key) or held.setdefault(key, _LlmSeries(self, agent, provider, model, c.operation, status))
+            h.calls.add(w, exemplar)
+            h.duration.put(duration, exemplar, w)
             used = False
-            tokens = self._tokens
             for token_type, count in c.tokens.items():
                 if count:
                     used = True
-                    tokens.inc((agent, provider, model, token_type), count * w)
+                    (h.tokens.get(token_type) or h.token(token_type)).add(count * w)
             cost = c.cost
             if cost is None and used:  # the span's own cost wins; else the table's (pricing.py)
                 pricing = self.pricing
@@ -211,26 +217,81 @@ class Translator:
                 if cost is None:
                     self._unpriced.inc((provider, model), w)
             if cost:
-                self._cost.inc(labels, cost * w)
+                h.cost.add(cost * w)
             if c.streaming:
+                labels = (agent, provider, model)
                 self._streaming.inc(labels, w)
                 if c.ttft is not None:
                     self._ttft.observe(labels, c.ttft, exemplar, w)
                 if c.tpot is not None:
                     self._tpot.observe(labels, c.tpot, None, w)
             for reason in c.finish_reasons:
-                self._finish_reasons.inc((agent, provider, model, reason), w)
+                (h.finish.get(reason) or h.finish_reason(reason)).add(w)
             if not c.ok:
                 self._errors.inc((agent, "llm", c.error_type), w)
         elif kind is AGENT:
-            self._invocations.inc((agent, status), w, exemplar)
-            self._invocation_duration.observe((agent,), duration, exemplar, w)
             caller = c.caller
+            key = ("agent", agent, status, caller)
+            h = held.get(key) or held.setdefault(key, _AgentSeries(self, agent, status, caller))
+            h.calls.add(w, exemplar)
+            h.duration.put(duration, exemplar, w)
             if caller is not None:  # nested under another agent's run: an edge of the call graph
-                self._subagent_calls.inc((caller, agent, status), w, exemplar)
-                self._subagent_duration.observe((caller, agent), duration, exemplar, w)
+                h.subagent_calls.add(w, exemplar)
+                h.subagent_duration.put(duration, exemplar, w)
             if not c.ok:
                 self._errors.inc((agent, "agent", c.error_type), w)
+
+
+# The handles of one call's label values (metrics/handles.py), made on the first call with them.
+
+class _ToolSeries:
+    __slots__ = ("calls", "duration")
+
+    def __init__(self, t: Translator, agent: str, tool: str, status: str) -> None:
+        self.calls = Handle(t._tool_calls, (agent, tool, status))
+        self.duration = Handle(t._tool_duration, (agent, tool))
+
+
+class _AgentSeries:
+    __slots__ = ("calls", "duration", "subagent_calls", "subagent_duration")
+
+    def __init__(self, t: Translator, agent: str, status: str, caller: str | None) -> None:
+        self.calls = Handle(t._invocations, (agent, status))
+        self.duration = Handle(t._invocation_duration, (agent,))
+        if caller is not None:
+            self.subagent_calls = Handle(t._subagent_calls, (caller, agent, status))
+            self.subagent_duration = Handle(t._subagent_duration, (caller, agent))
+
+
+class _LlmSeries:
+    __slots__ = ("t", "labels", "calls", "duration", "cost", "tokens", "finish")
+
+    def __init__(self, t: Translator, agent: str, provider: str, model: str, operation: str, status: str) -> None:
+        self.t = t
+        self.labels = labels = (agent, provider, model)
+        self.calls = Handle(t._llm_calls, (agent, provider, model, operation, status))
+        self.duration = Handle(t._llm_duration, (agent, provider, model, operation))
+        self.cost = Handle(t._cost, labels)
+        #: token type / finish reason -> its handle, made when first seen
+        self.tokens: dict[str, Handle] = {}
+        self.finish: dict[str, Handle] = {}
+
+    def token(self, token_type: str) -> Handle:
+        return _kept(self.tokens, token_type, Handle(self.t._tokens, (*self.labels, token_type)))
+
+    def finish_reason(self, reason: str) -> Handle:
+        return _kept(self.finish, reason, Handle(self.t._finish_reasons, (*self.labels, reason)))
+
+
+#: token types or finish reasons held per LLM label set (finish reasons are the span's to name:
+#: past this many, a new one's handle serves its call and is not kept)
+MAX_HELD_VALUES = 32
+
+
+def _kept(held: dict[str, Handle], value: str, handle: Handle) -> Handle:
+    if len(held) < MAX_HELD_VALUES:
+        held[value] = handle
+    return handle
 
 
 def _meaning_of(call: Call) -> Classified:

@@ -87,12 +87,12 @@ class Exemplar:
         return found
 
 
-# Replacing an exemplar in place (``inc`` and ``observe`` make ``held`` the exemplar of a later span by
-# setting its four fields, the update inline as the hot path wants it) is safe because the store has a
-# single owner (module docstring) and every reader renders an exemplar when it reads it, except a
-# scrape's snapshot (exposition.Snapshot), which may then render the newer exemplar of the same bucket,
-# and the OTLP metrics path (metrics_in/), which shares exemplar objects between buckets, sets its
-# series' exemplars itself and never comes here.
+# Replacing an exemplar in place (``inc`` and ``observe``, and metrics/handles.py's copies of them,
+# make ``held`` the exemplar of a later span by setting its four fields, the update inline as the hot
+# path wants it) is safe because the store has a single owner (module docstring) and every reader
+# renders an exemplar when it reads it, except a scrape's snapshot (exposition.Snapshot), which may
+# then render the newer exemplar of the same bucket, and the OTLP metrics path (metrics_in/), which
+# shares exemplar objects between buckets, sets its series' exemplars itself and never comes here.
 
 
 class Series:
@@ -287,7 +287,8 @@ class Family:
                 held.value, held.timestamp = value, self.store.wall_now
 
     def remove(self, labels: tuple[str, ...]) -> None:
-        self.series.pop(labels, None)
+        if self.series.pop(labels, None) is not None:
+            self.store.removals += 1
 
     # -- reading ----------------------------------------------------------------
 
@@ -304,6 +305,7 @@ class Family:
         for key in stale:
             del self.series[key]
         if stale:
+            self.store.removals += 1
             self._aliases.clear()
             if self._budget is not None:
                 self._budget.rebuild(self.series)
@@ -330,6 +332,9 @@ class SeriesStore:
         self.now = self.clock.monotonic()
         #: wall time of the last tick: exemplar timestamps (read per batch, not per update)
         self.wall_now = self.clock.now()
+        #: grows whenever a series leaves a family (expiry, removal): series held elsewhere
+        #: (metrics/handles.py) are then looked up again
+        self.removals = 0
         self.families: dict[str, Family] = {}
         # default: the catalog without the optional compat outputs (app.py picks them from config)
         for spec in active_catalog() if catalog is None else catalog:
@@ -358,7 +363,8 @@ class SeriesStore:
 
     def remove_family(self, name: str) -> None:
         """Unregister a family registered at run time (its active series leave the gauge at the next refresh)."""
-        self.families.pop(name, None)
+        if self.families.pop(name, None) is not None:
+            self.removals += 1
 
     def __getitem__(self, name: str) -> Family:
         return self.families[name]
