@@ -308,3 +308,29 @@ def test_close_ends_stuck_workers_fails_what_they_held_and_decodes_the_rest_here
     *held, queued = outcomes
     assert all(isinstance(o, decode_workers.WorkerLost) for o in held) and len(queued.spans) == 1, outcomes
     assert not os.path.exists(f"/proc/{pid}")  # killed and reaped
+
+
+def test_a_hung_worker_is_ended_and_its_request_refused_as_retryable_in_time():
+    """A worker that stops answering (here SIGSTOP) must not hold a request for ever: after
+    ANSWER_SECONDS the request fails as retryable, the worker is ended, and another takes over."""
+    workers = DecodeWorkers(decoder(), 1, 0, restarts=None)
+    workers.ANSWER_SECONDS = 0.5
+
+    async def attempts():
+        try:
+            await workers.start()
+            (pid,) = workers.pids()
+            os.kill(pid, signal.SIGSTOP)
+            started = time.monotonic()
+            with pytest.raises(decode_workers.WorkerLost, match="no decode worker answered within 0.5s"):
+                async with asyncio.timeout(20):  # without the deadline: a TimeoutError here, not a hang
+                    await workers.decode(good_protobuf(), "protobuf")
+            waited = time.monotonic() - started
+            after = await workers.decode(good_protobuf(), "protobuf")  # a new worker answers
+            return pid, waited, after, workers.pids()
+        finally:
+            await workers.close()
+
+    pid, waited, after, pids = run(attempts())
+    assert waited < 10 and len(after.spans) == 1
+    assert pid not in pids and not os.path.exists(f"/proc/{pid}")  # ended and reaped, replaced

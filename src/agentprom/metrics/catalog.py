@@ -378,8 +378,8 @@ CATALOG: tuple[MetricSpec, ...] = (
           "client to retry.",
           ("transport", "reason")),
     _self("agentprom_decode_worker_restarts_total", COUNTER,
-          "Decode worker processes (server.workers) that ended unexpectedly and were replaced; the requests "
-          "each held were refused as retryable (reason worker_lost)."),
+          "Decode worker processes (server.workers) that ended unexpectedly, or stopped answering and were "
+          "ended, and were replaced; the requests each held were refused as retryable (reason worker_lost)."),
     _self("agentprom_series_overflow_total", COUNTER,
           "Observations folded into a metric's otel_metric_overflow series because it reached its series limit "
           "(incoming OTLP metrics: points dropped instead). metric is the catalog name, or otlp_in for every "

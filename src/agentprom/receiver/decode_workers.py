@@ -17,7 +17,8 @@ What holds across workers (the receivers' contract, receiver/ingest.py):
 * A worker that dies (killed, out of memory) fails the requests it held with a retryable refusal
   (``worker_lost``: HTTP 503, gRPC UNAVAILABLE, with a retry delay): the client resends them, and
   nothing from them was counted. Another worker is started in its place, counted in
-  ``agentprom_decode_worker_restarts_total``.
+  ``agentprom_decode_worker_restarts_total``. A worker that stops answering (stopped, hung) is
+  ended so when a request it holds has waited ``ANSWER_SECONDS``.
 * Workers ignore SIGINT and SIGTERM: on shutdown the sidecar stops its receivers, lets the decodes
   in flight finish within the grace, and only then closes the workers' input. Workers end with the
   sidecar even when it is killed (their input pipe closes). decode_worker.py is the worker's side.
@@ -128,6 +129,10 @@ class DecodeWorkers:
     MAX_EARLY_DEATHS = 3
     #: ``close`` waits this long for the workers to exit before killing them
     CLOSE_SECONDS = 2.0
+    #: a request not answered within this long fails as retryable, and the worker holding it (hung:
+    #: stopped, deadlocked, starved) is ended and replaced; a whole maximal body decodes in well under
+    #: a second
+    ANSWER_SECONDS = 30.0
 
     def __init__(self, decoder: TraceDecoder, workers: int, min_bytes: int, restarts: Any = None) -> None:
         self.decoder = decoder
@@ -282,10 +287,25 @@ class DecodeWorkers:
                             body))
         self._dispatch()
         try:
-            data = await future
+            async with asyncio.timeout(self.ANSWER_SECONDS):
+                data = await future
         except _Unserved:
             return await self._decode_here(body, encoding)
+        except TimeoutError:
+            self._end_holder(future)
+            raise WorkerLost(f"no decode worker answered within {self.ANSWER_SECONDS:g}s; retry later") from None
         return batch_from_worker(data)
+
+    def _end_holder(self, future: asyncio.Future) -> None:
+        """A request went unanswered too long: end the worker that holds it (its reader then fails
+        what else it held and starts another, ``_lost``). A request still queued is dropped unsent."""
+        for worker in self._pool:
+            if future in worker.sent and worker.proc.returncode is None:
+                log.warning("a decode worker did not answer within %gs; ending it (the %d request(s) it held are "
+                            "refused as retryable)", self.ANSWER_SECONDS, len(worker.sent))
+                worker.dead = True  # nothing more is written to it while its reader finds it gone
+                worker.proc.kill()
+                return
 
     async def _decode_here(self, body: bytes, encoding: str) -> Batch:
         """No worker takes this large body: the decode thread does (never the loop)."""
