@@ -334,3 +334,40 @@ def test_a_hung_worker_is_ended_and_its_request_refused_as_retryable_in_time():
     pid, waited, after, pids = run(attempts())
     assert waited < 10 and len(after.spans) == 1
     assert pid not in pids and not os.path.exists(f"/proc/{pid}")  # ended and reaped, replaced
+
+
+def test_a_worker_that_cannot_be_replaced_for_a_moment_does_not_end_the_workers(monkeypatch, caplog):
+    """The first start failing leaves decoding here for good (above); a replacement failing once
+    (a process limit reached for a moment) is tried again at the next request."""
+    real = decode_workers.asyncio.create_subprocess_exec
+    starts = []
+
+    async def flaky(*args, **kwargs):
+        starts.append(1)
+        if len(starts) == 2:  # the replacement of the first worker
+            raise OSError("Resource temporarily unavailable")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(decode_workers.asyncio, "create_subprocess_exec", flaky)
+    workers = DecodeWorkers(decoder(), 1, 0)
+
+    async def attempts():
+        try:
+            first = await workers.decode(good_protobuf(), "protobuf")
+            (pid,) = workers.pids()
+            os.kill(pid, signal.SIGKILL)
+            for _ in range(200):  # its reader notices, and the replacement fails to start
+                await asyncio.sleep(0.01)
+                if len(starts) == 2 and workers._starting is None:  # noqa: SLF001
+                    break
+            meanwhile = await workers.decode(good_protobuf(), "protobuf")  # a worker again, or here
+            later = await workers.decode(good_protobuf(), "protobuf")
+            return first, meanwhile, later, workers.pids()
+        finally:
+            await workers.close()
+
+    with caplog.at_level(logging.WARNING, logger="agentprom.receiver.decode_workers"):
+        first, meanwhile, later, pids = run(attempts())
+    assert [len(b.spans) for b in (first, meanwhile, later)] == [1, 1, 1]
+    assert not workers.failed and len(starts) == 3 and len(pids) == 1
+    assert "could not be started (Resource temporarily unavailable); trying again" in caplog.text

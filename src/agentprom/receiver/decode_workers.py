@@ -149,6 +149,8 @@ class DecodeWorkers:
         self.failed = False
         self._closed = False
         self._early_deaths = 0
+        #: a worker was started once (a later failure to start one is not taken as final at once)
+        self._started = False
         self._decoder_frame = _frame(pickle.dumps(decoder, pickle.HIGHEST_PROTOCOL))
 
     def wants(self, body: bytes) -> bool:
@@ -180,9 +182,18 @@ class DecodeWorkers:
                         sys.executable, *self.command, stdin=asyncio.subprocess.PIPE,
                         stdout=asyncio.subprocess.PIPE, env=env, limit=READ_LIMIT)
                 except OSError as exc:
-                    self.failed = True
-                    log.warning("decode workers could not start (%s); decoding in the main process", exc)
+                    # at the first start: decode here from now on. Later (a replacement; a process limit
+                    # reached for a moment, say) it counts as an early death: tried again at the next
+                    # request, until MAX_EARLY_DEATHS in a row
+                    self._early_deaths += 1
+                    if not self._started or self._early_deaths >= self.MAX_EARLY_DEATHS:
+                        self.failed = True
+                        log.warning("decode workers could not start (%s); decoding in the main process", exc)
+                    else:
+                        log.warning("a decode worker could not be started (%s); trying again at the next request",
+                                    exc)
                     break
+                self._started = True
                 worker = _Worker(proc)
                 self._pool.append(worker)
                 assert proc.stdin is not None
@@ -192,7 +203,7 @@ class DecodeWorkers:
                     proc.stdin.close()
         finally:
             self._starting = None
-        if self.failed:
+        if self.failed or not self._pool:  # none to take what waits: decoded here
             self._fail_queued()
         self._dispatch()
 
