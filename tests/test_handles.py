@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from agentprom.clock import ManualClock
+from agentprom.config.schema import DimensionConfig
 from agentprom.conventions.classify import Classified
+from agentprom.dimensions import with_dimensions
+from agentprom.metrics.catalog import CATALOG
 from agentprom.metrics.handles import Handle, Handles
 from agentprom.metrics.series_store import SeriesStore, StoreLimits
 from agentprom.model import Kind
@@ -24,8 +29,16 @@ def state(store: SeriesStore) -> dict:
         for series in family.all_series():
             exemplars = None if series.exemplars is None else [
                 None if e is None else (e.trace_id, e.span_id, e.value) for e in series.exemplars]
-            out[name, series.labels] = (series.value, series.counts, series.sum, exemplars)
+            out[name, series.labels] = (series.value, series.counts, series.sum, exemplars, series.updated,
+                                        series.text, series.om)
     return out
+
+
+def mark_rendered(store: SeriesStore) -> None:
+    """As a scrape leaves them: every series' formatted lines cached (an update must clear them)."""
+    for family in store.families.values():
+        for series in family.all_series():
+            series.text = series.om = "cached"
 
 
 def plain_record(t: Translator, c: Classified, duration: float, exemplar, w: float) -> None:
@@ -84,26 +97,56 @@ def calls(rng: random.Random, n: int, tools: int = 6) -> list[tuple[Classified, 
     return out
 
 
-def twins(**limits) -> tuple[tuple[SeriesStore, Translator], tuple[SeriesStore, Translator], ManualClock]:
+def twins(dimensions: tuple = (), **limits) -> tuple[tuple[SeriesStore, Translator], tuple[SeriesStore, Translator],
+                                                      ManualClock]:
     clock = ManualClock()
     made = []
     for _ in range(2):
-        store = SeriesStore(StoreLimits(**limits), clock)
-        made.append((store, Translator(store)))
+        store = SeriesStore(StoreLimits(**limits), clock, with_dimensions(CATALOG, dimensions) if dimensions else None)
+        made.append((store, Translator(store, dimensions=dimensions)))
     return made[0], made[1], clock
 
 
-def count_both(held, plain, batch) -> None:
-    for c, duration, ids, w in batch:
+def count_both(held, plain, batch, tenants: tuple[str, ...] = ()) -> None:
+    for i, (c, duration, ids, w) in enumerate(batch):
+        if tenants:  # the span's dimension value, as the translator reads it before counting
+            held[1]._dimensions.current = plain[1]._dimensions.current = (tenants[i % len(tenants)],)
         held[1].record(c, duration, ids, w)
         plain_record(plain[1], c, duration, ids, w)
 
 
+def held_series(translator: Translator) -> int:
+    """Handles holding their series (not going the family's way each time)."""
+    found = 0
+    for entry in translator._handles.entries.values():
+        for name in entry.__slots__:
+            value = getattr(entry, name, None)
+            found += isinstance(value, Handle) and value.series is not None
+    return found
+
+
 def test_held_series_get_exactly_the_updates_lookups_give():
-    held, plain, _ = twins()
-    count_both(held, plain, calls(random.Random(1), 3000))
+    held, plain, clock = twins()
+    batch = calls(random.Random(1), 3000)
+    count_both(held, plain, batch[:1500])
+    clock.advance(1)
+    for store, _t in (held, plain):
+        store.tick()
+        mark_rendered(store)
+    count_both(held, plain, batch[1500:])
     assert state(held[0]) == state(plain[0])
-    assert held[1]._handles.entries  # the handles were used, not bypassed
+    assert held_series(held[1]) > 20  # the handles were used, not bypassed
+
+
+@pytest.mark.parametrize("exemplars", [True, False])
+def test_with_dimensions_and_without_exemplars_alike(exemplars):
+    tenant = DimensionConfig(label="tenant", attributes=("app.tenant",), default="none",
+                             metrics=("agent_tokens_total", "agent_tool_calls_total", "agent_llm_duration_seconds"))
+    held, plain, _ = twins((tenant,), exemplars=exemplars)
+    count_both(held, plain, calls(random.Random(4), 2000), tenants=("a", "b", "none"))
+    got = state(held[0])
+    assert got == state(plain[0])
+    assert {key[1][-1] for key in got if key[0] == "agent_tokens_total"} == {"a", "b", "none"}
 
 
 def test_label_sets_mapped_elsewhere_still_count_their_self_metrics_per_observation():
@@ -142,8 +185,10 @@ def test_the_cache_is_bounded():
         assert len(entries) <= 5
 
 
-def test_finish_reasons_a_span_names_cannot_grow_a_handle_without_bound():
-    held, plain, _ = twins()
+@pytest.mark.parametrize("series_limit, kept", [(2000, MAX_HELD_VALUES), (5, 5)])
+def test_finish_reasons_a_span_names_cannot_grow_a_handle_without_bound(series_limit, kept):
+    """At most MAX_HELD_VALUES held per label set, and none for reasons past the series limit."""
+    held, plain, _ = twins(max_series_per_metric=series_limit)
     batch = []
     for i in range(500):
         c = Classified(Kind.LLM, "planner", True, "")
@@ -153,4 +198,4 @@ def test_finish_reasons_a_span_names_cannot_grow_a_handle_without_bound():
     count_both(held, plain, batch)
     assert state(held[0]) == state(plain[0])
     (llm,) = [h for key, h in held[1]._handles.entries.items() if key[0] == "llm"]
-    assert len(llm.finish) == MAX_HELD_VALUES
+    assert len(llm.finish) == kept

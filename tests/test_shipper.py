@@ -12,11 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from agentprom.stores.cursor import JournalCursor, Position
-from agentprom.stores.shipper import Shipper
+from agentprom.sinks.forward import Forwarder
+from agentprom.stores.shipper import Shipper, _pause
 from tests.test_store_cursor import write
 from tests.test_stores import alive
 
@@ -109,16 +112,38 @@ def test_a_cancel_during_the_pause_between_polls_ends_the_shipper(tmp_path):
 
     async def main() -> None:
         task = asyncio.create_task(ship.run(asyncio.Event()))
-        for _ in range(200):  # caught up: it polls every POLL_SECONDS
+        deadline = time.monotonic() + 20
+        while ship.shipped < 2:  # caught up: then it polls every POLL_SECONDS
+            assert time.monotonic() < deadline, "the shipper did not ship the journal's two records"
             await asyncio.sleep(0.01)
-            if ship.shipped == 2:
-                break
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 5.0)
 
     asyncio.run(main())
     assert ship.shipped == 2
+
+
+@pytest.mark.parametrize("pause", [
+    _pause,
+    lambda stopping, seconds: Forwarder._sleep(SimpleNamespace(_closing=stopping), seconds),  # sinks/forward.py
+], ids=["shipper", "forwarder"])
+def test_a_cancel_that_lands_as_a_pause_ends_is_not_lost(pause):
+    """The stop signal and a cancellation in the same step: the pause must end cancelled (Python 3.11's
+    asyncio.wait_for returns normally here, and the caller would go on)."""
+    async def main() -> asyncio.Task:
+        stopping = asyncio.Event()
+        task = asyncio.create_task(pause(stopping, 10))
+        await asyncio.sleep(0)  # waiting
+        stopping.set()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return task
+
+    assert asyncio.run(main()).cancelled()
 
 
 def test_an_orphaned_shippers_process_exits_even_with_its_loop_blocked(tmp_path):
@@ -131,11 +156,12 @@ def test_an_orphaned_shippers_process_exits_even_with_its_loop_blocked(tmp_path)
     parent = ("import subprocess, sys, os, time;"
               f"p = subprocess.Popen([sys.executable, '-c', {child!r}, str(os.getpid())]);"
               "print(p.pid, flush=True); time.sleep(600)")
-    sidecar = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    sidecar = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
     try:
         orphan = int(sidecar.stdout.readline())
-        time.sleep(0.5)
-        assert alive(orphan)  # its parent is there: it keeps running
+        time.sleep(2.5)  # five times the grace, start-up included
+        assert alive(orphan)  # its parent is there: it keeps running, watched
     finally:
         os.kill(sidecar.pid, signal.SIGKILL)
         sidecar.wait(10)

@@ -29,7 +29,7 @@ from agentprom.dimensions import DimensionSpec, DimensionValues, dimensioned
 from agentprom.conventions.classify import Classified, classify
 from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.handles import Handle, Handles
-from agentprom.metrics.series_store import SeriesStore
+from agentprom.metrics.series_store import Family, SeriesStore
 from agentprom.model import Kind, Span
 from agentprom.pricing import Pricing
 from agentprom.receiver.decode import Batch
@@ -207,7 +207,11 @@ class Translator:
             for token_type, count in c.tokens.items():
                 if count:
                     used = True
-                    (h.tokens.get(token_type) or h.token(token_type)).add(count * w)
+                    held_token = h.tokens.get(token_type)
+                    if held_token is not None:
+                        held_token.add(count * w)
+                    else:
+                        h.first(h.tokens, self._tokens, token_type, count * w)
             cost = c.cost
             if cost is None and used:  # the span's own cost wins; else the table's (pricing.py)
                 pricing = self.pricing
@@ -226,7 +230,11 @@ class Translator:
                 if c.tpot is not None:
                     self._tpot.observe(labels, c.tpot, None, w)
             for reason in c.finish_reasons:
-                (h.finish.get(reason) or h.finish_reason(reason)).add(w)
+                held_reason = h.finish.get(reason)
+                if held_reason is not None:
+                    held_reason.add(w)
+                else:
+                    h.first(h.finish, self._finish_reasons, reason, w)
             if not c.ok:
                 self._errors.inc((agent, "llm", c.error_type), w)
         elif kind is AGENT:
@@ -264,10 +272,9 @@ class _AgentSeries:
 
 
 class _LlmSeries:
-    __slots__ = ("t", "labels", "calls", "duration", "cost", "tokens", "finish")
+    __slots__ = ("labels", "calls", "duration", "cost", "tokens", "finish")
 
     def __init__(self, t: Translator, agent: str, provider: str, model: str, operation: str, status: str) -> None:
-        self.t = t
         self.labels = labels = (agent, provider, model)
         self.calls = Handle(t._llm_calls, (agent, provider, model, operation, status))
         self.duration = Handle(t._llm_duration, (agent, provider, model, operation))
@@ -276,22 +283,19 @@ class _LlmSeries:
         self.tokens: dict[str, Handle] = {}
         self.finish: dict[str, Handle] = {}
 
-    def token(self, token_type: str) -> Handle:
-        return _kept(self.tokens, token_type, Handle(self.t._tokens, (*self.labels, token_type)))
+    def first(self, held: dict[str, Handle], family: Family, value: str, amount: float) -> None:
+        """Count ``amount`` into the series of this label set and ``value`` (a token type or a finish
+        reason), and hold its handle if the family stores it under those labels (finish reasons
+        are the span's to name: at most ``MAX_HELD_VALUES`` per label set, and none that the
+        series limit or a label budget sent elsewhere)."""
+        handle = Handle(family, (*self.labels, value))
+        handle.add(amount)
+        if handle.series is not None and len(held) < MAX_HELD_VALUES:
+            held[value] = handle
 
-    def finish_reason(self, reason: str) -> Handle:
-        return _kept(self.finish, reason, Handle(self.t._finish_reasons, (*self.labels, reason)))
 
-
-#: token types or finish reasons held per LLM label set (finish reasons are the span's to name:
-#: past this many, a new one's handle serves its call and is not kept)
-MAX_HELD_VALUES = 32
-
-
-def _kept(held: dict[str, Handle], value: str, handle: Handle) -> Handle:
-    if len(held) < MAX_HELD_VALUES:
-        held[value] = handle
-    return handle
+#: token types or finish reasons held per LLM label set
+MAX_HELD_VALUES = 8
 
 
 def _meaning_of(call: Call) -> Classified:

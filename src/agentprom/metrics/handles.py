@@ -12,7 +12,10 @@ another series goes through ``Family.inc``/``observe`` every time, since those c
 self-metrics (label overflow, series overflow) per observation. Nothing else changes: the same
 series get the same updates in the same order. The cache is emptied whenever the store lets a
 series go (``SeriesStore.removals``: expiry), so no handle outlives its series, and when it holds
-``max_entries`` label sets (it only saves lookups: emptying it loses nothing).
+``max_entries`` label sets (it only saves lookups: emptying it loses nothing). Label values are the
+spans' to name, so that bound is what holds its memory (a few MiB at most with 256-byte values);
+per label set, the translator holds handles of further values (finish reasons) only while few and
+only for series the family stores as named.
 """
 
 from __future__ import annotations

@@ -332,8 +332,9 @@ class SeriesStore:
         self.now = self.clock.monotonic()
         #: wall time of the last tick: exemplar timestamps (read per batch, not per update)
         self.wall_now = self.clock.now()
-        #: grows whenever a series leaves a family (expiry, removal): series held elsewhere
-        #: (metrics/handles.py) are then looked up again
+        #: grows whenever a series leaves a catalog family (``Family.expire``, ``Family.remove``) or a
+        #: family goes (``remove_family``): series held elsewhere (metrics/handles.py) are then looked
+        #: up again. (Run-time families, metrics/dynamic.py, move their series themselves: never held.)
         self.removals = 0
         self.families: dict[str, Family] = {}
         # default: the catalog without the optional compat outputs (app.py picks them from config)
