@@ -18,6 +18,7 @@ from agentprom.bounds import AmountLimits, SpanBounds
 from agentprom.config.loader import validate
 from agentprom.config.network_schema import MAX_DEFAULT_WORKERS, default_workers, usable_cores
 from agentprom.conventions.profile import WANTED_KEYS, WANTED_RESOURCE_KEYS
+from agentprom.metrics.series_store import SeriesStore
 from agentprom.receiver import decode_workers
 from agentprom.receiver.decode import DecodeError, DecodeLimits, LimitExceeded
 from agentprom.receiver.decode_workers import DecodeWorkers, TraceDecoder
@@ -124,9 +125,11 @@ def test_a_dead_worker_fails_what_it_held_retryably_and_is_replaced(sidecar):
     assert sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)[0] == 200
     workers = sidecar.app.ingest.workers
     first, second = workers.pids()
+    assert sidecar.value("agentprom_decode_workers") == 2
     # an idle worker dies: nothing was waiting for it, and the next request finds a new one
     os.kill(second, signal.SIGKILL)
     wait_until(lambda: sidecar.value("agentprom_decode_worker_restarts_total") == 1 and len(workers.pids()) == 2)
+    assert sidecar.value("agentprom_decode_workers") == 2
     replacement = next(pid for pid in workers.pids() if pid != first)
     assert sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)[0] == 200
     # a worker dies holding a request (the workers are stopped, so that it holds it until killed)
@@ -149,6 +152,7 @@ def test_a_dead_worker_fails_what_it_held_retryably_and_is_replaced(sidecar):
     assert sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)[0] == 200
     assert llm_calls(sidecar) == 3
     assert held_by[0] not in workers.pids() and len(workers.pids()) == 2
+    assert sidecar.value("agentprom_decode_workers") == 2
     assert (set(workers.pids()) - {held_by[0]}) & ({first, replacement} - set(held_by))  # the other one was left alone
 
 
@@ -210,7 +214,9 @@ def test_workers_that_cannot_start_leave_decoding_in_this_process(monkeypatch, c
     """A worker that ends before its first answer, again and again (a broken install, say), must
     not refuse every large request forever: after a few, decoding stays in this process."""
     monkeypatch.setattr(DecodeWorkers, "command", ("-c", "import sys; sys.exit(3)"))
-    workers = DecodeWorkers(decoder(), 1 + DecodeWorkers.MAX_EARLY_DEATHS, 0)
+    store = SeriesStore()
+    workers = DecodeWorkers(decoder(), 1 + DecodeWorkers.MAX_EARLY_DEATHS, 0, None,
+                            store.families["agentprom_decode_workers"])
 
     async def attempts():
         outcomes = []
@@ -230,6 +236,8 @@ def test_workers_that_cannot_start_leave_decoding_in_this_process(monkeypatch, c
     with caplog.at_level(logging.WARNING, logger="agentprom.receiver.decode_workers"):
         outcomes = run(attempts())
     assert workers.failed and outcomes[-1] == 1 and set(outcomes[:-1]) <= {"lost"}
+    running = store["agentprom_decode_workers"].series
+    assert () in running and running[()].value == 0  # exported, and none runs: alertable
     assert "before their first answer (exit status 3); decoding in the main process" in caplog.text
 
 

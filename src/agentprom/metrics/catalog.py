@@ -380,6 +380,10 @@ CATALOG: tuple[MetricSpec, ...] = (
     _self("agentprom_decode_worker_restarts_total", COUNTER,
           "Decode worker processes (server.workers) that ended unexpectedly, or stopped answering and were "
           "ended, and were replaced; the requests each held were refused as retryable (reason worker_lost)."),
+    _self("agentprom_decode_workers", GAUGE,
+          "Decode worker processes running now (server.workers above 1). 0 while workers are configured means "
+          "none runs: between a worker's end and its replacement, or for good after they could not start "
+          "(decoding then happens in the main process, logged)."),
     _self("agentprom_series_overflow_total", COUNTER,
           "Observations folded into a metric's otel_metric_overflow series because it reached its series limit "
           "(incoming OTLP metrics: points dropped instead). metric is the catalog name, or otlp_in for every "

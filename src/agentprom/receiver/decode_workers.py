@@ -134,13 +134,16 @@ class DecodeWorkers:
     #: a second
     ANSWER_SECONDS = 30.0
 
-    def __init__(self, decoder: TraceDecoder, workers: int, min_bytes: int, restarts: Any = None) -> None:
+    def __init__(self, decoder: TraceDecoder, workers: int, min_bytes: int, restarts: Any = None,
+                 running: Any = None) -> None:
         self.decoder = decoder
         self.workers = workers
         #: smaller bodies are decoded on the loop (``server.worker_min_bytes``)
         self.min_bytes = min_bytes
         #: ``agentprom_decode_worker_restarts_total`` (a Family), or None
         self._restarts = restarts
+        #: ``agentprom_decode_workers`` (a gauge Family), or None
+        self._running = running
         self._pool: list[_Worker] = []
         #: requests not yet written to a worker: (future, header, body)
         self._queue: deque[tuple[asyncio.Future, bytes, bytes]] = deque()
@@ -203,6 +206,7 @@ class DecodeWorkers:
                     proc.stdin.close()
         finally:
             self._starting = None
+            self._count_running()
         if self.failed or not self._pool:  # none to take what waits: decoded here
             self._fail_queued()
         self._dispatch()
@@ -231,9 +235,14 @@ class DecodeWorkers:
             pass  # killed in _lost
         self._lost(worker)
 
+    def _count_running(self) -> None:
+        if self._running is not None:
+            self._running.set((), sum(not worker.dead for worker in self._pool))
+
     def _lost(self, worker: _Worker) -> None:
         if worker in self._pool:
             self._pool.remove(worker)
+            self._count_running()
             if not self._closed and not self.failed:
                 if self._restarts is not None:
                     self._restarts.inc(())
@@ -316,6 +325,7 @@ class DecodeWorkers:
                             "refused as retryable)", self.ANSWER_SECONDS, len(worker.sent))
                 worker.dead = True  # nothing more is written to it while its reader finds it gone
                 worker.proc.kill()
+                self._count_running()
                 return
 
     async def _decode_here(self, body: bytes, encoding: str) -> Batch:
@@ -343,6 +353,7 @@ class DecodeWorkers:
                 worker.proc.kill()
         await asyncio.gather(*(worker.reader for worker in pool if worker.reader is not None))
         self._pool.clear()
+        self._count_running()
 
     def pids(self) -> list[int]:
         """The worker processes' ids (for tests and diagnostics)."""

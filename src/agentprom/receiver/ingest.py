@@ -323,7 +323,8 @@ class TraceIngest(Ingest):
         self.decoder = TraceDecoder(wanted_keys, self.limits.decode, resource_keys,
                                     bounds or SpanBounds(AmountLimits.defaults(), translator.weights))
         self.workers = DecodeWorkers(self.decoder, workers, worker_min_bytes,
-                                     store.families["agentprom_decode_worker_restarts_total"]) if workers > 1 else None
+                                     store.families["agentprom_decode_worker_restarts_total"],
+                                     store.families["agentprom_decode_workers"]) if workers > 1 else None
 
     def decode(self, body: bytes, encoding: str) -> Batch:
         return self.decoder(body, encoding)
