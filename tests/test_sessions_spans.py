@@ -239,3 +239,20 @@ def test_spans_without_the_key_join_the_session_their_trace_names(sidecar):
     assert sidecar.value("agent_sessions_active", agent="researcher") == 1
     assert sidecar.value("agent_sessions_active", agent="oi-service") == 0
     assert sidecar.value("agent_sessions_total", agent="oi-service", status="completed") == 0
+
+
+def test_session_constructor_sets_every_field_to_its_declared_default():
+    """Session's hand-written constructor (slots; sessions/model.py) must agree with the fields
+    declared: a field added without it would be unset, a default changed in one place only would differ."""
+    import dataclasses
+
+    from agentprom.sessions.model import Session
+
+    first, second = Session("s1", 5.0), Session("s2", 6.0, restored=True)
+    assert (first.session_id, first.last_activity, first.restored, second.restored) == ("s1", 5.0, False, True)
+    for f in dataclasses.fields(Session):
+        if f.default is dataclasses.MISSING:  # the constructor's own and the per-session containers
+            assert hasattr(first, f.name), f.name
+            continue
+        assert getattr(first, f.name) == f.default, f.name
+    assert first.calls is not second.calls and first.phases is not second.phases  # each its own

@@ -122,15 +122,35 @@ class Call:
         return (self.input_tokens or 0) + (self.output_tokens or 0)
 
 
+@dataclass(slots=True, init=False, eq=False, repr=False)
 class Session:
     """One runtime session.
 
-    A plain class whose scalar fields default at class level: a trace-id
-    session is made per trace, so its constructor sets only what differs
-    (the instance dict then holds just the fields that changed). The count of
-    sessions in memory is bounded (``sessions.max_open_sessions`` and
-    ``max_ended_sessions``), so the per-instance dict costs little.
-    """
+    Slots, with the defaults declared here and set by a hand-written constructor (a dataclass
+    ``__init__`` would take every field as a parameter): every tool or LLM span updates a dozen of
+    these counters, and a slot is updated in a few instructions where an instance-dict attribute
+    that started as a class-level default is not (bench/instructions.py: about 5 % of the per-span
+    work of the ingest benchmark went to that). tests/test_sessions_spans.py checks the constructor
+    against the declared defaults."""
+
+    session_id: str
+    #: store clock (monotonic) of the last span or event; drives the inactivity timeout
+    last_activity: float
+    #: phase id -> its latest run (bounded by max_phases_per_session)
+    phases: dict[str, Phase]
+    #: every stored phase run, in order of creation
+    phase_list: list[Phase]
+    #: stored tool calls, oldest first (bounded by max_tool_calls_per_session)
+    calls: deque[Call]
+    # -- open sessions only (emptied at the end) --------------------------------
+    #: calls waiting for the phase span above them (it ends after its children: it comes next)
+    pending: list[Call]
+    #: phase span id -> its phase
+    phase_by_span: dict[bytes, Phase]
+    #: (component, tool or model) of calls that failed and have not succeeded since
+    failing: set[tuple[str, str]]
+    #: event-API tool calls started and not finished: key -> (agent, start time)
+    in_flight: dict[tuple[str, str], tuple[str, float]]
 
     agent: str = "unknown"
     #: how sure we are of ``agent``: 0 none, 1 a fallback (service.name), 2 named
@@ -188,25 +208,29 @@ class Session:
 
     def __init__(self, session_id: str, last_activity: float, restored: bool = False) -> None:
         self.session_id = session_id
-        #: store clock (monotonic) of the last span or event; drives the inactivity timeout
         self.last_activity = last_activity
-        if restored:
-            self.restored = True
-        #: phase id -> its latest run (bounded by max_phases_per_session)
-        self.phases: dict[str, Phase] = {}
-        #: every stored phase run, in order of creation
-        self.phase_list: list[Phase] = []
-        #: stored tool calls, oldest first (bounded by max_tool_calls_per_session)
-        self.calls: deque[Call] = deque()
-        # -- open sessions only (emptied at the end) --------------------------------
-        #: calls waiting for the phase span above them (it ends after its children: it comes next)
-        self.pending: list[Call] = []
-        #: phase span id -> its phase
-        self.phase_by_span: dict[bytes, Phase] = {}
-        #: (component, tool or model) of calls that failed and have not succeeded since
-        self.failing: set[tuple[str, str]] = set()
-        #: event-API tool calls started and not finished: key -> (agent, start time)
-        self.in_flight: dict[tuple[str, str], tuple[str, float]] = {}
+        self.restored = restored
+        self.phases = {}
+        self.phase_list = []
+        self.calls = deque()
+        self.pending = []
+        self.phase_by_span = {}
+        self.failing = set()
+        self.in_flight = {}
+        self.agent = "unknown"
+        self.status = ACTIVE
+        self.started_explicitly = False
+        self.agent_rank = self.tool_calls = self.tool_errors = self.llm_calls = self.llm_errors = 0
+        self.recoveries = self.retries = self.escalations = self.phase_count = self.phases_completed = 0
+        self.checkpoints = self.context_resets = self.execution_resets = self.memory_reads = 0
+        self.memory_writes = self.utilization_observations = self.utilization_within = 0
+        self.input_tokens = self.output_tokens = self.cached_tokens = self.model_switches = 0
+        self.phases_dropped = self.calls_dropped = 0
+        self.tool_latency_ms = self.cost = 0.0
+        self.model = self.provider = self.start = self.end = self.last_seen = self.reported_status = None
+        self.context_tokens_used = self.context_tokens_available = self.peak_context_utilization = None
+        self.last_model = self.continuity_score = self.continuity_components = self.state_dropped = None
+        self.current_phase = None
 
     def __repr__(self) -> str:
         return f"Session({self.session_id!r}, agent={self.agent!r}, status={self.status!r})"
