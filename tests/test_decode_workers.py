@@ -319,9 +319,11 @@ def test_close_ends_stuck_workers_fails_what_they_held_and_decodes_the_rest_here
 
 
 def test_a_hung_worker_is_ended_and_its_request_refused_as_retryable_in_time():
-    """A worker that stops answering (here SIGSTOP) must not hold a request for ever: after
-    ANSWER_SECONDS the request fails as retryable, the worker is ended, and another takes over."""
-    workers = DecodeWorkers(decoder(), 1, 0, restarts=None)
+    """A worker that stops answering (here SIGSTOP) must not hold requests for ever: once it has
+    owed an answer for ANSWER_SECONDS it is ended, what it held fails as retryable, and another
+    takes over. Also when every caller gave up on it first (HTTP's request timeout, a gRPC
+    deadline): a later request must not find the hung worker still holding its places."""
+    workers = DecodeWorkers(decoder(), 1, 0)
     workers.ANSWER_SECONDS = 0.5
 
     async def attempts():
@@ -330,18 +332,28 @@ def test_a_hung_worker_is_ended_and_its_request_refused_as_retryable_in_time():
             (pid,) = workers.pids()
             os.kill(pid, signal.SIGSTOP)
             started = time.monotonic()
-            with pytest.raises(decode_workers.WorkerLost, match="no decode worker answered within 0.5s"):
-                async with asyncio.timeout(20):  # without the deadline: a TimeoutError here, not a hang
+            with pytest.raises(decode_workers.WorkerLost):
+                async with asyncio.timeout(20):  # without the watchdog: a TimeoutError here, not a hang
                     await workers.decode(good_protobuf(), "protobuf")
             waited = time.monotonic() - started
             after = await workers.decode(good_protobuf(), "protobuf")  # a new worker answers
-            return pid, waited, after, workers.pids()
+            (second,) = workers.pids()
+            os.kill(second, signal.SIGSTOP)
+            impatient = [asyncio.ensure_future(workers.decode(good_protobuf(), "protobuf"))
+                         for _ in range(decode_workers.AHEAD + 1)]
+            await asyncio.sleep(0.2)
+            for call in impatient:
+                call.cancel()  # the callers gave up before the deadline
+            async with asyncio.timeout(20):
+                patient = await workers.decode(good_protobuf(), "protobuf")
+            return pid, second, waited, after, patient, workers.pids()
         finally:
             await workers.close()
 
-    pid, waited, after, pids = run(attempts())
-    assert waited < 10 and len(after.spans) == 1
-    assert pid not in pids and not os.path.exists(f"/proc/{pid}")  # ended and reaped, replaced
+    pid, second, waited, after, patient, pids = run(attempts())
+    assert waited < 10 and len(after.spans) == 1 and len(patient.spans) == 1
+    assert not {pid, second} & set(pids) and not os.path.exists(f"/proc/{pid}")  # ended, reaped, replaced
+    assert not os.path.exists(f"/proc/{second}")
 
 
 def test_a_worker_that_cannot_be_replaced_for_a_moment_does_not_end_the_workers(monkeypatch, caplog):

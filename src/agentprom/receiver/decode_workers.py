@@ -18,7 +18,8 @@ What holds across workers (the receivers' contract, receiver/ingest.py):
   (``worker_lost``: HTTP 503, gRPC UNAVAILABLE, with a retry delay): the client resends them, and
   nothing from them was counted. Another worker is started in its place, counted in
   ``agentprom_decode_worker_restarts_total``. A worker that stops answering (stopped, hung) is
-  ended so when a request it holds has waited ``ANSWER_SECONDS``.
+  ended so: a watchdog ends a worker that has owed an answer for ``ANSWER_SECONDS`` (counted from
+  when it got the request, or answered the one before), whether its callers still wait or not.
 * Workers ignore SIGINT and SIGTERM: on shutdown the sidecar stops its receivers, lets the decodes
   in flight finish within the grace, and only then closes the workers' input. Workers end with the
   sidecar even when it is killed (their input pipe closes). decode_worker.py is the worker's side.
@@ -111,6 +112,10 @@ class _Worker:
         self.answered = 0
         #: its output ended: it takes nothing more
         self.dead = False
+        #: loop time since when it owes the answer to ``sent[0]`` (written, or the one before answered)
+        self.owing_since = 0.0
+        #: ended by the watchdog (not an early death: a worker stopped or starved is not a broken install)
+        self.hung = False
 
 
 class DecodeWorkers:
@@ -129,9 +134,8 @@ class DecodeWorkers:
     MAX_EARLY_DEATHS = 3
     #: ``close`` waits this long for the workers to exit before killing them
     CLOSE_SECONDS = 2.0
-    #: a request not answered within this long fails as retryable, and the worker holding it (hung:
-    #: stopped, deadlocked, starved) is ended and replaced; a whole maximal body decodes in well under
-    #: a second
+    #: a worker that owes an answer this long (hung: stopped, deadlocked, starved) is ended and
+    #: replaced, and what it held fails as retryable; a whole maximal body decodes in well under a second
     ANSWER_SECONDS = 30.0
 
     def __init__(self, decoder: TraceDecoder, workers: int, min_bytes: int, restarts: Any = None,
@@ -148,6 +152,8 @@ class DecodeWorkers:
         #: requests not yet written to a worker: (future, header, body)
         self._queue: deque[tuple[asyncio.Future, bytes, bytes]] = deque()
         self._starting: asyncio.Task | None = None
+        #: the watchdog of hung workers (``_watch``), while there is a pool
+        self._watchdog: asyncio.Task | None = None
         #: the workers could not start: decode in this process from now on
         self.failed = False
         self._closed = False
@@ -207,6 +213,8 @@ class DecodeWorkers:
         finally:
             self._starting = None
             self._count_running()
+        if self._pool and self._watchdog is None and not self._closed:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch(), name="decode-workers-watchdog")
         if self.failed or not self._pool:  # none to take what waits: decoded here
             self._fail_queued()
         self._dispatch()
@@ -220,6 +228,7 @@ class DecodeWorkers:
                 header = await stdout.readexactly(LENGTH_BYTES)
                 data = await stdout.readexactly(int.from_bytes(header, "big"))
                 worker.answered += 1
+                worker.owing_since = asyncio.get_running_loop().time()  # for the next one, if any
                 self._early_deaths = 0
                 if worker.sent:
                     future = worker.sent.popleft()
@@ -229,6 +238,7 @@ class DecodeWorkers:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         worker.dead = True
+        self._count_running()
         try:  # its exit status, for the log (a process whose output ended is exiting)
             await asyncio.wait_for(worker.proc.wait(), 2.0)
         except asyncio.TimeoutError:
@@ -247,7 +257,8 @@ class DecodeWorkers:
                 if self._restarts is not None:
                     self._restarts.inc(())
                 held = len(worker.sent)
-                self._early_deaths = self._early_deaths + 1 if not worker.answered else 0
+                if not worker.hung:  # a hung worker says nothing of whether workers can start here
+                    self._early_deaths = self._early_deaths + 1 if not worker.answered else 0
                 if self._early_deaths >= self.MAX_EARLY_DEATHS:  # it cannot start here: stop trying
                     self.failed = True
                     log.warning("decode workers ended %d times in a row before their first answer (exit "
@@ -280,6 +291,8 @@ class DecodeWorkers:
             if future.done():  # cancelled while it waited: never sent
                 continue
             worker = min(ready, key=lambda w: len(w.sent))
+            if not worker.sent:
+                worker.owing_since = asyncio.get_running_loop().time()
             worker.sent.append(future)
             stdin = worker.proc.stdin
             assert stdin is not None
@@ -307,26 +320,27 @@ class DecodeWorkers:
                             body))
         self._dispatch()
         try:
-            async with asyncio.timeout(self.ANSWER_SECONDS):
-                data = await future
+            data = await future
         except _Unserved:
             return await self._decode_here(body, encoding)
-        except TimeoutError:
-            self._end_holder(future)
-            raise WorkerLost(f"no decode worker answered within {self.ANSWER_SECONDS:g}s; retry later") from None
         return batch_from_worker(data)
 
-    def _end_holder(self, future: asyncio.Future) -> None:
-        """A request went unanswered too long: end the worker that holds it (its reader then fails
-        what else it held and starts another, ``_lost``). A request still queued is dropped unsent."""
-        for worker in self._pool:
-            if future in worker.sent and worker.proc.returncode is None:
-                log.warning("a decode worker did not answer within %gs; ending it (the %d request(s) it held are "
-                            "refused as retryable)", self.ANSWER_SECONDS, len(worker.sent))
-                worker.dead = True  # nothing more is written to it while its reader finds it gone
-                worker.proc.kill()
-                self._count_running()
-                return
+    async def _watch(self) -> None:
+        """End the workers that owe an answer longer than ``ANSWER_SECONDS`` (their readers then fail
+        what they held, as retryable, and start others: ``_lost``). Runs while there is a pool."""
+        loop = asyncio.get_running_loop()
+        while self._pool and not self._closed:
+            await asyncio.sleep(min(1.0, self.ANSWER_SECONDS / 4))
+            now = loop.time()
+            for worker in self._pool:
+                if (worker.sent and not worker.dead and now - worker.owing_since > self.ANSWER_SECONDS
+                        and worker.proc.returncode is None):
+                    log.warning("a decode worker has not answered for %gs; ending it (the %d request(s) it held "
+                                "are refused as retryable)", self.ANSWER_SECONDS, len(worker.sent))
+                    worker.dead = worker.hung = True  # nothing more is written to it meanwhile
+                    worker.proc.kill()
+                    self._count_running()
+        self._watchdog = None
 
     async def _decode_here(self, body: bytes, encoding: str) -> Batch:
         """No worker takes this large body: the decode thread does (never the loop)."""
@@ -340,6 +354,9 @@ class DecodeWorkers:
         """End the workers (after the receivers stopped: nothing waits for them any more). They get
         ``CLOSE_SECONDS`` to exit on their own, then are killed; whatever they still held fails."""
         self._closed = True  # anything decoded after this is decoded in this process
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._starting is not None:
             await asyncio.shield(self._starting)
         pool = list(self._pool)
