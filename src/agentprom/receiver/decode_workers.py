@@ -18,7 +18,7 @@ What holds across workers (the receivers' contract, receiver/ingest.py):
   (``worker_lost``: HTTP 503, gRPC UNAVAILABLE, with a retry delay): the client resends them, and
   nothing from them was counted. Another worker is started in its place, counted in
   ``agentprom_decode_worker_restarts_total``. A worker that stops answering (stopped, hung) is
-  ended so: a watchdog ends a worker that has owed an answer for ``ANSWER_SECONDS`` (counted from
+  treated alike: a watchdog ends it once it has owed an answer for ``ANSWER_SECONDS`` (counted from
   when it got the request, or answered the one before), whether its callers still wait or not.
 * Workers ignore SIGINT and SIGTERM: on shutdown the sidecar stops its receivers, lets the decodes
   in flight finish within the grace, and only then closes the workers' input. Workers end with the

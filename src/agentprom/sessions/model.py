@@ -129,9 +129,10 @@ class Session:
     Slots, with the defaults declared here and set by a hand-written constructor (a dataclass
     ``__init__`` would take every field as a parameter): every tool or LLM span updates a dozen of
     these counters, and a slot is updated in a few instructions where an instance-dict attribute
-    that started as a class-level default is not (bench/instructions.py: about 5 % of the per-span
-    work of the ingest benchmark went to that). tests/test_sessions_spans.py checks the constructor
-    against the declared defaults."""
+    that started as a class-level default is not (bench/instructions.py: 5 % of the default
+    translator step's instructions, where each trace is a session of its own; 0.4 % with the ingest
+    benchmark's few long sessions). tests/test_sessions_spans.py checks the constructor against the
+    declared defaults."""
 
     session_id: str
     #: store clock (monotonic) of the last span or event; drives the inactivity timeout
