@@ -4,6 +4,7 @@ requests refused as retryable and the pool replaced, and decoding in-process whe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -22,10 +23,13 @@ from agentprom.metrics.series_store import SeriesStore
 from agentprom.receiver import decode_workers
 from agentprom.receiver.decode import DecodeError, DecodeLimits, LimitExceeded
 from agentprom.receiver.decode_workers import DecodeWorkers, TraceDecoder
+from agentprom.receiver.pipeline import resident_bytes
 from bench.workload import request_bytes
 from tests.conftest import Sidecar
 from tests.test_decode import JSON_DOC, pb_request
 from tests.test_receiver_errors import PROTOBUF, good_protobuf, llm_calls
+
+MIB = 1024 * 1024
 
 
 def decoder(max_spans: int = 50_000) -> TraceDecoder:
@@ -184,6 +188,25 @@ def test_stop_ends_the_workers():
     sidecar.stop()
     for pid in pids:
         wait_until(lambda: not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2])
+
+
+def test_the_memory_limit_counts_the_decode_workers():
+    """A ceiling this process alone is under, but not with its workers, refuses exports as retryable."""
+    sidecar = Sidecar(workers=2).start()
+    try:
+        assert sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)[0] == 200
+        app = sidecar.app
+        workers = sum(resident_bytes(pid) for pid in app.ingest.workers.pids())
+        assert app.helper_pids() == app.ingest.workers.pids() and workers >= 2 * 10 * MIB
+        limit = resident_bytes() + workers // 2
+        app.pipeline.limits = dataclasses.replace(app.pipeline.limits, memory_limit_bytes=limit)
+        assert resident_bytes() < limit  # this process alone passes
+        status, headers, _payload = sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)
+        assert status == 503 and headers["Retry-After"] == "1"
+        assert sidecar.value("agentprom_requests_refused_total", transport="http", reason="memory_limit") == 1
+        assert llm_calls(sidecar) == 1
+    finally:
+        sidecar.stop()
 
 
 def test_workers_are_off_by_default_and_auto_takes_one_fewer_than_the_usable_cores():

@@ -445,13 +445,16 @@ def test_the_shipper_process_is_restarted_and_a_stop_keeps_to_the_grace(make_sid
     assert post_json(sidecar, "/runtime/event", tool_events("l", 0, 10))[0] == 200
     wait_for(lambda: caught_up(sidecar, tmp_path, "postgres"), what="the first records")
     child = sidecar.app.stores.process.process
+    assert sidecar.app.helper_pids() == [child.pid]  # its memory counts against queue.memory_limit_mib
     os.kill(child.pid, signal.SIGKILL)
     wait_for(lambda: not child.is_alive(), what="the shipper process to die")
+    assert sidecar.app.helper_pids() == []
     assert "behind: the shipping process exited (code -9)" in sidecar.app.readiness()[1]["postgres"]
     sidecar.call(sidecar.app.stores.publish)  # the periodic check: started again, counted
     assert sidecar.value("agentprom_store_errors_total", store="postgres", reason="process_exit") == 1
     assert post_json(sidecar, "/runtime/event", tool_events("l", 10, 10))[0] == 200
     wait_for(lambda: query(dsn, "SELECT count(*) FROM tool_calls")[0][0] == 20, what="the new process to ship")
+    assert sidecar.app.helper_pids() == [sidecar.app.stores.process.process.pid] != [child.pid]
 
     fresh_postgres.stop()  # a stop with the database down: shipping cannot finish, the grace bounds it
     assert post_json(sidecar, "/runtime/event", tool_events("l", 20, 10))[0] == 200

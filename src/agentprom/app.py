@@ -41,7 +41,7 @@ from agentprom.receiver.decode import DecodeLimits
 from agentprom.receiver.ingest import LogsIngest, MetricsIngest, RequestLimits, TraceIngest
 from agentprom.receiver.otlp_grpc import ConnectionLimits, OtlpGrpcReceiver
 from agentprom.receiver.otlp_http import OtlpHttpHandlers
-from agentprom.receiver.pipeline import AttributeDeny, Pipeline, QueueLimits
+from agentprom.receiver.pipeline import AttributeDeny, Pipeline, QueueLimits, Resident
 from agentprom.runs import Runs
 from agentprom.sampling import SamplingWeights
 from agentprom.server import security, slow_clients
@@ -128,7 +128,7 @@ class App:
         self.pipeline = Pipeline(
             self.translator, self.store,
             QueueLimits(queue.max_spans, queue.memory_limit_mib * 1024 * 1024, queue.transport_share),
-            deny, errors=self.errors,
+            deny, rss=Resident(self.clock.monotonic, self.helper_pids), errors=self.errors,
         )
         self.amount_limits = AmountLimits.from_config(config)
         bounds = SpanBounds(self.amount_limits, weights, deny.denied)
@@ -221,6 +221,16 @@ class App:
         self._start_failed = False
         self._runners: dict[str, web.AppRunner] = {}
         self._housekeeping: asyncio.Task | None = None
+
+    def helper_pids(self) -> list[int]:
+        """The sidecar's helper processes running now (decode workers, the stores' shipper process):
+        their memory counts against ``queue.memory_limit_mib`` with this process's."""
+        pids = self.ingest.workers.pids() if self.ingest.workers is not None else []
+        if self.stores is not None:
+            pid = self.stores.process.pid()
+            if pid is not None:
+                pids.append(pid)
+        return pids
 
     def _fleet(self) -> Fleet | None:
         """The runtime API's reads of sessions other processes saw (a PostgreSQL store is configured)."""

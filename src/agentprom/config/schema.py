@@ -202,7 +202,8 @@ class QueueConfig(_Model):
         100_000, ge=1, description="Spans accepted but not yet translated; above it exports are refused (retryable)."
     )
     memory_limit_mib: int = Field(
-        0, ge=0, description="Refuse exports (retryable) while resident memory is above this many MiB (0 = no limit)."
+        0, ge=0, description="Refuse exports (retryable) while the resident memory of the sidecar's processes (the "
+        "main one, its decode workers and the stores' shipper process) is above this many MiB (0 = no limit)."
     )
     transport_share: float = Field(
         0.5, gt=0, le=1,

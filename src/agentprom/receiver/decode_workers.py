@@ -373,7 +373,7 @@ class DecodeWorkers:
         self._count_running()
 
     def pids(self) -> list[int]:
-        """The worker processes' ids (for tests and diagnostics)."""
+        """The worker processes' ids (their memory counts against the memory limit; tests, diagnostics)."""
         return [w.proc.pid for w in self._pool if not w.dead]
 
 

@@ -3,8 +3,10 @@
 Receivers decode a request (to validate it and to answer partial success),
 ``submit`` the batch here and answer at once; one task on the event loop
 translates the queued batches in arrival order. Admission control lives here
-too: while the queue holds ``max_spans`` spans, or the process's resident
-memory is above the ceiling, or it would be once the requests being decoded
+too: while the queue holds ``max_spans`` spans, or the resident memory of the
+sidecar's processes (``Resident``: this one, its decode workers and the stores'
+shipper process, which share its container's memory limit) is above the
+ceiling, or it would be once the requests being decoded
 (each reserves an estimate of its decoded size) are decoded, new exports are
 refused with a retryable refusal
 (HTTP 503 + Retry-After, gRPC UNAVAILABLE + RetryInfo: ``ingest.FAILURES``), so
@@ -30,7 +32,7 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from agentprom.internal_errors import InternalErrors
@@ -53,19 +55,47 @@ ACTIVE_SECONDS = 10.0
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def resident_bytes() -> int:
-    """This process's resident set size now (Linux ``/proc/self/statm``; 0 where unavailable)."""
+def resident_bytes(pid: int | None = None) -> int:
+    """The resident set size now of this process, or of process ``pid`` (Linux ``/proc/<pid>/statm``;
+    0 where unavailable, or when that process has ended)."""
     try:
-        with open("/proc/self/statm", "rb") as statm:
+        with open(f"/proc/{pid if pid is not None else 'self'}/statm", "rb") as statm:
             return int(statm.read().split()[1]) * _PAGE_SIZE
     except (OSError, ValueError, IndexError):
         return 0
 
 
+class Resident:
+    """Resident memory of the sidecar's processes, against ``queue.memory_limit_mib``: this process,
+    read at every call (it grows with each request), plus the helper processes ``helpers`` names
+    (the decode workers, the stores' shipper process), read at most once per ``HELPERS_SECONDS``:
+    they change slowly, and one read per helper per request would cost more than the request's
+    admission. They count because they share the container's memory limit: without them, a sidecar
+    with decode workers could pass its own ceiling's check and still be killed for memory."""
+
+    #: how long the helper processes' sum is reused before it is read again
+    HELPERS_SECONDS = 1.0
+
+    def __init__(self, monotonic: Callable[[], float], helpers: Callable[[], Iterable[int]] = tuple,
+                 read: Callable[[int | None], int] = resident_bytes) -> None:
+        self._monotonic = monotonic
+        self._helpers = helpers
+        self._read = read
+        self._helpers_bytes = 0
+        self._read_at: float | None = None
+
+    def __call__(self) -> int:
+        now = self._monotonic()
+        if self._read_at is None or now - self._read_at >= self.HELPERS_SECONDS:
+            self._helpers_bytes = sum(self._read(pid) for pid in self._helpers())
+            self._read_at = now
+        return self._read(None) + self._helpers_bytes
+
+
 @dataclass(frozen=True)
 class QueueLimits:
     max_spans: int = 100_000
-    #: refuse while resident memory is above this many bytes (0 = no limit)
+    #: refuse while resident memory (``Resident``) is above this many bytes (0 = no limit)
     memory_limit_bytes: int = 0
     #: the share of ``max_spans`` one transport may hold (1 = no fairness bound)
     transport_share: float = 0.5
@@ -120,14 +150,15 @@ class Pipeline:
         store: SeriesStore,
         limits: QueueLimits | None = None,
         deny: AttributeDeny | None = None,
-        rss: Callable[[], int] = resident_bytes,
+        rss: Callable[[], int] | None = None,
         errors: InternalErrors | None = None,
     ) -> None:
         self.translator = translator
         self.errors = errors or InternalErrors(store)
         self.limits = limits or QueueLimits()
         self.deny = deny if deny else None
-        self._rss = rss
+        #: resident memory against ``memory_limit_bytes`` (default: this process alone)
+        self._rss = rss or Resident(store.clock.monotonic)
         self._queue: deque[tuple[Batch, str]] = deque()
         self.queued_spans = 0
         #: estimated decoded bytes of the requests being decoded now (``admit`` / ``release``)

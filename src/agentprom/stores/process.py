@@ -173,6 +173,11 @@ class ShipperProcess:
                                          args=(self.document, self.status, self.stop_event, os.getpid()))
         self.process.start()
 
+    def pid(self) -> int | None:
+        """The process's id while it runs, else None."""
+        process = self.process
+        return process.pid if process is not None and process.is_alive() else None
+
     def exit_detail(self) -> str | None:
         """Why the process is not running (None while it runs)."""
         if self.process is None:
