@@ -1,6 +1,8 @@
-"""Build the optional compiled trace decoder (receiver/_wire.pyx); the package metadata is pyproject.toml's.
+"""Build the optional compiled parts (receiver/_wire.pyx, the trace decoder; conventions/_classify.pyx, the
+batch classification); the package metadata is pyproject.toml's.
 
-``optional=True``: without a C compiler the install still succeeds and decode.py uses its Python path.
+``optional=True``: without a C compiler the install still succeeds and decode.py and classify.py use their
+Python paths.
 """
 
 from setuptools import Extension, setup
@@ -10,10 +12,14 @@ try:
 except ImportError:  # Cython missing (a build without build isolation): the Python path only
     cythonize = None
 
-SOURCE = "src/agentprom/receiver/_wire.pyx"
+#: module name -> its Cython source
+SOURCES = {
+    "agentprom.receiver._wire": "src/agentprom/receiver/_wire.pyx",
+    "agentprom.conventions._classify": "src/agentprom/conventions/_classify.pyx",
+}
 
 if cythonize is not None:
-    extensions = cythonize([Extension("agentprom.receiver._wire", [SOURCE], optional=True)],
+    extensions = cythonize([Extension(name, [source], optional=True) for name, source in SOURCES.items()],
                            compiler_directives={"language_level": "3"}, quiet=True)
     for extension in extensions:
         extension.optional = True

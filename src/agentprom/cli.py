@@ -238,10 +238,12 @@ def serve(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     setup_logging(config.log.level, config.log.format)
-    from agentprom.receiver.decode import COMPILED  # the trace decoder in use (receiver/decode.py)
+    from agentprom import conventions  # the classification in use (conventions/classify.py)
+    from agentprom.receiver import decode  # the trace decoder in use (receiver/decode.py)
 
-    log.info("agentprom %s starting (config: %s; trace decoder: %s)", __version__, path or "built-in defaults",
-             "compiled" if COMPILED else "Python")
+    log.info("agentprom %s starting (config: %s; trace decoder: %s; classification: %s)", __version__,
+             path or "built-in defaults", "compiled" if decode.COMPILED else "Python",
+             "compiled" if conventions.COMPILED else "Python")
     raise_open_files_limit()
     try:
         asyncio.run(_run(config, lambda: load_config(path, flags=flags)))

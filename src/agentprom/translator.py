@@ -26,7 +26,7 @@ from agentprom.compat import compat_outputs
 from agentprom.context.resolved import Resolved
 from agentprom.context.stage import TraceContext
 from agentprom.dimensions import DimensionSpec, DimensionValues, dimensioned
-from agentprom.conventions.classify import Classified, classify
+from agentprom.conventions.classify import Classified, classify_spans
 from agentprom.internal_errors import InternalErrors
 from agentprom.metrics.handles import Handle, Handles
 from agentprom.metrics.series_store import Family, SeriesStore
@@ -106,17 +106,9 @@ class Translator:
     def spans(self, spans: list[Span] | tuple[Span, ...]) -> Classified | None:
         """Classify spans, resolve them in their trace (when there is a trace context) and count
         what is resolved; return the last span's classification (the per-span hot path)."""
-        weigh = self.weights.weight
-        weigh_attribute = self._weigh_attribute
-        classified = []
-        append = classified.append
-        for span in spans:
-            c = classify(span)
-            # A sampled span stands for 1/p spans: calls, errors, tokens and cost are all scaled
-            # (the unbiased estimate of the unsampled totals); spans_received stays a raw count.
-            if span.trace_state or weigh_attribute:
-                c.weight = weigh(span)
-            append(c)
+        # A sampled span stands for 1/p spans: calls, errors, tokens and cost are all scaled (the
+        # unbiased estimate of the unsampled totals); spans_received stays a raw count.
+        classified = classify_spans(spans, self.weights.weight, self._weigh_attribute)
         if self.context is None:
             self._count_resolved(Resolved(spans, classified))
         else:

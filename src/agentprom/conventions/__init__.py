@@ -1,5 +1,5 @@
 """Agent-framework span conventions: the mapping table and the classifier."""
 
-from agentprom.conventions.classify import Classified, classify
+from agentprom.conventions.classify import COMPILED, Classified, classify
 
-__all__ = ["Classified", "classify"]
+__all__ = ["COMPILED", "Classified", "classify"]

@@ -17,6 +17,9 @@ observed in their instrumentations; docs/conventions.md):
 from __future__ import annotations
 
 import math
+import os
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -361,3 +364,39 @@ def _stream_and_time(span: Span, attrs: dict[str, Any], out: Classified) -> None
         if streaming is None and ttft is not None:
             streaming = True
     out.streaming = streaming
+
+
+def classify_spans_python(spans: Iterable[Span], weigh: Callable[[Span], float] | None = None,
+                          weigh_all: bool = False) -> list[Classified]:
+    """Each span's classification, in order (the translator's per-batch step); with ``weigh``, a
+    span with a ``tracestate`` (or every span, with ``weigh_all``) gets ``weigh(span)`` as its weight."""
+    out = []
+    for span in spans:
+        c = classify(span)
+        if weigh is not None and (weigh_all or span.trace_state):
+            c.weight = weigh(span)
+        out.append(c)
+    return out
+
+
+def _compiled() -> Callable[..., list[Classified]] | None:
+    """The compiled twin of ``classify_spans_python`` (conventions/_classify.pyx) when it is built
+    and not switched off with ``AGENTPROM_PURE_PYTHON=1``, else None."""
+    if os.environ.get("AGENTPROM_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from agentprom.conventions import _classify
+    except ImportError:
+        return None
+    try:
+        _classify.configure(Classified, Span, sys.modules[__name__])
+    except ValueError:  # a Classified it cannot write: the Python path classifies
+        return None
+    return _classify.classify_spans
+
+
+_classify_compiled = _compiled()
+#: whether ``classify_spans`` is the compiled one (read once, at import)
+COMPILED = _classify_compiled is not None
+#: the batch classification in use: the compiled one when built, else ``classify_spans_python``
+classify_spans = _classify_compiled or classify_spans_python
