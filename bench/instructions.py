@@ -86,7 +86,11 @@ from agentprom.app import App
 from agentprom.clock import ManualClock
 from agentprom.cli import tune_gc
 from agentprom.config.loader import validate
-from agentprom.conventions.classify import classify
+try:  # the batch classification the translator calls (compiled where built); before it, span by span
+    from agentprom.conventions.classify import classify_spans
+except ImportError:
+    from agentprom.conventions.classify import classify
+    classify_spans = lambda spans: [classify(span) for span in spans]
 from agentprom.receiver.decode import decode_traces
 body = workload.request_bytes()
 requests = -(-n // workload.SPANS_PER_REQUEST)
@@ -108,8 +112,7 @@ if part == "decode":
         decode_traces(data)
 elif part == "classify":
     for batch in batches[:fed]:
-        for span in batch.spans:
-            classify(span)
+        classify_spans(batch.spans)
 else:
     for data in bodies[:fed]:
         translator.consume(decode_traces(data), "grpc")

@@ -4,11 +4,11 @@
 For every span it returns a ``Classified`` equal, field by field, to what ``classify.classify``
 makes of it (tests/test_classify_compiled.py compares the two on every recorded framework span and
 on seeded random attribute sets). The rules are classify.py's, in the same order, over the same
-tables (conventions/profile.py, handed over by ``configure``); the common reads (a kind, a name
-under a convention's first key, token counts that are plain non-negative ints) are done here, and
-every unusual case calls classify.py's own helper for it (a name under a later key, an agent
-span's name from its span name, a guardrail, streaming and finish reasons, a token count to
-parse), so those rules live in one place. A ``Classified`` is made by writing its slots
+tables (conventions/profile.py, handed over by ``configure``); the common reads (a kind, names
+under a convention's keys, token counts that are plain non-negative ints, finish reasons, the
+service name) are done here, and every unusual case calls classify.py's own helper for it (an
+agent span's name from its span name, a guardrail, streaming times, a token count or cost to
+parse, an error's type), so those rules live in one place. A ``Classified`` is made by writing its slots
 directly, as the compiled decoder writes a span's (receiver/_wire.pyx): its constructor is Python
 code, a fifth of the Python path's cost per span.
 """
@@ -60,7 +60,7 @@ cdef tuple AGENT_NAME_KEYS, TOOL_NAME_KEYS, MODEL_KEYS, PROVIDER_KEYS, TOKEN_KEY
 cdef tuple GUARDRAIL_KEYS, STREAM_AND_TIME_KEYS, FINISH_REASON_KEYS
 cdef object LLM_OPERATIONS
 # classify.py's helpers, for the unusual cases
-cdef object first_str, looks_like_llm, agent_span_name, service, error_type, tool_from_span_name, count, amount
+cdef object looks_like_llm, agent_span_name, service, error_type, tool_from_span_name, count, amount
 cdef object guardrail, stream_and_time, classify_python
 
 
@@ -94,7 +94,7 @@ def configure(classified, span, module) -> None:
     global GENAI_OPERATIONS, LLM_REQUEST_TYPES, NOT_LLM_CALLS
     global AGENT_NAME_KEYS, TOOL_NAME_KEYS, MODEL_KEYS, PROVIDER_KEYS, TOKEN_KEYS, COST_KEYS, ENTITY_KEYS
     global GUARDRAIL_KEYS, STREAM_AND_TIME_KEYS, FINISH_REASON_KEYS, LLM_OPERATIONS
-    global first_str, looks_like_llm, agent_span_name, service, error_type, tool_from_span_name, count, amount
+    global looks_like_llm, agent_span_name, service, error_type, tool_from_span_name, count, amount
     global guardrail, stream_and_time, classify_python
     import dataclasses
     if not dataclasses.is_dataclass(classified) or tuple(f.name for f in dataclasses.fields(classified)) != FIELDS:
@@ -134,7 +134,7 @@ def configure(classified, span, module) -> None:
     LLM_OPERATIONS = frozenset(P.LLM_OPERATIONS)
     GUARDRAIL_KEYS = tuple(P.GUARDRAIL_KEYS)
     STREAM_AND_TIME_KEYS, FINISH_REASON_KEYS = tuple(module._STREAM_AND_TIME_KEYS), tuple(P.FINISH_REASON_KEYS)
-    first_str, looks_like_llm, agent_span_name = module._first_str, module._looks_like_llm, module._agent_span_name
+    looks_like_llm, agent_span_name = module._looks_like_llm, module._agent_span_name
     service, error_type, tool_from_span_name = module._service, module.error_type, module.tool_from_span_name
     count, amount = module._count, module._amount
     guardrail, stream_and_time, classify_python = module._guardrail, module._stream_and_time, module.classify
@@ -180,6 +180,16 @@ cdef inline bint has_any(dict attrs, tuple keys):
         if key in attrs:
             return True
     return False
+
+
+cdef object first_of(dict attrs, tuple keys):
+    """``classify._first_str``: the value under the first of ``keys`` that is set and not empty, as
+    a string."""
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "":
+            return value if isinstance(value, str) else str(value)
+    return None
 
 
 cdef inline object field(object span, int which):
@@ -268,7 +278,7 @@ cdef object classify(object span):
     agent = attrs.get(AGENT_KEY)
     cdef bint named = True
     if type(agent) is not str or not agent:
-        agent = first_str(attrs, AGENT_NAME_KEYS)
+        agent = first_of(attrs, AGENT_NAME_KEYS)
         if agent is None and kind is AGENT:
             agent = agent_span_name(span, attrs)
         if agent is None:
@@ -284,7 +294,7 @@ cdef object classify(object span):
     if kind is TOOL:
         tool = attrs.get(TOOL_KEY)
         if type(tool) is not str or not tool:
-            tool = first_str(attrs, TOOL_NAME_KEYS) or first_str(attrs, ENTITY_KEYS)
+            tool = first_of(attrs, TOOL_NAME_KEYS) or first_of(attrs, ENTITY_KEYS)
         return made(kind, agent, ok, error, named, "", tool or tool_from_span_name(field(span, NAME)), "", "", {},
                     None, ())
     if kind is not LLM:  # an agent invocation
@@ -292,10 +302,10 @@ cdef object classify(object span):
 
     model = attrs.get(MODEL_KEY)
     if type(model) is not str or not model:
-        model = first_str(attrs, MODEL_KEYS) or UNKNOWN
+        model = first_of(attrs, MODEL_KEYS) or UNKNOWN
     provider = attrs.get(PROVIDER_KEY)
     if type(provider) is not str or not provider:
-        provider = first_str(attrs, PROVIDER_KEYS) or UNKNOWN
+        provider = first_of(attrs, PROVIDER_KEYS) or UNKNOWN
     cdef dict tokens = {}
     for token_type, keys in TOKEN_KEYS:
         for key in <tuple>keys:
