@@ -65,9 +65,10 @@ bash scripts/fetch-tools.sh
 echo "== PostgreSQL and Redis servers" >&2
 install_servers
 echo "== running tests" >&2
-# The install above builds the compiled trace decoder (src/agentprom/receiver/_wire.pyx) and classification
-# (src/agentprom/conventions/_classify.pyx), which the whole suite then runs with; a build that lost either
-# fails tests/test_wire.py or tests/test_classify_compiled.py instead of testing the Python path
+# The install above builds the compiled trace decoder (src/agentprom/receiver/_wire.pyx), classification
+# (src/agentprom/conventions/_classify.pyx) and counting (src/agentprom/metrics/_handles.pyx), which the whole
+# suite then runs with; a build that lost one fails tests/test_wire.py, test_classify_compiled.py or
+# test_handles.py instead of testing the Python path
 # twice. First, every module that decodes OTLP/protobuf runs with the pure-Python decoder (about 40 s): a
 # machine without a C compiler runs that one, and it must stay right.
 echo "== the OTLP/protobuf modules with the pure-Python decoder (AGENTPROM_PURE_PYTHON=1)" >&2
