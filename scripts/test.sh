@@ -69,13 +69,13 @@ echo "== running tests" >&2
 # (src/agentprom/conventions/_classify.pyx) and counting (src/agentprom/metrics/_handles.pyx), which the whole
 # suite then runs with; a build that lost one fails tests/test_wire.py, test_classify_compiled.py or
 # test_handles.py instead of testing the Python path
-# twice. First, every module that decodes OTLP/protobuf runs with the pure-Python decoder (about 40 s): a
-# machine without a C compiler runs that one, and it must stay right.
-echo "== the OTLP/protobuf modules with the pure-Python decoder (AGENTPROM_PURE_PYTHON=1)" >&2
+# twice. First, every module that decodes OTLP/protobuf, and those that count recorded frameworks' spans,
+# run on the Python paths (about a minute): a machine without a C compiler runs those, and they must stay right.
+echo "== the OTLP/protobuf modules on the Python paths (AGENTPROM_PURE_PYTHON=1)" >&2
 AGENTPROM_PURE_PYTHON=1 python3 -m pytest "$@" tests/test_decode.py tests/test_decode_view.py \
   tests/test_decode_workers.py tests/test_fuzz.py tests/test_hostile_input.py tests/test_integration_sdk.py \
   tests/test_overload.py tests/test_receiver_errors.py tests/test_request_bounds.py tests/test_wire.py \
-  tests/test_streaming.py tests/test_sampling.py
-echo "== the whole suite (the compiled decoder)" >&2
+  tests/test_streaming.py tests/test_sampling.py tests/test_frameworks.py tests/test_golden.py tests/test_handles.py
+echo "== the whole suite (the compiled decoder, classification and counting)" >&2
 export AGENTPROM_REQUIRE_COMPILED=1
 exec python3 -m pytest "$@"

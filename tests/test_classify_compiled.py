@@ -94,11 +94,17 @@ NAMES = ["", "execute_tool", "execute_tool web_search", "tools/call lookup", "in
          P.NOT_LLM_CALLS.values() for suffix in values)]
 
 
+class Text(str):
+    """A ``str`` subclass: not what decoders make, but classification must read it as the Python path does."""
+
+
 def value(rng: random.Random) -> object:
-    pick = rng.randrange(14)
+    pick = rng.randrange(16)
     if pick < 5:
         return rng.choice(WORDS)
     return [lambda: "", lambda: rng.randrange(-5, 10**6), lambda: rng.choice([True, False]),
+            lambda: rng.choice([None, b"chat", (1, "stop"), Text(rng.choice(WORDS)), Text("")]),
+            lambda: rng.choice([-(10**20), 3.0, -0.0]),
             lambda: rng.choice([0.0, 2.5, -1.0, float("nan"), float("inf"), 1e300]),
             lambda: rng.choice(["12", "1e3", "-4", "abc", "0.5", " 7"]),
             lambda: tuple(rng.choice(WORDS + ["", "x"]) for _ in range(rng.randrange(4))),
@@ -158,3 +164,39 @@ def test_spans_it_cannot_read_directly_take_the_python_path():
     for span in plain:
         span.attributes = MappingProxyType(dict(span.attributes))
     assert_alike(plain)
+
+
+@needs_compiled
+def test_classes_it_cannot_write_in_place_are_refused_and_the_python_path_is_used(caplog):
+    """``configure`` refuses a Classified or a Span that is not a slots class of the fields it writes
+    (where a write by offset would corrupt memory), and ``compiled.extension`` then keeps the Python path."""
+    from agentprom.compiled import extension
+    from agentprom.metrics import _handles
+    from agentprom.metrics.handles import HandlePython
+    from agentprom.metrics.series_store import Exemplar, Series
+
+    def without_slots(cls):
+        return dataclasses.make_dataclass(cls.__name__, [(f.name, object, dataclasses.field(default=None))
+                                                         for f in dataclasses.fields(cls)])
+
+    try:
+        with pytest.raises(ValueError, match="slots"):
+            _classify.configure(without_slots(Classified), Span, module)
+        with pytest.raises(ValueError, match="slot"):
+            _classify.configure(Classified, without_slots(Span), module)
+        with pytest.raises(ValueError, match="fields"):
+            _classify.configure(dict, Span, module)
+        plain_series = type("Series", (), {"__init__": Series.__init__})  # fields in a __dict__
+        with pytest.raises(ValueError, match="slots"):
+            _handles.configure(plain_series, Exemplar, HandlePython, Classified, Span)
+        with pytest.raises(ValueError, match="slot"):
+            _handles.configure(Series, Exemplar, HandlePython, without_slots(Classified), Span)
+    finally:  # as the modules were configured at import
+        _classify.configure(Classified, Span, module)
+        _handles.configure(Series, Exemplar, HandlePython, Classified, Span)
+    with caplog.at_level("WARNING"):
+        assert extension("agentprom.conventions._classify",
+                         lambda m: m.configure(without_slots(Classified), Span, module)) is None
+    assert "agentprom.conventions._classify is built but not used" in caplog.text
+    _classify.configure(Classified, Span, module)
+    assert_alike(recorded_spans()[:100])

@@ -23,7 +23,7 @@ from agentprom.metrics.series_store import SeriesStore
 from agentprom.receiver import decode_workers
 from agentprom.receiver.decode import DecodeError, DecodeLimits, LimitExceeded
 from agentprom.receiver.decode_workers import DecodeWorkers, TraceDecoder
-from agentprom.receiver.pipeline import resident_bytes
+from agentprom.receiver.pipeline import private_bytes, resident_bytes
 from bench.workload import request_bytes
 from tests.conftest import Sidecar
 from tests.test_decode import JSON_DOC, pb_request
@@ -196,8 +196,8 @@ def test_the_memory_limit_counts_the_decode_workers():
     try:
         assert sidecar.post("/v1/traces", good_protobuf(), PROTOBUF)[0] == 200
         app = sidecar.app
-        workers = sum(resident_bytes(pid) for pid in app.ingest.workers.pids())
-        assert app.helper_pids() == app.ingest.workers.pids() and workers >= 2 * 10 * MIB
+        workers = sum(private_bytes(pid) for pid in app.ingest.workers.pids())
+        assert app.helper_pids() == app.ingest.workers.pids() and workers >= 2 * 5 * MIB
         limit = resident_bytes() + workers // 2
         app.pipeline.limits = dataclasses.replace(app.pipeline.limits, memory_limit_bytes=limit)
         assert resident_bytes() < limit  # this process alone passes

@@ -36,15 +36,21 @@ def handle_class(request, monkeypatch):
     return request.param
 
 
+def typed(value):
+    """A value with its type (``1 == 1.0``: the type tells them apart), lists item by item."""
+    return [typed(v) for v in value] if isinstance(value, list) else (value, type(value).__name__)
+
+
 def state(store: SeriesStore) -> dict:
-    """Every series of every family: value, bucket counts, sum, exemplars (ids and value)."""
+    """Every series of every family: value, bucket counts, sum (each with its type), exemplars (ids,
+    value, time), when it was updated and its cached lines."""
     out = {}
     for name, family in store.families.items():
         for series in family.all_series():
             exemplars = None if series.exemplars is None else [
-                None if e is None else (e.trace_id, e.span_id, e.value) for e in series.exemplars]
-            out[name, series.labels] = (series.value, series.counts, series.sum, exemplars, series.updated,
-                                        series.text, series.om)
+                None if e is None else (e.trace_id, e.span_id, typed(e.value), e.timestamp) for e in series.exemplars]
+            out[name, series.labels] = (typed(series.value), typed(series.counts), typed(series.sum), exemplars,
+                                        series.updated, series.text, series.om)
     return out
 
 
@@ -175,7 +181,7 @@ def test_label_sets_mapped_elsewhere_still_count_their_self_metrics_per_observat
     assert got == want
     overflow = {key: value for key, value in want.items()
                 if key[0] in ("agentprom_label_overflow_total", "agentprom_series_overflow_total")}
-    assert overflow and all(value[0] > 10 for value in overflow.values())
+    assert overflow and all(value[0][0] > 10 for value in overflow.values())
 
 
 def test_a_series_that_expired_is_made_again_not_updated_in_the_dark():
@@ -219,27 +225,43 @@ def test_finish_reasons_a_span_names_cannot_grow_a_handle_without_bound(series_l
 
 
 @pytest.mark.skipif(not handles.COMPILED, reason="the compiled handles (metrics/_handles.pyx) are not built")
-def test_the_compiled_counting_loop_counts_what_the_python_loop_counts(monkeypatch):
+@pytest.mark.parametrize("dimensioned", [False, True])
+@pytest.mark.parametrize("exemplars", [True, False])
+def test_the_compiled_counting_loop_counts_what_the_python_loop_counts(monkeypatch, handle_class, dimensioned,
+                                                                        exemplars):
     """Whole batches through ``Translator.spans``: the compiled loop (``Recorder.count``) and the
-    Python one (``_count_python`` calling ``record``) leave every series alike. Seeded random spans of
-    every kind, errors, sampling weights and token types (tests/test_classify_compiled.py)."""
+    Python one (``_count_python`` calling ``record``) leave every series alike, and price alike.
+    Seeded random spans of every kind, errors, sampling weights and token types
+    (tests/test_classify_compiled.py), with the default price table, with and without a dimension
+    and exemplars."""
+    from agentprom.config.loader import validate
+    from agentprom.pricing import Pricing
     from tests.test_classify_compiled import random_span
 
+    if handle_class is HandlePython:
+        pytest.skip("compares both loops itself: once is enough")
+    dimensions = (DimensionConfig(label="tenant", attributes=("other.key",), default="none",
+                                  metrics=("agent_tokens_total", "agent_tool_calls_total")),) if dimensioned else ()
     clock = ManualClock()
-    stores = [SeriesStore(StoreLimits(), clock) for _ in range(2)]
-    monkeypatch.setattr(translator_module, "Handle", handles.Handle)
-    compiled = Translator(stores[0])
-    monkeypatch.setattr(translator_module, "Handle", HandlePython)
-    python = Translator(stores[1])
-    assert compiled._count_calls is not None and python._count_calls is None
+    stores = [SeriesStore(StoreLimits(exemplars=exemplars), clock,
+                          with_dimensions(CATALOG, dimensions) if dimensions else None) for _ in range(2)]
+    translators = []
+    for store, handle in zip(stores, (handles.Handle, HandlePython)):
+        monkeypatch.setattr(translator_module, "Handle", handle)
+        translator = Translator(store, dimensions=dimensions)
+        translator.pricing = Pricing.from_config(validate({}), store)
+        translators.append(translator)
+    assert translators[0]._count_calls is not None and translators[1]._count_calls is None
     rng = random.Random(5)
     spans = [random_span(rng, i) for i in range(4000)]
+    classified = []
     for start in range(0, len(spans), 500):
-        for translator in (compiled, python):
-            translator.spans(spans[start:start + 500])
+        for translator in translators:
+            classified.append(translator.spans(spans[start:start + 500]))
         clock.advance(1)
     counted = state(stores[1])
     assert sum(1 for name, _labels in counted if name == "agent_llm_calls_total") > 20
+    assert sum(v[0][0] for (name, _labels), v in counted.items() if name == "agent_llm_cost_usd_total") > 0
     assert state(stores[0]) == counted
 
 

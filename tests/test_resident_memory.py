@@ -1,5 +1,5 @@
 """The memory ceiling's reading (receiver/pipeline.py, ``Resident``): the sidecar's own resident memory
-and its helper processes' (decode workers, the stores' shipper), measured on real processes."""
+and its helper processes' private memory (decode workers, the stores' shipper), on real processes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 from agentprom.clock import ManualClock
 from agentprom.metrics.series_store import SeriesStore
-from agentprom.receiver.pipeline import Pipeline, QueueLimits, Resident, resident_bytes
+from agentprom.receiver.pipeline import Pipeline, QueueLimits, Resident, private_bytes, resident_bytes
 from agentprom.translator import Translator
 
 MIB = 1024 * 1024
@@ -26,7 +26,7 @@ def test_resident_memory_sums_the_helper_processes_and_reads_them_once_a_second(
     clock = ManualClock()
     child = _process_holding(64)
     try:
-        assert resident_bytes(child.pid) >= 64 * MIB
+        assert private_bytes(child.pid) >= 64 * MIB
         pids = [child.pid]
         calls = []
         resident = Resident(clock.monotonic, lambda: calls.append(1) or pids)
@@ -40,7 +40,7 @@ def test_resident_memory_sums_the_helper_processes_and_reads_them_once_a_second(
         # a helper that ended counts nothing once the helpers are read again
         child.kill()
         child.wait()
-        assert resident_bytes(child.pid) == 0
+        assert private_bytes(child.pid) == 0
         clock.advance(Resident.HELPERS_SECONDS)
         assert resident() < total - 32 * MIB and len(calls) == 2
     finally:

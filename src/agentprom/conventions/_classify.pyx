@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+# cython: language_level=3
 """Classify a batch's spans in C: the compiled twin of ``classify.classify_spans_python``.
 
 For every span it returns a ``Classified`` equal, field by field, to what ``classify.classify``
@@ -15,18 +15,7 @@ code, a fifth of the Python path's cost per span.
 
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
 
-cdef extern from "Python.h":
-    ctypedef struct PyMemberDef:
-        int type
-        Py_ssize_t offset
-        int flags
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef *d_member
-    ctypedef struct PyTypeObject:
-        pass
-    PyObject* PyType_GenericAlloc(PyTypeObject*, Py_ssize_t)
-    int T_OBJECT_EX
-    int READONLY
+from agentprom._slots cimport PyTypeObject, PyType_GenericAlloc, slot_offsets
 
 #: the fields of classify.Classified, in the order they are written
 FIELDS = ("kind", "agent", "ok", "error_type", "named", "operation", "tool", "model", "provider", "tokens",
@@ -62,25 +51,6 @@ cdef object LLM_OPERATIONS
 # classify.py's helpers, for the unusual cases
 cdef object looks_like_llm, agent_span_name, service, error_type, tool_from_span_name, count, amount
 cdef object guardrail, stream_and_time, classify_python
-
-
-cdef list slot_offsets(cls, tuple names):
-    """Where each field ``names`` of the slots class ``cls`` sits in its instances: ``ValueError``
-    unless every one is a writable object slot."""
-    cdef PyMemberDescrObject* member
-    import types
-    if cls.__dictoffset__:
-        raise ValueError(f"{cls.__name__} is not a slots class")
-    offsets = []
-    for name in names:
-        descriptor = cls.__dict__.get(name)
-        if type(descriptor) is not types.MemberDescriptorType:
-            raise ValueError(f"{cls.__name__}.{name} is not a slot")
-        member = <PyMemberDescrObject*>descriptor
-        if member.d_member.type != T_OBJECT_EX or member.d_member.flags & READONLY:
-            raise ValueError(f"{cls.__name__}.{name} is not a writable object slot")
-        offsets.append(member.d_member.offset)
-    return offsets
 
 
 def configure(classified, span, module) -> None:

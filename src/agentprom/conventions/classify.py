@@ -17,12 +17,12 @@ observed in their instrumentations; docs/conventions.md):
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentprom.compiled import extension
 from agentprom.conventions import profile as P
 from agentprom.model import STATUS_ERROR, Kind, Span
 
@@ -382,17 +382,9 @@ def classify_spans_python(spans: Iterable[Span], weigh: Callable[[Span], float] 
 def _compiled() -> Callable[..., list[Classified]] | None:
     """The compiled twin of ``classify_spans_python`` (conventions/_classify.pyx) when it is built
     and not switched off with ``AGENTPROM_PURE_PYTHON=1``, else None."""
-    if os.environ.get("AGENTPROM_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from agentprom.conventions import _classify
-    except ImportError:
-        return None
-    try:
-        _classify.configure(Classified, Span, sys.modules[__name__])
-    except ValueError:  # a Classified it cannot write: the Python path classifies
-        return None
-    return _classify.classify_spans
+    _classify = extension("agentprom.conventions._classify",
+                          lambda module: module.configure(Classified, Span, sys.modules[__name__]))
+    return _classify.classify_spans if _classify is not None else None
 
 
 _classify_compiled = _compiled()

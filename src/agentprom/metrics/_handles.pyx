@@ -1,27 +1,18 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+# cython: language_level=3
 """Series handles in C: the compiled twin of ``handles.HandlePython``.
 
 ``add`` and ``put`` make the very updates ``Family.inc``/``observe`` make after their lookup, as
 the Python handle does, writing the series' and exemplars' slots directly (where each sits is
 read from their classes by ``configure``): a handle update is a C call instead of a Python frame
 and a dozen attribute steps. tests/test_handles.py counts the same seeded calls through handles
-and through the families' own lookups and compares every series; tests/test_handles_compiled.py
-runs those counts with this handle and with the Python one.
+and through the families' own lookups and compares every series, each test with this handle and
+with the Python one, and the compiled counting loop against the Python loop.
 """
 
 cimport cython
-from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from bisect import bisect_left
 
-cdef extern from "Python.h":
-    ctypedef struct PyMemberDef:
-        int type
-        Py_ssize_t offset
-        int flags
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef *d_member
-    int T_OBJECT_EX
-    int READONLY
+from agentprom._slots cimport get_slot, put_slot, slot_offsets
 
 #: the fields of metrics.series_store.Series written here, and of its Exemplar
 SERIES_FIELDS = ("value", "counts", "sum", "updated", "text", "om", "exemplars")
@@ -53,25 +44,6 @@ cdef object python_add = None
 cdef object python_put = None
 
 
-cdef list slot_offsets(cls, tuple names):
-    """Where each field ``names`` of the slots class ``cls`` sits in its instances (and its
-    subclasses'): ``ValueError`` unless every one is a writable object slot."""
-    cdef PyMemberDescrObject* member
-    import types
-    if cls.__dictoffset__:
-        raise ValueError(f"{cls.__name__} is not a slots class")
-    offsets = []
-    for name in names:
-        descriptor = cls.__dict__.get(name)
-        if type(descriptor) is not types.MemberDescriptorType:
-            raise ValueError(f"{cls.__name__}.{name} is not a slot")
-        member = <PyMemberDescrObject*>descriptor
-        if member.d_member.type != T_OBJECT_EX or member.d_member.flags & READONLY:
-            raise ValueError(f"{cls.__name__}.{name} is not a writable object slot")
-        offsets.append(member.d_member.offset)
-    return offsets
-
-
 def configure(series, exemplar, python_handle, classified, span) -> None:
     """Take ``Series`` and ``Exemplar`` (metrics/series_store.py), the Python handle class,
     ``Classified`` and ``model.Span``: ``ValueError`` unless the fields read and written are
@@ -94,18 +66,6 @@ def configure(series, exemplar, python_handle, classified, span) -> None:
     python_add, python_put = python_handle.add, python_handle.put
 
 
-cdef inline PyObject** slot(object obj, Py_ssize_t offset) noexcept:
-    return <PyObject**>((<char*><PyObject*>obj) + offset)
-
-
-cdef inline object get_slot(object obj, Py_ssize_t offset):
-    """A slot's value; ``AttributeError`` if it was never set (as reading the attribute would)."""
-    cdef PyObject* value = slot(obj, offset)[0]
-    if value == NULL:
-        raise AttributeError("a series field is not set")
-    return <object>value
-
-
 cdef inline object cf(object c, int field):
     """A classification's field (CLASSIFIED_FIELDS order): from its slot for a ``Classified``."""
     if type(c) is Classified:
@@ -118,14 +78,6 @@ cdef inline object sf(object span, int field):
     if type(span) is Span:
         return get_slot(span, SPAN_OFFSET[field])
     return getattr(span, SPAN_FIELDS[field])
-
-
-cdef inline void put_slot(object obj, Py_ssize_t offset, object value) noexcept:
-    cdef PyObject** place = slot(obj, offset)
-    cdef PyObject* old = place[0]
-    Py_INCREF(value)
-    place[0] = <PyObject*>value
-    Py_XDECREF(old)
 
 
 @cython.final
@@ -315,7 +267,7 @@ cdef class Recorder:
             found = held.get(key)
             if found is None:
                 found = held.setdefault(key, ToolSeries(self, agent, tool, status))
-            tool_series = <ToolSeries>found
+            tool_series = <ToolSeries?>found
             tool_series.calls.add(w, exemplar)
             tool_series.duration.put(duration, exemplar, w)
             if not ok:
@@ -327,7 +279,7 @@ cdef class Recorder:
             found = held.get(key)
             if found is None:
                 found = held.setdefault(key, LlmSeries(self, agent, provider, model, operation, status))
-            llm = <LlmSeries>found
+            llm = <LlmSeries?>found
             llm.calls.add(w, exemplar)
             llm.duration.put(duration, exemplar, w)
             used = False
@@ -337,7 +289,7 @@ cdef class Recorder:
                     used = True
                     held_token = llm.tokens.get(token_type)
                     if held_token is not None:
-                        (<Handle>held_token).add(count * w)
+                        (<Handle?>held_token).add(count * w)
                     else:
                         llm.first(llm.tokens, self.tokens, token_type, count * w, self.max_held)
             cost = cf(c, C_COST)
@@ -363,7 +315,7 @@ cdef class Recorder:
             for reason in cf(c, C_FINISH_REASONS):
                 held_reason = llm.finish.get(reason)
                 if held_reason is not None:
-                    (<Handle>held_reason).add(w)
+                    (<Handle?>held_reason).add(w)
                 else:
                     llm.first(llm.finish, self.finish_reasons, reason, w, self.max_held)
             if not ok:
@@ -374,7 +326,7 @@ cdef class Recorder:
             found = held.get(key)
             if found is None:
                 found = held.setdefault(key, AgentSeries(self, agent, status, caller))
-            agent_series = <AgentSeries>found
+            agent_series = <AgentSeries?>found
             agent_series.calls.add(w, exemplar)
             agent_series.duration.put(duration, exemplar, w)
             if caller is not None:  # nested under another agent's run: an edge of the call graph

@@ -23,10 +23,10 @@ translator counts through its ``Recorder``, the compiled twin of ``Translator.re
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_left
 from typing import Any
 
+from agentprom.compiled import extension
 from agentprom.metrics.series_store import Exemplar, Family, Series, SeriesStore
 
 #: label sets held before the cache starts over (the series limit bounds the useful ones anyway)
@@ -118,20 +118,11 @@ class Handles:
 def _compiled() -> Any:
     """The compiled handles (metrics/_handles.pyx) when they are built and not switched off with
     ``AGENTPROM_PURE_PYTHON=1``, else None."""
-    if os.environ.get("AGENTPROM_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from agentprom.metrics import _handles
-    except ImportError:
-        return None
-    try:
-        from agentprom.conventions.classify import Classified
-        from agentprom.model import Span
+    from agentprom.conventions.classify import Classified
+    from agentprom.model import Span
 
-        _handles.configure(Series, Exemplar, HandlePython, Classified, Span)
-    except ValueError:  # a Series it cannot write: the Python handle updates it
-        return None
-    return _handles
+    return extension("agentprom.metrics._handles",
+                     lambda module: module.configure(Series, Exemplar, HandlePython, Classified, Span))
 
 
 _handles_compiled = _compiled()

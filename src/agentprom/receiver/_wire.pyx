@@ -26,18 +26,9 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
 
+from agentprom._slots cimport PyMemberDescrObject, PyTypeObject, PyType_GenericAlloc, T_OBJECT_EX, READONLY
+
 cdef extern from "Python.h":
-    ctypedef struct PyMemberDef:
-        int type
-        Py_ssize_t offset
-        int flags
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef *d_member
-    ctypedef struct PyTypeObject:
-        pass
-    PyObject* PyType_GenericAlloc(PyTypeObject*, Py_ssize_t)
-    int T_OBJECT_EX
-    int READONLY
     Py_ssize_t PyUnicode_GET_LENGTH(object)
     object PyBool_FromLong(long)
     object PyLong_FromLongLong(long long)

@@ -17,13 +17,13 @@ which is in use, and ``AGENTPROM_PURE_PYTHON=1`` in the environment at import ke
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import DecodeError as _PbDecodeError
 
+from agentprom.compiled import extension
 from agentprom.conventions import profile as _profile
 from agentprom.conventions.profile import (
     EVALUATION_EVENT,
@@ -310,17 +310,11 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_
 def _compiled() -> Callable[..., Batch] | None:
     """The compiled decoder (receiver/_wire.pyx) when it is built and not switched off with
     ``AGENTPROM_PURE_PYTHON=1``, else None."""
-    if os.environ.get("AGENTPROM_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from agentprom.receiver import _wire
-    except ImportError:
-        return None
-    try:
-        _wire.configure(ExportTraceServiceRequestView.DESCRIPTOR, batch=Batch, span=Span, decode_error=DecodeError,
-                        spans_refusal=too_many_spans, items_refusal=too_many_items, no_limits=NO_LIMITS,
-                        bounded=bounded_text, key_limit=KNOWN_KEYS_LIMIT, profile=_profile)
-    except ValueError:  # a schema the compiled pass does not follow: the Python path reads it
+    _wire = extension("agentprom.receiver._wire", lambda module: module.configure(
+        ExportTraceServiceRequestView.DESCRIPTOR, batch=Batch, span=Span, decode_error=DecodeError,
+        spans_refusal=too_many_spans, items_refusal=too_many_items, no_limits=NO_LIMITS, bounded=bounded_text,
+        key_limit=KNOWN_KEYS_LIMIT, profile=_profile))
+    if _wire is None:  # not built, switched off, or a schema the compiled pass does not follow
         return None
     compiled = _wire.decode_traces
 

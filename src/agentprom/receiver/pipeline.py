@@ -55,20 +55,35 @@ ACTIVE_SECONDS = 10.0
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def resident_bytes(pid: int | None = None) -> int:
-    """The resident set size now of this process, or of process ``pid`` (Linux ``/proc/<pid>/statm``;
-    0 where unavailable, or when that process has ended)."""
+def resident_bytes() -> int:
+    """This process's resident set size now (Linux ``/proc/self/statm``; 0 where unavailable)."""
     try:
-        with open(f"/proc/{pid if pid is not None else 'self'}/statm", "rb") as statm:
+        with open("/proc/self/statm", "rb") as statm:
             return int(statm.read().split()[1]) * _PAGE_SIZE
     except (OSError, ValueError, IndexError):
         return 0
 
 
+def private_bytes(pid: int) -> int:
+    """The resident anonymous memory now of process ``pid`` (``RssAnon`` in Linux's
+    ``/proc/<pid>/status``): what it adds to this process's, since the interpreter and libraries
+    it maps from files are counted once by the container's memory controller, not once per process.
+    0 where unavailable, or when the process has ended."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 class Resident:
     """Resident memory of the sidecar's processes, against ``queue.memory_limit_mib``: this process,
-    read at every call (it grows with each request), plus the helper processes ``helpers`` names
-    (the decode workers, the stores' shipper process), read at most once per ``HELPERS_SECONDS``:
+    read at every call (it grows with each request), plus the private (anonymous) resident memory of
+    the helper processes ``helpers`` names (the decode workers, the stores' shipper process), read at
+    most once per ``HELPERS_SECONDS``:
     they change slowly, and one read per helper per request would cost more than the request's
     admission. They count because they share the container's memory limit: without them, a sidecar
     with decode workers could pass its own ceiling's check and still be killed for memory."""
@@ -76,20 +91,18 @@ class Resident:
     #: how long the helper processes' sum is reused before it is read again
     HELPERS_SECONDS = 1.0
 
-    def __init__(self, monotonic: Callable[[], float], helpers: Callable[[], Iterable[int]] = tuple,
-                 read: Callable[[int | None], int] = resident_bytes) -> None:
+    def __init__(self, monotonic: Callable[[], float], helpers: Callable[[], Iterable[int]] = tuple) -> None:
         self._monotonic = monotonic
         self._helpers = helpers
-        self._read = read
         self._helpers_bytes = 0
         self._read_at: float | None = None
 
     def __call__(self) -> int:
         now = self._monotonic()
         if self._read_at is None or now - self._read_at >= self.HELPERS_SECONDS:
-            self._helpers_bytes = sum(self._read(pid) for pid in self._helpers())
+            self._helpers_bytes = sum(private_bytes(pid) for pid in self._helpers())
             self._read_at = now
-        return self._read(None) + self._helpers_bytes
+        return resident_bytes() + self._helpers_bytes
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,60 @@
+# Slots of Python classes from C: where a slots class keeps each field in its instances, and reading
+# and writing them there. Shared by the compiled parts (receiver/_wire.pyx, conventions/_classify.pyx,
+# metrics/_handles.pyx), which fill or update objects of classes defined in Python (model.Span,
+# classify.Classified, series_store.Series) without calling their Python code.
+
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+        int flags
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+    ctypedef struct PyTypeObject:
+        pass
+    PyObject* PyType_GenericAlloc(PyTypeObject*, Py_ssize_t)
+    int T_OBJECT_EX
+    int READONLY
+
+
+cdef inline list slot_offsets(cls, tuple names):
+    """Where each field ``names`` of the slots class ``cls`` sits in its instances (and in its
+    subclasses'): ``ValueError`` unless every one is a writable object slot and ``cls`` has no
+    ``__dict__``."""
+    cdef PyMemberDescrObject* member
+    import types
+    if cls.__dictoffset__:
+        raise ValueError(f"{cls.__name__} is not a slots class")
+    offsets = []
+    for name in names:
+        descriptor = cls.__dict__.get(name)
+        if type(descriptor) is not types.MemberDescriptorType:
+            raise ValueError(f"{cls.__name__}.{name} is not a slot")
+        member = <PyMemberDescrObject*>descriptor
+        if member.d_member.type != T_OBJECT_EX or member.d_member.flags & READONLY:
+            raise ValueError(f"{cls.__name__}.{name} is not a writable object slot")
+        offsets.append(member.d_member.offset)
+    return offsets
+
+
+cdef inline PyObject** slot(object obj, Py_ssize_t offset) noexcept:
+    return <PyObject**>((<char*><PyObject*>obj) + offset)
+
+
+cdef inline object get_slot(object obj, Py_ssize_t offset):
+    """A slot's value; ``AttributeError`` if it was never set (as reading the attribute would)."""
+    cdef PyObject* value = slot(obj, offset)[0]
+    if value == NULL:
+        raise AttributeError("a slot is not set")
+    return <object>value
+
+
+cdef inline void put_slot(object obj, Py_ssize_t offset, object value) noexcept:
+    """Set a slot (giving back the value it held, if any)."""
+    cdef PyObject** place = slot(obj, offset)
+    cdef PyObject* old = place[0]
+    Py_INCREF(value)
+    place[0] = <PyObject*>value
+    Py_XDECREF(old)
