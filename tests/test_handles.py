@@ -2,13 +2,11 @@
 
 Each test counts the same calls twice, once through the translator (which holds the series of
 each call's label values) and once through the families' own ``inc``/``observe`` (which look every
-label tuple up), and compares every series, self-metrics included. Seeded. Every test runs with
-the Python handle and with its compiled twin (metrics/_handles.pyx) where that is built.
+label tuple up), and compares every series, self-metrics included. Seeded.
 """
 
 from __future__ import annotations
 
-import os
 import random
 
 import pytest
@@ -18,22 +16,10 @@ from agentprom.config.schema import DimensionConfig
 from agentprom.conventions.classify import Classified
 from agentprom.dimensions import with_dimensions
 from agentprom.metrics.catalog import CATALOG
-from agentprom import translator as translator_module
-from agentprom.metrics import handles
-from agentprom.metrics.handles import HandlePython, Handles
+from agentprom.metrics.handles import Handle, Handles
 from agentprom.metrics.series_store import SeriesStore, StoreLimits
 from agentprom.model import Kind
 from agentprom.translator import MAX_HELD_VALUES, Translator
-
-
-HANDLES = [HandlePython] + ([handles.Handle] if handles.COMPILED else [])
-
-
-@pytest.fixture(autouse=True, params=HANDLES, ids=lambda cls: "compiled" if cls is not HandlePython else "python")
-def handle_class(request, monkeypatch):
-    """The handle class the translator (and these tests) use: each test runs with each."""
-    monkeypatch.setattr(translator_module, "Handle", request.param)
-    return request.param
 
 
 def typed(value):
@@ -124,9 +110,6 @@ def twins(dimensions: tuple = (), **limits) -> tuple[tuple[SeriesStore, Translat
     for _ in range(2):
         store = SeriesStore(StoreLimits(**limits), clock, with_dimensions(CATALOG, dimensions) if dimensions else None)
         made.append((store, Translator(store, dimensions=dimensions)))
-    # with the compiled handles the translator counts through their recorder (metrics/_handles.pyx)
-    compiled = translator_module.Handle is not HandlePython
-    assert (type(getattr(made[0][1].record, "__self__", None)) is handles.Recorder) == compiled
     return made[0], made[1], clock
 
 
@@ -142,9 +125,9 @@ def held_series(translator: Translator) -> int:
     """Handles holding their series (not going the family's way each time)."""
     found = 0
     for entry in translator._handles.entries.values():
-        for name in ("calls", "duration", "subagent_calls", "subagent_duration", "cost"):
+        for name in entry.__slots__:
             value = getattr(entry, name, None)
-            found += isinstance(value, translator_module.Handle) and value.series is not None
+            found += isinstance(value, Handle) and value.series is not None
     return found
 
 
@@ -204,7 +187,7 @@ def test_the_cache_is_bounded():
     handles = Handles(store, max_entries=5)
     for i in range(12):
         entries = handles.current()
-        entries[(i,)] = translator_module.Handle(store["agent_tool_calls_total"], ("a", f"t{i}", "ok"))
+        entries[(i,)] = Handle(store["agent_tool_calls_total"], ("a", f"t{i}", "ok"))
         assert len(entries) <= 5
 
 
@@ -222,53 +205,3 @@ def test_finish_reasons_a_span_names_cannot_grow_a_handle_without_bound(series_l
     assert state(held[0]) == state(plain[0])
     (llm,) = [h for key, h in held[1]._handles.entries.items() if key[0] == "llm"]
     assert len(llm.finish) == kept
-
-
-@pytest.mark.skipif(not handles.COMPILED, reason="the compiled handles (metrics/_handles.pyx) are not built")
-@pytest.mark.parametrize("dimensioned", [False, True])
-@pytest.mark.parametrize("exemplars", [True, False])
-def test_the_compiled_counting_loop_counts_what_the_python_loop_counts(monkeypatch, handle_class, dimensioned,
-                                                                        exemplars):
-    """Whole batches through ``Translator.spans``: the compiled loop (``Recorder.count``) and the
-    Python one (``_count_python`` calling ``record``) leave every series alike, and price alike.
-    Seeded random spans of every kind, errors, sampling weights and token types
-    (tests/test_classify_compiled.py), with the default price table, with and without a dimension
-    and exemplars."""
-    from agentprom.config.loader import validate
-    from agentprom.pricing import Pricing
-    from tests.test_classify_compiled import random_span
-
-    if handle_class is HandlePython:
-        pytest.skip("compares both loops itself: once is enough")
-    dimensions = (DimensionConfig(label="tenant", attributes=("other.key",), default="none",
-                                  metrics=("agent_tokens_total", "agent_tool_calls_total")),) if dimensioned else ()
-    clock = ManualClock()
-    stores = [SeriesStore(StoreLimits(exemplars=exemplars), clock,
-                          with_dimensions(CATALOG, dimensions) if dimensions else None) for _ in range(2)]
-    translators = []
-    for store, handle in zip(stores, (handles.Handle, HandlePython)):
-        monkeypatch.setattr(translator_module, "Handle", handle)
-        translator = Translator(store, dimensions=dimensions)
-        translator.pricing = Pricing.from_config(validate({}), store)
-        translators.append(translator)
-    assert translators[0]._count_calls is not None and translators[1]._count_calls is None
-    rng = random.Random(5)
-    spans = [random_span(rng, i) for i in range(4000)]
-    classified = []
-    for start in range(0, len(spans), 500):
-        for translator in translators:
-            classified.append(translator.spans(spans[start:start + 500]))
-        clock.advance(1)
-    counted = state(stores[1])
-    assert sum(1 for name, _labels in counted if name == "agent_llm_calls_total") > 20
-    assert sum(v[0][0] for (name, _labels), v in counted.items() if name == "agent_llm_cost_usd_total") > 0
-    assert state(stores[0]) == counted
-
-
-def test_the_compiled_handles_are_built_when_required():
-    """CI sets AGENTPROM_REQUIRE_COMPILED=1 (scripts/test.sh): losing the extension fails the suite."""
-    if os.environ.get("AGENTPROM_REQUIRE_COMPILED") != "1":
-        pytest.skip("AGENTPROM_REQUIRE_COMPILED is not set")
-    if os.environ.get("AGENTPROM_PURE_PYTHON", "") in ("", "0"):
-        assert handles.COMPILED, "agentprom.metrics._handles is not built (pip install -e '.[test]')"
-        assert handles.Handle is not HandlePython and handles.Recorder is not None

@@ -1,7 +1,7 @@
 # Slots of Python classes from C: where a slots class keeps each field in its instances, and reading
-# and writing them there. Shared by the compiled parts (receiver/_wire.pyx, conventions/_classify.pyx,
-# metrics/_handles.pyx), which fill or update objects of classes defined in Python (model.Span,
-# classify.Classified, series_store.Series) without calling their Python code.
+# and writing them there. Shared by the compiled parts (receiver/_wire.pyx, conventions/_classify.pyx),
+# which fill or read objects of classes defined in Python (model.Span, classify.Classified) without
+# calling their Python code.
 
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 

@@ -28,8 +28,7 @@ from agentprom.context.stage import TraceContext
 from agentprom.dimensions import DimensionSpec, DimensionValues, dimensioned
 from agentprom.conventions.classify import Classified, classify_spans
 from agentprom.internal_errors import InternalErrors
-from agentprom.metrics import handles as compiled_handles
-from agentprom.metrics.handles import Handle, HandlePython, Handles
+from agentprom.metrics.handles import Handle, Handles
 from agentprom.metrics.series_store import Family, SeriesStore
 from agentprom.model import Kind, Span
 from agentprom.pricing import Pricing
@@ -90,12 +89,6 @@ class Translator:
         self._subagent_duration = f["agent_subagent_duration_seconds"]
         #: the series of the label values of calls counted so far (``record``)
         self._handles = Handles(store)
-        #: ``_count_resolved``'s counting loop in C, with the compiled handles (metrics/_handles.pyx); None:
-        #: the loop below, calling ``record``
-        self._count_calls: Callable[..., None] | None = None
-        if Handle is not HandlePython:
-            recorder = compiled_handles.Recorder(self, (TOOL, LLM, AGENT, OTHER), MAX_HELD_VALUES)
-            self.record, self._count_calls = recorder.record, recorder.count
 
     def consume(self, batch: Batch, transport: str) -> None:
         """Count a decoded batch. Never awaits: the store's single-owner rule holds."""
@@ -163,20 +156,6 @@ class Translator:
         if not resolved:
             return
         record, exemplars, dimensions = self.record, self._exemplars, self._dimensions
-        if self._count_calls is not None:
-            self._count_calls(resolved.spans, resolved.classified, exemplars, dimensions)
-        else:
-            self._count_python(resolved, record, exemplars, dimensions)
-        for listener in self.listeners:
-            try:
-                listener(resolved)
-            except Exception:
-                self.errors.record("listener", getattr(listener, "__qualname__", repr(listener)))
-
-    @staticmethod
-    def _count_python(resolved: Resolved, record: Callable[..., None], exemplars: bool,
-                      dimensions: DimensionValues | None) -> None:
-        """Count each call among the spans resolved (the compiled handles' ``count`` is its twin)."""
         for span, c in zip(resolved.spans, resolved.classified):
             if c.kind is not OTHER:
                 if dimensions is not None:
@@ -184,6 +163,11 @@ class Translator:
                 # raw ids: the exemplar turns them into hex only if a scrape shows it
                 record(c, (span.end_ns - span.start_ns) / 1e9, (span.trace_id, span.span_id) if exemplars else None,
                        c.weight)
+        for listener in self.listeners:
+            try:
+                listener(resolved)
+            except Exception:
+                self.errors.record("listener", getattr(listener, "__qualname__", repr(listener)))
 
     def record(self, c: Classified, duration: float, exemplar: tuple[str | bytes, str | bytes] | None = None,
                w: float = 1) -> None:

@@ -16,9 +16,6 @@ series go (``SeriesStore.removals``: expiry), so no handle outlives its series, 
 spans' to name, so that bound is what holds its memory (a few MiB at most with 256-byte values);
 per label set, the translator holds handles of further values (finish reasons) only while few and
 only for series the family stores as named.
-
-Where it is built, ``Handle`` is the compiled twin of ``HandlePython`` (metrics/_handles.pyx), and the
-translator counts through its ``Recorder``, the compiled twin of ``Translator.record`` and its loop.
 """
 
 from __future__ import annotations
@@ -26,19 +23,17 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
-from agentprom.compiled import extension
-from agentprom.metrics.series_store import Exemplar, Family, Series, SeriesStore
+from agentprom.metrics.series_store import Exemplar, Family, SeriesStore
 
 #: label sets held before the cache starts over (the series limit bounds the useful ones anyway)
 MAX_ENTRIES = 4096
 
 
-class HandlePython:
+class Handle:
     """One label set of one family: ``add`` (counter) or ``put`` (histogram) without a lookup.
 
     The updates are ``Family.inc``/``observe``'s after their lookup, written out here: no call per
-    update (the hot path; tests/test_handles.py checks that both leave every series alike).
-    ``Handle`` is its compiled twin (metrics/_handles.pyx) where that is built."""
+    update (the hot path; tests/test_handles.py checks that both leave every series alike)."""
 
     __slots__ = ("family", "labels", "series", "store", "exemplars")
 
@@ -113,22 +108,3 @@ class Handles:
             entries.clear()
             self.removals = self.store.removals
         return entries
-
-
-def _compiled() -> Any:
-    """The compiled handles (metrics/_handles.pyx) when they are built and not switched off with
-    ``AGENTPROM_PURE_PYTHON=1``, else None."""
-    from agentprom.conventions.classify import Classified
-    from agentprom.model import Span
-
-    return extension("agentprom.metrics._handles",
-                     lambda module: module.configure(Series, Exemplar, HandlePython, Classified, Span))
-
-
-_handles_compiled = _compiled()
-#: whether ``Handle`` is the compiled one (read once, at import)
-COMPILED = _handles_compiled is not None
-#: the handle in use: the compiled one when built, else ``HandlePython``
-Handle = _handles_compiled.Handle if _handles_compiled is not None else HandlePython
-#: the compiled twin of ``Translator.record`` (counting through compiled handles), or None
-Recorder = _handles_compiled.Recorder if _handles_compiled is not None else None
