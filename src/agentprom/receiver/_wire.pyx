@@ -26,7 +26,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
 
-from agentprom._slots cimport PyMemberDescrObject, PyTypeObject, PyType_GenericAlloc, T_OBJECT_EX, READONLY
+from agentprom._slots cimport PyTypeObject, PyType_GenericAlloc, slot_offsets
 
 cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object)
@@ -454,23 +454,14 @@ def configure_span(span) -> None:
     class (its generated ``__init__`` cost a sixth of the pass): ``ValueError`` unless it is a
     slots dataclass of exactly SPAN_FIELDS (writable object slots, no ``__dict__``) whose
     ``__init__`` only stores them (a span built both ways holds the very same objects)."""
-    cdef PyMemberDescrObject* member
     cdef PyObject* obj
     cdef Py_ssize_t previous[17]
-    import dataclasses, types
+    import dataclasses
     if not dataclasses.is_dataclass(span) or tuple(f.name for f in dataclasses.fields(span)) != SPAN_FIELDS:
         raise ValueError("model.Span's fields are not the ones the compiled pass writes")
-    if getattr(span, "__slots__", None) != SPAN_FIELDS or span.__dictoffset__:
+    if getattr(span, "__slots__", None) != SPAN_FIELDS:
         raise ValueError("model.Span is not a slots class")
-    offsets = []
-    for name in SPAN_FIELDS:
-        descriptor = span.__dict__[name]
-        if type(descriptor) is not types.MemberDescriptorType:
-            raise ValueError(f"model.Span.{name} is not a slot")
-        member = <PyMemberDescrObject*>descriptor
-        if member.d_member.type != T_OBJECT_EX or member.d_member.flags & READONLY:
-            raise ValueError(f"model.Span.{name} is not a writable object slot")
-        offsets.append(member.d_member.offset)
+    offsets = slot_offsets(span, SPAN_FIELDS)
     memcpy(previous, SPAN_OFFSET, sizeof(previous))  # put back unless the last check passes
     for i in range(17):
         SPAN_OFFSET[i] = offsets[i]
