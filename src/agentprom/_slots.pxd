@@ -39,20 +39,19 @@ cdef inline list slot_offsets(cls, tuple names):
     return offsets
 
 
-cdef inline PyObject** slot(object obj, Py_ssize_t offset) noexcept:
-    return <PyObject**>((<char*><PyObject*>obj) + offset)
+cdef inline PyObject** slot(PyObject* obj, Py_ssize_t offset) noexcept:
+    """Where the slot at ``offset`` of ``obj`` holds its value (NULL while unset)."""
+    return <PyObject**>((<char*>obj) + offset)
 
 
-cdef inline object get_slot(object obj, Py_ssize_t offset):
-    """A slot's value; ``AttributeError`` if it was never set (as reading the attribute would)."""
-    cdef PyObject* value = slot(obj, offset)[0]
-    if value == NULL:
-        raise AttributeError("a slot is not set")
-    return <object>value
+cdef inline void fill_slot(PyObject* obj, Py_ssize_t offset, object value) noexcept:
+    """Set a slot of a new object, still empty (nothing to give back)."""
+    Py_INCREF(value)
+    slot(obj, offset)[0] = <PyObject*>value
 
 
-cdef inline void put_slot(object obj, Py_ssize_t offset, object value) noexcept:
-    """Set a slot (giving back the value it held, if any)."""
+cdef inline void put_slot(PyObject* obj, Py_ssize_t offset, object value) noexcept:
+    """Set a slot, giving back the value it held, if any."""
     cdef PyObject** place = slot(obj, offset)
     cdef PyObject* old = place[0]
     Py_INCREF(value)

@@ -10,12 +10,12 @@ service name) are done here, and every unusual case calls classify.py's own help
 agent span's name from its span name, a guardrail, streaming times, a token count or cost to
 parse, an error's type), so those rules live in one place. A ``Classified`` is made by writing its slots
 directly, as the compiled decoder writes a span's (receiver/_wire.pyx): its constructor is Python
-code, a fifth of the Python path's cost per span.
+code, run once per span.
 """
 
-from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
+from cpython.ref cimport PyObject, Py_DECREF
 
-from agentprom._slots cimport PyTypeObject, PyType_GenericAlloc, slot_offsets
+from agentprom._slots cimport PyTypeObject, PyType_GenericAlloc, fill_slot, put_slot, slot, slot_offsets
 
 #: the fields of classify.Classified, in the order they are written
 FIELDS = ("kind", "agent", "ok", "error_type", "named", "operation", "tool", "model", "provider", "tokens",
@@ -112,8 +112,7 @@ def configure(classified, span, module) -> None:
 
 cdef inline void put(PyObject* obj, int field, object value) noexcept:
     """Write a new Classified's field ``field`` (FIELDS order) into its empty slot."""
-    Py_INCREF(value)
-    (<PyObject**>((<char*>obj) + OFFSET[field]))[0] = <PyObject*>value
+    fill_slot(obj, OFFSET[field], value)
 
 
 cdef object made(object kind, object agent, bint ok, object error, bint named, object operation, object tool,
@@ -139,8 +138,7 @@ cdef object made(object kind, object agent, bint ok, object error, bint named, o
     for i in range(FIRST_DEFAULT, N_FIELDS):
         put(obj, i, _DEFAULTS[i - FIRST_DEFAULT])
     if reasons:
-        Py_XDECREF((<PyObject**>((<char*>obj) + OFFSET[REASONS]))[0])
-        put(obj, REASONS, reasons)
+        put_slot(obj, OFFSET[REASONS], reasons)
     return out
 
 
@@ -164,7 +162,7 @@ cdef object first_of(dict attrs, tuple keys):
 
 cdef inline object field(object span, int which):
     """A ``model.Span``'s field (SPAN_FIELDS order), read from its slot; ``AttributeError`` if unset."""
-    cdef PyObject* value = (<PyObject**>((<char*><PyObject*>span) + SPAN_OFFSET[which]))[0]
+    cdef PyObject* value = slot(<PyObject*>span, SPAN_OFFSET[which])[0]
     if value == NULL:
         raise AttributeError(SPAN_FIELDS[which])
     return <object>value

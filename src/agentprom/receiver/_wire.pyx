@@ -26,7 +26,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
 
-from agentprom._slots cimport PyTypeObject, PyType_GenericAlloc, slot_offsets
+from agentprom._slots cimport PyTypeObject, PyType_GenericAlloc, fill_slot, slot_offsets
 
 cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object)
@@ -445,8 +445,7 @@ cdef inline uint64_t fnv(cptr p, Py_ssize_t n) noexcept nogil:
 
 cdef inline void put(PyObject* span, int field, object value) noexcept:
     """Write a new span's field ``field`` (SPAN_FIELDS order) directly into its slot."""
-    Py_INCREF(value)
-    (<PyObject**>((<char*>span) + SPAN_OFFSET[field]))[0] = <PyObject*>value
+    fill_slot(span, SPAN_OFFSET[field], value)
 
 
 def configure_span(span) -> None:

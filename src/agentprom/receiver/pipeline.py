@@ -83,9 +83,8 @@ class Resident:
     """Resident memory of the sidecar's processes, against ``queue.memory_limit_mib``: this process,
     read at every call (it grows with each request), plus the private (anonymous) resident memory of
     the helper processes ``helpers`` names (the decode workers, the stores' shipper process), read at
-    most once per ``HELPERS_SECONDS``:
-    they change slowly, and one read per helper per request would cost more than the request's
-    admission. They count because they share the container's memory limit: without them, a sidecar
+    most once per ``HELPERS_SECONDS``: they change slowly, and one read per helper per request would
+    cost more than the request's admission. They count because they share the container's memory limit: without them, a sidecar
     with decode workers could pass its own ceiling's check and still be killed for memory."""
 
     #: how long the helper processes' sum is reused before it is read again
