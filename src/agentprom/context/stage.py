@@ -53,8 +53,9 @@ from collections.abc import Sequence
 from operator import attrgetter
 
 from agentprom.config.schema import DEFAULT_PHASE_SPANS, AttributionConfig
+from agentprom.context.batch import ROOT, index_batch, place_batch
 from agentprom.context.resolved import Resolved, hand_on
-from agentprom.context.scope import PhaseRules, session_keys, session_of
+from agentprom.context.scope import PhaseRules, session_keys
 from agentprom.context.tree import AGENT_OF, MAX_WALK, Node, Passes, Tree
 from agentprom.conventions.classify import Classified, service_name
 from agentprom.metrics.series_store import SeriesStore
@@ -62,8 +63,6 @@ from agentprom.model import Kind, Span
 
 AGENT, LLM, TOOL, OTHER = Kind.AGENT, Kind.LLM, Kind.TOOL, Kind.OTHER
 _decided = attrgetter("decided")
-#: what a local root inherits (tree.Passes): no named agent, no agent span above, no phase
-ROOT: Passes = (None, False, False, None, False, b"", None, None)
 
 
 class TraceContext:
@@ -97,93 +96,21 @@ class TraceContext:
         this batch, perhaps spans of earlier batches that waited for these).
 
         The whole batch is indexed and marked before anything is decided, so within a batch the
-        order of spans does not matter (parents first or children first). The per-span hot path
-        (bench/sessions_overhead.py): indexing and marks in one loop; placing in another, newest
-        first. Spans are exported as they end, children before their parent, so going backwards a
-        span's parent from the same batch is decided before the span: most spans are decided at
-        once from their parent, and need no ``Node``. The tree holds the span itself until then.
-        (A batch in which most spans came after their parent is placed oldest first instead.)
-        The rest go the general way (``_place``): a span whose parent is not decided (not arrived,
-        or waiting itself) waits for it in a node; only those join the pending set."""
+        order of spans does not matter (parents first or children first); then the spans whose
+        parent is decided are decided at once, and the rest go the general way (``_place``): a span
+        whose parent is not decided (not arrived, or waiting itself) waits for it in a node; only
+        those join the pending set. The two per-span loops are batch.py's (compiled where built)."""
         out = Resolved()
-        traces = self.traces
-        tree: Tree | None = None
-        trees: list[Tree] = []  # each span's tree
-        in_tree = trees.append
-        duplicates: set[int] = set()
-        base, scope_keys = self._seq, self._scope_keys
-        after_parent = 0  # spans whose parent was indexed before them
-        for index, (span, c) in enumerate(zip(spans, classified)):
-            trace_id = span.trace_id
-            if tree is None or tree.trace_id != trace_id:  # spans of a trace mostly come together
-                tree = traces.get(trace_id)
-                if tree is None:
-                    tree = traces[trace_id] = Tree(trace_id)
-                else:
-                    traces.move_to_end(trace_id)
-            in_tree(tree)
-            span_id, parent_id, kind = span.span_id, span.parent_span_id, c.kind
-            nodes = tree.nodes
-            if parent_id in nodes:
-                after_parent += 1
-            if span_id in nodes:
-                duplicates.add(index)
-            else:
-                nodes[span_id] = span
-            # marks for the ancestors, from this span or passed on from a descendant that came before
-            # it (so the order within the batch does not matter: a mark waits at a missing id); a
-            # parent already marked has its ancestors marked: nothing to do, the usual case
-            if (kind is LLM or span_id in tree.llm_below) and parent_id not in tree.llm_below:
-                tree.mark_llm(parent_id, span_id)
-            if ((kind is AGENT and c.named) or span_id in tree.named_below) and parent_id not in tree.named_below:
-                tree.mark_named(parent_id, span_id)
-            # a session key is the trace's before anything of the batch is decided. The key view's
-            # isdisjoint looks up the few scope keys; a set's would walk all of a span's attributes.
-            if not span.attributes.keys().isdisjoint(scope_keys):
-                key = session_of(span.attributes)
-                if key is not None:
-                    c.session = tree.session = key
+        base = self._seq
+        trees, duplicates, after_parent = index_batch(self.traces, spans, classified, self._scope_keys)
         self._seq = base + len(trees)
         self.indexed += len(trees) - len(duplicates)
         if duplicates:
             self._m_fallbacks.inc(("duplicate_span_id",), len(duplicates))
-
-        place, settle, decide, node_of = self._place, self._settle, self._decide, self._node
-        counted_spans, counted = out.spans, out.classified
-        waiters: list[Node] = []  # the batch's spans that went the general way
-        fast: list[int] = []  # the batch's spans decided at once
         # newest first, unless most spans came after their parent (an exporter that sends parents
         # first): then oldest first, for the same reason
         newest_first = after_parent * 2 <= len(trees)
-        for index in range(len(trees) - 1, -1, -1) if newest_first else range(len(trees)):
-            span, c, tree = spans[index], classified[index], trees[index]
-            span_id, parent_id = span.span_id, span.parent_span_id
-            if (parent_id and (span.parent_remote or parent_id == span_id)) or (duplicates and index in duplicates):
-                node = node_of(span, c, tree, base + index + 1)
-                place(node, out)
-                waiters.append(node)
-                continue
-            above = tree.nodes.get(parent_id) if parent_id else ROOT
-            if above.__class__ is not tuple:  # its parent is not decided: it waits (``_place``, inline)
-                node = node_of(span, c, tree, base + index + 1)
-                kind = c.kind
-                if kind is OTHER or (c.named and kind is not AGENT):
-                    if kind is LLM and span_id in tree.llm_below:
-                        c.counted = False  # an outer call (as ``_decide`` says)
-                    counted_spans.append(span)
-                    counted.append(c)
-                    node.emitted = True
-                waiting = tree.waiting.get(parent_id)
-                if waiting is None:
-                    tree.waiting[parent_id] = [node]
-                else:
-                    waiting.append(node)
-                waiters.append(node)
-            elif span_id in tree.waiting:  # spans wait for it: they are decided with it
-                settle(node_of(span, c, tree, base + index + 1), above, out)
-            else:
-                decide(span, c, tree, above)  # the tree holds the span (not a duplicate): it takes the passes
-                fast.append(index)
+        waiters, fast = place_batch(self, spans, classified, trees, duplicates, newest_first, base, out)
         if waiters and not all(map(_decided, waiters)):
             if newest_first:
                 waiters.reverse()  # in arrival order: cycles are broken, and waits expire, oldest first
