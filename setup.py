@@ -1,8 +1,9 @@
 """Build the optional compiled parts (receiver/_wire.pyx, the trace decoder; conventions/_classify.pyx, the
-batch classification); the package metadata is pyproject.toml's.
+batch classification; context/_batch.pyx, the trace context's batch loops); the package metadata is
+pyproject.toml's.
 
-``optional=True``: without a C compiler the install still succeeds and decode.py and classify.py use their
-Python paths.
+``optional=True``: without a C compiler the install still succeeds and decode.py, classify.py and batch.py
+use their Python paths.
 """
 
 from setuptools import Extension, setup
@@ -16,6 +17,7 @@ except ImportError:  # Cython missing (a build without build isolation): the Pyt
 SOURCES = {
     "agentprom.receiver._wire": "src/agentprom/receiver/_wire.pyx",
     "agentprom.conventions._classify": "src/agentprom/conventions/_classify.pyx",
+    "agentprom.context._batch": "src/agentprom/context/_batch.pyx",
 }
 
 if cythonize is not None:

@@ -65,16 +65,21 @@ bash scripts/fetch-tools.sh
 echo "== PostgreSQL and Redis servers" >&2
 install_servers
 echo "== running tests" >&2
-# The install above builds the compiled trace decoder (src/agentprom/receiver/_wire.pyx) and classification
-# (src/agentprom/conventions/_classify.pyx), which the whole suite then runs with; a build that lost either
-# fails tests/test_wire.py or tests/test_classify_compiled.py instead of testing the Python path
-# twice. First, every module that decodes OTLP/protobuf, and those that count recorded frameworks' spans,
-# run on the Python paths (about a minute): a machine without a C compiler runs those, and they must stay right.
+# The install above builds the compiled trace decoder (src/agentprom/receiver/_wire.pyx), classification
+# (src/agentprom/conventions/_classify.pyx) and trace-context batch path (src/agentprom/context/_batch.pyx),
+# which the whole suite then runs with; a build that lost one fails tests/test_wire.py,
+# tests/test_classify_compiled.py or tests/test_context_compiled.py instead of testing the Python path
+# twice. First, every module that decodes OTLP/protobuf, and those that count recorded frameworks' spans or
+# place spans in their traces, run on the Python paths (about a minute): a machine without a C compiler runs
+# those, and they must stay right.
 echo "== the OTLP/protobuf modules on the Python paths (AGENTPROM_PURE_PYTHON=1)" >&2
 AGENTPROM_PURE_PYTHON=1 python3 -m pytest "$@" tests/test_decode.py tests/test_decode_view.py \
   tests/test_decode_workers.py tests/test_fuzz.py tests/test_hostile_input.py tests/test_integration_sdk.py \
   tests/test_overload.py tests/test_receiver_errors.py tests/test_request_bounds.py tests/test_wire.py \
-  tests/test_streaming.py tests/test_sampling.py tests/test_frameworks.py tests/test_golden.py tests/test_handles.py
-echo "== the whole suite (the compiled decoder and classification)" >&2
+  tests/test_streaming.py tests/test_sampling.py tests/test_frameworks.py tests/test_golden.py tests/test_handles.py \
+  tests/test_context.py tests/test_sessions_spans.py tests/test_runs.py \
+  --deselect tests/test_context.py::test_a_trace_of_a_million_spans_is_bounded \
+  --deselect tests/test_context.py::test_a_million_traces_of_one_span_each_are_bounded  # a minute; bounds, not paths
+echo "== the whole suite (the compiled parts)" >&2
 export AGENTPROM_REQUIRE_COMPILED=1
 exec python3 -m pytest "$@"

@@ -53,11 +53,11 @@ from collections.abc import Sequence
 from operator import attrgetter
 
 from agentprom.config.schema import DEFAULT_PHASE_SPANS, AttributionConfig
-from agentprom.context.batch import ROOT, index_batch, place_batch
+from agentprom.context.batch import ROOT, decide, index_batch, place_batch
 from agentprom.context.resolved import Resolved, hand_on
 from agentprom.context.scope import PhaseRules, session_keys
 from agentprom.context.tree import AGENT_OF, MAX_WALK, Node, Passes, Tree
-from agentprom.conventions.classify import Classified, service_name
+from agentprom.conventions.classify import Classified
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind, Span
 
@@ -266,58 +266,7 @@ class TraceContext:
 
     def _decide_node(self, node: Node, above: Passes) -> None:
         node.decided = True
-        node.passes = self._decide(node.span, node.c, node.tree, above, node)
-
-    def _decide(self, span: Span, c: Classified, tree: Tree, above: Passes, holder: object = None) -> Passes:
-        """Decide a span (the rules in the module docstring) from what its parent passes down, and
-        return what it passes on. Its tree then keeps only that, with its parent id, as one tuple
-        of plain values (``tree.Passes``), if it holds ``holder`` (the span's node) for the span id
-        or no ``holder`` is given: the garbage collector does not traverse those tuples, and a busy
-        sidecar keeps a hundred thousand."""
-        ctx, agent_above, any_agent, phase, parent_is_agent, _parent, invocation, _agent = above
-        session = c.session
-        if session is None:
-            session = c.session = tree.session
-        if session is None:
-            tree.unkeyed = True  # handed on to a trace-id session
-        elif tree.unkeyed:
-            c.joins, tree.unkeyed = True, False
-        c.phase = phase
-        kind, span_id = c.kind, span.span_id
-        if kind is LLM and span_id in tree.llm_below:
-            c.counted = False  # an outer call: the innermost LLM span is the request that was made
-        if kind is not TOOL and not (kind is LLM and c.counted) \
-                and not span.attributes.keys().isdisjoint(self._phase_keys):
-            own_phase = self.phases.phase_of(span, parent_is_agent)
-            if own_phase is not None:
-                c.own_phase = own_phase
-                phase = (span_id, *own_phase)
-        c.invocation = invocation
-        if kind is not AGENT:
-            if ctx is not None and not c.named:
-                c.agent = ctx
-            passes = (ctx, agent_above, any_agent, phase, False, span.parent_span_id, invocation, c.agent)
-        else:
-            # without a name of its own, classification gave the span its service.name
-            own = c.agent if c.named else None
-            if own is None and not any_agent and span_id in tree.named_below:
-                # a wrapper: not counted, and transparent to what is below it
-                passes = (ctx, agent_above, True, phase, True, span.parent_span_id, invocation, c.agent)
-                c.counted = False
-            else:
-                resolved = own or ctx or c.agent
-                if agent_above:
-                    # a step of the same agent's run (its nearest agent-span ancestor resolves alike)
-                    above_agent = ctx or (c.agent if own is None else service_name(span))
-                    c.counted = resolved != above_agent
-                    if c.counted:  # a sub-agent: the call graph's edge from the agent above
-                        c.caller = above_agent
-                c.agent = resolved
-                passes = (own or ctx, True, True, phase, True, span.parent_span_id,
-                          span_id if c.counted else invocation, resolved)
-        if holder is None or tree.nodes.get(span_id) is holder:  # a duplicate id keeps the first span's entry
-            tree.nodes[span_id] = passes
-        return passes
+        node.passes = decide(self, node.span, node.c, node.tree, above, node)
 
     @staticmethod
     def _emit(node: Node, out: Resolved) -> None:
