@@ -10,8 +10,8 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/python3-debian12:nonroot
 FROM ${BUILD_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-# gcc and the C library headers build the compiled decoder, classification and trace-context batch path
-# (src/agentprom/receiver/_wire.pyx, src/agentprom/conventions/_classify.pyx, src/agentprom/context/_batch.pyx) here,
+# gcc and the C library headers build the compiled parts (src/agentprom/receiver/_wire.pyx, the decoder;
+# conventions/_classify.pyx, classification; context/_batch.pyx, the trace context; _runs.pyx, run tallies) here,
 # in the build stage only: the runtime image gets the built extensions, no compiler. Unpinned: the
 # versions are the base image's Debian release's (the base image is the pin).
 # hadolint ignore=DL3008

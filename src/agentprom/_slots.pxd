@@ -1,7 +1,7 @@
 # Slots of Python classes from C: where a slots class keeps each field in its instances, and reading
-# and writing them there. Shared by the compiled parts (receiver/_wire.pyx, conventions/_classify.pyx),
-# which fill or read objects of classes defined in Python (model.Span, classify.Classified) without
-# calling their Python code.
+# and writing them there. Shared by the compiled parts (receiver/_wire.pyx, conventions/_classify.pyx,
+# context/_batch.pyx, _runs.pyx), which fill or read objects of classes defined in Python (model.Span,
+# classify.Classified, context.tree.Tree) without calling their Python code.
 
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 
@@ -42,6 +42,25 @@ cdef inline list slot_offsets(cls, tuple names):
 cdef inline PyObject** slot(PyObject* obj, Py_ssize_t offset) noexcept:
     """Where the slot at ``offset`` of ``obj`` holds its value (NULL while unset)."""
     return <PyObject**>((<char*>obj) + offset)
+
+
+cdef inline object read_slot(object obj, Py_ssize_t offset):
+    """A slot's value (``AttributeError`` while unset, as Python's read). ``obj`` must be of the class
+    (or a subclass of it) whose offsets these are: the caller checks its type."""
+    cdef PyObject* value = slot(<PyObject*>obj, offset)[0]
+    if value == NULL:
+        raise AttributeError(f"a slot of {type(obj).__name__} is unset")
+    return <object>value
+
+
+cdef inline bint all_of(object items, object cls) except -1:
+    """Whether every item of the sequence ``items`` is exactly of class ``cls`` (not a subclass: one
+    could override a slot with a property, which a read by offset would go around)."""
+    cdef Py_ssize_t i
+    for i in range(len(items)):
+        if type(items[i]) is not cls:
+            return False
+    return True
 
 
 cdef inline void fill_slot(PyObject* obj, Py_ssize_t offset, object value) noexcept:

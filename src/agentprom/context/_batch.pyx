@@ -2,8 +2,8 @@
 """Place a batch's spans in their trace trees in C: the compiled twins of batch.py's loops and ``decide``.
 
 ``index_batch``, ``place_batch`` and ``decide`` take and return what batch.py's ``index_batch_python``,
-``place_batch_python`` and ``decide_python`` do and leave every structure they touch (the trees, the classifications, the
-resolved output) as those leave it: the same steps in the same order
+``place_batch_python`` and ``decide_python`` do and leave every structure they touch (the trees, the
+classifications, the resolved output) as those leave it: the same steps in the same order
 (tests/test_context_compiled.py runs seeded random trace trees through both). They read a span's,
 a classification's and a tree's fields through their slot offsets (handed over by ``configure``),
 as the compiled decoder and classification do, and call Python code for what is rare or holds
@@ -16,7 +16,7 @@ from cpython.ref cimport PyObject
 from cpython.dict cimport PyDict_Contains, PyDict_Next, PyDict_Size
 from cpython.set cimport PySet_Contains
 
-from agentprom._slots cimport put_slot, slot, slot_offsets
+from agentprom._slots cimport all_of, put_slot, read_slot as get, slot_offsets
 
 SPAN_FIELDS = ("trace_id", "span_id", "parent_span_id", "parent_remote", "attributes")
 cdef enum:
@@ -59,26 +59,13 @@ def configure(span, classified, tree, kinds, root, read_session, read_service, p
     index_python, place_python, decide_python = python
 
 
-cdef inline object get(object obj, Py_ssize_t offset):
-    """A slot's value (``AttributeError`` while unset, as Python's read)."""
-    cdef PyObject* value = slot(<PyObject*>obj, offset)[0]
-    if value == NULL:
-        raise AttributeError(f"a slot of {type(obj).__name__} is unset")
-    return <object>value
-
-
 cdef bint ours(spans, classified, list trees=None) except -1:
     """Every span a ``Span`` and every classification a ``Classified`` (and every tree a ``Tree``),
     as many of each: what the slot reads below may be done on."""
-    cdef Py_ssize_t n = len(spans), i
+    cdef Py_ssize_t n = len(spans)
     if len(classified) != n or (trees is not None and len(trees) != n):
         return False
-    for i in range(n):
-        if type(spans[i]) is not Span or type(classified[i]) is not Classified:
-            return False
-        if trees is not None and type(trees[i]) is not Tree:
-            return False
-    return True
+    return all_of(spans, Span) and all_of(classified, Classified) and (trees is None or all_of(trees, Tree))
 
 
 cdef bint disjoint(object attrs, object keys) except -1:

@@ -124,7 +124,7 @@ def place_batch_python(context: TraceContext, spans: Sequence[Span], classified:
         elif span_id in tree.waiting:  # spans wait for it: they are decided with it
             settle(node_of(span, c, tree, base + index + 1), above, out)
         else:
-            decide_python(context, span, c, tree, above)  # the tree holds the span (not a duplicate): it takes the passes
+            decide_python(context, span, c, tree, above)  # the tree holds the span (no duplicate): it takes the passes
             fast.append(index)
     return waiters, fast
 
