@@ -10,6 +10,19 @@ import random
 from agentprom.model import Span
 
 AGENTS = ("planner", "writer", "researcher")
+#: own-convention attributes a span may carry, and values for each (some of them malformed)
+OWN = (
+    ("agent.span.kind", ("session", "other")),
+    ("agent.session.status", ("completed", "failed", "bogus")),
+    ("agent.retry.attempt", (1, 2, 3, "2", "x")),
+    ("http.request.resend_count", (0, 1, 2)),
+    ("agent.escalated", (True, False)),
+    ("agent.memory.operation", ("read", "write", "other")),
+    ("agent.context.tokens_used", (100, 900, -1)),
+    ("agent.phase.id", ("p1", "p2")),
+)
+#: own-convention span events
+EVENTS = ("agent.checkpoint", "agent.context_reset", "agent.memory.read", "agent.memory.write", "other")
 
 
 def _attributes(rng: random.Random, kind: str) -> dict:
@@ -33,6 +46,9 @@ def _attributes(rng: random.Random, kind: str) -> dict:
         attrs["openinference.span.kind"] = "CHAIN"
     if rng.random() < 0.15:
         attrs["gen_ai.conversation.id"] = f"conv-{rng.randrange(4)}"
+    if rng.random() < 0.2:  # agentprom's own convention (docs/conventions.md), now and then
+        key, values = rng.choice(OWN)
+        attrs[key] = rng.choice(values)
     if rng.random() < 0.1 and kind not in ("llm", "tool"):
         attrs["agent.phase.name"] = rng.choice(("plan", "act"))
         if rng.random() < 0.5:
@@ -64,7 +80,10 @@ def forest(rng: random.Random, traces: int) -> list[Span]:
             kind = rng.choice(("agent", "agent", "llm", "llm", "tool", "other", "chain"))
             spans.append(Span(trace_id, span_id, parent, f"{kind} {i}", rng.randrange(6), 1_000 * i, 1_000 * i + 500,
                               2 if rng.random() < 0.1 else 0, _attributes(rng, kind),
-                              {"service.name": rng.choice(("svc-a", "svc-b"))}, parent_remote=remote))
+                              {"service.name": rng.choice(("svc-a", "svc-b"))}, parent_remote=remote,
+                              events=tuple((rng.choice(EVENTS), 1_000 * i, {}) for _ in range(rng.random() < 0.1))))
+            if "agent.context.tokens_used" in spans[-1].attributes:
+                spans[-1].attributes["agent.context.tokens_available"] = rng.choice((1000, 0))
         if rng.random() < 0.2 and len(ids) > 2:  # a parent cycle across two spans of the trace
             a, b = rng.sample(range(len(spans) - len(ids), len(spans)), 2)
             spans[a].parent_span_id, spans[b].parent_span_id = spans[b].span_id, spans[a].span_id

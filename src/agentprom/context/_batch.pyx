@@ -13,9 +13,7 @@ service name (classify.py) and every span that must wait (stage.py ``_node``, ``
 """
 
 from cpython.ref cimport PyObject
-from cpython.dict cimport PyDict_Contains, PyDict_Next, PyDict_Size
-from cpython.set cimport PySet_Contains
-
+from agentprom._keys cimport disjoint
 from agentprom._slots cimport all_of, put_slot, read_slot as get, slot_offsets
 
 SPAN_FIELDS = ("trace_id", "span_id", "parent_span_id", "parent_remote", "attributes")
@@ -66,24 +64,6 @@ cdef bint ours(spans, classified, list trees=None) except -1:
     if len(classified) != n or (trees is not None and len(trees) != n):
         return False
     return all_of(spans, Span) and all_of(classified, Classified) and (trees is None or all_of(trees, Tree))
-
-
-cdef bint disjoint(object attrs, object keys) except -1:
-    """``attrs.keys().isdisjoint(keys)``: a dict's keys against a frozenset, the smaller walked."""
-    cdef Py_ssize_t position = 0
-    cdef PyObject* key
-    cdef PyObject* value
-    if type(attrs) is not dict or type(keys) is not frozenset:
-        return attrs.keys().isdisjoint(keys)
-    if PyDict_Size(attrs) <= len(keys):
-        while PyDict_Next(attrs, &position, &key, &value):
-            if PySet_Contains(keys, <object>key):
-                return False
-        return True
-    for name in keys:
-        if PyDict_Contains(attrs, name):
-            return False
-    return True
 
 
 def index_batch(traces, spans, classified, scope_keys):

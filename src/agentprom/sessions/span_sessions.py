@@ -24,9 +24,10 @@ module only applies that to the session store. Span facts that shape it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from agentprom.compiled import extension
 from agentprom.conventions import profile as P
 from agentprom.conventions.classify import Classified, first_str
 from agentprom.model import STATUS_ERROR, Kind, Span
@@ -62,13 +63,14 @@ class SpanSessions(SessionBook):
     def on_resolved(self, resolved: Resolved) -> None:
         """Translator listener: fold the spans the trace context settled into their sessions."""
         if resolved.settled_spans:
-            self.on_spans(resolved.settled_spans, resolved.settled)
+            fold_spans(self, resolved.settled_spans, resolved.settled)
 
     def on_spans(self, spans: Sequence[Span], classified: Sequence[Classified]) -> None:
         """Fold settled spans (with their classifications) into their sessions, in order.
 
         A span this module cannot make sense of must not cost the rest of its batch
-        (the translator has already counted it): the failure is logged, not raised.
+        (the translator has already counted it): the failure is logged, not raised. The Python
+        path; sessions/_spans.pyx is its compiled twin (``fold_spans``: the one in use).
 
         The hot path (once per span, bench/sessions_overhead.py): the lookups that stay the
         same for a batch are hoisted out of the loop (nothing in it ticks the store's clock),
@@ -123,8 +125,7 @@ class SpanSessions(SessionBook):
                 if kind is TOOL or (kind is LLM and c.counted):
                     self._span_call(s, span, c, found, start, end)
                 elif kind is AGENT and c.counted and self.sink is not None:
-                    self.sink(R.invocation_record(s.session_id, c.agent, start, end, c.ok, c.error_type or None,
-                                                  span.trace_id, span.span_id))
+                    self._invocation(s, span, c, start, end)
                 elif c.own_phase is not None:
                     phase_id, name = c.own_phase
                     self._phase_span(s, phase_id, name, span.span_id, start, end, span.status_code == STATUS_ERROR)
@@ -138,6 +139,11 @@ class SpanSessions(SessionBook):
                     self._end(s, self._end_status(s, span), end)
             except Exception:
                 self._failed(f"session tracking of span {span.span_id.hex()}")
+
+    def _invocation(self, s: Session, span: Span, c: Classified, start: float, end: float) -> None:
+        """Log a counted agent span: an invocation of its agent (there is a log: ``sink``)."""
+        self.sink(R.invocation_record(s.session_id, c.agent, start, end, c.ok, c.error_type or None,
+                                      span.trace_id, span.span_id))
 
     def _join(self, trace_session: str, session_id: str, c: Classified) -> None:
         """A span named the session of a trace whose earlier spans opened a trace-id session
@@ -300,6 +306,22 @@ class SpanSessions(SessionBook):
             else:
                 keep.append(call)
         s.pending = keep
+
+
+def _compiled() -> Callable[[SpanSessions, Sequence[Span], Sequence[Classified]], None] | None:
+    """The compiled twin of ``SpanSessions.on_spans`` (sessions/_spans.pyx) when built and not switched
+    off with ``AGENTPROM_PURE_PYTHON=1``, else None."""
+    _spans = extension("agentprom.sessions._spans", lambda module: module.configure(
+        Span, Classified, Session, (AGENT, LLM, TOOL), SpanSessions.on_spans, _NOTHING, ACTIVE, STATUS_ERROR,
+        P.OWN_SPAN_KIND, P.OWN_SPAN_KIND_SESSION))
+    return _spans.on_spans if _spans is not None else None
+
+
+_fold_compiled = _compiled()
+#: whether ``fold_spans`` is the compiled one (read once, at import)
+COMPILED = _fold_compiled is not None
+#: the span path in use: the compiled twin when built, else ``SpanSessions.on_spans``
+fold_spans = _fold_compiled or SpanSessions.on_spans
 
 
 #: per-session sums carried over when a trace-id session joins its keyed session

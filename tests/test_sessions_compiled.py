@@ -1,0 +1,154 @@
+"""The compiled span loop of the session tracker (sessions/_spans.pyx) does exactly what
+``SpanSessions.on_spans`` does: on seeded random trace forests (keyed and trace-id sessions, joins,
+session spans and statuses, retries, escalations, memory, context, checkpoints, phases, failures), sent in
+random orders and batches through the trace context, both leave every session, phase and call alike,
+write the same log records in the same order, and count the same series."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from agentprom.clock import ManualClock
+from agentprom.config.loader import validate
+from agentprom.context.stage import TraceContext
+from agentprom.conventions.classify import classify_spans
+from agentprom.metrics.series_store import SeriesStore
+from agentprom.model import Span
+from agentprom.sessions import span_sessions
+from agentprom.sessions.model import Call, Phase, Session
+from agentprom.sessions.tracker import SessionTracker
+from tests.trace_forests import OwnSpan, copies, forest, plan_for
+
+try:
+    from agentprom.sessions import _spans
+except ImportError:
+    _spans = None
+
+needs_compiled = pytest.mark.skipif(
+    not span_sessions.COMPILED, reason="the compiled span loop of the session tracker is not in use: "
+    "agentprom.sessions._spans is not built (pip install -e . with a C compiler) or AGENTPROM_PURE_PYTHON=1")
+
+
+def test_the_compiled_span_loop_is_built_when_required():
+    """CI sets AGENTPROM_REQUIRE_COMPILED=1 (scripts/test.sh): losing the extension fails the suite."""
+    if os.environ.get("AGENTPROM_REQUIRE_COMPILED") != "1":
+        pytest.skip("AGENTPROM_REQUIRE_COMPILED is not set")
+    assert _spans is not None, "agentprom.sessions._spans is not built (pip install -e '.[test]')"
+    if os.environ.get("AGENTPROM_PURE_PYTHON", "") in ("", "0"):
+        assert span_sessions.COMPILED and span_sessions.fold_spans is _spans.on_spans
+
+
+def _plain(value, depth=0):
+    """A session, phase or call as plain values (their slots, recursively; a call's phase by id)."""
+    if isinstance(value, (Session, Call, Phase)):
+        if depth > 1 and isinstance(value, Phase):
+            return ("phase", value.phase_id, value.status)
+        return (type(value).__name__, {name: _plain(getattr(value, name, "<unset>"), depth + 1)
+                                       for name in _fields(type(value))})
+    if isinstance(value, dict):
+        return sorted(((repr(k), _plain(v, depth + 1)) for k, v in value.items()), key=lambda kv: kv[0])
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "deque":
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, set):
+        return sorted(repr(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def _fields(cls) -> list[str]:
+    return [name for klass in cls.__mro__ for name in getattr(klass, "__slots__", ())]
+
+
+def replay(spans: list[Span], plan: list, fold, timeout: float) -> list:
+    clock = ManualClock()
+    store = SeriesStore(clock=clock)
+    config = validate({"sessions": {"inactivity_timeout_seconds": timeout, "max_tool_calls_per_session": 3,
+                                    "max_open_sessions": 4}})
+    context = TraceContext(config.attribution, store)
+    records: list[dict] = []
+    tracker = SessionTracker(store, config.sessions, clock, sink=records.append)
+    saved = span_sessions.fold_spans
+    span_sessions.fold_spans = fold
+    seen = []
+    try:
+        for step, arg in plan:
+            if step == "batch":
+                batch = [spans[i] for i in arg]
+                tracker.on_resolved(context.add(batch, classify_spans(batch)))
+            elif step == "wait":
+                clock.advance(arg)
+                tracker.on_resolved(context.expire())
+                tracker.expire()
+            elif step == "end":
+                tracker.on_resolved(context.settle_session(arg))
+            seen.append(([_plain(s) for s in tracker.open.values()], [_plain(s) for s in tracker.ended.values()]))
+        tracker.on_resolved(context.drain())
+        tracker.flush()
+    finally:
+        span_sessions.fold_spans = saved
+    seen.append(records)
+    seen.append(sorted((name, labels, getattr(series, "value", None), list(getattr(series, "counts", None) or ()),
+                        repr(getattr(series, "sum", None)))
+                       for name, family in store.families.items() for labels, series in family.series.items()))
+    return seen
+
+
+@needs_compiled
+@pytest.mark.parametrize("seed", range(6))
+def test_the_compiled_span_loop_does_what_the_python_one_does(seed):
+    rng = random.Random(seed)
+    for _ in range(40):
+        spans = forest(rng, rng.randrange(1, 8))
+        plan = plan_for(rng, len(spans))
+        timeout = rng.choice((300.0, 30.0))
+        state = random.getstate()
+        random.seed(seed)  # phase ids are random (sessions/model.py new_id): the same in both runs
+        compiled = replay(copies(spans), plan, span_sessions.fold_spans, timeout)
+        random.seed(seed)
+        python = replay(copies(spans), plan, span_sessions.SpanSessions.on_spans, timeout)
+        random.setstate(state)
+        assert compiled == python
+
+
+@needs_compiled
+def test_the_benchmark_request_is_folded_alike():
+    from agentprom.receiver.decode import decode_traces
+    from bench.workload import request_bytes, with_trace_ids
+    bodies = [with_trace_ids(request_bytes(), (0x7100 + i).to_bytes(8, "big")) for i in range(2)]
+    seen = []
+    for fold in (span_sessions.fold_spans, span_sessions.SpanSessions.on_spans):
+        spans = [span for body in bodies for span in decode_traces(body).spans]
+        plan = [("batch", list(range(k * 512, (k + 1) * 512))) for k in range(2)]
+        random.seed(3)
+        seen.append(replay(spans, plan, fold, 300.0))
+    assert seen[0] == seen[1]
+    assert seen[0][-2], "no record was written: the comparison saw nothing"
+
+
+@needs_compiled
+def test_spans_of_another_class_take_the_python_path():
+    rng = random.Random(13)
+    spans = forest(rng, 6)
+    plan = plan_for(rng, len(spans))
+
+    def own() -> list[Span]:
+        return [OwnSpan(**{name: getattr(s, name) for name in Span.__dataclass_fields__}) for s in spans]
+
+    random.seed(1)
+    compiled = replay(own(), plan, span_sessions.fold_spans, 300.0)
+    random.seed(1)
+    assert compiled == replay(own(), plan, span_sessions.SpanSessions.on_spans, 300.0)
+
+
+@needs_compiled
+def test_configure_refuses_classes_it_cannot_read_in_place():
+    class Loose:
+        pass
+
+    with pytest.raises(ValueError, match="not a slots class"):
+        _spans.configure(Span, Loose, Session, ("agent", "llm", "tool"), None, frozenset(), "active", 2,
+                         "agent.span.kind", "session")
