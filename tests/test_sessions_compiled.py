@@ -14,7 +14,7 @@ import pytest
 from agentprom.clock import ManualClock
 from agentprom.config.loader import validate
 from agentprom.context.stage import TraceContext
-from agentprom.conventions.classify import classify_spans
+from agentprom.conventions.classify import Classified, classify_spans
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Span
 from agentprom.sessions import span_sessions
@@ -146,9 +146,28 @@ def test_spans_of_another_class_take_the_python_path():
 
 @needs_compiled
 def test_configure_refuses_classes_it_cannot_read_in_place():
+    from agentprom.conventions import profile
+    from agentprom.conventions.classify import first_str
+
     class Loose:
         pass
 
-    with pytest.raises(ValueError, match="not a slots class"):
-        _spans.configure(Span, Loose, Session, ("agent", "llm", "tool"), None, frozenset(), "active", 2,
-                         "agent.span.kind", "session")
+    class SharedList:  # a field that starts as a new list for each call cannot be shared
+        __slots__ = Call.__slots__
+
+        def __init__(self, *args) -> None:
+            for name in self.__slots__:
+                setattr(self, name, None)
+            self.sizes = []
+
+    def configure(classified=Classified, call=Call):
+        _spans.configure(Span, classified, Session, call, ("agent", "llm", "tool"), None, frozenset(), "active", 2,
+                         profile, ("tool_call", "llm_call"), first_str)
+
+    try:
+        with pytest.raises(ValueError, match="not a slots class"):
+            configure(classified=Loose)
+        with pytest.raises(ValueError, match="mutable"):
+            configure(call=SharedList)
+    finally:
+        assert span_sessions._compiled() is _spans.on_spans  # configured as at import again, whatever happened

@@ -32,10 +32,12 @@ def _attributes(rng: random.Random, kind: str) -> dict:
         if rng.random() < 0.6:
             attrs["gen_ai.agent.name"] = rng.choice(AGENTS)
     elif kind == "llm":
-        attrs.update({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+        attrs.update({"gen_ai.operation.name": "chat", "gen_ai.request.model": rng.choice(("gpt-4o", "gpt-4o", "", 42)),
                       "gen_ai.usage.input_tokens": rng.randrange(500)})
         if rng.random() < 0.5:
             attrs["gen_ai.usage.output_tokens"] = rng.randrange(200)
+        if rng.random() < 0.5:
+            attrs["gen_ai.response.model"] = "gpt-4o-2024-08-06"
         if rng.random() < 0.3:
             attrs["gen_ai.agent.name"] = rng.choice(AGENTS)
     elif kind == "tool":

@@ -4,7 +4,7 @@
 # Python (model.Span, classify.Classified, context.tree.Tree, sessions.model.Session) without calling their
 # Python code.
 
-from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF, Py_XDECREF
 
 cdef extern from "Python.h":
     ctypedef struct PyMemberDef:
@@ -62,6 +62,17 @@ cdef inline bint all_of(object items, object cls) except -1:
         if type(items[i]) is not cls:
             return False
     return True
+
+
+cdef inline object allocated(object cls):
+    """A new instance of the slots class ``cls`` with every slot empty, made without calling its
+    ``__init__``: the caller fills each slot (``fill_slot``) before anything else sees it."""
+    cdef PyObject* obj = PyType_GenericAlloc(<PyTypeObject*>cls, 0)
+    if obj == NULL:
+        raise MemoryError()
+    out = <object>obj  # takes a reference of its own: give back the allocation's
+    Py_DECREF(out)
+    return out
 
 
 cdef inline void fill_slot(PyObject* obj, Py_ssize_t offset, object value) noexcept:

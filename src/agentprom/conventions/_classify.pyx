@@ -13,9 +13,9 @@ directly, as the compiled decoder writes a span's (receiver/_wire.pyx): its cons
 code, run once per span.
 """
 
-from cpython.ref cimport PyObject, Py_DECREF
+from cpython.ref cimport PyObject
 
-from agentprom._slots cimport PyTypeObject, PyType_GenericAlloc, fill_slot, put_slot, slot, slot_offsets
+from agentprom._slots cimport allocated, fill_slot, put_slot, slot, slot_offsets
 
 #: the fields of classify.Classified, in the order they are written
 FIELDS = ("kind", "agent", "ok", "error_type", "named", "operation", "tool", "model", "provider", "tokens",
@@ -119,11 +119,8 @@ cdef object made(object kind, object agent, bint ok, object error, bint named, o
                  object model, object provider, object tokens, object cost, tuple reasons):
     """A new Classified holding these values and the defaults for the rest."""
     cdef int i
-    cdef PyObject* obj = PyType_GenericAlloc(<PyTypeObject*>Classified, 0)
-    if obj == NULL:
-        raise MemoryError()
-    out = <object>obj  # takes a reference of its own: give back the allocation's
-    Py_DECREF(out)
+    out = allocated(Classified)
+    cdef PyObject* obj = <PyObject*>out
     put(obj, 0, kind)
     put(obj, 1, agent)
     put(obj, 2, True if ok else False)

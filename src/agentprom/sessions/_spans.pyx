@@ -6,54 +6,148 @@ does, step by step in the same order (tests/test_sessions_compiled.py compares t
 trace forests, session by session and series by series): the per-span loop (which session a span
 belongs to, the session's activity, agent and time span) runs here, reading spans, classifications
 and sessions through their slot offsets (handed over by ``configure``) as the other compiled parts do;
-everything else is the tracker's own Python code, called from here: a call's bookkeeping
-(``_span_call``), a new or joined session, a better-named agent, the span's own attributes and events,
-phase spans, the end of a session and a contained failure. A batch with a span or classification of
+so is the common part of ``_span_call`` (the call a tool or LLM span made, its ``Call`` written slot by
+slot). Everything else is the tracker's own Python code, called from here: adding the call to its
+session (``_add_call``), a new or joined session, a better-named agent, the span's own attributes and
+events, phase spans, the end of a session and a contained failure. A batch with a span or classification of
 another class goes the Python way.
 """
 
 from cpython.ref cimport PyObject
 
 from agentprom._keys cimport disjoint
-from agentprom._slots cimport all_of, put_slot, read_slot as get, slot_offsets
+from agentprom._slots cimport all_of, allocated, fill_slot, put_slot, read_slot as get, slot_offsets
 
 SPAN_FIELDS = ("trace_id", "span_id", "parent_span_id", "start_ns", "end_ns", "attributes", "events")
 cdef enum:
     S_TRACE_ID, S_SPAN_ID, S_PARENT_ID, S_START, S_END, S_ATTRIBUTES, S_EVENTS, N_SPAN
-CLASSIFIED_FIELDS = ("session", "joins", "kind", "counted", "agent", "own_phase")
+CLASSIFIED_FIELDS = ("session", "joins", "kind", "counted", "agent", "own_phase", "tool", "model", "provider", "ok",
+                     "error_type", "tokens", "cost", "phase")
 cdef enum:
-    C_SESSION, C_JOINS, C_KIND, C_COUNTED, C_AGENT, C_OWN_PHASE, N_CLASSIFIED
-SESSION_FIELDS = ("last_activity", "agent_rank", "start", "last_seen", "status")
+    C_SESSION, C_JOINS, C_KIND, C_COUNTED, C_AGENT, C_OWN_PHASE, C_TOOL, C_MODEL, C_PROVIDER, C_OK, \
+        C_ERROR_TYPE, C_TOKENS, C_COST, C_PHASE, N_CLASSIFIED
+SESSION_FIELDS = ("last_activity", "agent_rank", "start", "last_seen", "status", "phase_by_span")
 cdef enum:
-    X_LAST_ACTIVITY, X_AGENT_RANK, X_START, X_LAST_SEEN, X_STATUS, N_SESSION
+    X_LAST_ACTIVITY, X_AGENT_RANK, X_START, X_LAST_SEEN, X_STATUS, X_PHASE_BY_SPAN, N_SESSION
+#: a Call's fields its constructor takes, in its order; the others (``CALL_DEFAULTS``) start as in any Call
+CALL_GIVEN = ("kind", "name", "agent", "start", "duration_ms", "success", "error_class", "trace_id", "span_id")
+cdef enum:
+    K_KIND, K_NAME, K_AGENT, K_START, K_DURATION, K_SUCCESS, K_ERROR_CLASS, K_TRACE_ID, K_SPAN_ID, N_GIVEN
+#: set on an LLM call from its classification, and the call's phase span while it waits for it
+CALL_SET = ("model", "provider", "input_tokens", "output_tokens", "cached_tokens", "cost", "phase_span")
+cdef enum:
+    K_MODEL, K_PROVIDER, K_INPUT, K_OUTPUT, K_CACHED, K_COST, K_PHASE_SPAN, N_SET
 
 cdef Py_ssize_t SPAN[N_SPAN]
 cdef Py_ssize_t CLASSIFIED[N_CLASSIFIED]
 cdef Py_ssize_t SESSION[N_SESSION]
-cdef object Span = None, Classified = None, Session = None
+cdef Py_ssize_t CALL_OFFSET[N_GIVEN]
+cdef Py_ssize_t CALL_SET_OFFSET[N_SET]
+#: the offsets of a Call's other fields, and the value each starts with (immutable: shared by every Call)
+cdef list CALL_DEFAULT_OFFSETS = []
+cdef tuple CALL_DEFAULTS = ()
+cdef object Span = None, Classified = None, Session = None, Call = None
 cdef object AGENT, LLM, TOOL, on_spans_python, NOTHING, ACTIVE, STATUS_ERROR, OWN_SPAN_KIND, KIND_SESSION
+cdef object OWN_PHASE_ID, OWN_PHASE_NAME, REQUEST_MODEL, REQUEST_MODEL_KEYS, TOOL_CALL, LLM_CALL, first_str
 
 
-def configure(span, classified, session, kinds, python, nothing, active, status_error, own_span_kind,
-              kind_session) -> None:
-    """Take ``model.Span``, ``classify.Classified``, ``sessions.model.Session``, the kinds (agent, LLM,
-    tool), the Python twin, the empty set of found keys, the active status, the error status code and
-    the own-convention span kind key and its session value: ``ValueError`` unless the fields read and
-    written are writable object slots of their classes (slots classes)."""
-    global Span, Classified, Session, AGENT, LLM, TOOL, on_spans_python, NOTHING, ACTIVE, STATUS_ERROR
-    global OWN_SPAN_KIND, KIND_SESSION
+def configure(span, classified, session, call, kinds, python, nothing, active, status_error, profile, call_kinds,
+              read_first_str) -> None:
+    """Take ``model.Span``, ``classify.Classified``, ``sessions.model.Session`` and ``Call``, the kinds
+    (agent, LLM, tool), the Python twin, the empty set of found keys, the active status, the error status
+    code, the conventions' profile (conventions/profile.py), the call kinds (tool, LLM) and
+    ``classify.first_str``: ``ValueError`` unless the fields read and written are writable object slots of
+    their classes (slots classes) and a new Call's other fields start with immutable values."""
+    global Span, Classified, Session, Call, AGENT, LLM, TOOL, on_spans_python, NOTHING, ACTIVE, STATUS_ERROR
+    global OWN_SPAN_KIND, KIND_SESSION, OWN_PHASE_ID, OWN_PHASE_NAME, REQUEST_MODEL, REQUEST_MODEL_KEYS
+    global TOOL_CALL, LLM_CALL, first_str, CALL_DEFAULT_OFFSETS, CALL_DEFAULTS
     offsets = (slot_offsets(span, SPAN_FIELDS), slot_offsets(classified, CLASSIFIED_FIELDS),
-               slot_offsets(session, SESSION_FIELDS))
+               slot_offsets(session, SESSION_FIELDS), slot_offsets(call, CALL_GIVEN), slot_offsets(call, CALL_SET))
+    others = tuple(name for name in call.__slots__ if name not in CALL_GIVEN)
+    prototype = call("kind", "name", "agent", 0.0, 0.0, True)
+    defaults = tuple(getattr(prototype, name) for name in others)
+    if not all(value is None or type(value) in (bool, int, str, bytes) for value in defaults):
+        raise ValueError("a field of a new Call starts with a mutable value: it cannot be shared")
+    default_offsets = slot_offsets(call, others)
     for i in range(N_SPAN):
         SPAN[i] = offsets[0][i]
     for i in range(N_CLASSIFIED):
         CLASSIFIED[i] = offsets[1][i]
     for i in range(N_SESSION):
         SESSION[i] = offsets[2][i]
-    Span, Classified, Session = span, classified, session
+    for i in range(N_GIVEN):
+        CALL_OFFSET[i] = offsets[3][i]
+    for i in range(N_SET):
+        CALL_SET_OFFSET[i] = offsets[4][i]
+    CALL_DEFAULT_OFFSETS, CALL_DEFAULTS = default_offsets, defaults
+    Span, Classified, Session, Call = span, classified, session, call
     AGENT, LLM, TOOL = kinds
     on_spans_python, NOTHING, ACTIVE, STATUS_ERROR = python, nothing, active, status_error
-    OWN_SPAN_KIND, KIND_SESSION = own_span_kind, kind_session
+    OWN_SPAN_KIND, KIND_SESSION = profile.OWN_SPAN_KIND, profile.OWN_SPAN_KIND_SESSION
+    OWN_PHASE_ID, OWN_PHASE_NAME = profile.OWN_PHASE_ID, profile.OWN_PHASE_NAME
+    REQUEST_MODEL_KEYS = tuple(profile.REQUEST_MODEL_KEYS)
+    REQUEST_MODEL = REQUEST_MODEL_KEYS[0]
+    TOOL_CALL, LLM_CALL = call_kinds
+    first_str = read_first_str
+
+
+cdef object new_call(object kind, object name, object agent, object start, object duration_ms, object success,
+                     object error_class, object trace_id, object span_id):
+    """``Call(kind, name, agent, start, duration_ms, success, error_class, trace_id, span_id)``, its slots
+    written directly."""
+    cdef Py_ssize_t i
+    call = allocated(Call)
+    cdef PyObject* obj = <PyObject*>call
+    fill_slot(obj, CALL_OFFSET[K_KIND], kind)
+    fill_slot(obj, CALL_OFFSET[K_NAME], name)
+    fill_slot(obj, CALL_OFFSET[K_AGENT], agent)
+    fill_slot(obj, CALL_OFFSET[K_START], start)
+    fill_slot(obj, CALL_OFFSET[K_DURATION], duration_ms)
+    fill_slot(obj, CALL_OFFSET[K_SUCCESS], success)
+    fill_slot(obj, CALL_OFFSET[K_ERROR_CLASS], error_class)
+    fill_slot(obj, CALL_OFFSET[K_TRACE_ID], trace_id)
+    fill_slot(obj, CALL_OFFSET[K_SPAN_ID], span_id)
+    for i in range(len(CALL_DEFAULTS)):
+        fill_slot(obj, CALL_DEFAULT_OFFSETS[i], CALL_DEFAULTS[i])
+    return call
+
+
+cdef span_call(object book, object s, object span, object c, object found, object start, object end):
+    """``SpanSessions._span_call``: the call a tool or LLM span made, added to its session."""
+    cdef object attrs = get(span, SPAN[S_ATTRIBUTES]), name, call, tokens, phase_key, phase, phase_span
+    cdef bint is_tool = get(c, CLASSIFIED[C_KIND]) is TOOL, final
+    # An LLM call is identified by the model it asked for (span_sessions.py says why)
+    if is_tool:
+        name = get(c, CLASSIFIED[C_TOOL])
+    else:
+        name = attrs.get(REQUEST_MODEL)
+        if type(name) is not str or not name:
+            name = first_str(attrs, REQUEST_MODEL_KEYS) or get(c, CLASSIFIED[C_MODEL])
+    call = new_call(TOOL_CALL if is_tool else LLM_CALL, name, get(c, CLASSIFIED[C_AGENT]), start,
+                    (end - start) * 1000.0, get(c, CLASSIFIED[C_OK]), get(c, CLASSIFIED[C_ERROR_TYPE]) or None,
+                    get(span, SPAN[S_TRACE_ID]), get(span, SPAN[S_SPAN_ID]))
+    if found:
+        book._call_attributes(call, attrs, found)
+    if not is_tool:
+        tokens = get(c, CLASSIFIED[C_TOKENS])
+        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_MODEL], get(c, CLASSIFIED[C_MODEL]))
+        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_PROVIDER], get(c, CLASSIFIED[C_PROVIDER]))
+        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_INPUT], tokens.get("input"))
+        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_OUTPUT], tokens.get("output"))
+        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_CACHED], tokens.get("cache_read"))
+        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_COST], get(c, CLASSIFIED[C_COST]))
+    phase_key = (attrs.get(OWN_PHASE_ID) or attrs.get(OWN_PHASE_NAME)) if found else None
+    if phase_key:
+        phase, final = book._phase_ref(s, str(phase_key), str(attrs.get(OWN_PHASE_NAME) or phase_key)), True
+    elif get(c, CLASSIFIED[C_PHASE]) is not None and get(s, SESSION[X_STATUS]) == ACTIVE:
+        # the phase span above usually comes just after (it ends after its children): wait for it
+        phase_span = get(c, CLASSIFIED[C_PHASE])[0]
+        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_PHASE_SPAN], phase_span)
+        phase = get(s, SESSION[X_PHASE_BY_SPAN]).get(phase_span)
+        final = phase is not None
+    else:
+        phase, final = None, True
+    book._add_call(s, call, phase, final)
 
 
 def on_spans(book, spans, classified):
@@ -116,7 +210,7 @@ def on_spans(book, spans, classified):
 
             # an outer LLM call (the trace context found the request's own span below it) is no call
             if kind is TOOL or (kind is LLM and get(c, CLASSIFIED[C_COUNTED])):
-                book._span_call(s, span, c, found, start, end)
+                span_call(book, s, span, c, found, start, end)
             elif kind is AGENT and get(c, CLASSIFIED[C_COUNTED]) and sink is not None:
                 book._invocation(s, span, c, start, end)
             else:

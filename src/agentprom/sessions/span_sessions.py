@@ -270,14 +270,7 @@ class SpanSessions(SessionBook):
         call = Call(TOOL_CALL if is_tool else LLM_CALL, name, c.agent, start,
                     (end - start) * 1000.0, c.ok, c.error_type or None, span.trace_id, span.span_id)
         if found:
-            if P.OWN_RETRY_ATTEMPT in found or P.HTTP_RESEND_COUNT in found:
-                own_attempt = _int(attrs.get(P.OWN_RETRY_ATTEMPT))
-                resends = _int(attrs.get(P.HTTP_RESEND_COUNT))
-                if own_attempt is not None and own_attempt >= 1:
-                    call.attempt, call.retry_source = own_attempt, ("agent" if own_attempt > 1 else None)
-                elif resends is not None and resends > 0:
-                    call.attempt, call.retry_source = resends + 1, "transport"
-            call.escalated = attrs.get(P.OWN_ESCALATED) is True
+            self._call_attributes(call, attrs, found)
         if not is_tool:
             tokens = c.tokens
             call.model, call.provider = c.model, c.provider
@@ -297,6 +290,18 @@ class SpanSessions(SessionBook):
             phase, final = None, True
         self._add_call(s, call, phase, final)
 
+    @staticmethod
+    def _call_attributes(call: Call, attrs: dict[str, Any], found: frozenset[str] | set[str]) -> None:
+        """A call's retry attempt and escalation, named on its span (``found``: the watched keys it carries)."""
+        if P.OWN_RETRY_ATTEMPT in found or P.HTTP_RESEND_COUNT in found:
+            own_attempt = _int(attrs.get(P.OWN_RETRY_ATTEMPT))
+            resends = _int(attrs.get(P.HTTP_RESEND_COUNT))
+            if own_attempt is not None and own_attempt >= 1:
+                call.attempt, call.retry_source = own_attempt, ("agent" if own_attempt > 1 else None)
+            elif resends is not None and resends > 0:
+                call.attempt, call.retry_source = resends + 1, "transport"
+        call.escalated = attrs.get(P.OWN_ESCALATED) is True
+
     def _resolve_pending(self, s: Session, span_id: bytes, phase: Phase) -> None:
         """A phase span arrived: attribute the pending calls below it."""
         keep = []
@@ -312,8 +317,8 @@ def _compiled() -> Callable[[SpanSessions, Sequence[Span], Sequence[Classified]]
     """The compiled twin of ``SpanSessions.on_spans`` (sessions/_spans.pyx) when built and not switched
     off with ``AGENTPROM_PURE_PYTHON=1``, else None."""
     _spans = extension("agentprom.sessions._spans", lambda module: module.configure(
-        Span, Classified, Session, (AGENT, LLM, TOOL), SpanSessions.on_spans, _NOTHING, ACTIVE, STATUS_ERROR,
-        P.OWN_SPAN_KIND, P.OWN_SPAN_KIND_SESSION))
+        Span, Classified, Session, Call, (AGENT, LLM, TOOL), SpanSessions.on_spans, _NOTHING, ACTIVE, STATUS_ERROR,
+        P, (TOOL_CALL, LLM_CALL), first_str))
     return _spans.on_spans if _spans is not None else None
 
 
