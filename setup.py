@@ -25,7 +25,7 @@ SOURCES = {
 if cythonize is not None:
     extensions = cythonize([Extension(name, [source], optional=True) for name, source in SOURCES.items()],
                            compiler_directives={"language_level": "3"}, quiet=True,
-                           include_path=["src"])  # agentprom/_slots.pxd, which they share
+                           include_path=["src"])  # agentprom/_slots.pxd and _keys.pxd, which they share
     for extension in extensions:
         extension.optional = True
 else:

@@ -1,6 +1,6 @@
 """Seeded random trace forests for the tests that compare a compiled part with its Python twin
-(test_context_compiled.py, test_runs_compiled.py): spans of every kind the trace context tells apart,
-and plans to send them by."""
+(test_context_compiled.py, test_runs_compiled.py, test_sessions_compiled.py): spans of every kind the
+trace context tells apart, and plans to send them by."""
 
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ def _attributes(rng: random.Random, kind: str) -> dict:
         attrs["openinference.span.kind"] = "CHAIN"
     if rng.random() < 0.15:
         attrs["gen_ai.conversation.id"] = f"conv-{rng.randrange(4)}"
+    if rng.random() < 0.1:  # many attributes no stage reads: a key check then walks the few keys it looks for
+        attrs.update({f"app.detail.{k}": k for k in range(12)})
     if rng.random() < 0.2:  # agentprom's own convention (docs/conventions.md), now and then
         key, values = rng.choice(OWN)
         attrs[key] = rng.choice(values)

@@ -9,7 +9,7 @@ methods for what happens once a run (opening a tally, closing a run). A batch wi
 classification of another class goes the Python way.
 """
 
-from agentprom._slots cimport all_of, read_slot as get, slot_offsets
+from agentprom._slots cimport all_of, read_slot as get, slot_offsets, store_offsets
 
 SPAN_FIELDS = ("trace_id", "attributes")
 cdef enum:
@@ -30,10 +30,8 @@ def configure(span, classified, kinds, cycles, operation, python) -> None:
     are writable object slots of Span and Classified (slots classes)."""
     global Span, Classified, AGENT, LLM, OTHER, CYCLES, OPERATION, tally_python
     offsets = slot_offsets(span, SPAN_FIELDS), slot_offsets(classified, CLASSIFIED_FIELDS)
-    for i in range(N_SPAN):
-        SPAN[i] = offsets[0][i]
-    for i in range(N_CLASSIFIED):
-        CLASSIFIED[i] = offsets[1][i]
+    store_offsets(SPAN, N_SPAN, offsets[0])
+    store_offsets(CLASSIFIED, N_CLASSIFIED, offsets[1])
     Span, Classified = span, classified
     AGENT, LLM, OTHER = kinds
     CYCLES, OPERATION, tally_python = cycles, operation, python

@@ -40,6 +40,15 @@ cdef inline list slot_offsets(cls, tuple names):
     return offsets
 
 
+cdef inline void store_offsets(Py_ssize_t* into, Py_ssize_t n, list offsets) except *:
+    """Copy ``slot_offsets``' list into a C array of ``n`` (a configure's tables)."""
+    cdef Py_ssize_t i
+    if len(offsets) != n:
+        raise ValueError(f"{len(offsets)} slot offsets for a table of {n}")
+    for i in range(n):
+        into[i] = offsets[i]
+
+
 cdef inline PyObject** slot(PyObject* obj, Py_ssize_t offset) noexcept:
     """Where the slot at ``offset`` of ``obj`` holds its value (NULL while unset)."""
     return <PyObject**>((<char*>obj) + offset)

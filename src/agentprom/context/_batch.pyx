@@ -14,7 +14,7 @@ service name (classify.py) and every span that must wait (stage.py ``_node``, ``
 
 from cpython.ref cimport PyObject
 from agentprom._keys cimport disjoint
-from agentprom._slots cimport all_of, put_slot, read_slot as get, slot_offsets
+from agentprom._slots cimport all_of, put_slot, read_slot as get, slot_offsets, store_offsets
 
 SPAN_FIELDS = ("trace_id", "span_id", "parent_span_id", "parent_remote", "attributes")
 cdef enum:
@@ -45,12 +45,9 @@ def configure(span, classified, tree, kinds, root, read_session, read_service, p
                slot_offsets(tree, TREE_FIELDS))
     if type(root) is not tuple or len(root) != 8:
         raise ValueError("what a local root inherits is not an 8-tuple of passes")
-    for i in range(N_SPAN):
-        SPAN[i] = offsets[0][i]
-    for i in range(N_CLASSIFIED):
-        CLASSIFIED[i] = offsets[1][i]
-    for i in range(N_TREE):
-        TREE[i] = offsets[2][i]
+    store_offsets(SPAN, N_SPAN, offsets[0])
+    store_offsets(CLASSIFIED, N_CLASSIFIED, offsets[1])
+    store_offsets(TREE, N_TREE, offsets[2])
     Span, Classified, Tree = span, classified, tree
     AGENT, LLM, TOOL, OTHER = kinds
     ROOT, session_of, service_name = root, read_session, read_service
@@ -67,7 +64,8 @@ cdef bint ours(spans, classified, list trees=None) except -1:
 
 
 def index_batch(traces, spans, classified, scope_keys):
-    """batch.py ``index_batch_python``."""
+    """batch.py ``index_batch_python``. The trees in ``traces`` are the stage's own ``Tree``s: anything else
+    there is refused (``TypeError``), never read by offset."""
     if not ours(spans, classified):
         return index_python(traces, spans, classified, scope_keys)
     cdef Py_ssize_t n = len(spans), index, after_parent = 0
@@ -111,9 +109,9 @@ def index_batch(traces, spans, classified, scope_keys):
     return trees, duplicates, after_parent
 
 
-def place_batch(context, spans, classified, list trees, set duplicates, bint newest_first, Py_ssize_t base, out):
-    """batch.py ``place_batch_python``."""
-    if not ours(spans, classified, trees):
+def place_batch(context, spans, classified, trees, duplicates, bint newest_first, Py_ssize_t base, out):
+    """batch.py ``place_batch_python`` (the trees are the stage's own, from ``index_batch``)."""
+    if type(trees) is not list or type(duplicates) is not set or not ours(spans, classified, trees):
         return place_python(context, spans, classified, trees, duplicates, newest_first, base, out)
     place, settle, node_of = context._place, context._settle, context._node
     phase_keys, phase_of = context._phase_keys, context.phases.phase_of

@@ -111,7 +111,7 @@ def place_batch_python(context: TraceContext, spans: Sequence[Span], classified:
             kind = c.kind
             if kind is OTHER or (c.named and kind is not AGENT):
                 if kind is LLM and span_id in tree.llm_below:
-                    c.counted = False  # an outer call (as ``_decide`` says)
+                    c.counted = False  # an outer call (as ``decide_python`` says)
                 counted_spans.append(span)
                 counted.append(c)
                 node.emitted = True

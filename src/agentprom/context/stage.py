@@ -19,7 +19,7 @@ carries no agent name its ancestors can give one. The rules:
 
 Sessions and phases (scope.py): a span's session is the one it names, else the
 one the latest keyed span of its trace named; a call's phase is the nearest
-phase span above it. Both are settled when the span is decided (below).
+phase span above it. Both are settled when the span is decided (batch.py ``decide``).
 
 Waiting: a span is emitted (handed on to be counted) as soon as what it needs
 is known. A span that names its own agent, and any span of kind other, needs

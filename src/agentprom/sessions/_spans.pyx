@@ -16,7 +16,8 @@ another class goes the Python way.
 from cpython.ref cimport PyObject
 
 from agentprom._keys cimport disjoint
-from agentprom._slots cimport all_of, allocated, fill_slot, put_slot, read_slot as get, slot_offsets
+from agentprom._slots cimport (all_of, allocated, fill_slot, put_slot, read_slot as get, slot_offsets,
+                               store_offsets)
 
 SPAN_FIELDS = ("trace_id", "span_id", "parent_span_id", "start_ns", "end_ns", "attributes", "events")
 cdef enum:
@@ -63,22 +64,22 @@ def configure(span, classified, session, call, kinds, python, nothing, active, s
     global TOOL_CALL, LLM_CALL, first_str, CALL_DEFAULT_OFFSETS, CALL_DEFAULTS
     offsets = (slot_offsets(span, SPAN_FIELDS), slot_offsets(classified, CLASSIFIED_FIELDS),
                slot_offsets(session, SESSION_FIELDS), slot_offsets(call, CALL_GIVEN), slot_offsets(call, CALL_SET))
+    if {name for klass in call.__mro__ for name in getattr(klass, "__slots__", ())} != set(call.__slots__):
+        raise ValueError("Call has slots of a base class: a new one would not be filled whole")
     others = tuple(name for name in call.__slots__ if name not in CALL_GIVEN)
-    prototype = call("kind", "name", "agent", 0.0, 0.0, True)
-    defaults = tuple(getattr(prototype, name) for name in others)
+    prototypes = (call("kind", "name", "agent", 0.0, 0.0, True),
+                  call("other", "other", "other", 1.0, 2.0, False, "error", b"t", b"s"))
+    defaults = tuple(getattr(prototypes[0], name) for name in others)
+    if defaults != tuple(getattr(prototypes[1], name) for name in others):
+        raise ValueError("a field of a new Call starts with a value its arguments make: it is not a default")
     if not all(value is None or type(value) in (bool, int, str, bytes) for value in defaults):
         raise ValueError("a field of a new Call starts with a mutable value: it cannot be shared")
     default_offsets = slot_offsets(call, others)
-    for i in range(N_SPAN):
-        SPAN[i] = offsets[0][i]
-    for i in range(N_CLASSIFIED):
-        CLASSIFIED[i] = offsets[1][i]
-    for i in range(N_SESSION):
-        SESSION[i] = offsets[2][i]
-    for i in range(N_GIVEN):
-        CALL_OFFSET[i] = offsets[3][i]
-    for i in range(N_SET):
-        CALL_SET_OFFSET[i] = offsets[4][i]
+    store_offsets(SPAN, N_SPAN, offsets[0])
+    store_offsets(CLASSIFIED, N_CLASSIFIED, offsets[1])
+    store_offsets(SESSION, N_SESSION, offsets[2])
+    store_offsets(CALL_OFFSET, N_GIVEN, offsets[3])
+    store_offsets(CALL_SET_OFFSET, N_SET, offsets[4])
     CALL_DEFAULT_OFFSETS, CALL_DEFAULTS = default_offsets, defaults
     Span, Classified, Session, Call = span, classified, session, call
     AGENT, LLM, TOOL = kinds
