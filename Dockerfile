@@ -11,8 +11,8 @@ FROM ${BUILD_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 # gcc and the C library headers build the compiled parts (src/agentprom/receiver/_wire.pyx, the decoder;
-# conventions/_classify.pyx, classification; context/_batch.pyx, the trace context; _runs.pyx, run tallies;
-# sessions/_spans.pyx, the session tracker's span loop) here,
+# conventions/_classify.pyx, classification; context/_batch.pyx, the trace context; sessions/_spans.pyx, the
+# session tracker's span loop) here,
 # in the build stage only: the runtime image gets the built extensions, no compiler. Unpinned: the
 # versions are the base image's Debian release's (the base image is the pin).
 # hadolint ignore=DL3008

@@ -1,9 +1,9 @@
 """Build the optional compiled parts (receiver/_wire.pyx, the trace decoder; conventions/_classify.pyx, the
-batch classification; context/_batch.pyx, the trace context's batch path; _runs.pyx, the per-run tallies;
-sessions/_spans.pyx, the session tracker's span loop); the package metadata is pyproject.toml's.
+batch classification; context/_batch.pyx, the trace context's batch path; sessions/_spans.pyx, the session
+tracker's span loop); the package metadata is pyproject.toml's.
 
-``optional=True``: without a C compiler the install still succeeds and decode.py, classify.py, batch.py,
-runs.py and span_sessions.py use their Python paths.
+``optional=True``: without a C compiler the install still succeeds and decode.py, classify.py, batch.py and
+span_sessions.py use their Python paths.
 """
 
 from setuptools import Extension, setup
@@ -18,7 +18,6 @@ SOURCES = {
     "agentprom.receiver._wire": "src/agentprom/receiver/_wire.pyx",
     "agentprom.conventions._classify": "src/agentprom/conventions/_classify.pyx",
     "agentprom.context._batch": "src/agentprom/context/_batch.pyx",
-    "agentprom._runs": "src/agentprom/_runs.pyx",
     "agentprom.sessions._spans": "src/agentprom/sessions/_spans.pyx",
 }
 

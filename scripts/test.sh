@@ -66,9 +66,8 @@ echo "== PostgreSQL and Redis servers" >&2
 install_servers
 echo "== running tests" >&2
 # The install above builds the compiled trace decoder (src/agentprom/receiver/_wire.pyx), classification
-# (src/agentprom/conventions/_classify.pyx), trace-context batch path (src/agentprom/context/_batch.pyx),
-# run tallies (src/agentprom/_runs.pyx) and session tracker's span loop (src/agentprom/sessions/_spans.pyx),
-# which the whole suite then runs with; a build that lost one fails
+# (src/agentprom/conventions/_classify.pyx), trace-context batch path (src/agentprom/context/_batch.pyx) and
+# session tracker's span loop (src/agentprom/sessions/_spans.pyx), which the whole suite then runs with; a build that lost one fails
 # tests/test_wire.py or the test_*_compiled.py of its part instead of testing the Python path twice. First, every module that decodes OTLP/protobuf, and those that count recorded frameworks' spans or
 # place spans in their traces, run on the Python paths (about a minute): a machine without a C compiler runs
 # those, and they must stay right.

@@ -162,8 +162,7 @@ def test_every_copied_file_exists_and_is_in_the_build_context():
     assert not in_build_context(".tools/bin/helm")
     assert not in_build_context("tests/conftest.py")
     assert not in_build_context("src/agentprom/__pycache__/app.cpython-311.pyc")
-    for module in ("receiver/_wire", "conventions/_classify", "context/_batch", "_runs",
-                   "sessions/_spans"):  # built in the image
+    for module in ("receiver/_wire", "conventions/_classify", "context/_batch", "sessions/_spans"):  # built in the image
         assert not in_build_context(f"src/agentprom/{module}.cpython-311-x86_64-linux-gnu.so")
         assert not in_build_context(f"src/agentprom/{module}.c")
         assert in_build_context(f"src/agentprom/{module}.pyx")
@@ -193,7 +192,7 @@ def installed_like_the_image(tmp_path_factory) -> Path:
         shutil.copy(ROOT / name, work / name)
     shutil.copytree(ROOT / "src", work / "src",
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.so", "_wire.c", "_classify.c",
-                                                  "_batch.c", "_runs.c", "_spans.c"))
+                                                  "_batch.c", "_spans.c"))
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
          "--disable-pip-version-check", "--no-compile", "--target", str(target), str(work)],

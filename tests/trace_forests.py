@@ -1,6 +1,6 @@
 """Seeded random trace forests for the tests that compare a compiled part with its Python twin
-(test_context_compiled.py, test_runs_compiled.py, test_sessions_compiled.py): spans of every kind the
-trace context tells apart, and plans to send them by."""
+(test_context_compiled.py, test_sessions_compiled.py): spans of every kind the trace context tells
+apart, and plans to send them by."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 # Slots of Python classes from C: where a slots class keeps each field in its instances, and reading
 # and writing them there. Shared by the compiled parts (receiver/_wire.pyx, conventions/_classify.pyx,
-# context/_batch.pyx, _runs.pyx, sessions/_spans.pyx), which fill or read objects of classes defined in
+# context/_batch.pyx, sessions/_spans.pyx), which fill or read objects of classes defined in
 # Python (model.Span, classify.Classified, context.tree.Tree, sessions.model.Session) without calling their
 # Python code.
 

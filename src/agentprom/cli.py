@@ -239,15 +239,13 @@ def serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     setup_logging(config.log.level, config.log.format)
     from agentprom import conventions  # the classification in use (conventions/classify.py)
-    from agentprom import runs  # the per-run tallies (runs.py)
     from agentprom.context import batch as context_batch  # the trace context's batch path (context/batch.py)
     from agentprom.receiver import decode  # the trace decoder in use (receiver/decode.py)
     from agentprom.sessions import span_sessions  # the session tracker's span loop (sessions/span_sessions.py)
 
     log.info("agentprom %s starting (config: %s; trace decoder: %s; classification: %s; trace context: %s; "
-             "run tallies: %s; sessions: %s)", __version__, path or "built-in defaults",
-             *("compiled" if part.COMPILED else "Python"
-               for part in (decode, conventions, context_batch, runs, span_sessions)))
+             "sessions: %s)", __version__, path or "built-in defaults",
+             *("compiled" if part.COMPILED else "Python" for part in (decode, conventions, context_batch, span_sessions)))
     raise_open_files_limit()
     try:
         asyncio.run(_run(config, lambda: load_config(path, flags=flags)))

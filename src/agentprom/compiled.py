@@ -2,9 +2,8 @@
 
 The compiled parts are twins of Python code, each making exactly what its twin makes
 (receiver/_wire.pyx of decode.py's decoder, conventions/_classify.pyx of classify.py's batch
-classification, context/_batch.pyx of the trace context's batch path in batch.py, _runs.pyx of
-runs.py's per-run tallies, sessions/_spans.pyx of the session tracker's span loop). The install
-builds them where a C compiler is found; ``AGENTPROM_PURE_PYTHON=1`` in the environment, read when
+classification, context/_batch.pyx of the trace context's batch path in batch.py, sessions/_spans.pyx
+of the session tracker's span loop). The install builds them where a C compiler is found; ``AGENTPROM_PURE_PYTHON=1`` in the environment, read when
 the twin's module is imported, keeps the Python paths.
 """
 

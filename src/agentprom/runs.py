@@ -29,15 +29,12 @@ Concurrency: owned by the event loop; no method awaits. Time comes from the inje
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
 
 from agentprom.clock import Clock
-from agentprom.compiled import extension
-from agentprom.context.resolved import Resolved
 from agentprom.conventions import profile as P
-from agentprom.conventions.classify import Classified
+from agentprom.context.resolved import Resolved
 from agentprom.metrics.series_store import SeriesStore
-from agentprom.model import Kind, Span
+from agentprom.model import Kind
 
 LLM, TOOL, AGENT, OTHER = Kind.LLM, Kind.TOOL, Kind.AGENT, Kind.OTHER
 OWN, ALL = "own", "all"
@@ -72,9 +69,46 @@ class Runs:
         self._missed = f["agentprom_fanout_missed_total"]
 
     def on_resolved(self, resolved: Resolved) -> None:
-        """Tally the settled calls and close the settled runs (``tally_batch``, the per-span path)."""
-        fresh = tally_batch(self, resolved.settled_spans, resolved.settled)
+        """Tally the settled calls and close the settled runs (the per-span path: lookups hoisted)."""
+        cycles = P.LOOP_CYCLE_OPERATIONS
         tallies = self.tallies
+        due = None  # when the runs closed now are observed: read once per call
+        fresh: list[tuple[bytes, bytes]] = []  # tallies opened here for runs not closed yet
+        for span, c in zip(resolved.settled_spans, resolved.settled):
+            kind = c.kind
+            invocation = c.invocation
+            if kind is OTHER:
+                if invocation is not None and span.attributes.get(_OPERATION) in cycles:
+                    tally = self._tally((span.trace_id, invocation), 0)
+                    if tally is not None:
+                        tally[8] += 1
+                continue
+            if not c.counted:
+                continue
+            if kind is AGENT:
+                if due is None:
+                    due = self.clock.monotonic() + self.grace
+                self._close(span, c, due)
+                continue
+            if invocation is None:
+                continue  # not inside a counted run (a fallback, or no agent span above)
+            key = (span.trace_id, invocation)
+            tally = tallies.get(key)
+            if tally is None:
+                tally = self._tally(key)
+                if tally is None:
+                    continue
+                if key not in self.closed:
+                    fresh.append(key)
+            if kind is LLM:
+                tokens = c.tokens
+                tally[0] += 1
+                if tokens:
+                    tally[2] += tokens.get("input", 0) + tokens.get("output", 0)
+                if c.cost:
+                    tally[3] += c.cost
+            else:
+                tally[1] += 1
         # A run's agent span is settled with its calls (they waited for it), after them: a tally opened
         # here whose run did not close by the end is for a run observed so long ago that it was
         # forgotten. Its calls are late.
@@ -169,65 +203,3 @@ class Runs:
             key = next(iter(tallies))
             tally = tallies.pop(key)
             self._missed.inc(("overflow",), tally[0] + tally[1])
-
-
-def tally_batch_python(runs: Runs, spans: Sequence[Span],
-                       classified: Sequence[Classified]) -> list[tuple[bytes, bytes]]:
-    """Add each settled call to its run's tally (made when new), count each loop-cycle span in its run's,
-    close each settled run (``Runs._close``); return the keys of tallies opened for runs not closed
-    (yet). The per-span path of ``Runs.on_resolved``: lookups hoisted out of the loop."""
-    cycles = P.LOOP_CYCLE_OPERATIONS
-    tallies, closed, open_tally, close = runs.tallies, runs.closed, runs._tally, runs._close
-    due = None  # when the runs closed now are observed: read once per call
-    fresh: list[tuple[bytes, bytes]] = []  # tallies opened here for runs not closed yet
-    for span, c in zip(spans, classified):
-        kind = c.kind
-        invocation = c.invocation
-        if kind is OTHER:
-            if invocation is not None and span.attributes.get(_OPERATION) in cycles:
-                held = open_tally((span.trace_id, invocation), 0)
-                if held is not None:
-                    held[8] += 1
-            continue
-        if not c.counted:
-            continue
-        if kind is AGENT:
-            if due is None:
-                due = runs.clock.monotonic() + runs.grace
-            close(span, c, due)
-            continue
-        if invocation is None:
-            continue  # not inside a counted run (a fallback, or no agent span above)
-        key = (span.trace_id, invocation)
-        held = tallies.get(key)
-        if held is None:
-            held = open_tally(key)
-            if held is None:
-                continue
-            if key not in closed:
-                fresh.append(key)
-        if kind is LLM:
-            tokens = c.tokens
-            held[0] += 1
-            if tokens:
-                held[2] += tokens.get("input", 0) + tokens.get("output", 0)
-            if c.cost:
-                held[3] += c.cost
-        else:
-            held[1] += 1
-    return fresh
-
-
-def _compiled() -> Callable[..., list[tuple[bytes, bytes]]] | None:
-    """The compiled twin of ``tally_batch_python`` (agentprom/_runs.pyx) when built and not switched off
-    with ``AGENTPROM_PURE_PYTHON=1``, else None."""
-    _runs = extension("agentprom._runs", lambda module: module.configure(
-        Span, Classified, (AGENT, LLM, OTHER), P.LOOP_CYCLE_OPERATIONS, _OPERATION, tally_batch_python))
-    return _runs.tally_batch if _runs is not None else None
-
-
-_tally_compiled = _compiled()
-#: whether ``tally_batch`` is the compiled one (read once, at import)
-COMPILED = _tally_compiled is not None
-#: the per-span path in use: the compiled twin when built, else ``tally_batch_python``
-tally_batch = _tally_compiled or tally_batch_python
