@@ -24,9 +24,9 @@ from libc.string cimport memcmp, memcpy, memset
 from libc.stdlib cimport malloc, free
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 
-from agentprom._slots cimport PyTypeObject, PyType_GenericAlloc, fill_slot, slot_offsets
+from agentprom._slots cimport allocated, fill_slot, slot_offsets
 
 cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object)
@@ -466,11 +466,8 @@ def configure_span(span) -> None:
         SPAN_OFFSET[i] = offsets[i]
     try:
         values = [object() for _ in SPAN_FIELDS]
-        obj = PyType_GenericAlloc(<PyTypeObject*>span, 0)
-        if obj == NULL:
-            raise MemoryError()
-        built = <object>obj
-        Py_DECREF(built)
+        built = allocated(span)
+        obj = <PyObject*>built
         for i in range(17):
             put(obj, i, values[i])
         made = span(*values)  # may raise: the class's own code
@@ -950,11 +947,8 @@ cdef class _Run:
         v14 = flags & 0x300 == 0x300
         v15 = PyLong_FromUnsignedLongLong(self.first_token)
         v16 = self.evaluations or ()
-        cdef PyObject* obj = PyType_GenericAlloc(<PyTypeObject*>Span, 0)
-        if obj == NULL:
-            raise MemoryError()
-        span_obj = <object>obj  # takes a reference of its own: give back the allocation's
-        Py_DECREF(span_obj)
+        span_obj = allocated(Span)
+        cdef PyObject* obj = <PyObject*>span_obj
         put(obj, 0, v0)
         put(obj, 1, v1)
         put(obj, 2, v2)
