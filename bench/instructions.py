@@ -2,7 +2,7 @@
 
 Usage: python3 bench/instructions.py [--quick] [--mode MODE] [--spans N] [--extra-attributes K]
                                      [--parents-first] [--against DIR --against-mode MODE]
-       python3 bench/instructions.py --mode ingest [--spans N] [--breakdown] [--against DIR]
+       python3 bench/instructions.py --mode ingest [--spans N] [--breakdown] [--steady] [--against DIR]
        python3 bench/instructions.py --mode serve [--spans N]
 
 CPU time on a shared machine moves by tens of percent between runs, which hides
@@ -19,7 +19,10 @@ decoder in use and consumed by the translator of an App built from the default
 configuration, every listener subscribed as ``agentprom serve`` subscribes
 them; gRPC and the event loop are left out. ``--breakdown`` adds what each stage costs of
 that: decode and classification measured alone, the counting and each listener as what leaving it
-out saves, and the trace context with the translator's own loop as the remainder.
+out saves, and the trace context with the translator's own loop as the remainder. ``--steady``
+shrinks the trace context's and the fan-out's bounds to a few requests' worth, so that the count
+includes what a sidecar that has run a while does per span and a short run does not: evicting
+trace trees and observing closed runs.
 
 ``--mode serve`` counts the whole sidecar instead: ``agentprom serve`` under valgrind, sent those
 requests over OTLP/gRPC four at a time and stopped with SIGTERM, against one sent none (both at
@@ -77,8 +80,9 @@ print(len(spans))
 #: latter on requests decoded beforehand), or everything but the counting (``-counting``) or but one
 #: listener (``-Runs``, ``-SpanSessions``, ...: a listener's class name).
 _RUN_INGEST = r"""
-import gc, os, sys
+import gc, json, os, sys
 root, mode, n, fed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+config = json.loads(sys.argv[7])
 part = mode.partition(":")[2]
 sys.path[:0] = [os.path.join(root, "src"), os.path.join(root, "bench")]
 import workload
@@ -95,7 +99,7 @@ from agentprom.receiver.decode import decode_traces
 body = workload.request_bytes()
 requests = -(-n // workload.SPANS_PER_REQUEST)
 bodies = [workload.with_trace_ids(body, (0x5000 + i).to_bytes(8, "big")) for i in range(requests)]
-translator = App(validate({}), ManualClock()).translator
+translator = App(validate(config), ManualClock()).translator
 if part == "-counting":
     translator.record = lambda *args: None
 elif part.startswith("-"):
@@ -119,16 +123,23 @@ else:
 print(requests * workload.SPANS_PER_REQUEST)
 """
 
+#: ``--steady``: the default configuration with the trace context's and the fan-out's bounds at a few
+#: requests' worth (bench/workload.py: 64 runs and 512 spans a request), so that from the fifth request
+#: on each request evicts as many trace trees and observes as many closed runs as it adds: what a
+#: sidecar that has run for a while does per span, which the default bounds (100,000 spans, 10,000
+#: runs) would reach only after 80,000 spans
+STEADY_CONFIG = {"attribution": {"max_open_runs": 4 * 64, "max_indexed_spans": 4 * SPANS_PER_REQUEST}}
+
 #: ``--breakdown``: the parts measured, and what each difference means
 _LISTENERS = ("SpanSessions", "Runs", "Guardrails", "Evaluations")
 
 
-def breakdown(root: Path, n: int, whole: float) -> dict[str, int]:
+def breakdown(root: Path, n: int, whole: float, config: dict | None = None) -> dict[str, int]:
     """Instructions per span of each stage of ``--mode ingest`` (``whole``, measured already):
     decode and classification measured alone, the counting and each listener as what leaving it
     out saves, and the trace context with the translator's own loop as what remains."""
     def run(part: str) -> float:
-        return per_span(root, f"ingest:{part}", n, 0, False)
+        return per_span(root, f"ingest:{part}", n, 0, False, config)
 
     parts = ["decode", "classify", "-counting", *(f"-{name}" for name in _LISTENERS)]
     with ThreadPoolExecutor(max(1, min(len(parts), os.cpu_count() or 1))) as pool:
@@ -178,23 +189,24 @@ def serve_per_span(requests: int) -> float:
     return (full - empty) / (requests * SPANS_PER_REQUEST)
 
 
-def instructions(root: Path, mode: str, n: int, fed: int, extra: int, parents_first: bool) -> tuple[int, int]:
+def instructions(root: Path, mode: str, n: int, fed: int, extra: int, parents_first: bool,
+                 config: dict | None = None) -> tuple[int, int]:
     """Instructions of a whole run that builds spans for ``n`` and feeds the first ``fed``; and
-    how many spans it built (whole traces: a few more than ``n``)."""
+    how many spans it built (whole traces: a few more than ``n``). ``config``: the App's (ingest)."""
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c",
          _RUN_INGEST if mode.partition(":")[0] == "ingest" else _RUN,
-         str(root), mode, str(n), str(fed), str(extra), "1" if parents_first else "0"],
+         str(root), mode, str(n), str(fed), str(extra), "1" if parents_first else "0", json.dumps(config or {})],
         env=dict(os.environ, PYTHONHASHSEED="0"), capture_output=True, text=True, check=True,
     )
     return collected(out.stderr), int(out.stdout.split()[-1])
 
 
-def per_span(root: Path, mode: str, n: int, extra: int, parents_first: bool) -> float:
+def per_span(root: Path, mode: str, n: int, extra: int, parents_first: bool, config: dict | None = None) -> float:
     # both runs build the same spans; only feeding them differs (``ingest``: whole requests, none)
     empty_fed = 0 if mode.partition(":")[0] == "ingest" else 4
-    full, built = instructions(root, mode, n, 10**9, extra, parents_first)
-    empty, _ = instructions(root, mode, n, empty_fed, extra, parents_first)
+    full, built = instructions(root, mode, n, 10**9, extra, parents_first, config)
+    empty, _ = instructions(root, mode, n, empty_fed, extra, parents_first, config)
     return (full - empty) / (built - empty_fed)
 
 
@@ -213,6 +225,10 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true",
                         help="with --mode ingest: instructions per span of each stage (decode, classify, counting, "
                              "each listener, the rest): 14 valgrind runs more, one per core at a time")
+    parser.add_argument("--steady", action="store_true",
+                        help="with --mode ingest: bounds small enough (STEADY_CONFIG) that most requests find them "
+                             "full, so evicting trace trees and observing closed runs are in the count, as in a "
+                             "sidecar that has run for a while")
     args = parser.parse_args()
     ingest = args.mode.partition(":")[0] in ("ingest", "serve")
     if args.against is not None and args.mode == "serve":
@@ -221,6 +237,9 @@ def main() -> None:
         parser.error("--extra-attributes and --parents-first shape sessions_overhead.py's spans, not --mode ingest's")
     if args.breakdown and args.mode != "ingest":
         parser.error("--breakdown needs --mode ingest")
+    if args.steady and args.mode != "ingest":
+        parser.error("--steady needs --mode ingest")
+    config = STEADY_CONFIG if args.steady else {}
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     shape = (400 if args.quick else args.spans, args.extra_attributes, args.parents_first)
@@ -231,17 +250,17 @@ def main() -> None:
         return
     result = {"bench": "instructions", "mode": args.mode, "spans": shape[0],
               "extra_attributes": args.extra_attributes, "parents_first": args.parents_first,
-              "instructions_per_span": None}
-    measured = per_span(ROOT, args.mode, *shape)
+              "steady": args.steady, "instructions_per_span": None}
+    measured = per_span(ROOT, args.mode, *shape, config)
     result["instructions_per_span"] = round(measured)
     if args.against is not None:
         against_mode = args.against_mode or args.mode
-        theirs = per_span(args.against.resolve(), against_mode, *shape)
+        theirs = per_span(args.against.resolve(), against_mode, *shape, config)
         result["against"] = {"checkout": str(args.against), "mode": against_mode,
                              "instructions_per_span": round(theirs)}
         result["ratio"] = round(result["instructions_per_span"] / theirs, 3)
     if args.breakdown:
-        result["breakdown"] = breakdown(ROOT, shape[0], measured)
+        result["breakdown"] = breakdown(ROOT, shape[0], measured, config)
     print(json.dumps(result))
 
 

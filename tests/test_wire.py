@@ -520,3 +520,26 @@ def test_configure_span_refuses_a_span_class_it_cannot_fill_directly():
     assert_same(request_bytes())  # a refusal leaves the pass as it was (Raising's offsets would not fit Span)
     _wire.configure_span(Span)  # and the real class is taken
     assert_same(request_bytes())
+
+
+@needs_compiled
+def test_short_strings_come_from_a_bounded_cache_that_never_mixes_them_up():
+    """Short ASCII values (span names, kept attribute values) repeat from a small cache of the str made
+    for them last; more distinct values than it has slots (so they collide and replace each other),
+    values alike but for one byte or in length, non-ASCII ones of the same byte length, empty ones and
+    ones around the size limit all decode as the Python path decodes them, every time."""
+    rng = random.Random(11)
+    values = [b"v%d" % i for i in range(10_000)] + [b"", b"a" * 64, b"a" * 65, b"a" * 63 + b"b",
+                                                   "caf\u00e9".encode(), "cafe\u0301".encode(), b"caf\xc3\xa9"]
+    values += [bytes([rng.randrange(32, 127) for _ in range(rng.randrange(1, 70))]) for _ in range(2000)]
+    for round_ in range(3):
+        rng.shuffle(values)
+        for start in range(0, len(values), 500):
+            spans = [span_bytes(ld(5, v), attr(b"gen_ai.agent.name", ld(1, v[::-1])), attr(b"gen_ai.tool.name", ld(1, v)))
+                     for v in values[start:start + 500]]
+            assert_same(request(*spans))
+    assert assert_same(request(span_bytes(ld(5, b"cafe\xcc"))))[0] == "error"  # not UTF-8: not from the cache
+    # a value seen a moment ago is the same str again (what the cache is for)
+    body = request(span_bytes(ld(5, b"chat gpt-4o")), span_bytes(ld(5, b"chat gpt-4o")))
+    first, second = _wire.decode_traces(body, WANTED_KEYS, NO_LIMITS, WANTED_RESOURCE_KEYS).spans
+    assert first.name == "chat gpt-4o" and first.name is second.name

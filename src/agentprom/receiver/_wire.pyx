@@ -30,6 +30,8 @@ from agentprom._slots cimport allocated, fill_slot, slot_offsets
 
 cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object)
+    bint PyUnicode_IS_ASCII(object)
+    void* PyUnicode_DATA(object)
     object PyBool_FromLong(long)
     object PyLong_FromLongLong(long long)
     object PyLong_FromUnsignedLongLong(unsigned long long)
@@ -599,8 +601,35 @@ cdef inline void read_value(Value* v, cptr p, cptr end) noexcept nogil:
         p = value_field(v, tag, p, end)
 
 
+# Recent short ASCII strings, by a hash of their bytes: the values of a request repeat (operation,
+# provider and model names, agent and tool names, span names), and handing out the str made for the
+# last one spares making (and freeing) another, whose hash every later dict lookup would compute anew.
+# One str a slot, replaced on a collision: at most TEXT_SLOTS strings of TEXT_MAX bytes are held
+# (about half a MiB), and a miss costs one hash more than no cache. Read and written under the GIL.
+cdef enum:
+    TEXT_SLOTS = 4096
+    TEXT_MAX = 64
+cdef PyObject* _texts[TEXT_SLOTS]
+
+
 cdef inline object text(cptr p, Py_ssize_t n):
-    return PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
+    """The UTF-8 at ``[p, p + n)`` as str (``UnicodeDecodeError`` when it is not UTF-8)."""
+    cdef PyObject* held
+    cdef Py_ssize_t slot
+    if n > TEXT_MAX:
+        return PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
+    slot = <Py_ssize_t>(fnv(p, n) & (TEXT_SLOTS - 1))
+    held = _texts[slot]
+    # only ASCII strings are held: their one-byte data is their UTF-8, and a length of n their size
+    if held != NULL and PyUnicode_GET_LENGTH(<object>held) == n \
+            and memcmp(PyUnicode_DATA(<object>held), p, n) == 0:
+        return <object>held
+    s = PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
+    if PyUnicode_IS_ASCII(s):
+        Py_INCREF(s)
+        _texts[slot] = <PyObject*>s
+        Py_XDECREF(held)
+    return s
 
 
 cdef class _Run:
