@@ -198,13 +198,16 @@ def rotel_binary() -> str:
     return str(Path(spec.origin).parent / "rotel-agent")
 
 
-def start_rotel(workdir: str) -> tuple[subprocess.Popen, str]:
+def start_rotel(workdir: str, prefix: tuple[str, ...] = (), output=subprocess.DEVNULL,
+                ready_seconds: float = 20) -> tuple[subprocess.Popen, str]:
+    """rotel-agent with its blackhole exporter on a free port (under ``prefix``, e.g. valgrind:
+    bench/instructions.py); its stdout and stderr go to ``output``."""
     grpc_address = f"127.0.0.1:{free_port()}"
     proc = subprocess.Popen(
-        [rotel_binary(), "start", "--otlp-grpc-endpoint", grpc_address,
+        [*prefix, rotel_binary(), "start", "--otlp-grpc-endpoint", grpc_address,
          "--otlp-http-endpoint", f"127.0.0.1:{free_port()}", "--exporter", "blackhole",
          "--pid-file", os.path.join(workdir, "rotel.pid"), "--log-file", os.path.join(workdir, "rotel.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=output, stderr=output,
     )
     import socket
 
@@ -212,7 +215,7 @@ def start_rotel(workdir: str) -> tuple[subprocess.Popen, str]:
         with socket.create_connection(tuple_address(grpc_address), timeout=0.5):
             return True
 
-    wait_until(listening, 20, "rotel listening")
+    wait_until(listening, ready_seconds, "rotel listening")
     return proc, grpc_address
 
 

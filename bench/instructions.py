@@ -3,7 +3,7 @@
 Usage: python3 bench/instructions.py [--quick] [--mode MODE] [--spans N] [--extra-attributes K]
                                      [--parents-first] [--against DIR --against-mode MODE]
        python3 bench/instructions.py --mode ingest [--spans N] [--breakdown] [--steady] [--against DIR]
-       python3 bench/instructions.py --mode serve [--spans N]
+       python3 bench/instructions.py --mode serve [--spans N] [--rotel]
 
 CPU time on a shared machine moves by tens of percent between runs, which hides
 a 5 % change. This script runs ``bench/sessions_overhead.py``'s spans through
@@ -27,6 +27,12 @@ trace trees and observing closed runs.
 ``--mode serve`` counts the whole sidecar instead: ``agentprom serve`` under valgrind, sent those
 requests over OTLP/gRPC four at a time and stopped with SIGTERM, against one sent none (both at
 once, a few minutes): gRPC, the event loop, the receiver and its bounds included.
+``--rotel`` counts rotel-agent the same way (bench/ingest.py's Rust collector, blackhole exporter:
+a full protobuf decode of every span and no more) and reports the ratio of the two: what
+bench/ingest.py's CPU ratio measures, free of the machine's noise. Instructions are not time
+(the interpreter's instructions per cycle differ from compiled Rust's, and neither count includes
+the kernel's work on the sockets), so the timed ratio stays the target; this one says whether a
+change moved it.
 
 ``--against DIR`` measures another checkout the same way (``git worktree add
 /tmp/before <rev>``), with the same spans, and reports the ratio. Before the
@@ -47,6 +53,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -160,32 +167,45 @@ def collected(output: str) -> int:
     return int(found.group(1))
 
 
-def serve_instructions(requests: int) -> int:
-    """Instructions of a whole ``agentprom serve`` (this checkout, default configuration) under
+def serve_instructions(requests: int, target: str = "agentprom") -> int:
+    """Instructions of a whole ``agentprom serve`` (this checkout, default configuration), or of
+    ``rotel-agent`` with its blackhole exporter (``target="rotel"``: bench/ingest.py's), under
     callgrind that is sent ``requests`` of bench/ingest.py's requests over OTLP/gRPC, four at a
     time, and then stopped with SIGTERM."""
     import grpc
+    from ingest import start_rotel
     from workload import GRPC_EXPORT, SidecarProcess, request_bytes, with_trace_ids
 
     body = request_bytes()
-    sidecar = SidecarProcess(prefix=["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"],
-                             ready_seconds=600, env={"PYTHONHASHSEED": "0"})
-    try:
-        with grpc.insecure_channel(sidecar.grpc, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
-            export = channel.unary_unary(GRPC_EXPORT)
-            with ThreadPoolExecutor(4) as pool:
-                list(pool.map(lambda i: export(with_trace_ids(body, (0x6000 + i).to_bytes(8, "big")), timeout=600),
-                              range(requests)))
-    finally:
-        log = sidecar.stop(grace=600).decode(errors="replace")
+    valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    with tempfile.TemporaryDirectory() as workdir, tempfile.TemporaryFile() as output:
+        if target == "rotel":
+            proc, address = start_rotel(workdir, tuple(valgrind), output, ready_seconds=600)
+        else:
+            sidecar = SidecarProcess(prefix=valgrind, ready_seconds=600, env={"PYTHONHASHSEED": "0"})
+            address = sidecar.grpc
+        try:
+            with grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+                export = channel.unary_unary(GRPC_EXPORT)
+                with ThreadPoolExecutor(4) as pool:
+                    list(pool.map(lambda i: export(with_trace_ids(body, (0x6000 + i).to_bytes(8, "big")),
+                                                   timeout=600), range(requests)))
+        finally:
+            if target == "rotel":
+                proc.terminate()
+                proc.wait(600)
+                output.seek(0)
+                log = output.read().decode(errors="replace")
+            else:
+                log = sidecar.stop(grace=600).decode(errors="replace")
     return collected(log)
 
 
-def serve_per_span(requests: int) -> float:
+def serve_per_span(requests: int, target: str = "agentprom") -> float:
     """``serve_instructions`` of ``requests`` minus that of none, per span: start-up, shutdown and
     the idle loop's housekeeping (a little more of it while requests are sent) excluded."""
     with ThreadPoolExecutor(2) as pool:
-        full, empty = pool.map(serve_instructions, (requests, 0))
+        full, empty = pool.map(lambda n: serve_instructions(n, target), (requests, 0))
     return (full - empty) / (requests * SPANS_PER_REQUEST)
 
 
@@ -225,6 +245,9 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true",
                         help="with --mode ingest: instructions per span of each stage (decode, classify, counting, "
                              "each listener, the rest): 14 valgrind runs more, one per core at a time")
+    parser.add_argument("--rotel", action="store_true",
+                        help="with --mode serve: count rotel-agent (bench/ingest.py's) the same way, sent the same "
+                             "requests, and report the ratio: bench/ingest.py's CPU ratio without the noise")
     parser.add_argument("--steady", action="store_true",
                         help="with --mode ingest: bounds small enough (STEADY_CONFIG) that most requests find them "
                              "full, so evicting trace trees and observing closed runs are in the count, as in a "
@@ -237,6 +260,8 @@ def main() -> None:
         parser.error("--extra-attributes and --parents-first shape sessions_overhead.py's spans, not --mode ingest's")
     if args.breakdown and args.mode != "ingest":
         parser.error("--breakdown needs --mode ingest")
+    if args.rotel and args.mode != "serve":
+        parser.error("--rotel needs --mode serve")
     if args.steady and args.mode != "ingest":
         parser.error("--steady needs --mode ingest")
     config = STEADY_CONFIG if args.steady else {}
@@ -245,8 +270,13 @@ def main() -> None:
     shape = (400 if args.quick else args.spans, args.extra_attributes, args.parents_first)
     if args.mode == "serve":
         requests = -(-shape[0] // SPANS_PER_REQUEST)
-        print(json.dumps({"bench": "instructions", "mode": "serve", "spans": requests * SPANS_PER_REQUEST,
-                          "instructions_per_span": round(serve_per_span(requests))}))
+        result = {"bench": "instructions", "mode": "serve", "spans": requests * SPANS_PER_REQUEST,
+                  "instructions_per_span": round(serve_per_span(requests))}
+        if args.rotel:
+            theirs = serve_per_span(requests, "rotel")
+            result["rotel"] = {"instructions_per_span": round(theirs)}
+            result["ratio"] = round(result["instructions_per_span"] / theirs, 3)
+        print(json.dumps(result))
         return
     result = {"bench": "instructions", "mode": args.mode, "spans": shape[0],
               "extra_attributes": args.extra_attributes, "parents_first": args.parents_first,

@@ -125,23 +125,27 @@ def test_a_sidecar_that_cannot_start_fails_the_bench_at_once_with_its_log():
     assert time.monotonic() - started < 25
 
 
+@pytest.mark.parametrize("steady", [False, True])
 @pytest.mark.parametrize("part", ["", "decode", "classify", "-counting", "-SpanSessions", "-Runs",
                                   "-Guardrails", "-Evaluations"])
-def test_instructions_ingest_program_runs_every_part(part):
+def test_instructions_ingest_program_runs_every_part(part, steady):
     """bench/instructions.py runs this program under valgrind (not installed here): run it bare, for
-    the whole step and each --breakdown part, so a change it depends on cannot break it unseen."""
+    the whole step and each --breakdown part, with the default bounds and --steady's, so a change it
+    depends on cannot break it unseen."""
     from bench import instructions
 
     mode = f"ingest:{part}" if part else "ingest"
-    out = subprocess.run([sys.executable, "-c", instructions._RUN_INGEST, str(ROOT), mode, "1024", "1024", "0", "0"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    config = json.dumps(instructions.STEADY_CONFIG if steady else {})
+    spans = "3072" if steady else "1024"  # --steady: past its bounds (four requests' worth)
+    out = subprocess.run([sys.executable, "-c", instructions._RUN_INGEST, str(ROOT), mode, spans, spans, "0", "0",
+                          config], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[-1] == "1024"  # the spans built: two requests
+    assert out.stdout.split()[-1] == spans  # the spans built: whole requests
 
 
 def test_instructions_ingest_program_refuses_an_unknown_listener():
     from bench import instructions
 
     out = subprocess.run([sys.executable, "-c", instructions._RUN_INGEST, str(ROOT), "ingest:-Nothing", "512", "512",
-                          "0", "0"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+                          "0", "0", "{}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode != 0 and "no listener 'Nothing'" in out.stderr
