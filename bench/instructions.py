@@ -14,15 +14,17 @@ instructions for the work itself, start-up excluded. Hash seeds and span ids
 are fixed, so a rerun gives the same count to within a few instructions.
 
 ``--mode ingest`` measures what ``bench/ingest.py`` sends instead: its 512-span
-requests (bench/workload.py, each with traces of its own) decoded by the
-decoder in use and consumed by the translator of an App built from the default
-configuration, every listener subscribed as ``agentprom serve`` subscribes
-them; gRPC and the event loop are left out. ``--breakdown`` adds what each stage costs of
-that: decode and classification measured alone, the counting and each listener as what leaving it
-out saves, and the trace context with the translator's own loop as the remainder. ``--steady``
-shrinks the trace context's and the fan-out's bounds to a few requests' worth, so that the count
-includes what a sidecar that has run a while does per span and a short run does not: evicting
-trace trees and observing closed runs.
+requests (bench/workload.py, each with traces of its own) decoded as the
+receiver decodes them (the decoder in use, then the span bounds) and consumed
+by the translator of an App built from the default configuration, every
+listener subscribed as ``agentprom serve`` subscribes them; gRPC and the event
+loop are left out. ``--breakdown`` adds what each stage costs of that: decode
+(with the bounds) and classification measured alone, the counting and each
+listener as what leaving it out saves, and the trace context with the
+translator's own loop as the remainder. ``--steady`` shrinks the trace
+context's and the fan-out's bounds to a few requests' worth, so that the count
+includes what a sidecar that has run a while does per span and a short run
+does not: evicting trace trees and observing closed runs.
 
 ``--mode serve`` counts the whole sidecar instead: ``agentprom serve`` under valgrind, sent those
 requests over OTLP/gRPC four at a time and stopped with SIGTERM, against one sent none (both at
@@ -106,7 +108,14 @@ from agentprom.receiver.decode import decode_traces
 body = workload.request_bytes()
 requests = -(-n // workload.SPANS_PER_REQUEST)
 bodies = [workload.with_trace_ids(body, (0x5000 + i).to_bytes(8, "big")) for i in range(requests)]
-translator = App(validate(config), ManualClock()).translator
+app = App(validate(config), ManualClock())
+translator = app.translator
+try:  # as the receiver decodes: the decoder in use, then the span bounds (TraceDecoder)
+    from agentprom.receiver.ingest import PROTOBUF
+    decoder = app.ingest.decoder
+    decode_traces = lambda data: decoder(data, PROTOBUF)
+except (ImportError, AttributeError):
+    pass
 if part == "-counting":
     translator.record = lambda *args: None
 elif part.startswith("-"):

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from agentprom.conventions.classify import cost_amount, span_kind, token_count
 from agentprom.conventions.profile import COST_KEYS, TOKEN_KEYS
 from agentprom.model import Kind, Span
+from agentprom.receiver.decode import bounds_suspects as _suspects
 from agentprom.sampling import SamplingWeights
 
 if TYPE_CHECKING:
@@ -90,8 +91,11 @@ class SpanBounds:
         one comparison per amount it carries."""
         amount_keys, bound_of, beyond = self._amount_keys, self._bound_of, self._beyond
         weigh_attribute, weigh, max_weight = self._weigh_attribute, self._weights.weight, self.limits.max_adjusted_count
+        spans = batch.spans
+        if _suspects is not None:  # compiled: passes the spans this loop would pass at its first look
+            spans = _suspects(spans, amount_keys, bound_of, weigh_attribute)
         refused: list[tuple[Span, str]] | None = None
-        for span in batch.spans:
+        for span in spans:
             attrs = span.attributes
             reason = None
             if not attrs.keys().isdisjoint(amount_keys):  # looks up the keys, not every attribute

@@ -26,7 +26,9 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 
-from agentprom._slots cimport allocated, fill_slot, slot_offsets
+from cpython.dict cimport PyDict_Next
+
+from agentprom._slots cimport allocated, fill_slot, read_slot, slot_offsets
 
 cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object)
@@ -1231,6 +1233,46 @@ def schema(descriptor) -> dict:
                 kind = "scalar"
             fields[field.number] = (field.name, kind, _wire_type(field),
                                     field.containing_oneof.name if field.containing_oneof else None)
+    return out
+
+
+# SPAN_FIELDS' indexes of the two fields ``suspects`` reads
+cdef Py_ssize_t F_ATTRIBUTES = SPAN_FIELDS.index("attributes")
+cdef Py_ssize_t F_TRACE_STATE = SPAN_FIELDS.index("trace_state")
+
+
+def suspects(list spans, frozenset amount_keys, dict bound_of, bint weigh_attribute):
+    """The spans that bounds.SpanBounds.check must judge one by one, in order; it passes the others.
+
+    A span passes unjudged when every attribute it has under ``amount_keys`` holds an ``int`` or a
+    ``float`` (those very classes) that is ``<=`` its bound in ``bound_of`` (NaN is not), and its
+    sampling weight cannot be above 1: it has no trace state and weights are not read from an
+    attribute (``weigh_attribute`` false). Spans of another class than model.Span (a subclass could
+    read differently) and attributes that are not a dict are judged too."""
+    cdef list out = []
+    cdef Py_ssize_t pos
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef Py_ssize_t attributes_at = SPAN_OFFSET[F_ATTRIBUTES], trace_state_at = SPAN_OFFSET[F_TRACE_STATE]
+    if not CONFIGURED:
+        raise RuntimeError("agentprom.receiver._wire is not configured")
+    for span in spans:
+        if type(span) is not Span or weigh_attribute or read_slot(span, trace_state_at):
+            out.append(span)
+            continue
+        attributes = read_slot(span, attributes_at)
+        if type(attributes) is not dict:
+            out.append(span)
+            continue
+        pos = 0
+        while PyDict_Next(attributes, &pos, &key, &value):
+            if not PySet_Contains(amount_keys, <object>key):
+                continue
+            amount = <object>value
+            if (type(amount) is int or type(amount) is float) and amount <= bound_of[<object>key]:
+                continue
+            out.append(span)
+            break
     return out
 
 

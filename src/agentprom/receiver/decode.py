@@ -316,6 +316,8 @@ def _compiled() -> Callable[..., Batch] | None:
         key_limit=KNOWN_KEYS_LIMIT, profile=_profile))
     if _wire is None:  # not built, switched off, or a schema the compiled pass does not follow
         return None
+    global bounds_suspects
+    bounds_suspects = _wire.suspects
     compiled = _wire.decode_traces
 
     def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS,
@@ -326,6 +328,9 @@ def _compiled() -> Callable[..., Batch] | None:
     return decode_traces
 
 
+#: the compiled first look of bounds.SpanBounds.check (receiver/_wire.pyx ``suspects``) when the
+#: compiled decoder is in use, else None (the check judges every span)
+bounds_suspects: Callable[..., list[Span]] | None = None
 _decode_compiled = _compiled()
 #: whether ``decode_traces`` is the compiled decoder (read once, at import; ``AGENTPROM_PURE_PYTHON=1`` turns it off)
 COMPILED = _decode_compiled is not None
