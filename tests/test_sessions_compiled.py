@@ -184,7 +184,7 @@ def test_configure_refuses_classes_it_cannot_read_in_place():
 
     def configure(classified=Classified, call=Call):
         _spans.configure(Span, classified, Session, call, ("agent", "llm", "tool"), None, frozenset(), "active", 2,
-                         profile, ("tool_call", "llm_call"), first_str)
+                         profile, ("tool_call", "llm_call"), first_str, None, None, None, "unknown")
 
     try:
         with pytest.raises(ValueError, match="not a slots class"):
@@ -193,3 +193,65 @@ def test_configure_refuses_classes_it_cannot_read_in_place():
             configure(call=SharedList)
     finally:
         assert span_sessions._compiled() is _spans.on_spans  # configured as at import again, whatever happened
+
+
+def _capped_session(fold, log: bool) -> list:
+    """One session of 150 failing tool and LLM calls (distinct names), each below a phase span that never
+    comes: more pending calls and failing names than a session keeps (sessions/book.py MIN_OPEN_STATE),
+    then the same names succeeding (recoveries); the session, its log and its series after it."""
+    clock = ManualClock()
+    store = SeriesStore(clock=clock)
+    config = validate({"sessions": {"max_tool_calls_per_session": 3}})
+    records: list[dict] = []
+    tracker = SessionTracker(store, config.sessions, clock, sink=records.append if log else None)
+    spans, classified = [], []
+    for i in range(300):
+        tool = i % 2 == 0
+        name = f"name-{i % 150}"
+        attributes = ({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name} if tool else
+                      {"gen_ai.operation.name": "chat", "gen_ai.request.model": name, "gen_ai.usage.input_tokens": i})
+        if i % 7 == 0:
+            attributes["agent.retry.attempt"] = 2
+        spans.append(Span(trace_id=b"\x05" * 16, span_id=(0x100 + i).to_bytes(8, "big"), parent_span_id=b"\x01" * 8,
+                          name=name, kind=1, start_ns=10**9 * i, end_ns=10**9 * i + 5, status_code=2 if i < 150 else 0,
+                          attributes={**attributes, "gen_ai.conversation.id": "conv"}, resource={}))
+    for c in classify_spans(spans):
+        c.phase, c.session = (b"\x09" * 8, "p", "plan"), "conv"
+        classified.append(c)
+    random.seed(5)
+    for start in range(0, 300, 50):
+        fold(tracker, spans[start:start + 50], classified[start:start + 50])
+    session = tracker.open["conv"]
+    dropped = dict(session.state_dropped or {})
+    assert dropped.get("pending_calls") and dropped.get("failing_calls") and session.recoveries
+    return [_plain(session), records, sorted((name, labels, getattr(series, "value", None))
+                                             for name, family in store.families.items()
+                                             for labels, series in family.series.items())]
+
+
+@needs_compiled
+@pytest.mark.parametrize("log", [True, False])
+def test_a_session_past_its_caps_is_folded_alike(log):
+    assert _capped_session(span_sessions.fold_spans, log) == _capped_session(span_sessions.SpanSessions.on_spans, log)
+
+
+@needs_compiled
+def test_a_book_with_its_own_add_call_is_called():
+    """The compiled twin of ``SessionBook._add_call`` stands in only for that method: a tracker that
+    changes it gets its own called for every call."""
+    class Tracker(SessionTracker):
+        def _add_call(self, s, call, phase, final):
+            added.append(call.name)
+            super()._add_call(s, call, phase, final)
+
+    added: list[str] = []
+    clock = ManualClock()
+    tracker = Tracker(SeriesStore(clock=clock), validate({}).sessions, clock)
+    span = Span(trace_id=b"\x05" * 16, span_id=b"\x06" * 8, parent_span_id=b"\x01" * 8, name="t", kind=1,
+                start_ns=0, end_ns=5, status_code=0, resource={},
+                attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search",
+                            "gen_ai.conversation.id": "c"})
+    classified = classify_spans([span])
+    classified[0].session = "c"  # as the trace context reads it from gen_ai.conversation.id
+    span_sessions.fold_spans(tracker, [span], classified)
+    assert added == ["search"] and tracker.open["c"].tool_calls == 1

@@ -6,11 +6,13 @@ does, step by step in the same order (tests/test_sessions_compiled.py compares t
 trace forests, session by session and series by series): the per-span loop (which session a span
 belongs to, the session's activity, agent and time span) runs here, reading spans, classifications
 and sessions through their slot offsets (handed over by ``configure``) as the other compiled parts do;
-so is the common part of ``_span_call`` (the call a tool or LLM span made, its ``Call`` written slot by
-slot). Everything else is the tracker's own Python code, called from here: adding the call to its
-session (``_add_call``), a new or joined session, a better-named agent, the span's own attributes and
-events, phase spans, the end of a session and a contained failure. A batch with a span or classification of
-another class goes the Python way.
+so are the common part of ``_span_call`` (the call a tool or LLM span made, its ``Call`` written slot by
+slot) and adding that call to its session (``add_call``, the twin of ``SessionBook._add_call`` and
+``count_call``, used unless the book has a ``_add_call`` of its own). Everything else is the tracker's
+own Python code, called from here: a new or joined session, a better-named agent, the span's own
+attributes and events, phase spans, a call's phase and log record, the counters of a retry, a model
+switch or a recovery, the end of a session and a contained failure. A batch with a span or
+classification of another class goes the Python way.
 """
 
 from cpython.ref cimport PyObject
@@ -27,9 +29,15 @@ CLASSIFIED_FIELDS = ("session", "joins", "kind", "counted", "agent", "own_phase"
 cdef enum:
     C_SESSION, C_JOINS, C_KIND, C_COUNTED, C_AGENT, C_OWN_PHASE, C_TOOL, C_MODEL, C_PROVIDER, C_OK, \
         C_ERROR_TYPE, C_TOKENS, C_COST, C_PHASE, N_CLASSIFIED
-SESSION_FIELDS = ("last_activity", "agent_rank", "start", "last_seen", "status", "phase_by_span")
+SESSION_FIELDS = ("last_activity", "agent_rank", "start", "last_seen", "status", "phase_by_span", "tool_calls",
+                  "tool_errors", "tool_latency_ms", "calls", "calls_dropped", "llm_calls", "llm_errors", "input_tokens",
+                  "output_tokens", "cached_tokens", "cost", "model", "provider", "retries", "escalations",
+                  "last_model", "model_switches", "failing", "recoveries", "pending", "session_id")
 cdef enum:
-    X_LAST_ACTIVITY, X_AGENT_RANK, X_START, X_LAST_SEEN, X_STATUS, X_PHASE_BY_SPAN, N_SESSION
+    X_LAST_ACTIVITY, X_AGENT_RANK, X_START, X_LAST_SEEN, X_STATUS, X_PHASE_BY_SPAN, X_TOOL_CALLS, X_TOOL_ERRORS, \
+        X_TOOL_LATENCY, X_CALLS, X_CALLS_DROPPED, X_LLM_CALLS, X_LLM_ERRORS, X_INPUT, X_OUTPUT, X_CACHED, X_COST, \
+        X_MODEL, X_PROVIDER, X_RETRIES, X_ESCALATIONS, X_LAST_MODEL, X_MODEL_SWITCHES, X_FAILING, X_RECOVERIES, \
+        X_PENDING, X_SESSION_ID, N_SESSION
 #: a Call's fields its constructor takes, in its order; the others (``CALL_DEFAULTS``) start as in any Call
 CALL_GIVEN = ("kind", "name", "agent", "start", "duration_ms", "success", "error_class", "trace_id", "span_id")
 cdef enum:
@@ -38,32 +46,42 @@ cdef enum:
 CALL_SET = ("model", "provider", "input_tokens", "output_tokens", "cached_tokens", "cost", "phase_span")
 cdef enum:
     K_MODEL, K_PROVIDER, K_INPUT, K_OUTPUT, K_CACHED, K_COST, K_PHASE_SPAN, N_SET
+#: read and set by ``add_call`` (the call's own-convention attributes set the first two)
+CALL_MORE = ("attempt", "escalated", "recovered")
+cdef enum:
+    K_ATTEMPT, K_ESCALATED, K_RECOVERED, N_MORE
 
 cdef Py_ssize_t SPAN[N_SPAN]
 cdef Py_ssize_t CLASSIFIED[N_CLASSIFIED]
 cdef Py_ssize_t SESSION[N_SESSION]
 cdef Py_ssize_t CALL_OFFSET[N_GIVEN]
 cdef Py_ssize_t CALL_SET_OFFSET[N_SET]
+cdef Py_ssize_t CALL_MORE_OFFSET[N_MORE]
 #: the offsets of a Call's other fields, and the value each starts with (immutable: shared by every Call)
 cdef list CALL_DEFAULT_OFFSETS = []
 cdef tuple CALL_DEFAULTS = ()
 cdef object Span = None, Classified = None, Session = None, Call = None
 cdef object AGENT, LLM, TOOL, on_spans_python, NOTHING, ACTIVE, STATUS_ERROR, OWN_SPAN_KIND, KIND_SESSION
 cdef object OWN_PHASE_ID, OWN_PHASE_NAME, REQUEST_MODEL, REQUEST_MODEL_KEYS, TOOL_CALL, LLM_CALL, first_str
+cdef object add_call_python, count_in_phase, call_record, UNKNOWN
 
 
 def configure(span, classified, session, call, kinds, python, nothing, active, status_error, profile, call_kinds,
-              read_first_str) -> None:
+              read_first_str, book_add_call, phase_count, record_of_call, unknown) -> None:
     """Take ``model.Span``, ``classify.Classified``, ``sessions.model.Session`` and ``Call``, the kinds
     (agent, LLM, tool), the Python twin, the empty set of found keys, the active status, the error status
-    code, the conventions' profile (conventions/profile.py), the call kinds (tool, LLM) and
-    ``classify.first_str``: ``ValueError`` unless the fields read and written are writable object slots of
-    their classes (slots classes) and a new Call's other fields start with immutable values."""
+    code, the conventions' profile (conventions/profile.py), the call kinds (tool, LLM),
+    ``classify.first_str``, and for adding a call to its session ``SessionBook._add_call`` (its twin is
+    used only for a book that has not changed it), ``book.count_in_phase``, ``records.call_record`` and
+    the unknown model's name: ``ValueError`` unless the fields read and written are writable object
+    slots of their classes (slots classes) and a new Call's other fields start with immutable values."""
     global Span, Classified, Session, Call, AGENT, LLM, TOOL, on_spans_python, NOTHING, ACTIVE, STATUS_ERROR
     global OWN_SPAN_KIND, KIND_SESSION, OWN_PHASE_ID, OWN_PHASE_NAME, REQUEST_MODEL, REQUEST_MODEL_KEYS
     global TOOL_CALL, LLM_CALL, first_str, CALL_DEFAULT_OFFSETS, CALL_DEFAULTS
+    global add_call_python, count_in_phase, call_record, UNKNOWN
     offsets = (slot_offsets(span, SPAN_FIELDS), slot_offsets(classified, CLASSIFIED_FIELDS),
-               slot_offsets(session, SESSION_FIELDS), slot_offsets(call, CALL_GIVEN), slot_offsets(call, CALL_SET))
+               slot_offsets(session, SESSION_FIELDS), slot_offsets(call, CALL_GIVEN), slot_offsets(call, CALL_SET),
+               slot_offsets(call, CALL_MORE))
     if {name for klass in call.__mro__ for name in getattr(klass, "__slots__", ())} != set(call.__slots__):
         raise ValueError("Call has slots of a base class: a new one would not be filled whole")
     others = tuple(name for name in call.__slots__ if name not in CALL_GIVEN)
@@ -80,6 +98,7 @@ def configure(span, classified, session, call, kinds, python, nothing, active, s
     store_offsets(SESSION, N_SESSION, offsets[2])
     store_offsets(CALL_OFFSET, N_GIVEN, offsets[3])
     store_offsets(CALL_SET_OFFSET, N_SET, offsets[4])
+    store_offsets(CALL_MORE_OFFSET, N_MORE, offsets[5])
     CALL_DEFAULT_OFFSETS, CALL_DEFAULTS = default_offsets, defaults
     Span, Classified, Session, Call = span, classified, session, call
     AGENT, LLM, TOOL = kinds
@@ -90,6 +109,7 @@ def configure(span, classified, session, call, kinds, python, nothing, active, s
     REQUEST_MODEL = REQUEST_MODEL_KEYS[0]
     TOOL_CALL, LLM_CALL = call_kinds
     first_str = read_first_str
+    add_call_python, count_in_phase, call_record, UNKNOWN = book_add_call, phase_count, record_of_call, unknown
 
 
 cdef object new_call(object kind, object name, object agent, object start, object duration_ms, object success,
@@ -113,8 +133,84 @@ cdef object new_call(object kind, object name, object agent, object start, objec
     return call
 
 
-cdef span_call(object book, object s, object span, object c, object found, object start, object end):
-    """``SpanSessions._span_call``: the call a tool or LLM span made, added to its session."""
+cdef inline void put(object obj, Py_ssize_t offset, object value) noexcept:
+    put_slot(<PyObject*>obj, offset, value)
+
+
+cdef add_call(object book, object s, object call, object phase, bint final, object max_calls,
+              Py_ssize_t max_pending, object sink):
+    """``SessionBook._add_call`` (and the ``count_call`` it starts with) of a Call made here, step by step:
+    the session's counters and stored calls, a change of model, a retry, a failure or a recovery of the
+    same tool or model, then the call's phase and log record now (``final``, or an ended session) or
+    the session's pending calls until its phase span comes. ``max_calls``, ``max_pending`` and
+    ``sink`` are the book's, read once a batch."""
+    cdef bint is_tool = get(call, CALL_OFFSET[K_KIND]) == TOOL_CALL
+    cdef object success = get(call, CALL_OFFSET[K_SUCCESS]), failed, name, agent, component, key, calls, failing
+    cdef object model
+    failed = not success
+    # count_call
+    if is_tool:
+        put(s, SESSION[X_TOOL_CALLS], get(s, SESSION[X_TOOL_CALLS]) + 1)
+        put(s, SESSION[X_TOOL_ERRORS], get(s, SESSION[X_TOOL_ERRORS]) + failed)
+        put(s, SESSION[X_TOOL_LATENCY], get(s, SESSION[X_TOOL_LATENCY]) + get(call, CALL_OFFSET[K_DURATION]))
+        if max_calls:
+            calls = get(s, SESSION[X_CALLS])
+            if len(calls) >= max_calls:
+                calls.popleft()
+                put(s, SESSION[X_CALLS_DROPPED], get(s, SESSION[X_CALLS_DROPPED]) + 1)
+            calls.append(call)
+    else:
+        put(s, SESSION[X_LLM_CALLS], get(s, SESSION[X_LLM_CALLS]) + 1)
+        put(s, SESSION[X_LLM_ERRORS], get(s, SESSION[X_LLM_ERRORS]) + failed)
+        put(s, SESSION[X_INPUT], get(s, SESSION[X_INPUT]) + (get(call, CALL_SET_OFFSET[K_INPUT]) or 0))
+        put(s, SESSION[X_OUTPUT], get(s, SESSION[X_OUTPUT]) + (get(call, CALL_SET_OFFSET[K_OUTPUT]) or 0))
+        put(s, SESSION[X_CACHED], get(s, SESSION[X_CACHED]) + (get(call, CALL_SET_OFFSET[K_CACHED]) or 0))
+        put(s, SESSION[X_COST], get(s, SESSION[X_COST]) + (get(call, CALL_SET_OFFSET[K_COST]) or 0.0))
+        model = get(call, CALL_SET_OFFSET[K_MODEL])
+        if model and model != UNKNOWN and not get(s, SESSION[X_MODEL]):
+            put(s, SESSION[X_MODEL], model)
+            put(s, SESSION[X_PROVIDER], get(call, CALL_SET_OFFSET[K_PROVIDER]))
+    put(s, SESSION[X_RETRIES], get(s, SESSION[X_RETRIES]) + (get(call, CALL_MORE_OFFSET[K_ATTEMPT]) > 1))
+    put(s, SESSION[X_ESCALATIONS], get(s, SESSION[X_ESCALATIONS]) + get(call, CALL_MORE_OFFSET[K_ESCALATED]))
+    # the rest of _add_call
+    component = "tool" if is_tool else "llm"
+    name, agent = get(call, CALL_OFFSET[K_NAME]), get(call, CALL_OFFSET[K_AGENT])
+    if not is_tool and name:
+        if get(s, SESSION[X_LAST_MODEL]) is not None and name != get(s, SESSION[X_LAST_MODEL]):
+            put(s, SESSION[X_MODEL_SWITCHES], get(s, SESSION[X_MODEL_SWITCHES]) + 1)
+            book._m_model_switches.inc((agent,))
+        put(s, SESSION[X_LAST_MODEL], name)
+    if get(call, CALL_MORE_OFFSET[K_ATTEMPT]) > 1:
+        book._m_retries.inc((agent, name if is_tool else "llm:" + name))
+    if get(s, SESSION[X_STATUS]) == ACTIVE:
+        failing = get(s, SESSION[X_FAILING])
+        if not success:
+            key = (component, name)
+            if len(failing) < max_pending:
+                failing.add(key)
+            elif key not in failing:
+                book._dropped(s, "failing_calls")
+        elif failing and (component, name) in failing:
+            failing.discard((component, name))
+            put(call, CALL_MORE_OFFSET[K_RECOVERED], True)
+            put(s, SESSION[X_RECOVERIES], get(s, SESSION[X_RECOVERIES]) + 1)
+            book._m_recoveries.inc((agent, component))
+    if final or get(s, SESSION[X_STATUS]) != ACTIVE:
+        if phase is not None:
+            count_in_phase(phase, call)
+        if sink is not None:
+            sink(call_record(call, get(s, SESSION[X_SESSION_ID])))
+        return
+    if len(get(s, SESSION[X_PENDING])) >= max_pending:
+        book._attribute(s, get(s, SESSION[X_PENDING]).pop(0), None)  # out of room: the oldest goes without a phase
+        book._dropped(s, "pending_calls")
+    get(s, SESSION[X_PENDING]).append(call)
+
+
+cdef span_call(object book, object s, object span, object c, object found, object start, object end, bint twin,
+               object max_calls, Py_ssize_t max_pending, object sink):
+    """``SpanSessions._span_call``: the call a tool or LLM span made, added to its session (by
+    ``add_call`` when ``twin``: the book's ``_add_call`` is SessionBook's)."""
     cdef object attrs = get(span, SPAN[S_ATTRIBUTES]), name, call, tokens, phase_key, phase, phase_span
     cdef bint is_tool = get(c, CLASSIFIED[C_KIND]) is TOOL, final
     # An LLM call is identified by the model it asked for (span_sessions.py says why)
@@ -148,7 +244,10 @@ cdef span_call(object book, object s, object span, object c, object found, objec
         final = phase is not None
     else:
         phase, final = None, True
-    book._add_call(s, call, phase, final)
+    if twin:
+        add_call(book, s, call, phase, final, max_calls, max_pending, sink)
+    else:
+        book._add_call(s, call, phase, final)
 
 
 def on_spans(book, spans, classified):
@@ -159,6 +258,10 @@ def on_spans(book, spans, classified):
     agent_key_0, agent_key_1 = book._agent_key_0, book._agent_key_1
     now = book.store.now
     sink = book.sink
+    # the twin of _add_call stands in for the book's own only if the book has not changed it
+    cdef bint twin = getattr(type(book), "_add_call", None) is add_call_python
+    cdef object max_calls = book._max_calls if twin else None
+    cdef Py_ssize_t max_pending = book._max_pending if twin else 0
     cdef object trace_id = None, trace_session = None  # the last trace-id session's id
     cdef object span, c, attrs, found, session_id, kind, s, rank, start, end, own_phase, held_trace
     cdef bint keyed
@@ -211,7 +314,7 @@ def on_spans(book, spans, classified):
 
             # an outer LLM call (the trace context found the request's own span below it) is no call
             if kind is TOOL or (kind is LLM and get(c, CLASSIFIED[C_COUNTED])):
-                span_call(book, s, span, c, found, start, end)
+                span_call(book, s, span, c, found, start, end, twin, max_calls, max_pending, sink)
             elif kind is AGENT and get(c, CLASSIFIED[C_COUNTED]) and sink is not None:
                 book._invocation(s, span, c, start, end)
             else:

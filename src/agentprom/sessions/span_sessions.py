@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from agentprom.compiled import extension
 from agentprom.conventions import profile as P
-from agentprom.conventions.classify import Classified, first_str
+from agentprom.conventions.classify import UNKNOWN, Classified, first_str
 from agentprom.model import STATUS_ERROR, Kind, Span
 from agentprom.sessions import records as R
-from agentprom.sessions.book import SessionBook
+from agentprom.sessions.book import SessionBook, count_in_phase
 from agentprom.sessions.model import ACTIVE, COMPLETED, END_STATUSES, FAILED, LLM_CALL, TOOL_CALL, Call, Phase, Session
 
 if TYPE_CHECKING:
@@ -318,7 +318,7 @@ def _compiled() -> Callable[[SpanSessions, Sequence[Span], Sequence[Classified]]
     off with ``AGENTPROM_PURE_PYTHON=1``, else None."""
     _spans = extension("agentprom.sessions._spans", lambda module: module.configure(
         Span, Classified, Session, Call, (AGENT, LLM, TOOL), SpanSessions.on_spans, _NOTHING, ACTIVE, STATUS_ERROR,
-        P, (TOOL_CALL, LLM_CALL), first_str))
+        P, (TOOL_CALL, LLM_CALL), first_str, SessionBook._add_call, count_in_phase, R.call_record, UNKNOWN))
     return _spans.on_spans if _spans is not None else None
 
 
