@@ -8,6 +8,7 @@ import pytest
 
 from agentprom.clock import ManualClock
 from agentprom.config.loader import validate
+from agentprom.context.resolved import Resolved
 from agentprom.context.stage import TraceContext
 from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import STATUS_ERROR, Span
@@ -183,3 +184,69 @@ def test_sampling_weight_scales_the_runs_observed():
     rig.send([rig.chat(1, root), root])
     rig.runs.drain()
     assert rig.histogram("agent_invocation_llm_calls", "a", "own") == (2, 2)
+
+
+def _observed(hold: bool, seed: int) -> list:
+    """Random runs of many agents (sub-agents, sampled weights) observed through ``Runs`` with its held
+    series (``hold``) or with every series looked up (its cache emptied before each use), across series
+    expiry and a series limit that sends some agents' runs to the overflow series; every series after."""
+    import random
+
+    from agentprom.metrics.series_store import StoreLimits
+
+    rng = random.Random(seed)
+    clock = ManualClock()
+    store = SeriesStore(StoreLimits(max_series_per_metric=12, series_ttl_seconds=30.0), clock=clock)
+    runs = Runs(store, clock, 1.0, 50)
+    if not hold:
+        runs._held.max_entries = 0  # emptied at every use: each run takes Family.observe's way
+    for round_ in range(40):
+        spans, classified = [], []
+        for run in range(rng.randrange(1, 20)):
+            trace = rng.randbytes(16)
+            agent = f"agent-{rng.randrange(9)}"
+            invocation = rng.randbytes(8)
+            weight = rng.choice([1, 1, 1, 4, 0.5])
+            for _ in range(rng.randrange(0, 6)):
+                c = _classified("llm" if rng.random() < 0.6 else "tool", agent, invocation, weight,
+                                tokens={"input": rng.randrange(100), "output": rng.randrange(50)},
+                                cost=rng.choice([None, 0.01, 0.2]))
+                spans.append(_settled(trace, rng.randbytes(8)))
+                classified.append(c)
+            spans.append(_settled(trace, invocation, end_ns=rng.randrange(10**12)))
+            classified.append(_classified("agent", agent, None, weight))
+        resolved = Resolved()
+        resolved.settled_spans, resolved.settled = spans, classified
+        runs.on_resolved(resolved)
+        clock.advance(rng.choice([0.5, 2.0, 31.0]))
+        store.tick()
+        if rng.random() < 0.3:
+            store.expire()
+        runs.expire()
+    runs.drain()
+    return sorted((name, labels, list(series.counts), repr(series.sum), series.updated)
+                  for name, family in store.families.items() if name.startswith("agent_invocation_")
+                  for labels, series in [*family.series.items(), (("<overflow>",), family.overflow)]
+                  if series is not None)
+
+
+def _classified(kind: str, agent: str, invocation, weight, tokens=None, cost=None):
+    from agentprom.conventions.classify import Classified
+    from agentprom.model import Kind
+
+    c = Classified(Kind(kind), agent, True, "")
+    c.invocation, c.weight, c.cost = invocation, weight, cost
+    if tokens:
+        c.tokens.update(tokens)
+    return c
+
+
+def _settled(trace: bytes, span_id: bytes, end_ns: int = 0) -> Span:
+    return Span(trace, span_id, b"", "s", 1, 0, end_ns, 0, {}, {})
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_runs_observed_through_held_series_leave_every_series_as_looked_up_ones(seed):
+    held = _observed(True, seed)
+    assert held == _observed(False, seed)
+    assert any(labels == ("<overflow>",) and sum(counts) for _name, labels, counts, _sum, _at in held)

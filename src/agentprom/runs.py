@@ -28,12 +28,14 @@ Concurrency: owned by the event loop; no method awaits. Time comes from the inje
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import OrderedDict
 
 from agentprom.clock import Clock
 from agentprom.conventions import profile as P
 from agentprom.context.resolved import Resolved
-from agentprom.metrics.series_store import SeriesStore
+from agentprom.metrics.handles import Handles
+from agentprom.metrics.series_store import Family, SeriesStore
 from agentprom.model import Kind
 
 LLM, TOOL, AGENT, OTHER = Kind.LLM, Kind.TOOL, Kind.AGENT, Kind.OTHER
@@ -42,6 +44,17 @@ OWN, ALL = "own", "all"
 #: when each is observed: indexes + 4); the run's own loop-cycle spans
 _EMPTY = (0, 0, 0, 0.0, 0, 0, 0, 0.0, 0)
 _OPERATION = P.GENAI_OPERATION
+#: what a run is observed in: each family and its scope label (None: the family has none)
+_SERIES = (
+    ("agent_invocation_llm_calls", OWN), ("agent_invocation_tool_calls", OWN), ("agent_invocation_tokens", OWN),
+    ("agent_invocation_cost_usd", OWN), ("agent_invocation_llm_calls", ALL), ("agent_invocation_tool_calls", ALL),
+    ("agent_invocation_tokens", ALL), ("agent_invocation_cost_usd", ALL), ("agent_invocation_cycles", None),
+)
+
+
+def _labels(agent: str) -> list[tuple[str, ...]]:
+    """The label tuples of an agent's run series, in _SERIES order."""
+    return [(agent,) if scope is None else (agent, scope) for _name, scope in _SERIES]
 
 
 class Runs:
@@ -61,11 +74,14 @@ class Runs:
         #: runs observed lately, oldest first (bounded): a call of one of them is late, not a new run
         self.observed: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
         f = store.families
-        self._llm = f["agent_invocation_llm_calls"]
-        self._tools = f["agent_invocation_tool_calls"]
-        self._tokens = f["agent_invocation_tokens"]
-        self._cost = f["agent_invocation_cost_usd"]
-        self._cycles = f["agent_invocation_cycles"]
+        self._store = store
+        #: the families observed once a run, in _SERIES order, and their buckets
+        self._families = tuple(f[name] for name, _scope in _SERIES)
+        self._buckets = tuple(family.buckets for family in self._families)
+        #: whether every one of them observes as Family does (what the held path repeats)
+        self._plain = all(type(family).observe is Family.observe for family in self._families)
+        #: agent -> the series a run of it is observed in (_SERIES order), held while the store keeps them
+        self._held = Handles(store)
         self._missed = f["agentprom_fanout_missed_total"]
 
     def on_resolved(self, resolved: Resolved) -> None:
@@ -168,17 +184,26 @@ class Runs:
         tally = self.tallies.pop(key, None) or list(_EMPTY)
         llm, tools, tokens, cost, sub_llm, sub_tools, sub_tokens, sub_cost, cycles = tally
         llm_all, tools_all, tokens_all, cost_all = llm + sub_llm, tools + sub_tools, tokens + sub_tokens, cost + sub_cost
-        own, every = (agent, OWN), (agent, ALL)  # the two scopes, spelled out: once per run
-        self._llm.observe(own, llm, None, weight)
-        self._tools.observe(own, tools, None, weight)
-        self._tokens.observe(own, tokens, None, weight)
-        self._cost.observe(own, cost, None, weight)
-        self._llm.observe(every, llm_all, None, weight)
-        self._tools.observe(every, tools_all, None, weight)
-        self._tokens.observe(every, tokens_all, None, weight)
-        self._cost.observe(every, cost_all, None, weight)
-        # reasoning cycles: the framework's loop-cycle spans where it has them, else the run's LLM calls
-        self._cycles.observe((agent,), cycles or llm, None, weight)
+        # in _SERIES order; reasoning cycles: the framework's loop-cycle spans where it has them, else the
+        # run's LLM calls
+        values = (llm, tools, tokens, cost, llm_all, tools_all, tokens_all, cost_all, cycles or llm)
+        held = self._held.current()
+        row = held.get(agent)
+        if row is not None:  # Family.observe's steps on series held (no exemplars): the per-run path
+            now = self._store.now
+            for series, buckets, value in zip(row, self._buckets, values):
+                series.counts[bisect_left(buckets, value)] += weight
+                series.sum += value * weight
+                series.updated = now
+                series.text = series.om = None
+        else:
+            rows = list(zip(self._families, _labels(agent)))
+            for (family, labels), value in zip(rows, values):
+                family.observe(labels, value, None, weight)
+            # held from now on if each family stores the series under these labels (not an overflow series)
+            found = tuple(family.series.get(labels) for family, labels in rows)
+            if None not in found and self._plain:
+                held[agent] = found
         if caller is not None:  # the sub-agent's whole run is part of its caller's
             above = self._tally(caller, llm_all + tools_all)
             if above is not None:
