@@ -1,10 +1,12 @@
 """Whether to use a compiled part: its extension module when built, unless the Python paths are asked for.
 
 The compiled parts are twins of Python code, each making exactly what its twin makes
-(receiver/_wire.pyx of decode.py's decoder, conventions/_classify.pyx of classify.py's batch
-classification, context/_batch.pyx of the trace context's batch path in batch.py, sessions/_spans.pyx
-of the session tracker's span loop). The install builds them where a C compiler is found; ``AGENTPROM_PURE_PYTHON=1`` in the environment, read when
-the twin's module is imported, keeps the Python paths.
+(receiver/_wire.pyx of decode.py's decoder and of the first look of bounds.py's span bounds,
+conventions/_classify.pyx of classify.py's batch classification, context/_batch.pyx of the trace
+context's batch path in batch.py, sessions/_spans.pyx of the session tracker's span loop and of
+adding a call to its session). The install builds them where a C compiler is found;
+``AGENTPROM_PURE_PYTHON=1`` in the environment, read when the twin's module is imported, keeps the
+Python paths.
 """
 
 from __future__ import annotations
