@@ -215,7 +215,12 @@ def start_rotel(workdir: str, prefix: tuple[str, ...] = (), output=subprocess.DE
         with socket.create_connection(tuple_address(grpc_address), timeout=0.5):
             return True
 
-    wait_until(listening, ready_seconds, "rotel listening")
+    try:
+        wait_until(listening, ready_seconds, "rotel listening")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     return proc, grpc_address
 
 

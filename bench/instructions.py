@@ -114,8 +114,8 @@ try:  # as the receiver decodes: the decoder in use, then the span bounds (Trace
     from agentprom.receiver.ingest import PROTOBUF
     decoder = app.ingest.decoder
     decode_traces = lambda data: decoder(data, PROTOBUF)
-except (ImportError, AttributeError):
-    pass
+except (ImportError, AttributeError):  # a checkout from before it (--against): its decoder alone
+    print("decoding without the span bounds: this checkout's App has no ingest.decoder", file=sys.stderr)
 if part == "-counting":
     translator.record = lambda *args: None
 elif part.startswith("-"):
@@ -202,7 +202,11 @@ def serve_instructions(requests: int, target: str = "agentprom") -> int:
         finally:
             if target == "rotel":
                 proc.terminate()
-                proc.wait(600)
+                try:
+                    proc.wait(600)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
                 output.seek(0)
                 log = output.read().decode(errors="replace")
             else:

@@ -141,6 +141,7 @@ def test_instructions_ingest_program_runs_every_part(part, steady):
                           config], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == spans  # the spans built: whole requests
+    assert "without the span bounds" not in out.stderr  # decoded as the receiver decodes
 
 
 def test_instructions_ingest_program_refuses_an_unknown_listener():

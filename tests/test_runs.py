@@ -186,10 +186,11 @@ def test_sampling_weight_scales_the_runs_observed():
     assert rig.histogram("agent_invocation_llm_calls", "a", "own") == (2, 2)
 
 
-def _observed(hold: bool, seed: int) -> list:
+def _observed(hold: bool, seed: int) -> tuple[int, list]:
     """Random runs of many agents (sub-agents, sampled weights) observed through ``Runs`` with its held
     series (``hold``) or with every series looked up (its cache emptied before each use), across series
-    expiry and a series limit that sends some agents' runs to the overflow series; every series after."""
+    expiry and a series limit that sends some agents' runs to the overflow series; the most agents whose
+    series were held at once, and every series after."""
     import random
 
     from agentprom.metrics.series_store import StoreLimits
@@ -198,6 +199,7 @@ def _observed(hold: bool, seed: int) -> list:
     clock = ManualClock()
     store = SeriesStore(StoreLimits(max_series_per_metric=12, series_ttl_seconds=30.0), clock=clock)
     runs = Runs(store, clock, 1.0, 50)
+    most_held = 0
     if not hold:
         runs._held.max_entries = 0  # emptied at every use: each run takes Family.observe's way
     for round_ in range(40):
@@ -223,8 +225,9 @@ def _observed(hold: bool, seed: int) -> list:
         if rng.random() < 0.3:
             store.expire()
         runs.expire()
+        most_held = max(most_held, len(runs._held.entries))
     runs.drain()
-    return sorted((name, labels, list(series.counts), repr(series.sum), series.updated)
+    return most_held, sorted((name, labels, list(series.counts), repr(series.sum), series.updated)
                   for name, family in store.families.items() if name.startswith("agent_invocation_")
                   for labels, series in [*family.series.items(), (("<overflow>",), family.overflow)]
                   if series is not None)
@@ -247,6 +250,7 @@ def _settled(trace: bytes, span_id: bytes, end_ns: int = 0) -> Span:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_runs_observed_through_held_series_leave_every_series_as_looked_up_ones(seed):
-    held = _observed(True, seed)
-    assert held == _observed(False, seed)
+    most_held, held = _observed(True, seed)
+    assert most_held > 1  # the held path was taken
+    assert held == _observed(False, seed)[1]
     assert any(labels == ("<overflow>",) and sum(counts) for _name, labels, counts, _sum, _at in held)

@@ -218,9 +218,13 @@ def _capped_session(fold, log: bool) -> list:
     for c in classify_spans(spans):
         c.phase, c.session = (b"\x09" * 8, "p", "plan"), "conv"
         classified.append(c)
-    random.seed(5)
-    for start in range(0, 300, 50):
-        fold(tracker, spans[start:start + 50], classified[start:start + 50])
+    state = random.getstate()
+    random.seed(5)  # phase ids are random (sessions/model.py new_id): the same in both runs
+    try:
+        for start in range(0, 300, 50):
+            fold(tracker, spans[start:start + 50], classified[start:start + 50])
+    finally:
+        random.setstate(state)
     session = tracker.open["conv"]
     dropped = dict(session.state_dropped or {})
     assert dropped.get("pending_calls") and dropped.get("failing_calls") and session.recoveries
@@ -235,18 +239,7 @@ def test_a_session_past_its_caps_is_folded_alike(log):
     assert _capped_session(span_sessions.fold_spans, log) == _capped_session(span_sessions.SpanSessions.on_spans, log)
 
 
-@needs_compiled
-def test_a_book_with_its_own_add_call_is_called():
-    """The compiled twin of ``SessionBook._add_call`` stands in only for that method: a tracker that
-    changes it gets its own called for every call."""
-    class Tracker(SessionTracker):
-        def _add_call(self, s, call, phase, final):
-            added.append(call.name)
-            super()._add_call(s, call, phase, final)
-
-    added: list[str] = []
-    clock = ManualClock()
-    tracker = Tracker(SeriesStore(clock=clock), validate({}).sessions, clock)
+def _one_tool_call(tracker: SessionTracker) -> None:
     span = Span(trace_id=b"\x05" * 16, span_id=b"\x06" * 8, parent_span_id=b"\x01" * 8, name="t", kind=1,
                 start_ns=0, end_ns=5, status_code=0, resource={},
                 attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search",
@@ -254,4 +247,37 @@ def test_a_book_with_its_own_add_call_is_called():
     classified = classify_spans([span])
     classified[0].session = "c"  # as the trace context reads it from gen_ai.conversation.id
     span_sessions.fold_spans(tracker, [span], classified)
+
+
+@needs_compiled
+@pytest.mark.parametrize("where", ["class", "instance"])
+def test_a_book_with_its_own_add_call_is_called(where):
+    """The compiled twin of ``SessionBook._add_call`` stands in only for that method: a tracker that
+    changes it, in its class or on itself, gets its own called for every call."""
+    class Tracker(SessionTracker):
+        def _add_call(self, s, call, phase, final):
+            added.append(call.name)
+            super()._add_call(s, call, phase, final)
+
+    added: list[str] = []
+    clock = ManualClock()
+    tracker = (Tracker if where == "class" else SessionTracker)(SeriesStore(clock=clock), validate({}).sessions, clock)
+    if where == "instance":
+        own = tracker._add_call
+
+        def _add_call(s, call, phase, final):
+            added.append(call.name)
+            own(s, call, phase, final)
+
+        tracker._add_call = _add_call
+    _one_tool_call(tracker)
     assert added == ["search"] and tracker.open["c"].tool_calls == 1
+
+
+@needs_compiled
+def test_caps_beyond_a_machine_integer_are_taken_as_python_takes_them():
+    clock = ManualClock()
+    config = validate({"sessions": {"max_tool_calls_per_session": 2**70}})
+    tracker = SessionTracker(SeriesStore(clock=clock), config.sessions, clock)
+    _one_tool_call(tracker)
+    assert tracker.open["c"].tool_calls == 1 and not tracker.open["c"].state_dropped

@@ -543,3 +543,35 @@ def test_short_strings_come_from_a_bounded_cache_that_never_mixes_them_up():
     body = request(span_bytes(ld(5, b"chat gpt-4o")), span_bytes(ld(5, b"chat gpt-4o")))
     first, second = _wire.decode_traces(body, WANTED_KEYS, NO_LIMITS, WANTED_RESOURCE_KEYS).spans
     assert first.name == "chat gpt-4o" and first.name is second.name
+
+
+def _text_slot(data: bytes) -> int:
+    """The cache slot of ``data`` in the compiled decoder (``fnv`` and ``TEXT_SLOTS`` of _wire.pyx, for
+    ASCII bytes): to put two strings in one slot on purpose."""
+    mask = (1 << 64) - 1
+    h = 1469598103934665603 ^ len(data)
+    i = 0
+    while i + 8 <= len(data):
+        h = ((h ^ int.from_bytes(data[i:i + 8], "little")) * 1099511628211) & mask
+        h ^= h >> 29
+        i += 8
+    for byte in data[i:]:
+        h = ((h ^ byte) * 1099511628211) & mask
+    return h & 4095
+
+
+@needs_compiled
+def test_strings_sharing_a_cache_slot_replace_each_other_and_are_never_mistaken():
+    """A held string that the probe is a prefix of, one that is a prefix of the probe, and one of the
+    same length, each in the probe's slot: every name decodes as itself, and the probe in between
+    replaced the held string (so they did share the slot)."""
+    base = b"chat gpt-4o"
+    longer = next(base + b"-%d" % i for i in range(10**6) if _text_slot(base + b"-%d" % i) == _text_slot(base))
+    same_length = next(v for v in (b"%011d" % i for i in range(10**6)) if _text_slot(v) == _text_slot(base))
+    assert len(same_length) == len(base)
+    for held, probe in ((longer, base), (base, longer), (same_length, base)):
+        body = request(*(span_bytes(ld(5, name)) for name in (held, probe, held)))
+        spans = _wire.decode_traces(body, WANTED_KEYS, NO_LIMITS, WANTED_RESOURCE_KEYS).spans
+        assert [span.name for span in spans] == [held.decode(), probe.decode(), held.decode()]
+        assert spans[0].name is not spans[2].name  # the probe took the slot in between
+        assert_same(body)

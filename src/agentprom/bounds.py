@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 from agentprom.conventions.classify import cost_amount, span_kind, token_count
 from agentprom.conventions.profile import COST_KEYS, TOKEN_KEYS
 from agentprom.model import Kind, Span
-from agentprom.receiver.decode import bounds_suspects as _suspects
 from agentprom.sampling import SamplingWeights
 
 if TYPE_CHECKING:
@@ -85,15 +84,17 @@ class SpanBounds:
         self._weights = weights
         self._weigh_attribute = bool(weights.probability_attribute)
 
-    def check(self, batch: Batch) -> None:
+    def check(self, batch: Batch, first_look: Callable[..., list[Span]] | None = None) -> None:
         """Remove out-of-range spans from ``batch.spans`` and count them by reason. The hot path:
         a span without amounts costs one ``isdisjoint`` over its kept attribute keys, an LLM span
-        one comparison per amount it carries."""
+        one comparison per amount it carries. ``first_look`` (the receiver's compiled one,
+        receiver/_wire.pyx ``suspects``) passes the spans this loop would pass at its first look
+        and returns the others, which the loop judges."""
         amount_keys, bound_of, beyond = self._amount_keys, self._bound_of, self._beyond
         weigh_attribute, weigh, max_weight = self._weigh_attribute, self._weights.weight, self.limits.max_adjusted_count
         spans = batch.spans
-        if _suspects is not None:  # compiled: passes the spans this loop would pass at its first look
-            spans = _suspects(spans, amount_keys, bound_of, weigh_attribute)
+        if first_look is not None:
+            spans = first_look(spans, amount_keys, bound_of, weigh_attribute)
         refused: list[tuple[Span, str]] | None = None
         for span in spans:
             attrs = span.attributes

@@ -16,7 +16,12 @@ common and resource protos it imports), read once by ``configure``; a schema thi
 follow (packed or proto2 fields) makes ``configure`` fail and decode.py keeps the Python path.
 
 Kept values are read in a second, shallow walk of the few attributes and events kept, once the
-whole message they sit in has been checked.
+whole message they sit in has been checked. Short ASCII strings come from a small cache of the ones
+made last (``text``), since a request's names and values repeat.
+
+Beside the pass, ``suspects`` is the compiled first look of the span bounds that the receiver
+applies right after decoding (bounds.SpanBounds.check): it passes the spans whose amounts are plain
+numbers within their bounds and hands the others back to be judged in Python.
 """
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t, int32_t

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from agentprom.bounds import SpanBounds
-from agentprom.receiver.decode import Batch, DecodeError, DecodeLimits, LimitExceeded, decode_traces
+from agentprom.receiver.decode import Batch, DecodeError, DecodeLimits, LimitExceeded, bounds_suspects, decode_traces
 from agentprom.receiver.otlp_json import decode_traces_json
 from agentprom.model import Span
 from agentprom.receiver.decode_worker import LENGTH_BYTES
@@ -67,7 +67,7 @@ class TraceDecoder:
     def __call__(self, body: bytes, encoding: str) -> Batch:
         decode = decode_traces if encoding == PROTOBUF else decode_traces_json
         batch = decode(body, self.wanted_keys, self.limits, self.resource_keys)
-        self.bounds.check(batch)
+        self.bounds.check(batch, bounds_suspects)
         return batch
 
 

@@ -8,7 +8,8 @@ belongs to, the session's activity, agent and time span) runs here, reading span
 and sessions through their slot offsets (handed over by ``configure``) as the other compiled parts do;
 so are the common part of ``_span_call`` (the call a tool or LLM span made, its ``Call`` written slot by
 slot) and adding that call to its session (``add_call``, the twin of ``SessionBook._add_call`` and
-``count_call``, used unless the book has a ``_add_call`` of its own). Everything else is the tracker's
+``count_call``, used unless the book has a ``_add_call`` of its own; it calls the ``count_in_phase``,
+``call_record`` and unknown model name handed to ``configure``, where Python reads book.py's globals). Everything else is the tracker's
 own Python code, called from here: a new or joined session, a better-named agent, the span's own
 attributes and events, phase spans, a call's phase and log record, the counters of a retry, a model
 switch or a recovery, the end of a session and a contained failure. A batch with a span or
@@ -138,7 +139,7 @@ cdef inline void put(object obj, Py_ssize_t offset, object value) noexcept:
 
 
 cdef add_call(object book, object s, object call, object phase, bint final, object max_calls,
-              Py_ssize_t max_pending, object sink):
+              object max_pending, object sink):
     """``SessionBook._add_call`` (and the ``count_call`` it starts with) of a Call made here, step by step:
     the session's counters and stored calls, a change of model, a retry, a failure or a recovery of the
     same tool or model, then the call's phase and log record now (``final``, or an ended session) or
@@ -208,7 +209,7 @@ cdef add_call(object book, object s, object call, object phase, bint final, obje
 
 
 cdef span_call(object book, object s, object span, object c, object found, object start, object end, bint twin,
-               object max_calls, Py_ssize_t max_pending, object sink):
+               object max_calls, object max_pending, object sink):
     """``SpanSessions._span_call``: the call a tool or LLM span made, added to its session (by
     ``add_call`` when ``twin``: the book's ``_add_call`` is SessionBook's)."""
     cdef object attrs = get(span, SPAN[S_ATTRIBUTES]), name, call, tokens, phase_key, phase, phase_span
@@ -258,10 +259,12 @@ def on_spans(book, spans, classified):
     agent_key_0, agent_key_1 = book._agent_key_0, book._agent_key_1
     now = book.store.now
     sink = book.sink
-    # the twin of _add_call stands in for the book's own only if the book has not changed it
-    cdef bint twin = getattr(type(book), "_add_call", None) is add_call_python
+    # the twin of _add_call stands in for the book's own only if neither the book's class nor the book
+    # itself has changed it
+    cdef bint twin = (getattr(type(book), "_add_call", None) is add_call_python
+                      and "_add_call" not in getattr(book, "__dict__", ()))
     cdef object max_calls = book._max_calls if twin else None
-    cdef Py_ssize_t max_pending = book._max_pending if twin else 0
+    cdef object max_pending = book._max_pending if twin else None
     cdef object trace_id = None, trace_session = None  # the last trace-id session's id
     cdef object span, c, attrs, found, session_id, kind, s, rank, start, end, own_phase, held_trace
     cdef bint keyed
