@@ -16,7 +16,7 @@ from agentprom.config.schema import DimensionConfig
 from agentprom.conventions.classify import Classified
 from agentprom.dimensions import with_dimensions
 from agentprom.metrics.catalog import CATALOG
-from agentprom.metrics.handles import Handle, Handles
+from agentprom.metrics.handles import Handle, Handles, put_all
 from agentprom.metrics.series_store import SeriesStore, StoreLimits
 from agentprom.model import Kind
 from agentprom.translator import MAX_HELD_VALUES, Translator
@@ -205,3 +205,39 @@ def test_finish_reasons_a_span_names_cannot_grow_a_handle_without_bound(series_l
     assert state(held[0]) == state(plain[0])
     (llm,) = [h for key, h in held[1]._handles.entries.items() if key[0] == "llm"]
     assert len(llm.finish) == kept
+
+
+def test_put_all_leaves_every_series_as_observe_does():
+    """``put_all`` (a run's fan-out observations, runs.py) against ``Family.observe``: label sets held and
+    not, an overflow series past the series limit, expiry in between, cached lines, sampled weights."""
+    rng = random.Random(7)
+    clocks = [ManualClock(), ManualClock()]
+    stores = [SeriesStore(StoreLimits(max_series_per_metric=10, series_ttl_seconds=30.0), clock) for clock in clocks]
+    names = ("agent_invocation_llm_calls", "agent_invocation_tokens", "agent_invocation_cost_usd",
+             "agent_invocation_cycles")
+    held = Handles(stores[0])
+    taken = 0
+    for _ in range(400):
+        agent = f"agent-{rng.randrange(14)}"
+        labels = ((agent, "own"), (agent, "all"), (agent, "own"), (agent,))
+        values = tuple(rng.choice((0, 1, 3, 250, 0.02, 7.5, 10**6)) for _ in names)
+        weight = rng.choice((1, 1, 2.5, 0.25))
+        if rng.random() < 0.2:
+            for store in stores:
+                mark_rendered(store)
+        entries = held.current()
+        row = entries.get(agent)
+        if row is None:
+            row = entries[agent] = tuple(Handle(stores[0][name], label) for name, label in zip(names, labels))
+        taken += sum(handle.series is not None for handle in row)
+        put_all(row, values, weight)
+        for name, label, value in zip(names, labels, values):
+            stores[1][name].observe(label, value, None, weight)
+        if rng.random() < 0.05:
+            seconds = rng.choice((1.0, 40.0))
+            for clock, store in zip(clocks, stores):
+                clock.advance(seconds)
+                store.tick()
+                store.expire()
+    assert state(stores[0]) == state(stores[1])
+    assert taken > 400 and stores[0]["agent_invocation_llm_calls"].overflow is not None  # both paths taken

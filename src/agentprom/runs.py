@@ -28,14 +28,13 @@ Concurrency: owned by the event loop; no method awaits. Time comes from the inje
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import OrderedDict
 
 from agentprom.clock import Clock
 from agentprom.conventions import profile as P
 from agentprom.context.resolved import Resolved
-from agentprom.metrics.handles import Handles
-from agentprom.metrics.series_store import Family, SeriesStore
+from agentprom.metrics.handles import Handle, Handles, put_all
+from agentprom.metrics.series_store import SeriesStore
 from agentprom.model import Kind
 
 LLM, TOOL, AGENT, OTHER = Kind.LLM, Kind.TOOL, Kind.AGENT, Kind.OTHER
@@ -74,13 +73,9 @@ class Runs:
         #: runs observed lately, oldest first (bounded): a call of one of them is late, not a new run
         self.observed: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
         f = store.families
-        self._store = store
-        #: the families observed once a run, in _SERIES order, and their buckets
+        #: the families observed once a run, in _SERIES order
         self._families = tuple(f[name] for name, _scope in _SERIES)
-        self._buckets = tuple(family.buckets for family in self._families)
-        #: whether every one of them observes as Family does (what the held path repeats)
-        self._plain = all(type(family).observe is Family.observe for family in self._families)
-        #: agent -> the series a run of it is observed in (_SERIES order), held while the store keeps them
+        #: agent -> the handles of the series a run of it is observed in (_SERIES order; metrics/handles.py)
         self._held = Handles(store)
         self._missed = f["agentprom_fanout_missed_total"]
 
@@ -189,21 +184,9 @@ class Runs:
         values = (llm, tools, tokens, cost, llm_all, tools_all, tokens_all, cost_all, cycles or llm)
         held = self._held.current()
         row = held.get(agent)
-        if row is not None:  # Family.observe's steps on series held (no exemplars): the per-run path
-            now = self._store.now
-            for series, buckets, value in zip(row, self._buckets, values):
-                series.counts[bisect_left(buckets, value)] += weight
-                series.sum += value * weight
-                series.updated = now
-                series.text = series.om = None
-        else:
-            rows = list(zip(self._families, _labels(agent)))
-            for (family, labels), value in zip(rows, values):
-                family.observe(labels, value, None, weight)
-            # held from now on if each family stores the series under these labels (not an overflow series)
-            found = tuple(family.series.get(labels) for family, labels in rows)
-            if None not in found and self._plain:
-                held[agent] = found
+        if row is None:  # the first run of this agent since the store last let a series go
+            row = held[agent] = tuple(Handle(family, labels) for family, labels in zip(self._families, _labels(agent)))
+        put_all(row, values, weight)
         if caller is not None:  # the sub-agent's whole run is part of its caller's
             above = self._tally(caller, llm_all + tools_all)
             if above is not None:
