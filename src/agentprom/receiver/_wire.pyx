@@ -30,7 +30,6 @@ from libc.stdlib cimport malloc, free
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
-
 from cpython.dict cimport PyDict_Next
 
 from agentprom._slots cimport allocated, fill_slot, read_slot, slot_offsets

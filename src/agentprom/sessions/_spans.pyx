@@ -135,7 +135,13 @@ cdef object new_call(object kind, object name, object agent, object start, objec
 
 
 cdef inline void put(object obj, Py_ssize_t offset, object value) noexcept:
+    """Set a slot of ``obj`` (``put_slot`` for an object)."""
     put_slot(<PyObject*>obj, offset, value)
+
+
+cdef inline add_to(object obj, Py_ssize_t offset, object amount):
+    """``obj.<field> += amount`` for the slot at ``offset`` (a session's counter)."""
+    put(obj, offset, get(obj, offset) + amount)
 
 
 cdef add_call(object book, object s, object call, object phase, bint final, object max_calls,
@@ -151,34 +157,34 @@ cdef add_call(object book, object s, object call, object phase, bint final, obje
     failed = not success
     # count_call
     if is_tool:
-        put(s, SESSION[X_TOOL_CALLS], get(s, SESSION[X_TOOL_CALLS]) + 1)
-        put(s, SESSION[X_TOOL_ERRORS], get(s, SESSION[X_TOOL_ERRORS]) + failed)
-        put(s, SESSION[X_TOOL_LATENCY], get(s, SESSION[X_TOOL_LATENCY]) + get(call, CALL_OFFSET[K_DURATION]))
+        add_to(s, SESSION[X_TOOL_CALLS], 1)
+        add_to(s, SESSION[X_TOOL_ERRORS], failed)
+        add_to(s, SESSION[X_TOOL_LATENCY], get(call, CALL_OFFSET[K_DURATION]))
         if max_calls:
             calls = get(s, SESSION[X_CALLS])
             if len(calls) >= max_calls:
                 calls.popleft()
-                put(s, SESSION[X_CALLS_DROPPED], get(s, SESSION[X_CALLS_DROPPED]) + 1)
+                add_to(s, SESSION[X_CALLS_DROPPED], 1)
             calls.append(call)
     else:
-        put(s, SESSION[X_LLM_CALLS], get(s, SESSION[X_LLM_CALLS]) + 1)
-        put(s, SESSION[X_LLM_ERRORS], get(s, SESSION[X_LLM_ERRORS]) + failed)
-        put(s, SESSION[X_INPUT], get(s, SESSION[X_INPUT]) + (get(call, CALL_SET_OFFSET[K_INPUT]) or 0))
-        put(s, SESSION[X_OUTPUT], get(s, SESSION[X_OUTPUT]) + (get(call, CALL_SET_OFFSET[K_OUTPUT]) or 0))
-        put(s, SESSION[X_CACHED], get(s, SESSION[X_CACHED]) + (get(call, CALL_SET_OFFSET[K_CACHED]) or 0))
-        put(s, SESSION[X_COST], get(s, SESSION[X_COST]) + (get(call, CALL_SET_OFFSET[K_COST]) or 0.0))
+        add_to(s, SESSION[X_LLM_CALLS], 1)
+        add_to(s, SESSION[X_LLM_ERRORS], failed)
+        add_to(s, SESSION[X_INPUT], get(call, CALL_SET_OFFSET[K_INPUT]) or 0)
+        add_to(s, SESSION[X_OUTPUT], get(call, CALL_SET_OFFSET[K_OUTPUT]) or 0)
+        add_to(s, SESSION[X_CACHED], get(call, CALL_SET_OFFSET[K_CACHED]) or 0)
+        add_to(s, SESSION[X_COST], get(call, CALL_SET_OFFSET[K_COST]) or 0.0)
         model = get(call, CALL_SET_OFFSET[K_MODEL])
         if model and model != UNKNOWN and not get(s, SESSION[X_MODEL]):
             put(s, SESSION[X_MODEL], model)
             put(s, SESSION[X_PROVIDER], get(call, CALL_SET_OFFSET[K_PROVIDER]))
-    put(s, SESSION[X_RETRIES], get(s, SESSION[X_RETRIES]) + (get(call, CALL_MORE_OFFSET[K_ATTEMPT]) > 1))
-    put(s, SESSION[X_ESCALATIONS], get(s, SESSION[X_ESCALATIONS]) + get(call, CALL_MORE_OFFSET[K_ESCALATED]))
+    add_to(s, SESSION[X_RETRIES], get(call, CALL_MORE_OFFSET[K_ATTEMPT]) > 1)
+    add_to(s, SESSION[X_ESCALATIONS], get(call, CALL_MORE_OFFSET[K_ESCALATED]))
     # the rest of _add_call
     component = "tool" if is_tool else "llm"
     name, agent = get(call, CALL_OFFSET[K_NAME]), get(call, CALL_OFFSET[K_AGENT])
     if not is_tool and name:
         if get(s, SESSION[X_LAST_MODEL]) is not None and name != get(s, SESSION[X_LAST_MODEL]):
-            put(s, SESSION[X_MODEL_SWITCHES], get(s, SESSION[X_MODEL_SWITCHES]) + 1)
+            add_to(s, SESSION[X_MODEL_SWITCHES], 1)
             book._m_model_switches.inc((agent,))
         put(s, SESSION[X_LAST_MODEL], name)
     if get(call, CALL_MORE_OFFSET[K_ATTEMPT]) > 1:
@@ -194,7 +200,7 @@ cdef add_call(object book, object s, object call, object phase, bint final, obje
         elif failing and (component, name) in failing:
             failing.discard((component, name))
             put(call, CALL_MORE_OFFSET[K_RECOVERED], True)
-            put(s, SESSION[X_RECOVERIES], get(s, SESSION[X_RECOVERIES]) + 1)
+            add_to(s, SESSION[X_RECOVERIES], 1)
             book._m_recoveries.inc((agent, component))
     if final or get(s, SESSION[X_STATUS]) != ACTIVE:
         if phase is not None:
@@ -228,19 +234,19 @@ cdef span_call(object book, object s, object span, object c, object found, objec
         book._call_attributes(call, attrs, found)
     if not is_tool:
         tokens = get(c, CLASSIFIED[C_TOKENS])
-        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_MODEL], get(c, CLASSIFIED[C_MODEL]))
-        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_PROVIDER], get(c, CLASSIFIED[C_PROVIDER]))
-        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_INPUT], tokens.get("input"))
-        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_OUTPUT], tokens.get("output"))
-        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_CACHED], tokens.get("cache_read"))
-        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_COST], get(c, CLASSIFIED[C_COST]))
+        put(call, CALL_SET_OFFSET[K_MODEL], get(c, CLASSIFIED[C_MODEL]))
+        put(call, CALL_SET_OFFSET[K_PROVIDER], get(c, CLASSIFIED[C_PROVIDER]))
+        put(call, CALL_SET_OFFSET[K_INPUT], tokens.get("input"))
+        put(call, CALL_SET_OFFSET[K_OUTPUT], tokens.get("output"))
+        put(call, CALL_SET_OFFSET[K_CACHED], tokens.get("cache_read"))
+        put(call, CALL_SET_OFFSET[K_COST], get(c, CLASSIFIED[C_COST]))
     phase_key = (attrs.get(OWN_PHASE_ID) or attrs.get(OWN_PHASE_NAME)) if found else None
     if phase_key:
         phase, final = book._phase_ref(s, str(phase_key), str(attrs.get(OWN_PHASE_NAME) or phase_key)), True
     elif get(c, CLASSIFIED[C_PHASE]) is not None and get(s, SESSION[X_STATUS]) == ACTIVE:
         # the phase span above usually comes just after (it ends after its children): wait for it
         phase_span = get(c, CLASSIFIED[C_PHASE])[0]
-        put_slot(<PyObject*>call, CALL_SET_OFFSET[K_PHASE_SPAN], phase_span)
+        put(call, CALL_SET_OFFSET[K_PHASE_SPAN], phase_span)
         phase = get(s, SESSION[X_PHASE_BY_SPAN]).get(phase_span)
         final = phase is not None
     else:
@@ -292,7 +298,7 @@ def on_spans(book, spans, classified):
             if s is not None:  # the common case: an open session goes on
                 if type(s) is not Session:
                     raise TypeError(f"an open session is a {type(s).__name__}")
-                put_slot(<PyObject*>s, SESSION[X_LAST_ACTIVITY], now)
+                put(s, SESSION[X_LAST_ACTIVITY], now)
                 open_sessions.move_to_end(session_id)
                 if get(s, SESSION[X_AGENT_RANK]) < 2:  # only a better-named agent can change it
                     rank = 2 if (kind is AGENT and get(c, CLASSIFIED[C_COUNTED])) or agent_key_0 in attrs \
@@ -307,9 +313,9 @@ def on_spans(book, spans, classified):
                     raise TypeError(f"a session is a {type(s).__name__}")
             start, end = get(span, SPAN[S_START]) / 1e9, get(span, SPAN[S_END]) / 1e9
             if get(s, SESSION[X_START]) is None or start < get(s, SESSION[X_START]):
-                put_slot(<PyObject*>s, SESSION[X_START], start)
+                put(s, SESSION[X_START], start)
             if get(s, SESSION[X_LAST_SEEN]) is None or end > get(s, SESSION[X_LAST_SEEN]):
-                put_slot(<PyObject*>s, SESSION[X_LAST_SEEN], end)
+                put(s, SESSION[X_LAST_SEEN], end)
             if found:
                 book._own_attributes(s, attrs, found, get(c, CLASSIFIED[C_AGENT]))
             if get(span, SPAN[S_EVENTS]):
@@ -330,7 +336,7 @@ def on_spans(book, spans, classified):
             if get(s, SESSION[X_STATUS]) != ACTIVE:
                 continue
             if OWN_SPAN_KIND in found and attrs[OWN_SPAN_KIND] == KIND_SESSION:
-                put_slot(<PyObject*>s, SESSION[X_START], start)  # the session span is the session's own time span
+                put(s, SESSION[X_START], start)  # the session span is the session's own time span
                 book._end(s, book._end_status(s, span), end)
             elif not keyed and not get(span, SPAN[S_PARENT_ID]):
                 book._end(s, book._end_status(s, span), end)
