@@ -307,18 +307,18 @@ def traces_from_request(request: Any, wanted: frozenset[str] = WANTED_KEYS, max_
     return batch
 
 
-def _compiled() -> Callable[..., Batch] | None:
-    """The compiled decoder (receiver/_wire.pyx) when it is built and not switched off with
-    ``AGENTPROM_PURE_PYTHON=1``, else None."""
-    _wire = extension("agentprom.receiver._wire", lambda module: module.configure(
+def _extension() -> Any:
+    """The compiled decoder's module (receiver/_wire.pyx), configured, when it is built and not switched
+    off with ``AGENTPROM_PURE_PYTHON=1``; else None (also for a schema the compiled pass does not follow)."""
+    return extension("agentprom.receiver._wire", lambda module: module.configure(
         ExportTraceServiceRequestView.DESCRIPTOR, batch=Batch, span=Span, decode_error=DecodeError,
         spans_refusal=too_many_spans, items_refusal=too_many_items, no_limits=NO_LIMITS, bounded=bounded_text,
         key_limit=KNOWN_KEYS_LIMIT, profile=_profile))
-    if _wire is None:  # not built, switched off, or a schema the compiled pass does not follow
-        return None
-    global bounds_suspects
-    bounds_suspects = _wire.suspects
-    compiled = _wire.decode_traces
+
+
+def _compiled(wire: Any) -> Callable[..., Batch]:
+    """``decode_traces`` through the compiled pass of ``wire``."""
+    compiled = wire.decode_traces
 
     def decode_traces(data: bytes, wanted: frozenset[str] = WANTED_KEYS, limits: DecodeLimits = NO_LIMITS,
                       resource_keys: frozenset[str] = WANTED_RESOURCE_KEYS) -> Batch:
@@ -328,10 +328,11 @@ def _compiled() -> Callable[..., Batch] | None:
     return decode_traces
 
 
+_wire = _extension()
+_decode_compiled = _compiled(_wire) if _wire is not None else None
 #: the compiled first look of bounds.SpanBounds.check (receiver/_wire.pyx ``suspects``) when the
 #: compiled decoder is in use, else None (the check judges every span)
-bounds_suspects: Callable[..., list[Span]] | None = None
-_decode_compiled = _compiled()
+bounds_suspects: Callable[..., list[Span]] | None = _wire.suspects if _wire is not None else None
 #: whether ``decode_traces`` is the compiled decoder (read once, at import; ``AGENTPROM_PURE_PYTHON=1`` turns it off)
 COMPILED = _decode_compiled is not None
 #: the trace decoder in use: the compiled one when built, else ``decode_traces_python``
